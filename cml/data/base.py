@@ -1,0 +1,160 @@
+"""The few-shot data interface every data set implements, and the task sampler.
+
+A data set is a :class:`Splits`: three disjoint :class:`ClassPool` objects (train, val, test). A pool is a
+list of classes; each class is a stack of images, loaded on first use and kept in memory as ``uint8``.
+:class:`TaskSampler` draws N-way K-shot tasks from a pool with its own ``torch.Generator``, so the same
+seed gives the same tasks and nothing reads the global RNG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class DataError(ValueError):
+    """A data set is missing, unreadable or too small for the requested tasks."""
+
+
+class Task(NamedTuple):
+    """One task: ``support = (x, y)`` and ``query = (x, y)``.
+
+    ``x`` is ``(n, C, H, W)`` float in [0, 1] for images, ``(n, 1)`` for regression; ``y`` is ``(n,)`` int64
+    labels in ``[0, ways)`` for classification, ``(n, 1)`` float targets for regression.
+    """
+
+    support: tuple[Tensor, Tensor]
+    query: tuple[Tensor, Tensor]
+
+
+class ClassPool:
+    """A list of classes, each a stack of same-sized ``uint8`` images loaded lazily.
+
+    Args:
+        names: one name per class, used in error messages and records.
+        loaders: one zero-argument callable per class returning ``(n, H, W)`` (grayscale) or ``(n, H, W, C)``
+            ``uint8`` images, already at the pool's image size.
+        source: where the pool comes from (a path or a description), for error messages.
+    """
+
+    def __init__(self, names: Sequence[str], loaders: Sequence[Callable[[], np.ndarray]], source: str) -> None:
+        if len(names) != len(loaders):
+            raise ValueError(f"ClassPool from {source}: {len(names)} names but {len(loaders)} loaders")
+        self.names = list(names)
+        self._loaders = list(loaders)
+        self._cache: dict[int, Tensor] = {}
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def images(self, index: int) -> Tensor:
+        """The images of class ``index`` as a ``(n, C, H, W)`` uint8 tensor (cached after the first call)."""
+        if index not in self._cache:
+            arr = np.asarray(self._loaders[index]())
+            if arr.dtype != np.uint8 or arr.ndim not in (3, 4) or len(arr) == 0:
+                raise DataError(
+                    f"class {self.names[index]!r} of {self.source} loaded as an array of shape {arr.shape} and "
+                    f"dtype {arr.dtype}; expected a non-empty (n, H, W) or (n, H, W, C) uint8 stack"
+                )
+            t = torch.from_numpy(np.ascontiguousarray(arr))
+            t = t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
+            self._cache[index] = t
+        return self._cache[index]
+
+    def count(self, index: int) -> int:
+        """Number of images in class ``index``."""
+        return int(self.images(index).shape[0])
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Three disjoint class pools and a short description of where they come from."""
+
+    train: ClassPool
+    val: ClassPool
+    test: ClassPool
+    description: str
+
+    def __getitem__(self, split: str) -> ClassPool:
+        if split not in ("train", "val", "test"):
+            raise KeyError(f"unknown split {split!r}; expected 'train', 'val' or 'test'")
+        return getattr(self, split)
+
+    def summary(self) -> str:
+        """One line per split: classes and images per class (min-max) — what the CLI prints."""
+        lines = [self.description]
+        for name in ("train", "val", "test"):
+            pool = self[name]
+            counts = [pool.count(i) for i in range(len(pool))]
+            lo, hi = (min(counts), max(counts)) if counts else (0, 0)
+            per = f"{lo}" if lo == hi else f"{lo}-{hi}"
+            lines.append(f"  {name:5s}: {len(pool):5d} classes, {per} images per class, {sum(counts)} images")
+        return "\n".join(lines)
+
+
+class TaskSampler:
+    """Draws N-way K-shot tasks with Q queries per class from a :class:`ClassPool`.
+
+    Args:
+        pool: the classes to draw from.
+        ways, shots, queries: N, K and Q.
+        generator: the sampler's own RNG; the same generator state gives the same tasks.
+        rotations: if True, each drawn class is rotated by a random multiple of 90 degrees, which makes it a
+            new class (the standard Omniglot augmentation; Santoro et al., 2016).
+        split: the split's name, for error messages.
+
+    Raises:
+        DataError: if the pool has fewer than ``ways`` classes or a class has fewer than ``shots + queries``
+            images (checked at construction for the class count, on first draw for the image counts).
+    """
+
+    def __init__(
+        self,
+        pool: ClassPool,
+        ways: int,
+        shots: int,
+        queries: int,
+        generator: torch.Generator,
+        rotations: bool = False,
+        split: str = "?",
+    ) -> None:
+        for label, value in (("ways", ways), ("shots", shots), ("queries", queries)):
+            if value < 1:
+                raise DataError(f"{label} must be at least 1, got {value}")
+        if len(pool) < ways:
+            raise DataError(
+                f"the {split} split of {pool.source} has {len(pool)} classes, fewer than ways={ways}; "
+                f"lower --ways or use a larger data set"
+            )
+        self.pool, self.ways, self.shots, self.queries = pool, ways, shots, queries
+        self.generator, self.rotations, self.split = generator, rotations, split
+
+    def sample(self) -> Task:
+        """One task; images as float32 in [0, 1], labels 0..ways-1 in a random class order."""
+        g = self.generator
+        classes = torch.randperm(len(self.pool), generator=g)[: self.ways].tolist()
+        per_class = self.shots + self.queries
+        xs_s, xs_q = [], []
+        for c in classes:
+            imgs = self.pool.images(c)
+            if imgs.shape[0] < per_class:
+                raise DataError(
+                    f"class {self.pool.names[c]!r} in the {self.split} split of {self.pool.source} has "
+                    f"{imgs.shape[0]} images, fewer than shots + queries = {per_class}; lower --shots or --queries"
+                )
+            idx = torch.randperm(imgs.shape[0], generator=g)[:per_class]
+            x = imgs[idx]  # (shots + queries, C, H, W) uint8
+            if self.rotations:
+                k = int(torch.randint(4, (1,), generator=g))
+                x = torch.rot90(x, k, dims=(2, 3))
+            xs_s.append(x[: self.shots])
+            xs_q.append(x[self.shots :])
+        labels = torch.arange(self.ways)
+        support = (torch.cat(xs_s).float().div_(255.0), labels.repeat_interleave(self.shots))
+        query = (torch.cat(xs_q).float().div_(255.0), labels.repeat_interleave(self.queries))
+        return Task(support, query)
