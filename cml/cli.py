@@ -1,0 +1,258 @@
+"""``python -m cml``: train, evaluate, count parameters, manage data, sweep, report, demo.
+
+Every flag of ``train`` that sets a config field is generated from :class:`cml.config.Config`, so the CLI and
+the config cannot drift apart: ``--inner-lr 0.1`` sets ``inner_lr``, ``--first-order``/``--no-first-order``
+set ``first_order``. A flag left out keeps the preset's value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import METHODS, PRESETS, TASKS, Config, ConfigError, preset
+
+_TYPES = {"int": int, "float": float, "str": str, "str | None": str}
+
+
+def _add_config_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
+    group = p.add_argument_group("config overrides (defaults come from --preset)")
+    for f in dataclasses.fields(Config):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            group.add_argument(flag, dest=f.name, type=_TYPES[f.type], default=None, metavar=f.name.upper())
+
+
+def _config_from_args(args: argparse.Namespace) -> Config:
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+                 if f.name not in ("method", "task") and getattr(args, f.name, None) is not None}
+    return preset(args.preset, args.task, args.method, **overrides)
+
+
+def _run_name(cfg: Config) -> str:
+    return f"{cfg.task}-{cfg.method}-s{cfg.seed}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .trainer import Trainer
+
+    cfg = _config_from_args(args)
+    run_dir = Path(args.out) / (args.name or _run_name(cfg))
+    recorder = None
+    if cfg.record_interval:
+        from analysis.recorders import Recorder
+
+        recorder = Recorder(run_dir)
+    trainer = Trainer(cfg, run_dir, resume=args.resume, recorder=recorder)
+    counts = trainer_counts(trainer)
+    print(f"run folder: {run_dir}\n{counts}", file=sys.stderr)
+    result = trainer.train()
+    if recorder is not None:
+        recorder.finish(trainer)
+    print(format_result(result))
+    return 0
+
+
+def trainer_counts(trainer) -> str:
+    from .models import parameter_counts
+
+    c = parameter_counts(trainer.cfg, trainer.tasks.in_channels)
+    return f"parameters: {c['train']} at train time, {c['test']} at test time (psi {c['psi']}, theta {c['theta']}, phi {c['phi']})"
+
+
+def format_result(r: dict[str, Any]) -> str:
+    if "acc" in r:
+        text = f"{r['method']}: test accuracy {100 * r['acc']:.2f} ± {100 * r['acc_ci95']:.2f}% over {r['tasks']} tasks"
+        if "acc_dagger" in r:
+            text += f"; CML† (phi) {100 * r['acc_dagger']:.2f} ± {100 * r['acc_dagger_ci95']:.2f}%"
+        return text
+    text = f"{r['method']}: test MSE {r['mse']:.4f} ± {r['mse_ci95']:.4f} over {r['tasks']} tasks " \
+           f"(before adaptation {r['mse_before']:.3f})"
+    if "mse_dagger" in r:
+        text += f"; CML† (phi) {r['mse_dagger']:.4f} ± {r['mse_dagger_ci95']:.4f}"
+    return text
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import load_folder_pool
+    from .data.base import DataError, TaskSampler
+    from .sinusoid import SinusoidSampler
+    from .trainer import evaluate, generator, load_model, TaskSource
+
+    model, cfg = load_model(Path(args.run))
+    changes = {k: v for k, v in (("shots", args.shots), ("queries", args.queries), ("test_tasks", args.tasks),
+                                 ("seed", args.seed), ("test_inner_steps", args.inner_steps)) if v is not None}
+    if args.ways is not None and args.ways != cfg.ways and not cfg.is_regression:
+        raise ConfigError(f"--ways {args.ways}: the run's heads were trained for {cfg.ways}-way tasks and have "
+                          f"{cfg.ways} outputs; evaluate with --ways {cfg.ways}")
+    cfg = cfg.replace(progress=not args.no_progress, **changes)
+    gen = generator(cfg.seed, "evaluate")
+    if cfg.is_regression:
+        sampler = SinusoidSampler(cfg.shots, cfg.queries, gen)
+        where = "sinusoid"
+    elif args.data is not None:
+        pool = load_folder_pool(args.data, cfg.image_size)
+        channels = int(pool.images(0).shape[1])
+        expected = int(next(p for n, p in model.named_parameters()).shape[1])
+        if channels != expected:
+            raise DataError(f"{args.data} has {channels}-channel images; the run was trained on {expected}-channel "
+                            f"images")
+        sampler = TaskSampler(pool, cfg.ways, cfg.shots, cfg.queries, gen, split=f"folder {args.data}")
+        where = str(args.data)
+    else:
+        sampler = TaskSource(cfg).sampler("test", gen)
+        where = f"the test split of {cfg.task}"
+    result = evaluate(model, cfg, sampler, cfg.test_tasks, torch.device("cpu"), progress=cfg.progress)
+    result.update(method=cfg.method, task=cfg.task)
+    print(f"{where}, {cfg.ways}-way {cfg.shots}-shot: " + format_result(result))
+    return 0
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    from .models import parameter_counts
+
+    in_channels = 3 if args.task in ("miniimagenet", "cifar-fs", "fc100", "flower") else 1
+    print(f"{'method':12s} {'train':>9s} {'test':>9s}   ({args.preset} preset, {args.task})")
+    for method in METHODS:
+        overrides = {k: getattr(args, k) for k in ("co_learner", "filters", "ways", "image_size", "more_capacity")
+                     if getattr(args, k) is not None}
+        data = None if args.task in ("sinusoid", "fonts") else "-"
+        cfg = preset(args.preset, args.task, method, data=data, **overrides)
+        c = parameter_counts(cfg, in_channels)
+        print(f"{method:12s} {c['train']:9d} {c['test']:9d}")
+        if "test_dagger" in c:
+            print(f"{'cml†':12s} {c['train']:9d} {c['test_dagger']:9d}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from . import data
+
+    if args.data_cmd == "download":
+        if args.name != "omniglot":
+            raise ConfigError(f"only omniglot can be downloaded; {args.name!r} must be obtained by hand "
+                              f"(README, 'Data sets')")
+        from .data.omniglot import download_omniglot
+
+        for path in download_omniglot(args.root):
+            print(path)
+        return 0
+    splits = data.load_splits(args.task, args.data, args.image_size, seed=args.seed)
+    print(splits.summary())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.out), Path(args.report), quick_steps=args.steps)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import run_sweep
+
+    cfg = _config_from_args(args)
+    run_sweep(Path(args.out), cfg, methods=args.methods.split(","), seeds=[int(s) for s in args.seeds.split(",")])
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from figures.report import write_report
+
+    path = write_report([Path(r) for r in args.runs], Path(args.output))
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m cml", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="meta-train one method into a run folder")
+    t.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}")
+    t.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
+    t.add_argument("--preset", default="quick", help=f"one of {', '.join(PRESETS)} (default quick)")
+    t.add_argument("--out", default="runs", help="parent folder of run folders (default runs/)")
+    t.add_argument("--name", help="run folder name (default TASK-METHOD-sSEED)")
+    t.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    _add_config_flags(t, skip=("method", "task"))
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a saved run on its test split or on a folder of class folders")
+    e.add_argument("run", help="a run folder written by train")
+    e.add_argument("--data", help="a folder of class folders (root/<class>/*.png); default: the run's test split")
+    e.add_argument("--ways", type=int)
+    e.add_argument("--shots", type=int)
+    e.add_argument("--queries", type=int)
+    e.add_argument("--tasks", type=int, help="number of test tasks (default: the run's test_tasks)")
+    e.add_argument("--inner-steps", type=int, help="adaptation steps (default: the run's test_inner_steps)")
+    e.add_argument("--seed", type=int)
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("params", help="parameter counts of every method at train and test time")
+    c.add_argument("--task", default="omniglot")
+    c.add_argument("--preset", default="paper")
+    c.add_argument("--co-learner", dest="co_learner")
+    c.add_argument("--more-capacity", dest="more_capacity")
+    c.add_argument("--filters", type=int)
+    c.add_argument("--ways", type=int)
+    c.add_argument("--image-size", dest="image_size", type=int)
+    c.set_defaults(func=cmd_params)
+
+    d = sub.add_parser("data", help="download or describe data sets")
+    dsub = d.add_subparsers(dest="data_cmd", required=True)
+    dl = dsub.add_parser("download", help="download a data set (omniglot), verifying its SHA-256")
+    dl.add_argument("name")
+    dl.add_argument("--root", required=True)
+    info = dsub.add_parser("info", help="classes and images per split")
+    info.add_argument("--task", required=True)
+    info.add_argument("--data")
+    info.add_argument("--image-size", type=int, default=28)
+    info.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_data)
+
+    s = sub.add_parser("sweep", help="methods x seeds on one task into one folder; resumes unfinished runs")
+    s.add_argument("--methods", default="maml,noisy-maml,cml")
+    s.add_argument("--seeds", default="0,1,2")
+    s.add_argument("--task", required=True)
+    s.add_argument("--preset", default="quick")
+    s.add_argument("--out", required=True)
+    s.set_defaults(method="maml")
+    _add_config_flags(s, skip=("method", "task", "seed"))
+    s.set_defaults(func=cmd_sweep)
+
+    r = sub.add_parser("report", help="a multi-page PDF from run or sweep folders")
+    r.add_argument("runs", nargs="+")
+    r.add_argument("-o", "--output", required=True)
+    r.set_defaults(func=cmd_report)
+
+    m = sub.add_parser("demo", help="the README's main job: MAML vs CML on sinusoid and the font data set")
+    m.add_argument("--out", default="runs/demo")
+    m.add_argument("--report", default="reports/demo.pdf")
+    m.add_argument("--steps", type=int, help="override the outer steps of every demo run (for a faster look)")
+    m.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs a command. Errors in the user's input (config, data, run folders) end with a one-line message
+    naming the value and exit status 2; anything else is a bug and keeps its traceback."""
+    from .data.base import DataError
+    from .meta import NonFiniteLossError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, NonFiniteLossError, FileNotFoundError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

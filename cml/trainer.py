@@ -1,0 +1,325 @@
+"""The meta-training loop for every method, with validation, checkpoints, resume and the final test.
+
+The trainer writes records into a run folder (see :mod:`cml.records`); figures read only those records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import Tensor
+
+from . import records
+from .config import Config, ConfigError
+from .data.base import Task, TaskSampler
+from .meta import EvalResult, MetaGradient, NonFiniteLossError, evaluate_tasks, make_backend, meta_gradient
+from .models import MetaModel, build_model, init_parameters, parameter_counts, role_of
+from .sinusoid import SinusoidSampler
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class Sampler(Protocol):
+    def sample(self) -> Task: ...
+
+
+def derive_seed(seed: int, stream: str) -> int:
+    """An independent seed for one named random stream of a run (train tasks, val tasks, noise, ...)."""
+    digest = hashlib.sha256(f"{seed}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def generator(seed: int, stream: str) -> torch.Generator:
+    return torch.Generator().manual_seed(derive_seed(seed, stream))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu or auto")
+    return torch.device(name)
+
+
+def load_splits(cfg: Config):
+    """The data set's train/val/test pools (image tasks); loading errors name the path and what to do."""
+    from .data import load_splits as _load
+
+    return _load(cfg.task, cfg.data, cfg.image_size, seed=cfg.seed, split=cfg.split)
+
+
+class TaskSource:
+    """Makes the samplers of a run: one per split, each with its own generator derived from the seed.
+
+    Args:
+        cfg: the run's config.
+        splits: preloaded data splits (image tasks); loaded from ``cfg`` when None.
+    """
+
+    def __init__(self, cfg: Config, splits=None) -> None:
+        self.cfg = cfg
+        self.splits = None if cfg.is_regression else (splits if splits is not None else load_splits(cfg))
+        if self.splits is not None:
+            for split in ("train", "val", "test"):
+                pool = self.splits[split]
+                if len(pool) < cfg.ways:
+                    # Checked here so that the error comes before any training.
+                    TaskSampler(pool, cfg.ways, cfg.shots, cfg.queries, torch.Generator(), split=split)
+
+    @property
+    def in_channels(self) -> int:
+        if self.splits is None:
+            return 1
+        return int(self.splits.train.images(0).shape[1])
+
+    def sampler(self, split: str, gen: torch.Generator, ways: int | None = None, shots: int | None = None,
+                queries: int | None = None) -> Sampler:
+        cfg = self.cfg
+        shots, queries = shots or cfg.shots, queries or cfg.queries
+        if self.splits is None:
+            return SinusoidSampler(shots, queries, gen)
+        return TaskSampler(self.splits[split], ways or cfg.ways, shots, queries, gen,
+                           rotations=cfg.rotations and split == "train", split=split)
+
+
+def to_device(task: Task, device: torch.device) -> Task:
+    return Task(tuple(t.to(device) for t in task.support), tuple(t.to(device) for t in task.query))
+
+
+def add_noise(grads: dict[str, Tensor], cfg: Config, gen: torch.Generator) -> None:
+    """noisy-maml: Gaussian noise on every parameter's meta-gradient, in place.
+
+    ``absolute``: element std sigma. ``relative``: element std sigma * ||g|| / sqrt(numel), so the noise's
+    expected norm is sigma * ||g|| for each tensor. Drawn on the CPU from the run's own generator, so the
+    same seed gives the same noise on any device.
+    """
+    for name in sorted(grads):
+        g = grads[name]
+        std = cfg.noise_std
+        if cfg.noise_mode == "relative":
+            std = cfg.noise_std * g.norm().item() / math.sqrt(g.numel())
+        g += std * torch.randn(g.shape, generator=gen, dtype=g.dtype).to(g.device)
+
+
+def summarize(cfg: Config, res: EvalResult) -> dict[str, Any]:
+    """Means and 95% normal CIs (1.96 sd / sqrt(n)) over tasks of an evaluation."""
+    from analysis.stats import normal_ci95
+
+    out: dict[str, Any] = {"tasks": len(res.meta_loss)}
+
+    def put(key: str, values: list[float]) -> None:
+        if values:
+            mean, ci = normal_ci95(values)
+            out[key], out[key + "_ci95"] = mean, ci
+
+    if cfg.is_regression:
+        put("mse", res.meta_loss)
+        put("mse_dagger", res.co_loss)
+        put("mse_before", res.pre_loss)
+    else:
+        put("acc", res.meta_acc)
+        put("acc_dagger", res.co_acc)
+        put("loss", res.meta_loss)
+    return out
+
+
+def evaluate(model: MetaModel, cfg: Config, sampler: Sampler, n_tasks: int, device: torch.device,
+             progress: bool = False, desc: str = "eval") -> dict[str, Any]:
+    """Evaluates ``n_tasks`` tasks drawn from ``sampler`` and summarises them (see :func:`summarize`)."""
+    from tqdm.auto import tqdm
+
+    backend = make_backend(cfg.backend, model)
+    params = dict(model.named_parameters())
+    tasks = (to_device(sampler.sample(), device) for _ in range(n_tasks))
+    tasks = tqdm(tasks, total=n_tasks, desc=desc, disable=not progress, leave=False)
+    return summarize(cfg, evaluate_tasks(backend, cfg, params, tasks, cfg.test_inner_steps))
+
+
+class Trainer:
+    """Meta-trains one method into a run folder.
+
+    Args:
+        cfg: the run's config.
+        run_dir: the run folder (created if absent).
+        splits: preloaded data splits, to share one load between runs; loaded from ``cfg`` when None.
+        resume: continue from ``run_dir/checkpoint.pt``. Only ``steps`` may differ from the saved config.
+        recorder: called as ``recorder(trainer, step, meta_gradient)`` on recording steps (learning-dynamics
+            diagnostics); on those steps the meta-gradient carries the meta-learner's part separately.
+    """
+
+    def __init__(self, cfg: Config, run_dir: Path, splits=None, resume: bool = False,
+                 recorder: Callable[["Trainer", int, MetaGradient], None] | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        if resume:
+            cfg = self._check_resume(cfg)
+        elif (self.run_dir / CHECKPOINT).exists():
+            raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it, or "
+                                  f"choose another --out/--name")
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.tasks = TaskSource(cfg, splits)
+        self.model = build_model(cfg, self.tasks.in_channels)
+        init_parameters(self.model, generator(cfg.seed, "init"))
+        self.model.to(self.device)
+        self.backend = make_backend(cfg.backend, self.model)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.meta_lr)
+        self.train_gen = generator(cfg.seed, "train")
+        self.noise_gen = generator(cfg.seed, "noise")
+        self.train_sampler = self.tasks.sampler("train", self.train_gen)
+        self.step = 0
+        self.elapsed = 0.0
+        self.recorder = recorder
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self._load_checkpoint()
+        else:
+            for name in ("metrics.jsonl", "val.jsonl", "dynamics.jsonl"):
+                (self.run_dir / name).unlink(missing_ok=True)
+            cfg.save(self.run_dir / "config.json")
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+
+    def _check_resume(self, cfg: Config) -> Config:
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            raise FileNotFoundError(f"cannot resume: {path} does not exist; train without --resume first")
+        saved = Config.load(self.run_dir / "config.json")
+        diff = {k for k, v in cfg.to_dict().items() if saved.to_dict()[k] != v} - {"steps", "progress"}
+        if diff:
+            raise ConfigError(f"cannot resume {self.run_dir}: {', '.join(sorted(diff))} differ from the saved "
+                              f"config.json; only steps may change on resume")
+        cfg = saved.replace(steps=cfg.steps, progress=cfg.progress)
+        cfg.save(self.run_dir / "config.json")
+        return cfg
+
+    def save_checkpoint(self) -> None:
+        records.atomic_torch_save({
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "train_gen": self.train_gen.get_state(),
+            "noise_gen": self.noise_gen.get_state(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "config": self.cfg.to_dict(),
+        }, self.run_dir / CHECKPOINT)
+
+    def _load_checkpoint(self) -> None:
+        state = load_checkpoint(self.run_dir)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.train_gen.set_state(state["train_gen"])
+        self.noise_gen.set_state(state["noise_gen"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        # Lines written after the checkpoint belong to steps that will be trained again.
+        for name in ("metrics.jsonl", "val.jsonl", "dynamics.jsonl"):
+            path = self.run_dir / name
+            if path.exists():
+                records.truncate_jsonl(path, [r for r in records.read_jsonl(path) if r["step"] <= self.step])
+
+    # -- training ------------------------------------------------------------------------------------
+
+    def outer_step(self, record: bool) -> dict[str, float | None]:
+        """One outer step; returns its scalars (losses, accuracies, the norm of psi's meta-gradient)."""
+        cfg = self.cfg
+        tasks = [to_device(self.train_sampler.sample(), self.device) for _ in range(cfg.meta_batch)]
+        params = dict(self.model.named_parameters())
+        try:
+            mg = meta_gradient(self.backend, cfg, params, tasks, split=record and cfg.has_co_learner)
+        except NonFiniteLossError as e:
+            last = f"the last good checkpoint ({self.run_dir / CHECKPOINT})" if (
+                self.run_dir / CHECKPOINT).exists() else "no checkpoint (none was written yet)"
+            raise NonFiniteLossError(f"{e} at outer step {self.step + 1}; training stopped and kept {last}; "
+                                     f"lower --meta-lr or --inner-lr") from None
+        if record and self.recorder is not None:
+            self.recorder(self, self.step + 1, mg)
+        # Before any noise: the norm of the meta-gradient the method itself produced.
+        psi_norm = math.sqrt(sum(float(g.pow(2).sum()) for n, g in mg.total.items() if role_of(n) == "psi"))
+        if cfg.method == "noisy-maml":
+            add_noise(mg.total, cfg, self.noise_gen)
+        for name, p in self.model.named_parameters():
+            p.grad = mg.total[name]
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"meta_loss": mg.meta_loss, "co_loss": mg.co_loss, "meta_acc": mg.meta_acc, "co_acc": mg.co_acc,
+                "grad_norm_psi": psi_norm}
+
+    def validate(self) -> dict[str, Any]:
+        # Fresh generator each time: every validation sees the same tasks, so curves are comparable.
+        sampler = self.tasks.sampler("val", generator(self.cfg.seed, "val"))
+        return evaluate(self.model, self.cfg, sampler, self.cfg.val_tasks, self.device)
+
+    def train(self) -> dict[str, Any]:
+        """Trains up to ``cfg.steps`` outer steps, then tests; returns the test record (also ``test.json``)."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        window: list[dict[str, float | None]] = []
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.method} {cfg.task}", disable=not cfg.progress)
+        start = time.perf_counter() - self.elapsed
+        while self.step < cfg.steps:
+            record = cfg.record_interval > 0 and (self.step + 1) % cfg.record_interval == 0
+            window.append(self.outer_step(record))
+            self.step += 1
+            self.elapsed = time.perf_counter() - start
+            bar.update(1)
+            if self.step % cfg.log_interval == 0 or self.step == cfg.steps:
+                line = _mean_metrics(window)
+                records.append_jsonl(self.run_dir / "metrics.jsonl", {"step": self.step, "time": self.elapsed, **line})
+                bar.set_postfix({k: f"{v:.3g}" for k, v in line.items() if v is not None})
+                window = []
+            if cfg.val_interval and self.step % cfg.val_interval == 0:
+                records.append_jsonl(self.run_dir / "val.jsonl", {"step": self.step, **self.validate()})
+            if (cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0) or self.step == cfg.steps:
+                self.save_checkpoint()
+        bar.close()
+        if not cfg.val_interval or cfg.steps % cfg.val_interval:
+            records.append_jsonl(self.run_dir / "val.jsonl", {"step": self.step, **self.validate()})
+        return self.test()
+
+    def test(self) -> dict[str, Any]:
+        sampler = self.tasks.sampler("test", generator(self.cfg.seed, "test"))
+        result = evaluate(self.model, self.cfg, sampler, self.cfg.test_tasks, self.device,
+                          progress=self.cfg.progress, desc="test")
+        result.update(step=self.step, method=self.cfg.method, task=self.cfg.task, shots=self.cfg.shots,
+                      ways=None if self.cfg.is_regression else self.cfg.ways,
+                      params=parameter_counts(self.cfg, self.tasks.in_channels), train_time=self.elapsed)
+        records.write_json(self.run_dir / "test.json", result)
+        return result
+
+
+def _mean_metrics(window: list[dict[str, float | None]]) -> dict[str, float | None]:
+    """Means over the steps since the last log line (None where a method has no such quantity)."""
+    out: dict[str, float | None] = {}
+    for key in window[0]:
+        values = [m[key] for m in window if m[key] is not None]
+        out[key] = sum(values) / len(values) if values else None
+    return out
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """A run's checkpoint, loaded with ``weights_only=True`` (no code execution)."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}; is {run_dir} a run folder that finished a step?")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: say which, and what to do
+        raise ValueError(f"cannot read checkpoint {path} ({type(e).__name__}: {e}); it is damaged or not "
+                         f"written by cml") from None
+
+
+def load_model(run_dir: Path, in_channels: int | None = None) -> tuple[MetaModel, Config]:
+    """The trained model and config of a run folder."""
+    state = load_checkpoint(run_dir)
+    cfg = Config.from_dict(state["config"], source=str(Path(run_dir) / CHECKPOINT))
+    if in_channels is None:
+        first = next(v for k, v in state["model"].items() if k.endswith("weight") and v.ndim in (2, 4))
+        in_channels = int(first.shape[1])
+    model = build_model(cfg, in_channels)
+    model.load_state_dict(state["model"])
+    return model, cfg
