@@ -1,0 +1,173 @@
+"""The training loop: learning, determinism, resume, checkpoints, NaN handling and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cml.config import Config, ConfigError, preset
+from cml.data.base import ClassPool, DataError, Splits
+from cml.meta import NonFiniteLossError
+from cml.trainer import CHECKPOINT, Trainer, load_checkpoint, load_model
+from cml import records
+
+
+def sinusoid(method="cml", **kw) -> Config:
+    base = dict(steps=60, meta_batch=5, log_interval=10, val_interval=30, val_tasks=20, test_tasks=50,
+                checkpoint_interval=20, progress=False)
+    return preset("quick", "sinusoid", method, **{**base, **kw})
+
+
+def synthetic_splits(classes=(12, 6, 6), per_class=6, size=16) -> Splits:
+    """Classes are blobs at distinct positions: learnable, and tiny."""
+    rng = np.random.default_rng(0)
+
+    def pool(n, offset):
+        loaders = []
+        for c in range(n):
+            centre = rng.integers(3, size - 3, size=2)
+
+            def load(centre=centre):
+                imgs = np.zeros((per_class, size, size), np.uint8)
+                for i in range(per_class):
+                    y, x = centre + rng.integers(-1, 2, size=2)
+                    imgs[i, y - 2:y + 2, x - 2:x + 2] = 255
+                return imgs
+
+            loaders.append(load)
+        return ClassPool([f"c{offset + c}" for c in range(n)], loaders, "synthetic blobs")
+
+    return Splits(pool(classes[0], 0), pool(classes[1], 100), pool(classes[2], 200), "synthetic")
+
+
+def image_cfg(method="cml", **kw) -> Config:
+    base = dict(task="omniglot", data="synthetic", image_size=16, filters=8, ways=3, shots=1, queries=2, steps=6,
+                meta_batch=2, log_interval=2, val_interval=3, val_tasks=4, test_tasks=6, checkpoint_interval=3,
+                progress=False, co_learner="conv", more_capacity="blocks")
+    if method == "noisy-maml":
+        base["noise_std"] = 0.5
+    return Config(method=method, **{**base, **kw})
+
+
+def metric_lines(run_dir):
+    return [{k: v for k, v in r.items() if k != "time"} for r in records.read_jsonl(run_dir / "metrics.jsonl")]
+
+
+def test_sinusoid_adaptation_beats_the_unadapted_model(tmp_path):
+    result = Trainer(sinusoid(steps=600, meta_batch=10, val_interval=0, test_tasks=400), tmp_path / "run").train()
+    assert result["mse"] < 0.7 * result["mse_before"]
+    assert result["mse"] + result["mse_ci95"] < result["mse_before"] - result["mse_before_ci95"]
+
+
+def test_run_folder_contents_and_weights_only_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    result = Trainer(sinusoid(), run).train()
+    assert Config.load(run / "config.json") == sinusoid()
+    assert [r["step"] for r in records.read_jsonl(run / "metrics.jsonl")] == [10, 20, 30, 40, 50, 60]
+    assert [r["step"] for r in records.read_jsonl(run / "val.jsonl")] == [30, 60]
+    assert json.loads((run / "test.json").read_text())["tasks"] == 50 == result["tasks"]
+    state = torch.load(run / CHECKPOINT, weights_only=True)
+    assert state["step"] == 60 and set(state) >= {"model", "optimizer", "train_gen", "noise_gen", "config"}
+    model, cfg = load_model(run)
+    assert cfg == sinusoid()
+    assert not list(run.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("method", ["cml", "noisy-maml"])
+def test_same_seed_same_numbers_and_other_seed_differs(tmp_path, method):
+    a = Trainer(image_cfg(method), tmp_path / "a", splits=synthetic_splits()).train()
+    b = Trainer(image_cfg(method), tmp_path / "b", splits=synthetic_splits()).train()
+    c = Trainer(image_cfg(method, seed=1), tmp_path / "c", splits=synthetic_splits()).train()
+    assert metric_lines(tmp_path / "a") == metric_lines(tmp_path / "b")
+    drop = ("train_time",)
+    assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
+    assert metric_lines(tmp_path / "a") != metric_lines(tmp_path / "c")
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, monkeypatch):
+    cfg = sinusoid(method="noisy-maml", noise_std=0.2, steps=50)
+    full = Trainer(cfg, tmp_path / "full").train()
+
+    trainer = Trainer(cfg, tmp_path / "cut")
+    original = trainer.outer_step
+
+    def interrupted(record):
+        if trainer.step == 45:  # after the step-40 checkpoint, and after lines for step 41-45 were logged
+            raise KeyboardInterrupt
+        return original(record)
+
+    monkeypatch.setattr(trainer, "outer_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert load_checkpoint(tmp_path / "cut")["step"] == 40
+    resumed = Trainer(cfg, tmp_path / "cut", resume=True).train()
+    assert metric_lines(tmp_path / "cut") == metric_lines(tmp_path / "full")
+    assert records.read_jsonl(tmp_path / "cut" / "val.jsonl") == records.read_jsonl(tmp_path / "full" / "val.jsonl")
+    assert resumed["mse"] == full["mse"]
+
+
+def test_resume_can_extend_steps_but_not_change_the_method(tmp_path):
+    Trainer(sinusoid(steps=20), tmp_path / "run").train()
+    with pytest.raises(ConfigError, match="gamma"):
+        Trainer(sinusoid(steps=40, gamma=0.5), tmp_path / "run", resume=True)
+    Trainer(sinusoid(steps=40), tmp_path / "run", resume=True).train()
+    assert load_checkpoint(tmp_path / "run")["step"] == 40
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(sinusoid(steps=40), tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        Trainer(sinusoid(), tmp_path / "absent", resume=True)
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
+    trainer = Trainer(sinusoid(steps=40), tmp_path / "run")
+    original = trainer.train_sampler.sample
+
+    def poisoned():
+        task = original()
+        if trainer.step >= 25:
+            x, y = task.query
+            return task._replace(query=(x, torch.full_like(y, float("nan"))))
+        return task
+
+    trainer.train_sampler.sample = poisoned
+    with pytest.raises(NonFiniteLossError, match="outer step 26") as info:
+        trainer.train()
+    assert "checkpoint" in str(info.value)
+    assert load_checkpoint(tmp_path / "run")["step"] == 20
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(method="reptile"), "unknown method 'reptile'"),
+    (dict(inner_lr=0.0), "inner_lr"),
+    (dict(inner_lr=-0.1), "inner_lr"),
+    (dict(meta_lr=-1.0), "meta_lr"),
+    (dict(steps=0), "steps"),
+    (dict(first_order="False"), "first_order must be a boolean"),
+    (dict(co_learner="conv"), "co_learner 'conv' needs an image task"),
+    (dict(method="noisy-maml", noise_std=0.0), "noise_std"),
+])
+def test_bad_config_values_are_named(changes, match):
+    with pytest.raises(ConfigError, match=match):
+        Config(**{"task": "sinusoid", **changes})
+
+
+def test_unknown_config_key_is_rejected():
+    with pytest.raises(ConfigError, match="unknown key.*inner_lrr"):
+        Config.from_dict({"inner_lrr": 0.1})
+
+
+def test_ways_larger_than_a_split_fails_before_training(tmp_path):
+    with pytest.raises(DataError, match="val split.*6 classes, fewer than ways=8"):
+        Trainer(image_cfg(ways=8), tmp_path / "run", splits=synthetic_splits(classes=(12, 6, 6)))
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_path_fails_before_training(tmp_path):
+    cfg = image_cfg(data=str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="nowhere"):
+        Trainer(cfg, tmp_path / "run")
+    with pytest.raises(ConfigError, match="needs a data path"):
+        image_cfg(data=None)
