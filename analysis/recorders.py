@@ -1,0 +1,183 @@
+"""Recorders: what the trainer calls to write learning-dynamics records into a run folder.
+
+Per recorded outer step (every ``record_interval`` steps), one line of ``dynamics.jsonl``:
+
+- ``grad_norm_psi`` and ``grad_norm_blocks``: the norm of psi's meta-gradient (before any noise), whole and
+  per block (Figure 3c);
+- with a co-learner: ``cos_psi`` and ``cos_blocks``, the cosine similarity between grad_psi L_m and
+  grad_psi (gamma L_c), and the two parts' norms ``grad_norm_psi_meta`` / ``grad_norm_psi_co`` (Figure 3b).
+
+At the end of training (:meth:`Recorder.finish`), on ``record_tasks`` test tasks drawn from their own
+generator:
+
+- ``representations.json``: linear CKA (plain and debiased) between each layer's query representations
+  before and after adaptation, mean and 95% CI over tasks (BOIL's protocol; Figure 3d), and silhouette
+  scores of the head's input features before and after adaptation (Figure 4's numbers);
+- ``features.npz``: one task's query features before and after adaptation, labels, and their joint t-SNE
+  map (Figure 4);
+- for sinusoid, ``fits.npz``: three test curves with support points and the predictions before and after
+  adaptation (Figure 2).
+
+Recording never touches the training generators or the update: the same seed gives bit-identical
+parameters with recording on or off (tested).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cml import records
+from cml.data.base import DataError, TaskSampler
+from cml.meta import MetaGradient, adapt
+from cml.models import role_of
+from cml.sinusoid import X_RANGE, SinusoidSampler
+
+from .cka import linear_cka
+from .embedding import silhouette, tsne_embed
+from .gradients import blockwise_cosine_similarity, blockwise_grad_norm, cosine_similarity, grad_norm
+from .stats import normal_ci95
+
+if TYPE_CHECKING:
+    from cml.trainer import Trainer
+
+TSNE_QUERIES = 15  # queries per class for the t-SNE task: enough points for a readable map
+
+
+def psi_block(name: str) -> str:
+    """``features.block1.conv.weight`` -> ``block1``: the feature-extractor block a parameter belongs to."""
+    return name.split(".")[1]
+
+
+def gradient_record(total: dict[str, Tensor], meta_part: dict[str, Tensor] | None) -> dict[str, Any]:
+    """The scalars of Figure 3b-c for one outer step, from psi's meta-gradient and its meta-learner part.
+
+    Args:
+        total: the meta-gradient of every parameter (names as in the model).
+        meta_part: the gradient of the meta-learner's loss alone, or None (no co-learner).
+    """
+    psi = {n: g for n, g in total.items() if role_of(n) == "psi"}
+    out: dict[str, Any] = {"grad_norm_psi": grad_norm(psi), "grad_norm_blocks": blockwise_grad_norm(psi, psi_block)}
+    if meta_part is not None:
+        meta = {n: meta_part[n] for n in psi}
+        co = {n: psi[n] - meta[n] for n in psi}  # grad of gamma * L_c
+        out.update(
+            cos_psi=cosine_similarity(meta, co),
+            cos_blocks=blockwise_cosine_similarity(meta, co, psi_block),
+            grad_norm_psi_meta=grad_norm(meta),
+            grad_norm_psi_co=grad_norm(co),
+        )
+    return out
+
+
+class Recorder:
+    """Writes the learning-dynamics records of one run (see the module docstring for the files)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+
+    def __call__(self, trainer: "Trainer", step: int, mg: MetaGradient) -> None:
+        records.append_jsonl(self.run_dir / "dynamics.jsonl", {"step": step, **gradient_record(mg.total, mg.meta_part)})
+
+    def finish(self, trainer: "Trainer") -> dict[str, Any]:
+        """End-of-training records; returns what it wrote to ``representations.json``."""
+        from cml.trainer import generator, to_device
+
+        cfg, backend = trainer.cfg, trainer.backend
+        params = dict(trainer.model.named_parameters())
+        gen = generator(cfg.seed, "record")
+        sampler = trainer.tasks.sampler("test", gen)
+        tasks = [to_device(sampler.sample(), trainer.device) for _ in range(cfg.record_tasks)]
+        reps = [representations(backend, cfg, params, t.support, t.query[0]) for t in tasks]
+        layers = list(reps[0][0])
+        result: dict[str, Any] = {"tasks": len(tasks), "layers": layers, "cka": {}, "cka_debiased": {}}
+        for layer in layers:
+            for key, debiased in (("cka", False), ("cka_debiased", True)):
+                values = [linear_cka(before[layer], after[layer], debiased=debiased) for before, after in reps]
+                mean, ci = normal_ci95(values)
+                result[key][layer] = {"mean": mean, "ci95": ci}
+        if not cfg.is_regression:
+            for when, index in (("before", 0), ("after", 1)):
+                values = [silhouette(r[index]["flat"].cpu().numpy(), t.query[1].cpu().numpy())
+                          for r, t in zip(reps, tasks)]
+                mean, ci = normal_ci95(values)
+                result[f"silhouette_{when}"] = {"mean": mean, "ci95": ci}
+            self._tsne(trainer, params, result)
+        else:
+            self._fits(trainer, params)
+        records.write_json(self.run_dir / "representations.json", result)
+        return result
+
+    def _tsne(self, trainer: "Trainer", params: dict[str, Tensor], result: dict[str, Any]) -> None:
+        from cml.trainer import generator, to_device
+
+        cfg = trainer.cfg
+        gen = generator(cfg.seed, "tsne")
+        try:
+            sampler = TaskSampler(trainer.tasks.splits.test, cfg.ways, cfg.shots, TSNE_QUERIES, gen, split="test")
+            task = sampler.sample()
+        except DataError:  # classes too small for 15 queries: fall back to the run's own query count
+            task = trainer.tasks.sampler("test", gen).sample()
+        task = to_device(task, trainer.device)
+        before, after = representations(trainer.backend, cfg, params, task.support, task.query[0])
+        fb, fa = before["flat"].cpu().numpy(), after["flat"].cpu().numpy()
+        labels = task.query[1].cpu().numpy()
+        eb, ea = tsne_embed(fb, fa, seed=cfg.seed)
+        np.savez_compressed(self.run_dir / "features.npz", before=fb, after=fa, labels=labels,
+                            embed_before=eb, embed_after=ea)
+        result["tsne_task"] = {
+            "silhouette_before": silhouette(fb, labels), "silhouette_after": silhouette(fa, labels),
+            "points": int(len(labels)),
+        }
+
+    def _fits(self, trainer: "Trainer", params: dict[str, Tensor]) -> None:
+        from cml.trainer import generator
+
+        cfg, backend = trainer.cfg, trainer.backend
+        sampler = SinusoidSampler(cfg.shots, cfg.queries, generator(cfg.seed, "fits"))
+        grid = torch.linspace(*X_RANGE, 200, device=trainer.device).unsqueeze(1)  # (200, 1)
+        out: dict[str, list[np.ndarray]] = {k: [] for k in
+                                            ("truth", "support_x", "support_y", "before", "after", "after_dagger")}
+        for _ in range(3):
+            task = sampler.sample()
+            fn = sampler.last_function
+            support = tuple(t.to(trainer.device) for t in task.support)
+            with torch.enable_grad():
+                adapted = adapt(backend, cfg, params, support, cfg.test_inner_steps, "none")
+            with torch.no_grad():
+                before, _ = backend.forward(params, grid)
+                after, after_co = backend.forward(adapted, grid)
+            out["truth"].append(fn(grid.cpu()).squeeze(1).numpy())
+            out["support_x"].append(task.support[0].squeeze(1).numpy())
+            out["support_y"].append(task.support[1].squeeze(1).numpy())
+            out["before"].append(before.squeeze(1).cpu().numpy())
+            out["after"].append(after.squeeze(1).cpu().numpy())
+            if after_co is not None:
+                out["after_dagger"].append(after_co.squeeze(1).cpu().numpy())
+        arrays = {k: np.stack(v) for k, v in out.items() if v}
+        np.savez_compressed(self.run_dir / "fits.npz", x=grid.squeeze(1).cpu().numpy(), shots=cfg.shots, **arrays)
+
+
+def representations(backend, cfg, params: dict[str, Tensor], support: tuple[Tensor, Tensor],
+                    xq: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Each layer's query representations before and after adaptation on ``support`` (BOIL's protocol).
+
+    Returns two dicts layer -> ``(n_query, features)`` tensors: every feature-extractor block and ``flat``
+    (the head's input; for Conv-4 the same numbers as ``block4`` and therefore reported once as ``flat``).
+    """
+    with torch.enable_grad():
+        adapted = adapt(backend, cfg, params, support, cfg.test_inner_steps, "none")
+    with torch.no_grad():
+        _, _, before = backend.forward(params, xq, return_features=True)
+        _, _, after = backend.forward(adapted, xq, return_features=True)
+
+    def pick(feats: dict[str, Tensor]) -> dict[str, Tensor]:
+        # prepool/block4 (Conv-4) and layer2 (MLP) hold the same numbers as flat: keep each once.
+        return {k: v.flatten(1).detach() for k, v in feats.items()
+                if k not in ("prepool", "block4") and (k == "flat" or v is not feats["flat"])}
+
+    return pick(before), pick(after)
