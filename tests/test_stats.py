@@ -1,0 +1,59 @@
+"""95% confidence intervals of a mean."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from analysis import mean_ci95, normal_ci95
+
+VALUES = [0.61, 0.58, 0.66, 0.59, 0.63]
+
+
+def test_mean_ci95_by_hand() -> None:
+    n = len(VALUES)
+    mean = sum(VALUES) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in VALUES) / (n - 1))
+    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    got_mean, got_half = mean_ci95(VALUES)
+    assert got_mean == pytest.approx(mean, abs=1e-15)
+    assert got_half == pytest.approx(half, rel=1e-12)
+    # The same interval by scipy's own route.
+    lo, hi = stats.t.interval(0.95, n - 1, loc=mean, scale=stats.sem(VALUES))
+    assert got_mean - got_half == pytest.approx(lo, rel=1e-12)
+    assert got_mean + got_half == pytest.approx(hi, rel=1e-12)
+    # With 4 degrees of freedom the t quantile (2.776) is far from 1.96.
+    assert got_half > 1.4 * normal_ci95(VALUES)[1]
+
+
+def test_normal_ci95_by_hand() -> None:
+    values = np.random.default_rng(0).normal(0.5, 0.1, size=600)
+    mean, half = normal_ci95(values)
+    assert mean == pytest.approx(values.mean(), abs=1e-15)
+    assert half == pytest.approx(1.96 * values.std(ddof=1) / math.sqrt(600), rel=1e-12)
+    # Many values: the t interval is barely wider.
+    assert mean_ci95(values)[1] == pytest.approx(half, rel=5e-3)
+
+
+@pytest.mark.parametrize("fn", [mean_ci95, normal_ci95])
+def test_single_value_has_nan_half_width(fn) -> None:
+    mean, half = fn([0.7])
+    assert mean == 0.7 and math.isnan(half)
+
+
+@pytest.mark.parametrize("fn", [mean_ci95, normal_ci95])
+def test_bad_input_raises(fn) -> None:
+    with pytest.raises(ValueError, match="non-empty"):
+        fn([])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        fn([0.5, float("nan")])
+    with pytest.raises(ValueError, match="one-dimensional"):
+        fn([[0.5, 0.6]])
+
+
+@pytest.mark.parametrize("fn", [mean_ci95, normal_ci95])
+def test_constant_values_have_zero_half_width(fn) -> None:
+    assert fn([0.25, 0.25, 0.25]) == (0.25, 0.0)
