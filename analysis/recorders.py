@@ -97,15 +97,14 @@ class Recorder:
         result: dict[str, Any] = {"tasks": len(tasks), "layers": layers, "cka": {}, "cka_debiased": {}}
         for layer in layers:
             for key, debiased in (("cka", False), ("cka_debiased", True)):
-                values = [linear_cka(before[layer], after[layer], debiased=debiased) for before, after in reps]
-                mean, ci = normal_ci95(values)
-                result[key][layer] = {"mean": mean, "ci95": ci}
+                values = [_cka_or_nan(before[layer], after[layer], debiased) for before, after in reps]
+                result[key][layer] = _summary(values)
         if not cfg.is_regression:
-            for when, index in (("before", 0), ("after", 1)):
-                values = [silhouette(r[index]["flat"].cpu().numpy(), t.query[1].cpu().numpy())
-                          for r, t in zip(reps, tasks)]
-                mean, ci = normal_ci95(values)
-                result[f"silhouette_{when}"] = {"mean": mean, "ci95": ci}
+            if cfg.queries >= 2:  # a silhouette needs two points in some class
+                for when, index in (("before", 0), ("after", 1)):
+                    values = [silhouette(r[index]["flat"].cpu().numpy(), t.query[1].cpu().numpy())
+                              for r, t in zip(reps, tasks)]
+                    result[f"silhouette_{when}"] = _summary(values)
             self._tsne(trainer, params, result)
         else:
             self._fits(trainer, params)
@@ -160,6 +159,23 @@ class Recorder:
                 out["after_dagger"].append(after_co.squeeze(1).cpu().numpy())
         arrays = {k: np.stack(v) for k, v in out.items() if v}
         np.savez_compressed(self.run_dir / "fits.npz", x=grid.squeeze(1).cpu().numpy(), shots=cfg.shots, **arrays)
+
+
+def _cka_or_nan(x: Tensor, y: Tensor, debiased: bool) -> float:
+    # A constant representation (a dead ReLU layer early in training) has no CKA: count it, do not crash.
+    try:
+        return linear_cka(x, y, debiased=debiased)
+    except ValueError:
+        if torch.isfinite(x).all() and torch.isfinite(y).all():
+            return float("nan")
+        raise
+
+
+def _summary(values: list[float]) -> dict[str, float | int | None]:
+    """Mean and 95% CI over the tasks where the value is defined, and how many were undefined."""
+    finite = [v for v in values if v == v]
+    mean, ci = normal_ci95(finite) if finite else (float("nan"), float("nan"))
+    return {"mean": mean, "ci95": ci, "undefined": len(values) - len(finite)}
 
 
 def representations(backend, cfg, params: dict[str, Tensor], support: tuple[Tensor, Tensor],
