@@ -8,8 +8,10 @@ seed gives the same tasks and nothing reads the global RNG.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -18,6 +20,46 @@ from torch import Tensor
 
 class DataError(ValueError):
     """A data set is missing, unreadable or too small for the requested tasks."""
+
+
+def image_to_array(
+    image: bytes | str | Path | Any,
+    size: int,
+    channels: int,
+    *,
+    invert: bool = False,
+    name: str = "",
+) -> np.ndarray:
+    """Decode one image and resize it to ``size x size`` with antialiasing (PIL LANCZOS).
+
+    Args:
+        image: encoded bytes, a file path, or a PIL image.
+        size: output side in pixels.
+        channels: 1 gives ``(size, size)`` grayscale, 3 gives ``(size, size, 3)`` RGB.
+        invert: turn dark-on-light into light-on-dark (Omniglot's black strokes on white become bright strokes).
+        name: the image's file name, for error messages.
+
+    Raises:
+        DataError: if the image cannot be decoded.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if channels not in (1, 3):
+        raise DataError(f"channels must be 1 or 3, got {channels}")
+    try:
+        if isinstance(image, (bytes, bytearray)):
+            img = Image.open(io.BytesIO(image))
+        elif isinstance(image, (str, Path)):
+            img = Image.open(image)
+        else:
+            img = image
+        img = img.convert("L" if channels == 1 else "RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise DataError(f"cannot decode image {name or image!r}: {exc}") from exc
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.LANCZOS)
+    arr = np.asarray(img, dtype=np.uint8)
+    return 255 - arr if invert else arr
 
 
 class Task(NamedTuple):
@@ -39,13 +81,25 @@ class ClassPool:
         loaders: one zero-argument callable per class returning ``(n, H, W)`` (grayscale) or ``(n, H, W, C)``
             ``uint8`` images, already at the pool's image size.
         source: where the pool comes from (a path or a description), for error messages.
+        counts: optional number of images per class, when known without loading (file lists, label tables):
+            :meth:`count` then answers without decoding the images.
     """
 
-    def __init__(self, names: Sequence[str], loaders: Sequence[Callable[[], np.ndarray]], source: str) -> None:
-        if len(names) != len(loaders):
-            raise ValueError(f"ClassPool from {source}: {len(names)} names but {len(loaders)} loaders")
+    def __init__(
+        self,
+        names: Sequence[str],
+        loaders: Sequence[Callable[[], np.ndarray]],
+        source: str,
+        counts: Sequence[int] | None = None,
+    ) -> None:
+        if len(names) != len(loaders) or (counts is not None and len(counts) != len(names)):
+            raise DataError(
+                f"ClassPool from {source}: {len(names)} names, {len(loaders)} loaders"
+                + (f", {len(counts)} counts" if counts is not None else "")
+            )
         self.names = list(names)
         self._loaders = list(loaders)
+        self._counts = [int(c) for c in counts] if counts is not None else None
         self._cache: dict[int, Tensor] = {}
         self.source = source
 
@@ -67,8 +121,17 @@ class ClassPool:
         return self._cache[index]
 
     def count(self, index: int) -> int:
-        """Number of images in class ``index``."""
+        """Number of images in class ``index`` (without loading them when ``counts`` was given)."""
+        if self._counts is not None and index not in self._cache:
+            return self._counts[index]
         return int(self.images(index).shape[0])
+
+    @property
+    def channels(self) -> int:
+        """Channels of the images (1 grayscale, 3 RGB), from the first class (loads it)."""
+        if not self.names:
+            raise DataError(f"{self.source} has no classes")
+        return int(self.images(0).shape[1])
 
 
 @dataclass(frozen=True)
