@@ -489,9 +489,14 @@ def load_flower(root: str | Path | None, image_size: int = 84, *, seed: int = 0)
                         f"(https://www.robots.ox.ac.uk/~vgg/data/flowers/102/)")
     import scipy.io
 
+    from scipy.io.matlab import MatReadError
+
     try:
         mat = scipy.io.loadmat(str(mat_path))
-    except (OSError, ValueError, TypeError, zlib.error) as exc:
+    # scipy reports damaged files in many ways (a truncated header is an IndexError; a v7.3 HDF5 file is
+    # NotImplementedError); each means the same to the user.
+    except (OSError, ValueError, TypeError, IndexError, KeyError, zlib.error, NotImplementedError,
+            MatReadError) as exc:
         raise DataError(f"cannot read {mat_path}: {exc}; download it again") from exc
     if "labels" not in mat:
         raise DataError(f"{mat_path} has no 'labels' variable (found {sorted(k for k in mat if not k.startswith('__'))})")

@@ -46,7 +46,7 @@ import numpy as np
 from cml.data.base import ClassPool, DataError, Splits
 
 #: Bump when the rendering or the selection changes, so stale caches are not reused.
-FONTS_VERSION = 1
+FONTS_VERSION = 2
 DEFAULT_IMAGES_PER_CLASS = 20
 DEFAULT_MIN_FACES = 5
 #: Mean absolute difference (images in [0, 1]) under which two classes' mean renderings count as the same
@@ -64,7 +64,7 @@ EXCLUDED_FONTS = ("LastResort",)
 #: Fraction of the canvas that the longer side of an undistorted glyph fills (the rest is margin for distortion).
 _FILL = 0.8
 #: Supersampling factor: glyphs are transformed at this multiple of the output size and box-filtered down.
-_SUPERSAMPLE = 4
+_SUPERSAMPLE = 2
 #: A font's character map is trusted as Unicode when this fraction of its named glyphs agree with their code points.
 _UNICODE_CMAP_AGREEMENT = 0.95
 
