@@ -190,6 +190,6 @@ def load_splits(name: str, root: str | Path | None, image_size: int, *, seed: in
 
 
 __all__ = [
-    "DATASETS", "ClassPool", "DataError", "Splits", "Task", "TaskSampler", "download_omniglot", "load_folder",
-    "load_folder_pool", "load_splits",
+    "DATASETS", "ClassPool", "DataError", "Splits", "Task", "TaskSampler", "download_omniglot", "image_to_array",
+    "load_folder", "load_folder_pool", "load_splits",
 ]

@@ -499,7 +499,8 @@ def load_flower(root: str | Path | None, image_size: int = 84, *, seed: int = 0)
             MatReadError) as exc:
         raise DataError(f"cannot read {mat_path}: {exc}; download it again") from exc
     if "labels" not in mat:
-        raise DataError(f"{mat_path} has no 'labels' variable (found {sorted(k for k in mat if not k.startswith('__'))})")
+        found = sorted(k for k in mat if not k.startswith("__"))
+        raise DataError(f"{mat_path} has no 'labels' variable (found {found}); is this Oxford 102's imagelabels.mat?")
     labels = np.asarray(mat["labels"]).ravel().astype(np.int64)
     present = sorted(set(labels.tolist()))
     if present != list(range(1, 103)):

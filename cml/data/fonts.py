@@ -46,7 +46,7 @@ import numpy as np
 from cml.data.base import ClassPool, DataError, Splits
 
 #: Bump when the rendering or the selection changes, so stale caches are not reused.
-FONTS_VERSION = 2
+FONTS_VERSION = 4
 DEFAULT_IMAGES_PER_CLASS = 20
 DEFAULT_MIN_FACES = 5
 #: Mean absolute difference (images in [0, 1]) under which two classes' mean renderings count as the same
@@ -195,11 +195,14 @@ def is_candidate_character(char: str) -> bool:
     """Whether a character may become a class, before font coverage and duplicates are considered.
 
     Rejects controls, format characters, private-use and unassigned code points, whitespace and separators
-    (categories C* and Z*), all marks (M*: combining marks have no shape of their own), and any character that
-    is not its own NFKD decomposition (accented letters, ligatures, superscripts, full-width forms...).
+    (categories C* and Z*), all marks (M*: combining marks have no shape of their own), the Specials block
+    (the replacement character is a placeholder), and any character that is not its own NFKD decomposition
+    (accented letters, ligatures, superscripts, full-width forms...).
     """
     category = unicodedata.category(char)
     if category[0] in "CZM" or unicodedata.combining(char):
+        return False
+    if 0xFFF0 <= ord(char) <= 0xFFFF:  # Specials: U+FFFD and U+FFFC are placeholders, not characters
         return False
     if char.isspace():
         return False
@@ -255,9 +258,11 @@ def font_coverage(files: Sequence[Path]) -> dict[str, list[tuple[Path, int]]]:
         seen: set[str] = set()
         for cp in sorted(cmap):
             name = decoded[cp]
-            if len(name) == 1:
+            if len(name) == 1 and not (unicode_cmap and unicodedata.category(name) == "Co"):
                 char = name
-            elif unicode_cmap and len(name) == 0:
+            elif unicode_cmap and len(name) <= 1:
+                # No usable name, or a legacy Adobe name that decodes into the private use area (DejaVu's
+                # "dotlessj" at U+0237): a Unicode font's code point is the better witness.
                 char = chr(cp)
             else:
                 # An undecodable name in a TeX-encoded font (e.g. cmex10's "parenleftBigg"): the code point says
@@ -431,6 +436,8 @@ def render_fonts(
 
     if image_size < 8:
         raise DataError(f"fonts: image_size={image_size} is too small; use at least 8 (28 is the default)")
+    if seed < 0:
+        raise DataError(f"fonts: seed must be non-negative, got {seed}")
     if images_per_class < 1 or min_faces < 1:
         raise DataError(f"fonts: images_per_class={images_per_class} and min_faces={min_faces} must be >= 1")
     start = time.perf_counter()

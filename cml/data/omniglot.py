@@ -18,7 +18,6 @@ with antialiasing to ``image_size``. Rotation augmentation is the sampler's job 
 
 from __future__ import annotations
 
-import io
 import threading
 import zipfile
 from dataclasses import dataclass
