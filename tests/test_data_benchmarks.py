@@ -298,3 +298,18 @@ def test_pickles_written_by_numpy_1_load(tmp_path: Path) -> None:
     loaded = load_pickle(path, encoding="latin1")
     assert np.array_equal(loaded["image_data"], original["image_data"])
     assert int(loaded["class_dict"]["a"][0]) == 1
+
+
+def test_published_split_tables() -> None:
+    def check(split: dict, sizes: tuple[int, int, int], universe: set) -> None:
+        parts = [set(split[s]) for s in ("train", "val", "test")]
+        assert tuple(len(split[s]) for s in ("train", "val", "test")) == sizes
+        assert tuple(map(len, parts)) == sizes  # no duplicates
+        assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+        assert set().union(*parts) <= universe
+
+    check(MINIIMAGENET_SPLIT, (64, 16, 20), {n for s in MINIIMAGENET_SPLIT.values() for n in s})
+    check(CIFAR_FS_SPLIT, (64, 16, 20), set(FINE))
+    check(FC100_SPLIT, (12, 4, 4), set(COARSE))
+    check(FLOWER_SPLIT, (71, 15, 16), set(range(1, 103)))
+    assert all(n.startswith("n") and len(n) == 9 for s in MINIIMAGENET_SPLIT.values() for n in s)
