@@ -1,0 +1,18 @@
+"""Figures, tables, claims and the report of ``cml``, drawn from run records only.
+
+Every module reads run and sweep folders through :mod:`figures.runs` (``config.json``, ``metrics.jsonl``,
+``val.jsonl``, ``test.json``, ``dynamics.jsonl``, ``representations.json``, ``features.npz``, ``fits.npz``) and
+never imports the trainer: a figure can be redrawn from a copied folder on a machine without a GPU.
+
+- :mod:`figures.fig2_sinusoid`: Figure 2, sinusoid fits after adaptation;
+- :mod:`figures.fig3_dynamics`: Figure 3, convergence, gradient cosine and norms on psi, CKA;
+- :mod:`figures.fig4_tsne`: Figure 4, t-SNE of query features before and after adaptation;
+- :mod:`figures.table4`: Table 4, parameter counts and accuracy of MAML, More-MAML, CL, CML, CML†;
+- :mod:`figures.claims`: the paper's four claims checked with confidence intervals across seeds;
+- :mod:`figures.report`: all of the above in one PDF (``python -m cml report``);
+- :func:`figures.style.save`: write a figure as PNG and PDF.
+"""
+
+from .style import save
+
+__all__ = ["save"]

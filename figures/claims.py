@@ -1,0 +1,357 @@
+"""The paper's four claims about why CML works, checked against the records with their uncertainty.
+
+1. *CML beats random noise*: CML's test accuracy (sinusoid: MSE) is better than noisy-MAML's.
+2. *The meta- and co-learner gradients on psi are dissimilar*: their mean cosine similarity over the
+   recorded steps is below :data:`COSINE_THRESHOLD`.
+3. *CML's psi gradients are larger than MAML's*: the mean norm of psi's meta-gradient over training, as a
+   ratio CML / MAML, is above 1.
+4. *CML changes its representations more during adaptation*: its CKA between query representations before
+   and after adaptation is lower than MAML's at every recorded layer.
+
+Rules, the same for all four: seeds are the unit of replication. A claim needs at least two seeds that both
+methods share (the same seed draws the same test tasks for every method, so differences are paired by seed);
+it is supported when the 95% Student-t confidence interval across seeds (:func:`analysis.stats.mean_ci95`)
+lies entirely on the claimed side, and not supported otherwise (also when the interval straddles the line:
+the evidence then says so). With a single seed the numbers are reported with the run's own across-task or
+across-step spread, and ``supported`` is None: a single seed is not a claim. Missing records also give
+None, with the command that writes them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analysis.stats import mean_ci95, normal_ci95
+
+from .runs import MissingRecordError, Run, as_runs, group_by_method, group_by_setting, reproduce_command
+
+__all__ = [
+    "Claim",
+    "COSINE_THRESHOLD",
+    "claims",
+    "claims_for_setting",
+    "judge_beats_noise",
+    "judge_dissimilar_gradients",
+    "judge_larger_gradients",
+    "judge_lower_cka",
+]
+
+#: Claim 2's line: gradients count as dissimilar when the mean cosine's 95% CI lies below this value.
+#: 0.5 is the cosine of 60 degrees: two directions that agree less than they disagree with orthogonality.
+COSINE_THRESHOLD = 0.5
+
+CLAIM_TEXT = {
+    "beats-noise": "CML beats random noise: better test performance than noisy-MAML",
+    "dissimilar-gradients": f"The meta- and co-learner gradients on ψ are dissimilar (mean cosine < {COSINE_THRESHOLD})",
+    "larger-gradients": "CML's gradients on ψ are larger than MAML's",
+    "lower-cka": "CML's representations change more in adaptation: lower CKA than MAML at every layer",
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One checked claim.
+
+    Attributes:
+        key: ``beats-noise``, ``dissimilar-gradients``, ``larger-gradients`` or ``lower-cka``.
+        claim: the claim in words.
+        supported: True (the 95% CI lies on the claimed side), False (it does not), None (insufficient:
+            a single seed, or missing records).
+        evidence: the numbers behind the verdict, with their intervals and what the intervals are over.
+        seeds: the seeds the verdict rests on.
+        setting: the task setting (e.g. ``"fonts, 5-way 1-shot"``); empty for judges called directly.
+    """
+
+    key: str
+    claim: str
+    supported: bool | None
+    evidence: str
+    seeds: list[int] = field(default_factory=list)
+    setting: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def verdict(self) -> str:
+        """``"supported"``, ``"not supported"`` or ``"insufficient evidence"``."""
+        return {True: "supported", False: "not supported", None: "insufficient evidence"}[self.supported]
+
+
+def _pm(mean: float, ci: float, fmt: str = ".3f") -> str:
+    return f"{mean:{fmt}} ± {ci:{fmt}}" if math.isfinite(ci) else f"{mean:{fmt}}"
+
+
+def _paired(a: Mapping[int, float], b: Mapping[int, float]) -> list[int]:
+    return sorted(s for s in set(a) & set(b) if _finite(a[s]) and _finite(b[s]))
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _seeds_text(seeds: Sequence[int]) -> str:
+    return f"seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))}"
+
+
+# -- judges: plain numbers in, a Claim out ---------------------------------------------------------------
+
+
+def judge_beats_noise(cml: Mapping[int, float], noisy: Mapping[int, float], metric: str = "acc",
+                      task_ci: Mapping[str, float] | None = None) -> Claim:
+    """Claim 1 from per-seed test results.
+
+    Args:
+        cml, noisy: ``{seed: test metric}`` of CML and noisy-MAML (accuracy as a fraction, or MSE).
+        metric: ``acc`` (higher is better) or ``mse`` (lower is better).
+        task_ci: with a single shared seed, the runs' 95% CI half-widths over test tasks
+            (``{"cml": ..., "noisy-maml": ...}``), quoted in the evidence.
+    """
+    key = "beats-noise"
+    if metric not in ("acc", "mse"):
+        raise ValueError(f"metric must be 'acc' or 'mse', got {metric!r}")
+    seeds = _paired(cml, noisy)
+    scale, unit, fmt = (100.0, " points", ".2f") if metric == "acc" else (1.0, "", ".4f")
+    name = "test accuracy (%)" if metric == "acc" else "test MSE"
+    if not seeds:
+        return Claim(key, CLAIM_TEXT[key], None, "CML and noisy-MAML share no finished seed; train both with the "
+                     "same --seeds", [])
+    if len(seeds) == 1:
+        s = seeds[0]
+        ci = task_ci or {}
+        text = (f"single seed: not a claim. Seed {s}: CML {name} "
+                f"{_pm(scale * cml[s], scale * ci.get('cml', math.nan), fmt)}, noisy-MAML "
+                f"{_pm(scale * noisy[s], scale * ci.get('noisy-maml', math.nan), fmt)} (95% CI over test tasks). "
+                f"Train more seeds (--seeds 0,1,2) to test the claim.")
+        return Claim(key, CLAIM_TEXT[key], None, text, seeds)
+    sign = 1.0 if metric == "acc" else -1.0  # positive difference = CML better
+    diffs = [sign * scale * (cml[s] - noisy[s]) for s in seeds]
+    d, dci = mean_ci95(diffs)
+    mc, cc = mean_ci95([scale * cml[s] for s in seeds])
+    mn, cn = mean_ci95([scale * noisy[s] for s in seeds])
+    lo, hi = d - dci, d + dci
+    if lo > 0:
+        supported, verdict = True, "the interval of the improvement lies above 0"
+    elif hi < 0:
+        supported, verdict = False, "noisy-MAML is better: the interval lies below 0"
+    else:
+        supported, verdict = False, "the interval of the improvement includes 0: no evidence either way"
+    better = "accuracy gain" if metric == "acc" else "MSE reduction"
+    text = (f"{name}: CML {_pm(mc, cc, fmt)}, noisy-MAML {_pm(mn, cn, fmt)} (mean ± 95% CI across "
+            f"{len(seeds)} seeds); paired {better} of CML {d:+{fmt}} ± {dci:{fmt}}{unit} "
+            f"[{lo:+{fmt}}, {hi:+{fmt}}]: {verdict}.")
+    return Claim(key, CLAIM_TEXT[key], supported, text, seeds)
+
+
+def judge_dissimilar_gradients(cos_by_seed: Mapping[int, Sequence[float]],
+                               threshold: float = COSINE_THRESHOLD) -> Claim:
+    """Claim 2 from the cosine similarities ``cos_psi`` of each CML seed's recorded steps.
+
+    Args:
+        cos_by_seed: ``{seed: [cos_psi per recorded step]}``; non-finite values (undefined cosines) are
+            dropped.
+        threshold: dissimilar means a mean cosine below this.
+    """
+    key = "dissimilar-gradients"
+    means: dict[int, float] = {}
+    negative: dict[int, float] = {}
+    steps: dict[int, int] = {}
+    for s, values in cos_by_seed.items():
+        v = np.array([x for x in values if _finite(x)], dtype=float)
+        if v.size:
+            means[s], negative[s], steps[s] = float(v.mean()), float((v < 0).mean()), int(v.size)
+    seeds = sorted(means)
+    if not seeds:
+        return Claim(key, CLAIM_TEXT[key], None, "no finite cosine similarity recorded", [])
+    rule = f"dissimilar if the mean cosine's 95% CI lies below {threshold}"
+    if len(seeds) == 1:
+        s = seeds[0]
+        values = [x for x in cos_by_seed[s] if _finite(x)]
+        m, ci = normal_ci95(values) if len(values) > 1 else (values[0], math.nan)
+        text = (f"single seed: not a claim. Seed {s}: mean cosine {_pm(m, ci)} over {steps[s]} recorded steps "
+                f"(CI across steps, which are correlated), {100 * negative[s]:.0f}% of steps below 0; {rule}.")
+        return Claim(key, CLAIM_TEXT[key], None, text, seeds)
+    m, ci = mean_ci95([means[s] for s in seeds])
+    supported = m + ci < threshold
+    where = (f"its upper bound {m + ci:.3f} is below {threshold}" if supported else
+             f"its upper bound {m + ci:.3f} is not below {threshold}")
+    text = (f"mean cosine over recorded steps {_pm(m, ci)} (95% CI across {len(seeds)} seeds; "
+            f"{min(steps.values())}-{max(steps.values())} steps per seed); on average "
+            f"{100 * float(np.mean(list(negative.values()))):.0f}% of steps below 0; {rule}: {where}.")
+    return Claim(key, CLAIM_TEXT[key], bool(supported), text, seeds)
+
+
+def judge_larger_gradients(cml: Mapping[int, float], maml: Mapping[int, float],
+                           spread: Mapping[str, Mapping[int, float]] | None = None) -> Claim:
+    """Claim 3 from each seed's mean norm of psi's meta-gradient over training.
+
+    Args:
+        cml, maml: ``{seed: mean grad_norm_psi over training}``.
+        spread: with a single shared seed, ``{"cml": {seed: ci}, "maml": {seed: ci}}`` of each run's 95% CI
+            over logged steps, quoted in the evidence.
+    """
+    key = "larger-gradients"
+    seeds = _paired(cml, maml)
+    if not seeds:
+        return Claim(key, CLAIM_TEXT[key], None, "CML and MAML share no seed with recorded gradient norms; train "
+                     "both with the same --seeds", [])
+    if len(seeds) == 1:
+        s = seeds[0]
+        sp = spread or {}
+        text = (f"single seed: not a claim. Seed {s}: mean ‖∇ψ L‖₂ over training CML "
+                f"{_pm(cml[s], sp.get('cml', {}).get(s, math.nan))}, MAML "
+                f"{_pm(maml[s], sp.get('maml', {}).get(s, math.nan))} (CI across logged steps), ratio "
+                f"{cml[s] / maml[s]:.2f}.")
+        return Claim(key, CLAIM_TEXT[key], None, text, seeds)
+    ratios = [cml[s] / maml[s] for s in seeds]
+    r, rci = mean_ci95(ratios)
+    mc, cc = mean_ci95([cml[s] for s in seeds])
+    mm, cm = mean_ci95([maml[s] for s in seeds])
+    supported = r - rci > 1
+    verdict = ("the ratio's interval lies above 1" if supported else
+               "MAML's are larger: the ratio's interval lies below 1" if r + rci < 1 else
+               "the ratio's interval includes 1")
+    text = (f"mean ‖∇ψ L‖₂ over training: CML {_pm(mc, cc)}, MAML {_pm(mm, cm)}; per-seed ratio CML/MAML "
+            f"{_pm(r, rci, '.2f')} (95% CI across {len(seeds)} seeds): {verdict}.")
+    return Claim(key, CLAIM_TEXT[key], bool(supported), text, seeds)
+
+
+def judge_lower_cka(cml: Mapping[int, Mapping[str, float]], maml: Mapping[int, Mapping[str, float]],
+                    task_ci: Mapping[str, Mapping[int, Mapping[str, float]]] | None = None) -> Claim:
+    """Claim 4 from each seed's mean CKA (over its recorded tasks) per layer.
+
+    Args:
+        cml, maml: ``{seed: {layer: mean CKA}}``; missing or non-finite layers are skipped.
+        task_ci: with a single shared seed, ``{"cml": {seed: {layer: ci}}, "maml": ...}`` over tasks.
+    """
+    key = "lower-cka"
+    seeds = sorted(set(cml) & set(maml))
+    layers = list(dict.fromkeys(layer for s in seeds for layer in list(maml[s]) + list(cml[s])
+                                if _finite(maml[s].get(layer)) and _finite(cml[s].get(layer))))
+    if not seeds or not layers:
+        return Claim(key, CLAIM_TEXT[key], None, "CML and MAML share no seed with a defined CKA; train both with "
+                     "--record-interval K and the same --seeds", seeds)
+    from .fig3_dynamics import layer_label
+
+    if len(seeds) == 1:
+        s = seeds[0]
+        tc = task_ci or {}
+        parts = [f"{layer_label(layer)}: MAML {_pm(maml[s][layer], tc.get('maml', {}).get(s, {}).get(layer, math.nan))}, "
+                 f"CML {_pm(cml[s][layer], tc.get('cml', {}).get(s, {}).get(layer, math.nan))}" for layer in layers]
+        return Claim(key, CLAIM_TEXT[key], None, f"single seed: not a claim. Seed {s} (95% CI over tasks): "
+                     + "; ".join(parts) + ".", seeds)
+    parts, verdicts, used = [], [], set()
+    for layer in layers:
+        ls = [s for s in seeds if _finite(maml[s].get(layer)) and _finite(cml[s].get(layer))]
+        if len(ls) < 2:
+            parts.append(f"{layer_label(layer)}: fewer than 2 seeds with a defined CKA")
+            verdicts.append(False)
+            continue
+        used |= set(ls)
+        d, dci = mean_ci95([maml[s][layer] - cml[s][layer] for s in ls])
+        mm, cm = mean_ci95([maml[s][layer] for s in ls])
+        mc, cc = mean_ci95([cml[s][layer] for s in ls])
+        ok = d - dci > 0
+        verdicts.append(ok)
+        parts.append(f"{layer_label(layer)}: MAML {_pm(mm, cm)}, CML {_pm(mc, cc)}, MAML − CML {d:+.3f} ± {dci:.3f} "
+                     f"({'lower' if ok else 'not lower'})")
+    supported = all(verdicts)
+    text = (f"linear CKA before vs after adaptation, mean ± 95% CI across seeds, per layer: " + "; ".join(parts)
+            + f". CML is lower at {sum(verdicts)} of {len(layers)} layers.")
+    return Claim(key, CLAIM_TEXT[key], supported, text, sorted(used) or seeds)
+
+
+# -- from run folders -------------------------------------------------------------------------------------
+
+
+def _missing(key: str, err: MissingRecordError, runs: Sequence[Run]) -> Claim:
+    return Claim(key, CLAIM_TEXT[key], None, f"missing records: {err}. Produce them with: "
+                 f"{reproduce_command(runs)}", [])
+
+
+def _beats_noise(by_method: dict[str, list[Run]], metric: str) -> Claim:
+    key = "beats-noise"
+    absent = [m for m in ("cml", "noisy-maml") if m not in by_method]
+    if absent:
+        return Claim(key, CLAIM_TEXT[key], None, f"no {' or '.join(absent)} run among the records; train "
+                     f"--methods noisy-maml,cml", [])
+    tests = {m: {r.seed: r.test() for r in by_method[m]} for m in ("cml", "noisy-maml")}
+    values = {m: {s: t.get(metric) for s, t in tests[m].items()} for m in tests}
+    seeds = _paired(values["cml"], values["noisy-maml"])
+    task_ci = {m: tests[m][seeds[0]].get(f"{metric}_ci95") or math.nan for m in tests} if len(seeds) == 1 else None
+    return judge_beats_noise(values["cml"], values["noisy-maml"], metric, task_ci)
+
+
+def _dissimilar(by_method: dict[str, list[Run]]) -> Claim:
+    key = "dissimilar-gradients"
+    if "cml" not in by_method:
+        return Claim(key, CLAIM_TEXT[key], None, "no CML run among the records", [])
+    return judge_dissimilar_gradients({r.seed: [d.get("cos_psi") for d in r.dynamics()] for r in by_method["cml"]})
+
+
+def _larger(by_method: dict[str, list[Run]]) -> Claim:
+    key = "larger-gradients"
+    absent = [m for m in ("cml", "maml") if m not in by_method]
+    if absent:
+        return Claim(key, CLAIM_TEXT[key], None, f"no {' or '.join(absent)} run among the records", [])
+    means: dict[str, dict[int, float]] = {}
+    spread: dict[str, dict[int, float]] = {}
+    for m in ("cml", "maml"):
+        means[m], spread[m] = {}, {}
+        for r in by_method[m]:
+            # metrics.jsonl logs the norm (before any noise) averaged over every step of each log interval:
+            # all of training, not only the recorded steps.
+            v = [x["grad_norm_psi"] for x in r.metrics() if _finite(x.get("grad_norm_psi"))]
+            if v:
+                means[m][r.seed], spread[m][r.seed] = normal_ci95(v) if len(v) > 1 else (v[0], math.nan)
+    return judge_larger_gradients(means["cml"], means["maml"], spread)
+
+
+def _lower_cka(by_method: dict[str, list[Run]]) -> Claim:
+    key = "lower-cka"
+    absent = [m for m in ("cml", "maml") if m not in by_method]
+    if absent:
+        return Claim(key, CLAIM_TEXT[key], None, f"no {' or '.join(absent)} run among the records", [])
+    means: dict[str, dict[int, dict[str, float]]] = {}
+    cis: dict[str, dict[int, dict[str, float]]] = {}
+    for m in ("cml", "maml"):
+        means[m], cis[m] = {}, {}
+        for r in by_method[m]:
+            reps = r.representations()
+            cka = reps.get("cka", {})
+            order = [k for k in reps.get("layers", []) if k in cka] + [k for k in cka if k not in reps.get("layers", [])]
+            means[m][r.seed] = {k: cka[k].get("mean") for k in order if _finite(cka[k].get("mean"))}
+            cis[m][r.seed] = {k: (cka[k].get("ci95") if _finite(cka[k].get("ci95")) else math.nan) for k in order}
+    return judge_lower_cka(means["cml"], means["maml"], cis)
+
+
+def claims_for_setting(runs: Sequence[Run]) -> list[Claim]:
+    """The four claims for runs of one setting; a claim whose records are missing gets ``supported=None``."""
+    by_method = group_by_method(runs)
+    setting = runs[0].setting
+    metric = "mse" if setting.is_regression else "acc"
+    out = []
+    for key, fn in (("beats-noise", lambda: _beats_noise(by_method, metric)),
+                    ("dissimilar-gradients", lambda: _dissimilar(by_method)),
+                    ("larger-gradients", lambda: _larger(by_method)),
+                    ("lower-cka", lambda: _lower_cka(by_method))):
+        try:
+            claim = fn()
+        except MissingRecordError as e:
+            claim = _missing(key, e, runs)
+        out.append(Claim(claim.key, claim.claim, claim.supported, claim.evidence, claim.seeds, setting.label))
+    return out
+
+
+def claims(source: Run | str | Iterable[Run | str]) -> list[Claim]:
+    """The four claims for every setting among the runs (settings in the order of :func:`group_by_setting`).
+
+    Args:
+        source: run or sweep folders, or :class:`Run` objects.
+    """
+    return [c for runs in group_by_setting(as_runs(source)).values() for c in claims_for_setting(runs)]

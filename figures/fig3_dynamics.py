@@ -1,0 +1,382 @@
+"""Figure 3: why CML works, seen in its learning dynamics.
+
+(a) convergence: validation accuracy and loss against the outer step (sinusoid: validation MSE after
+    adaptation and the training query loss), MAML, noisy-MAML and CML;
+(b) cosine similarity between the meta-learner's and the co-learner's gradients on psi, whole psi and per
+    block (CML), with the zero line: below it the co-learner pushes psi somewhere the meta-learner would not;
+(c) the norm of psi's meta-gradient, whole and per block, MAML, noisy-MAML and CML (before noisy-MAML's
+    noise is added: the gradient the method itself produced);
+(d) linear CKA between each layer's query representations before and after adaptation, MAML against CML:
+    lower CKA means adaptation changes the representation more.
+
+Where several seeds exist, lines are the mean across seeds at each recorded step and bands the 95% Student-t
+confidence interval across seeds (:func:`analysis.stats.mean_ci95`); with one seed, (a) bands are the
+run's own 95% CI over validation tasks and (b)-(c) have no band. Records: ``val.jsonl``,
+``metrics.jsonl``, ``dynamics.jsonl`` and ``representations.json`` (train with ``--record-interval K``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from analysis.stats import mean_ci95
+
+from . import style
+from .runs import MissingRecordError, Run, as_runs, group_by_method, group_by_setting
+
+__all__ = [
+    "Band",
+    "band",
+    "cka_summary",
+    "figure",
+    "layer_label",
+    "CONVERGENCE_METHODS",
+    "COSINE_METHODS",
+    "NORM_METHODS",
+    "CKA_METHODS",
+]
+
+#: The paper's methods per panel; ``figure(methods=...)`` overrides them.
+CONVERGENCE_METHODS = ("maml", "noisy-maml", "cml")
+COSINE_METHODS = ("cml",)
+NORM_METHODS = ("maml", "noisy-maml", "cml")
+CKA_METHODS = ("maml", "cml")
+
+
+def layer_label(layer: str) -> str:
+    """Printed name of a recorded layer: ``flat`` is the head's input."""
+    return "head input" if layer == "flat" else layer
+
+
+@dataclass(frozen=True)
+class Band:
+    """A curve across seeds.
+
+    Attributes:
+        steps: (n,) outer steps.
+        mean: (n,) mean across seeds.
+        lo, hi: (n,) lower and upper 95% bounds (NaN where no interval: one seed).
+        seeds: how many seeds each point averages (the smallest over the curve).
+    """
+
+    steps: np.ndarray
+    mean: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    seeds: int
+
+
+def _rolling(values: np.ndarray, window: int) -> np.ndarray:
+    # Trailing mean over `window` records: the value at a step only uses records up to that step.
+    if window <= 1 or len(values) < window:
+        return values
+    c = np.cumsum(np.insert(values, 0, 0.0))
+    return (c[window:] - c[:-window]) / window
+
+
+def band(per_seed: Sequence[dict[int, float]], smooth: int = 1,
+         own_ci: Sequence[dict[int, float]] | None = None) -> Band:
+    """Mean and 95% CI across seeds at the steps every seed recorded.
+
+    Args:
+        per_seed: one ``{step: value}`` per seed (non-finite values are dropped: an undefined cosine).
+        smooth: trailing rolling mean over this many records, applied per seed before averaging.
+        own_ci: with a single seed, that seed's own 95% CI half-width per step (e.g. over validation
+            tasks) to draw as the band; ignored with several seeds.
+
+    Raises:
+        ValueError: if no seed has a value, or the seeds share no recorded step.
+    """
+    cleaned = [{s: v for s, v in d.items() if v is not None and math.isfinite(v)} for d in per_seed]
+    cleaned = [d for d in cleaned if d]
+    if not cleaned:
+        raise ValueError("no finite values to draw")
+    steps = sorted(set.intersection(*(set(d) for d in cleaned)))
+    if not steps:
+        raise ValueError("the seeds share no recorded step (different --record-interval or --val-interval?)")
+    if smooth < 1:
+        raise ValueError(f"smooth must be a positive number of records, got {smooth}")
+    values = np.array([_rolling(np.array([d[s] for s in steps]), smooth) for d in cleaned])  # (seeds, n)
+    x = np.array(steps[len(steps) - values.shape[1]:])
+    if len(cleaned) == 1:
+        mean = values[0]
+        if own_ci is not None and own_ci[0]:
+            ci = _rolling(np.array([own_ci[0].get(s, math.nan) for s in steps], dtype=float), smooth)
+            return Band(x, mean, mean - ci, mean + ci, 1)
+        nan = np.full_like(mean, math.nan)
+        return Band(x, mean, nan, nan, 1)
+    stats = [mean_ci95(values[:, i]) for i in range(values.shape[1])]
+    mean = np.array([m for m, _ in stats])
+    ci = np.array([c for _, c in stats])
+    return Band(x, mean, mean - ci, mean + ci, len(cleaned))
+
+
+def _draw(ax: Axes, b: Band, method: str, **overrides) -> None:
+    ax.plot(b.steps, b.mean, **style.line_kwargs(method, len(b.steps), **overrides))
+    if np.isfinite(b.lo).any():
+        colour = overrides.get("color", style.method_style(method).colour)
+        ax.fill_between(b.steps, b.lo, b.hi, color=colour, alpha=0.18, lw=0)
+
+
+def _smooth_note(smooth: int) -> str:
+    return f" (rolling mean, {smooth} records)" if smooth > 1 else ""
+
+
+def _empty(ax: Axes, text: str) -> None:
+    # An empty panel says what is missing instead of showing blank axes.
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=8, wrap=True, color="0.3")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _methods(by_method: dict[str, list[Run]], wanted: Sequence[str]) -> list[str]:
+    return [m for m in wanted if m in by_method]
+
+
+# -- (a) convergence ------------------------------------------------------------------------------------
+
+
+def _panel_a(axes: Sequence[Axes], by_method: dict[str, list[Run]], methods: Sequence[str], smooth: int,
+             regression: bool) -> None:
+    ax_left, ax_right = axes
+    last, points = 0, 0
+    for m in methods:
+        runs = by_method[m]
+        vals = [r.val() for r in runs]
+        # Validations are few and already averaged over tasks: never smoothed. The training loss is.
+        if regression:
+            left = band([{v["step"]: v.get("mse") for v in val} for val in vals], 1,
+                        [{v["step"]: v.get("mse_ci95") for v in val} for val in vals])
+            metrics = [r.metrics() for r in runs]
+            right = band([{x["step"]: x.get("meta_loss") for x in ms} for ms in metrics], smooth)
+        else:
+            left = band([{v["step"]: _pct(v.get("acc")) for v in val} for val in vals], 1,
+                        [{v["step"]: _pct(v.get("acc_ci95")) for v in val} for val in vals])
+            right = band([{v["step"]: v.get("loss") for v in val} for val in vals], 1,
+                         [{v["step"]: v.get("loss_ci95") for v in val} for val in vals])
+        _draw(ax_left, left, m)
+        _draw(ax_right, right, m)
+        last = max(last, int(left.steps.max()))
+        points = max(points, len(left.steps))
+    if points == 1:
+        # A single validation (at the end of training): put it on the whole training axis, and say so.
+        ax_left.set_xlim(0, last * 1.05)
+        ax_left.text(0.5, 0.04, "one validation, at the end;\nset --val-interval for a curve", ha="center",
+                     va="bottom", transform=ax_left.transAxes, fontsize=7, color="0.35")
+        if not regression:
+            ax_right.set_xlim(0, last * 1.05)
+    note = _smooth_note(smooth)
+    if regression:
+        ax_left.set_ylabel("validation MSE after adaptation")
+        ax_right.set_ylabel("training query loss (MSE)" + note)
+        ax_left.set_title("(a) validation MSE")
+        ax_right.set_title("(a) training loss")
+    else:
+        ax_left.set_ylabel("validation accuracy (%)")
+        ax_right.set_ylabel("validation loss (cross-entropy)")
+        ax_left.set_title("(a) validation accuracy")
+        ax_right.set_title("(a) validation loss")
+    for ax in axes:
+        ax.set_xlabel("outer step")
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else 100.0 * x
+
+
+# -- (b) and (c): whole psi and per block -----------------------------------------------------------------
+
+
+def _blocks(dynamics: Iterable[list[dict]], key: str) -> list[str]:
+    names: dict[str, None] = {}
+    for dyn in dynamics:
+        for rec in dyn:
+            for b in rec.get(key) or {}:
+                names.setdefault(b, None)
+    return list(names)
+
+
+def _panel_blocks(axes: Sequence[Axes], by_method: dict[str, list[Run]], methods: Sequence[str], smooth: int,
+                  whole_key: str, blocks_key: str, blocks: Sequence[str]) -> None:
+    for m in methods:
+        dyn = [r.dynamics() for r in by_method[m]]
+        whole = [{d["step"]: d.get(whole_key) for d in recs} for recs in dyn]
+        if any(any(v is not None for v in w.values()) for w in whole):
+            _draw(axes[0], band(whole, smooth), m)
+        for ax, block in zip(axes[1:], blocks):
+            per = [{d["step"]: (d.get(blocks_key) or {}).get(block) for d in recs} for recs in dyn]
+            if any(any(v is not None for v in p.values()) for p in per):
+                _draw(ax, band(per, smooth), m)
+    for ax in axes:
+        ax.set_xlabel("outer step")
+
+
+def _check_dynamics(by_method: dict[str, list[Run]], methods: Sequence[str], key: str) -> None:
+    for m in methods:
+        for r in by_method[m]:
+            recs = r.dynamics()
+            if not any(rec.get(key) is not None for rec in recs):
+                raise MissingRecordError(r.path, f"{key} in dynamics.jsonl",
+                                         "only methods with a co-learner (cml, cl) record gradient cosines"
+                                         if key == "cos_psi" else None)
+
+
+# -- (d) CKA ----------------------------------------------------------------------------------------------
+
+
+def cka_summary(runs: Sequence[Run], debiased: bool = False) -> dict[str, tuple[float, float, int]]:
+    """Per layer: (mean, 95% CI half-width, seeds) of CKA before vs after adaptation.
+
+    With several seeds, the mean and Student-t CI across the seeds' per-run means; with one seed, that run's
+    mean and its CI over the recorded tasks. Layers where CKA was undefined for every task are left out.
+    """
+    reps = [r.representations() for r in runs]
+    key = "cka_debiased" if debiased else "cka"
+    layers = list(dict.fromkeys(layer for rep in reps for layer in rep.get("layers", rep.get(key, {}))))
+    out: dict[str, tuple[float, float, int]] = {}
+    for layer in layers:
+        cells = [rep.get(key, {}).get(layer) for rep in reps]
+        means = [c["mean"] for c in cells if c and c.get("mean") is not None and math.isfinite(c["mean"])]
+        if not means:
+            continue
+        if len(means) == 1:
+            cell = next(c for c in cells if c and c.get("mean") is not None)
+            ci = cell.get("ci95")
+            out[layer] = (means[0], math.nan if ci is None else float(ci), 1)
+        else:
+            mean, ci = mean_ci95(means)
+            out[layer] = (mean, ci, len(means))
+    return out
+
+
+def _panel_d(ax: Axes, by_method: dict[str, list[Run]], methods: Sequence[str], debiased: bool) -> None:
+    summaries = {m: cka_summary(by_method[m], debiased) for m in methods}
+    layers = list(dict.fromkeys(layer for s in summaries.values() for layer in s))
+    width = 0.8 / max(len(methods), 1)
+    x = np.arange(len(layers))
+    for k, m in enumerate(methods):
+        s = style.method_style(m)
+        pos = x - 0.4 + width * (k + 0.5)
+        means = np.array([summaries[m].get(layer, (math.nan,))[0] for layer in layers])
+        cis = np.array([summaries[m].get(layer, (math.nan, math.nan))[1] for layer in layers])
+        ax.bar(pos, np.nan_to_num(means), width * 0.92, color=s.colour, hatch=s.hatch, edgecolor="white",
+               lw=0.5, label=s.label, yerr=np.where(np.isfinite(cis), cis, 0), capsize=2.5,
+               error_kw=dict(lw=0.9, ecolor="0.15"))
+        for p, v in zip(pos, means):
+            # Values next to the bars: CKA near 1 differs in the second or third decimal.
+            ax.text(p, (v if np.isfinite(v) else 0) + 0.02, f"{v:.3f}" if np.isfinite(v) else "n/a",
+                    ha="center", va="bottom", fontsize=6, rotation=90)
+    ax.set_xticks(x, [layer_label(layer) for layer in layers])
+    ax.set_ylim(0, 1.25)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_ylabel(("debiased linear CKA" if debiased else "linear CKA") + ", before vs after")
+    ax.set_title("(d) " + ("debiased CKA" if debiased else "CKA") + " per layer")
+    ax.set_xlabel("layer")
+
+
+# -- the figure -------------------------------------------------------------------------------------------
+
+
+def figure(
+    source: Run | str | Iterable[Run | str],
+    methods: Sequence[str] | None = None,
+    smooth: int = 1,
+    debiased_cka: bool = True,
+    log_norm: bool = False,
+) -> Figure:
+    """Figure 3 for the runs of one setting (one task, ways and shots).
+
+    Args:
+        source: run or sweep folders (or :class:`Run` objects) of one setting; several seeds per method
+            give bands.
+        methods: methods to draw in every panel (default: the paper's per panel, those present: (a) and (c)
+            MAML, noisy-MAML, CML; (b) CML; (d) MAML and CML). Panel (b) draws only methods with a
+            co-learner.
+        smooth: trailing rolling mean over this many records for the training loss (sinusoid (a)), (b) and
+            (c), written in the axis labels; validation curves are never smoothed.
+        debiased_cka: add a panel with the debiased CKA beside the plain one.
+        log_norm: logarithmic y axis for the gradient norms (c).
+
+    Returns:
+        The figure; axes carry the panel letter in their titles.
+
+    Raises:
+        ValueError: if the runs mix settings or hold none of the panel's methods.
+        MissingRecordError: if a needed record is absent (``dynamics.jsonl``, ``representations.json``,
+            ``val.jsonl``), naming the run folder and the flag that writes it.
+    """
+    runs = as_runs(source)
+    settings = group_by_setting(runs)
+    if len(settings) > 1:
+        raise ValueError(f"Figure 3 draws one setting at a time; got {', '.join(s.label for s in settings)}")
+    setting = next(iter(settings))
+    by_method = group_by_method(runs)
+
+    def pick(default: Sequence[str], co_only: bool = False) -> list[str]:
+        wanted = [m for m in (methods or default) if not co_only or m in ("cml", "cl")]
+        found = _methods(by_method, wanted)
+        if not found:
+            raise ValueError(f"Figure 3 ({setting.label}): none of {', '.join(wanted)} among the runs "
+                             f"({', '.join(by_method)})")
+        return found
+
+    conv, cos, norm, cka = pick(CONVERGENCE_METHODS), pick(COSINE_METHODS, True), pick(NORM_METHODS), pick(CKA_METHODS)
+    _check_dynamics(by_method, cos, "cos_psi")
+    dyn_all = [r.dynamics() for m in set(cos) | set(norm) for r in by_method[m]]
+    cos_blocks = _blocks(dyn_all, "cos_blocks")
+    norm_blocks = _blocks(dyn_all, "grad_norm_blocks")
+    nb = max(len(cos_blocks), len(norm_blocks))
+
+    with style.figure_style():
+        fig = Figure(figsize=(max(12.5, 2.6 * (nb + 1)), 11.5), layout="constrained")
+        top, mid, bottom = fig.subfigures(3, 1, height_ratios=[1.15, 1, 1])
+        left, right = top.subfigures(1, 2, width_ratios=[1, 1])
+        a_axes = left.subplots(1, 2)
+        _panel_a(a_axes, by_method, conv, smooth, setting.is_regression)
+        d_axes = right.subplots(1, 2 if debiased_cka else 1, squeeze=False)[0]
+        _panel_d(d_axes[0], by_method, cka, debiased=False)
+        if debiased_cka:
+            _panel_d(d_axes[1], by_method, cka, debiased=True)
+
+        b_axes = mid.subplots(1, 1 + len(cos_blocks), sharey=True, squeeze=False,
+                              gridspec_kw={"width_ratios": [1.35] + [1] * len(cos_blocks)})[0]
+        _panel_blocks(b_axes, by_method, cos, smooth, "cos_psi", "cos_blocks", cos_blocks)
+        for ax, name in zip(b_axes, ["whole ψ", *cos_blocks]):
+            ax.axhline(0, color="0.35", lw=0.8, ls="-", zorder=0)
+            ax.set_title(f"(b) cosine, {name}")
+            # A cosine lives in [-1, 1]; a wide CI band (two seeds: t = 12.7) must not stretch the axis.
+            ax.set_ylim(-1.05, 1.05)
+        b_axes[0].set_ylabel("cosine similarity" + _smooth_note(smooth))
+        b_axes[0].annotate("cos(∇ψ L_meta, ∇ψ γL_co)", xy=(0.02, 0.97), xycoords="axes fraction", va="top",
+                           fontsize=7, color="0.3")
+
+        c_axes = bottom.subplots(
+            1, 1 + len(norm_blocks), squeeze=False, gridspec_kw={"width_ratios": [1.35] + [1] * len(norm_blocks)})[0]
+        _panel_blocks(c_axes, by_method, norm, smooth, "grad_norm_psi", "grad_norm_blocks", norm_blocks)
+        for ax, name in zip(c_axes, ["whole ψ", *norm_blocks]):
+            ax.set_title(f"(c) gradient norm, {name}")
+            if log_norm:
+                ax.set_yscale("log")
+            else:
+                # Norms are non-negative; the band's lower bound may not be (few seeds).
+                ax.set_ylim(bottom=0)
+        c_axes[0].set_ylabel("‖∇ψ L‖₂" + (" (log scale)" if log_norm else "") + _smooth_note(smooth))
+
+        handles: dict[str, object] = {}
+        for ax in [*a_axes, *d_axes, *b_axes, *c_axes]:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(lab, h)
+        seeds = sorted({len(v) for v in by_method.values()})
+        bands = ("bands: 95% CI across seeds (Student t)" if max(seeds) > 1 else
+                 "one seed: (a) bands are 95% CIs over validation tasks; (b), (c) have no band")
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=len(handles))
+        fig.suptitle(f"Figure 3: learning dynamics, {setting.label}\n"
+                     f"{'/'.join(map(str, seeds))} seed{'s' if max(seeds) > 1 else ''} per method; lines: mean; "
+                     f"{bands}", fontsize=11)
+    return fig

@@ -1,0 +1,121 @@
+"""Figure 4: t-SNE maps of one test task's query features (the head's input) before and after adaptation,
+MAML in the top row and CML in the bottom row, points coloured (and shaped) by class.
+
+Before and after share one t-SNE map per run (the recorder fits t-SNE once on both sets), so the two panels
+of a row share their axes and a shift between them is real. Each panel states the silhouette score of the
+*features* (not of the 2-D map) for this task, and its mean and 95% CI over the run's recorded tasks: higher
+means classes are better separated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import style
+from .runs import Run, as_runs, group_by_method, group_by_setting
+
+__all__ = ["figure", "silhouette_text"]
+
+
+def silhouette_text(reps: dict, when: str) -> str:
+    """The silhouette note of one panel: this task's value, and the mean ± 95% CI over the recorded tasks.
+
+    Args:
+        reps: a run's ``representations.json``.
+        when: ``"before"`` or ``"after"``.
+    """
+    task = reps.get("tsne_task", {}).get(f"silhouette_{when}")
+    lines = [f"silhouette {task:.3f}" if task is not None else "silhouette n/a"]
+    summary = reps.get(f"silhouette_{when}") or {}
+    mean, ci = summary.get("mean"), summary.get("ci95")
+    if mean is not None and math.isfinite(mean):
+        ci_text = f" ± {ci:.3f}" if ci is not None and math.isfinite(ci) else ""
+        lines.append(f"{reps.get('tasks', '?')} tasks: {mean:.3f}{ci_text}")
+    return "\n".join(lines)
+
+
+def figure(
+    source: Run | str | Iterable[Run | str],
+    methods: Sequence[str] = ("maml", "cml"),
+    seed: int | None = None,
+) -> Figure:
+    """Figure 4 for the runs of one image setting.
+
+    Args:
+        source: run or sweep folders (or :class:`Run` objects) of one image task, with ``features.npz`` and
+            ``representations.json`` (train with ``--record-interval K``).
+        methods: one row per method, top to bottom.
+        seed: the seed drawn (default: the lowest seed every method has).
+
+    Returns:
+        The figure: ``len(methods)`` rows x 2 columns (before, after adaptation).
+
+    Raises:
+        ValueError: for sinusoid runs, mixed settings, or a missing method or seed.
+        MissingRecordError: if ``features.npz`` or ``representations.json`` is absent.
+    """
+    runs = as_runs(source)
+    settings = group_by_setting(runs)
+    if len(settings) > 1:
+        raise ValueError(f"Figure 4 draws one setting at a time; got {', '.join(s.label for s in settings)}")
+    setting = next(iter(settings))
+    if setting.is_regression:
+        raise ValueError("Figure 4 needs an image task; sinusoid runs have no class features (see Figure 2)")
+    by_method = group_by_method(runs)
+    absent = [m for m in methods if m not in by_method]
+    if absent:
+        raise ValueError(f"Figure 4 ({setting.label}): no {', '.join(absent)} run (found {', '.join(by_method)})")
+    common = set.intersection(*({r.seed for r in by_method[m]} for m in methods))
+    if seed is None:
+        if not common:
+            raise ValueError(f"Figure 4: {', '.join(methods)} share no seed; train them with the same --seeds")
+        seed = min(common)
+    elif seed not in common:
+        raise ValueError(f"Figure 4: seed {seed} is not trained for every method (common: {sorted(common) or 'none'})")
+    chosen = {m: next(r for r in by_method[m] if r.seed == seed) for m in methods}
+    data = {m: (r.features(), r.representations()) for m, r in chosen.items()}
+
+    with style.figure_style():
+        fig = Figure(figsize=(8.2, 3.9 * len(methods) + 0.9), layout="constrained")
+        axes = fig.subplots(len(methods), 2, squeeze=False)
+        classes = sorted({int(c) for feats, _ in data.values() for c in np.unique(feats["labels"])})
+        for i, m in enumerate(methods):
+            feats, reps = data[m]
+            labels = feats["labels"].astype(int)
+            both = np.concatenate([feats["embed_before"], feats["embed_after"]])
+            lo, hi = both.min(axis=0), both.max(axis=0)
+            pad = 0.06 * (hi - lo + 1e-12)
+            ax_before, ax_after = axes[i]
+            # One map per run: both panels of a row show the same t-SNE coordinates.
+            ax_after.sharex(ax_before)
+            ax_after.sharey(ax_before)
+            for ax, when in ((ax_before, "before"), (ax_after, "after")):
+                emb = feats[f"embed_{when}"]
+                for k, c in enumerate(classes):
+                    sel = labels == c
+                    ax.scatter(emb[sel, 0], emb[sel, 1], s=22, color=style.CLASS_COLOURS[k % len(style.CLASS_COLOURS)],
+                               marker=style.CLASS_MARKERS[k % len(style.CLASS_MARKERS)], edgecolor="white",
+                               linewidth=0.4, alpha=0.9, label=f"class {c + 1}")
+                ax.set_title(f"{style.label(m)}, {when} adaptation", color=style.method_style(m).colour,
+                             fontweight="bold")
+                # Room at the top for the silhouette note, so it never covers points.
+                ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+                ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1] + 0.22 * (hi[1] - lo[1]))
+                ax.text(0.03, 0.97, silhouette_text(reps, when), transform=ax.transAxes, va="top", ha="left",
+                        fontsize=8, bbox=dict(boxstyle="round,pad=0.25", fc="white", ec="0.7", alpha=0.9))
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_xlabel("t-SNE 1")
+                ax.set_ylabel("t-SNE 2")
+                for side in ("top", "right"):
+                    ax.spines[side].set_visible(True)
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 10), title="query class")
+        points = int(data[methods[0]][0]["labels"].shape[0])
+        fig.suptitle(f"Figure 4: t-SNE of head-input features, {setting.label} (seed {seed}, {points} queries; "
+                     f"silhouette in feature space)", fontsize=10.5)
+    return fig

@@ -1,0 +1,288 @@
+"""The report: one multi-page PDF from run and sweep folders (``python -m cml report RUNS... -o report.pdf``).
+
+Pages, in order:
+
+1. title, what was run (per setting: folders, methods, seeds, the settings that matter) and the environment;
+2. results: every method's test performance per setting, with 95% CIs and what they are over;
+3. Figure 2 (sinusoid fits), if sinusoid runs are given;
+4. Figure 3 (learning dynamics), one page per setting;
+5. Figure 4 (t-SNE), one page per image setting;
+6. Table 4 (parameters and performance), one page per setting;
+7. the four claims, checked with their evidence.
+
+A figure whose records are absent is replaced by a page naming the missing records and the command that
+writes them; the report only fails when no run folder is found at all.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import platform
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+
+from . import claims as claims_mod
+from . import fig2_sinusoid, fig3_dynamics, fig4_tsne, style, table4
+from .runs import (MissingRecordError, Run, Setting, find_runs, group_by_method, group_by_setting,
+                   reproduce_command, sweep_folders)
+
+__all__ = ["write_report", "title_page", "results_page", "missing_page", "claims_pages", "auto_smooth"]
+
+A4 = (8.27, 11.69)
+REPORT_TITLE = "Cooperative Meta-Learning: results and learning dynamics"
+# Config fields shown per setting on the title page (the ones that change what a number means).
+_SUMMARY_FIELDS = ("steps", "meta_batch", "meta_lr", "inner_lr", "inner_steps", "test_inner_steps", "queries",
+                   "filters", "hidden", "co_learner", "gamma", "first_order", "backend", "record_interval",
+                   "val_interval", "val_tasks", "test_tasks", "record_tasks")
+
+
+def _text_page(title: str, blocks: Sequence[tuple[str, str]], width: int = 100) -> Figure:
+    """An A4 page: a title, then (heading, body) blocks in a monospaced font, wrapped to ``width``."""
+    with style.figure_style():
+        fig = Figure(figsize=A4)
+        fig.suptitle(title, fontsize=14, y=0.975, fontweight="bold")
+        y = 0.935
+        for heading, body in blocks:
+            if heading:
+                fig.text(0.06, y, heading, fontsize=10.5, fontweight="bold", va="top")
+                y -= _line_height(10.5, 1.6)
+            lines = [w for line in body.splitlines() for w in (textwrap.wrap(line, width, subsequent_indent="    ")
+                                                               or [""])]
+            fig.text(0.06, y, "\n".join(lines), fontsize=7.6, family="monospace", va="top", linespacing=1.35)
+            y -= _line_height(7.6, 1.35) * len(lines) + 0.02
+    return fig
+
+
+def _versions() -> str:
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    packages = ", ".join(f"{p} {version(p)}" for p in ("torch", "numpy", "scipy", "matplotlib", "seaborn",
+                                                        "scikit-learn", "openTSNE"))
+    return (f"python {platform.python_version()} ({sys.executable})\n{packages}\n"
+            f"platform {platform.platform()}, {platform.machine()}\n"
+            f"report written {_dt.datetime.now().astimezone().isoformat(timespec='seconds')}")
+
+
+def title_page(runs: Sequence[Run], contents: Sequence[str]) -> Figure:
+    """Page 1: what was run (per setting), the environment, and the list of pages."""
+    blocks = [("", "Cooperative Meta-Learning (Shin, Han & Kim, UAI 2024) against MAML baselines: test performance,\n"
+                   "sinusoid fits, gradient cosine and norms on psi, CKA and t-SNE of the representations.")]
+    for setting, group in group_by_setting(runs).items():
+        by_method = group_by_method(group)
+        folders = sweep_folders(group) or sorted({str(r.path) for r in group})
+        lines = [f"folders: {', '.join(map(str, folders))}",
+                 "methods (seeds): " + ", ".join(f"{style.label(m)} ({','.join(str(r.seed) for r in rs)})"
+                                                 for m, rs in by_method.items())]
+        configs = [r.config for r in group]
+        shared, differs = [], []
+        for f in _SUMMARY_FIELDS:
+            values = {repr(c.get(f)) for c in configs if f in c}
+            if len(values) == 1:
+                shared.append(f"{f}={next(iter(values))}")
+            elif values:
+                differs.append(f"{f} in {{{', '.join(sorted(values))}}}")
+        noise = {c.get("noise_std") for c in configs if c.get("method") == "noisy-maml"}
+        if noise:
+            shared.append(f"noisy-maml noise_std={','.join(map(str, sorted(noise)))} "
+                          f"({configs[0].get('noise_mode', '?')})")
+        lines.append("config: " + ", ".join(shared))
+        if differs:
+            lines.append("differs across runs: " + "; ".join(differs))
+        blocks.append((f"Setting: {setting.label}", "\n".join(lines)))
+    blocks.append(("Environment", _versions()))
+    blocks.append(("Pages", "\n".join(f"{i + 2:2d}. {c}" for i, c in enumerate(contents))))
+    fig = _text_page(REPORT_TITLE, blocks)
+    return fig
+
+
+def _result_cells(method: str, rs: Sequence[Run], regression: bool) -> list[str] | None:
+    from analysis.stats import mean_ci95
+
+    tests = [r.test() for r in rs if r.has("test.json")]
+    if not tests:
+        return None
+    metric = "mse" if regression else "acc"
+    scale, fmt = (1.0, ".4f") if regression else (100.0, ".2f")
+
+    def cell(key: str) -> str:
+        values = [t[key] for t in tests if t.get(key) is not None]
+        if not values:
+            return "—"
+        if len(values) > 1:
+            m, ci = mean_ci95(values)
+        else:
+            m, ci = values[0], tests[0].get(f"{key}_ci95")
+        ci_text = f" ± {scale * ci:{fmt}}" if ci is not None and math.isfinite(ci) else ""
+        return f"{scale * m:{fmt}}{ci_text}"
+
+    over = f"{len(tests)} seeds" if len(tests) > 1 else f"{tests[0].get('tasks')} tasks"
+    second = cell("mse_before") if regression else cell("loss")
+    hours = sum(t.get("train_time", 0.0) for t in tests) / len(tests)
+    return [style.label(method), str(len(tests)), cell(metric), cell(f"{metric}_dagger"), second, over,
+            f"{tests[0]['params']['train']:,}", f"{hours:.0f}"]
+
+
+def results_page(runs: Sequence[Run]) -> Figure:
+    """The results page: per setting, each method's test metric, CML† and a second metric, with 95% CIs."""
+    groups = group_by_setting(runs)
+    with style.figure_style():
+        fig = Figure(figsize=A4)
+        fig.suptitle("Results: test performance per setting", fontsize=14, y=0.975, fontweight="bold")
+        fig.text(0.06, 0.945, "mean ± 95% CI: across seeds (Student t) with several seeds, else across test tasks "
+                 "(normal); CML† = CML through its co-learner φ.", fontsize=8)
+        height = min(0.2, 0.86 / max(len(groups), 1))
+        for k, (setting, group) in enumerate(groups.items()):
+            reg = setting.is_regression
+            rows = [c for m, rs in group_by_method(group).items() if (c := _result_cells(m, rs, reg)) is not None]
+            top = 0.92 - k * height
+            ax = fig.add_axes((0.06, top - height + 0.02, 0.88, height - 0.04))
+            ax.axis("off")
+            ax.set_title(setting.label, loc="left", fontsize=10, fontweight="bold")
+            if not rows:
+                ax.text(0, 0.5, "no finished run (no test.json): run the sweep again to finish it", fontsize=8)
+                continue
+            cols = (["method", "seeds", "test MSE", "CML† MSE", "MSE before adapt.", "CI over", "params",
+                     "train s"] if reg else
+                    ["method", "seeds", "accuracy (%)", "CML† acc. (%)", "test loss", "CI over", "params", "train s"])
+            t = ax.table(cellText=rows, colLabels=cols, loc="upper center", cellLoc="center",
+                         colWidths=[0.13, 0.07, 0.17, 0.17, 0.16, 0.11, 0.1, 0.09])
+            t.auto_set_font_size(False)
+            t.set_fontsize(7.5)
+            t.scale(1, 1.25)
+            for (i, _), c in t.get_celld().items():
+                c.set_edgecolor("0.75")
+                if i == 0:
+                    c.set_facecolor("0.92")
+                    c.set_text_props(weight="bold")
+    return fig
+
+
+def missing_page(title: str, error: Exception, command: str | None) -> Figure:
+    """A page standing in for a figure that could not be drawn: what is missing and how to produce it."""
+    blocks = [("Not drawn: records missing" if isinstance(error, MissingRecordError) else "Not drawn",
+               str(error))]
+    if command:
+        blocks.append(("Produce the records with", command))
+    return _text_page(f"{title}: not available", blocks, width=95)
+
+
+def _line_height(fontsize: float, spacing: float = 1.3, page_height: float = A4[1]) -> float:
+    # Height of one text line as a fraction of the page (points / (inches * 72)).
+    return fontsize * spacing / (page_height * 72.0)
+
+
+def claims_pages(claims: Sequence[claims_mod.Claim]) -> list[Figure]:
+    """The claims, each with its verdict and evidence, over as many A4 pages as they need."""
+    marks = {True: "SUPPORTED", False: "NOT SUPPORTED", None: "INSUFFICIENT EVIDENCE"}
+    colours = {True: "#009E73", False: "#D55E00", None: "0.35"}
+    pages: list[Figure] = []
+    fig, y = None, 0.0
+    head_h, body_h = _line_height(9.0, 1.25), _line_height(7.4, 1.3)
+    for c in claims:
+        claim_lines = textwrap.wrap(c.claim, 90)
+        body = textwrap.wrap(c.evidence, 104) + [f"seeds: {', '.join(map(str, c.seeds)) or 'none'}"]
+        need = head_h * (1 + len(claim_lines)) + body_h * len(body) + 0.012
+        if fig is None or y - need < 0.03:
+            with style.figure_style():
+                fig = Figure(figsize=A4)
+                fig.suptitle("Claims: why CML works, checked against the records" +
+                             (" (continued)" if pages else ""), fontsize=13, y=0.975, fontweight="bold")
+                fig.text(0.06, 0.945, "supported: the 95% CI across seeds lies on the claimed side; one seed is not "
+                         "a claim. Seeds are paired (same seed = same test tasks).", fontsize=7.8)
+            pages.append(fig)
+            y = 0.92
+        fig.text(0.06, y, marks[c.supported], fontsize=9, fontweight="bold", va="top", color=colours[c.supported])
+        fig.text(0.94, y, c.setting, fontsize=8.5, va="top", ha="right", color="0.35")
+        y -= head_h
+        fig.text(0.06, y, "\n".join(claim_lines), fontsize=9, fontweight="bold", va="top", linespacing=1.25)
+        y -= head_h * len(claim_lines)
+        fig.text(0.08, y - 0.003, "\n".join(body), fontsize=7.4, family="monospace", va="top", linespacing=1.3)
+        y -= body_h * len(body) + 0.022
+    if not pages:
+        pages.append(_text_page("Claims: why CML works, checked against the records", [("", "no runs")]))
+    return pages
+
+
+def auto_smooth(runs: Sequence[Run]) -> int:
+    """Rolling-mean window for Figure 3 in the report: about 1/25 of the recorded steps (1 for short runs)."""
+    counts = [len(r.dynamics()) for r in runs if r.has("dynamics.jsonl")]
+    return max(1, round(min(counts) / 25)) if counts else 1
+
+
+def write_report(paths: Sequence[Path], output: Path) -> Path:
+    """Writes the report PDF for the runs in ``paths`` (run folders, sweep folders, or folders above them).
+
+    Args:
+        paths: folders to search for runs (see :func:`figures.runs.find_runs`).
+        output: the PDF to write (its folder is created).
+
+    Returns:
+        ``output``.
+
+    Raises:
+        NoRunsError: if no run folder is found (a FileNotFoundError, so the CLI reports it in one line).
+        FileNotFoundError: if a path does not exist.
+    """
+    runs = find_runs(paths)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    groups = group_by_setting(runs)
+    sinusoid = [r for r in runs if r.is_regression]
+
+    # Every page is a (contents line, builder) pair; a builder that lacks records becomes a missing page.
+    pages: list[tuple[str, Callable[[], Figure], Sequence[Run]]] = [("Results per setting", lambda: results_page(runs), runs)]
+    if sinusoid:
+        pages.append(("Figure 2: sinusoid fits", lambda: fig2_sinusoid.figure(sinusoid, show_before=True), sinusoid))
+    for setting, group in groups.items():
+        pages.append((f"Figure 3: learning dynamics, {setting.label}",
+                      lambda g=group: fig3_dynamics.figure(g, smooth=auto_smooth(g)), group))
+    for setting, group in groups.items():
+        if not setting.is_regression:
+            pages.append((f"Figure 4: t-SNE, {setting.label}", lambda g=group: fig4_tsne.figure(g), group))
+    if not any(not s.is_regression for s in groups):
+        pages.append(("Figure 4: t-SNE (needs an image task)", lambda: _no_image_task(), runs))
+    for setting, group in groups.items():
+        pages.append((f"Table 4: parameters and performance, {setting.label}", lambda g=group: table4.figure(g), group))
+    checked = claims_mod.claims(runs)
+
+    metadata_ = {"Title": REPORT_TITLE, "Subject": "; ".join(s.label for s in groups),
+                 "Creator": "cml figures.report", "Keywords": "meta-learning, CML, MAML"}
+    contents = [title for title, _, _ in pages] + ["Claims"]
+    with style.figure_style(), PdfPages(output, metadata=metadata_) as pdf:
+        pdf.savefig(title_page(runs, contents))
+        for title, build, group in pages:
+            try:
+                fig = build()
+            except (MissingRecordError, ValueError) as e:
+                fig = missing_page(title, e, reproduce_command(group) if isinstance(e, MissingRecordError) else
+                                   _command_for_value_error(title, group))
+            pdf.savefig(fig)
+        for fig in claims_pages(checked):
+            pdf.savefig(fig)
+    return output
+
+
+def _no_image_task() -> Figure:
+    raise ValueError("Figure 4 needs an image task; only sinusoid runs were given")
+
+
+def _command_for_value_error(title: str, group: Sequence[Run]) -> str | None:
+    # A figure refused its runs (a method or task absent): suggest the sweep that has what it draws.
+    if title.startswith("Figure 4"):
+        return ("python -m cml sweep --task fonts --methods maml,cml --seeds 0,1,2 --out runs/fonts "
+                "--record-interval 5")
+    if title.startswith("Figure 2"):
+        return ("python -m cml sweep --task sinusoid --methods maml,cml --seeds 0 --shots 5 --out runs/sin5 "
+                "--record-interval 5")
+    return reproduce_command(group) if group else None

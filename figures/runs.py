@@ -1,0 +1,345 @@
+"""Finding and reading run folders for the figures: records only, never the trainer.
+
+A *run folder* holds ``config.json`` and the records of :mod:`cml.records`; a *sweep folder* holds
+``sweep.json`` and one run folder per (method, seed) (see :mod:`cml.sweep`). :func:`find_runs` accepts
+either, or any folder above them, and returns :class:`Run` objects whose loaders raise
+:class:`MissingRecordError` naming the folder, the file and the command that writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from cml import records
+
+__all__ = [
+    "METHOD_ORDER",
+    "MissingRecordError",
+    "NoRunsError",
+    "Run",
+    "Setting",
+    "find_runs",
+    "as_runs",
+    "group_by_method",
+    "group_by_setting",
+    "sweep_folders",
+    "reproduce_command",
+]
+
+#: Order of methods in legends and tables: baselines first, CML last (as in the paper's Table 4).
+METHOD_ORDER: tuple[str, ...] = ("maml", "noisy-maml", "more-maml", "cl", "cml")
+
+# Why a file can be missing, and what writes it: the second half of every MissingRecordError.
+_HINTS = {
+    "test.json": "the run has not finished; run the same command again (sweeps and --resume continue it)",
+    "val.jsonl": "the run has not validated yet; train it further or set --val-interval",
+    "metrics.jsonl": "the run has not logged a step yet; train it",
+    "dynamics.jsonl": "train with --record-interval K (e.g. --record-interval 5) to record gradients",
+    "representations.json": "train with --record-interval K; CKA and silhouettes are written when training ends",
+    "features.npz": "train an image task with --record-interval K; t-SNE features are written when training ends",
+    "fits.npz": "train --task sinusoid with --record-interval K; the fitted curves are written when training ends",
+}
+
+
+class MissingRecordError(FileNotFoundError):
+    """A record a figure needs is not in a run folder.
+
+    Attributes:
+        run_dir: the run folder.
+        filename: the missing file's name.
+        hint: what produces it.
+    """
+
+    def __init__(self, run_dir: Path, filename: str, hint: str | None = None) -> None:
+        self.run_dir, self.filename = Path(run_dir), filename
+        self.hint = hint or _HINTS.get(filename, "train the run with the settings that write it")
+        super().__init__(f"{self.run_dir} has no {filename}: {self.hint}")
+
+
+class NoRunsError(FileNotFoundError):
+    """None of the given paths holds a run folder."""
+
+
+class Setting(NamedTuple):
+    """What makes runs comparable: the task and its N-way K-shot shape (ways is None for regression)."""
+
+    task: str
+    ways: int | None
+    shots: int
+
+    @property
+    def label(self) -> str:
+        """``"sinusoid, 10-shot"`` or ``"fonts, 5-way 1-shot"``."""
+        if self.ways is None:
+            return f"{self.task}, {self.shots}-shot"
+        return f"{self.task}, {self.ways}-way {self.shots}-shot"
+
+    @property
+    def is_regression(self) -> bool:
+        return self.task == "sinusoid"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run folder and its config; records are read on demand by the methods below.
+
+    Attributes:
+        path: the run folder.
+        config: the contents of ``config.json`` (a :class:`cml.config.Config` as a dict).
+    """
+
+    path: Path
+    config: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Run":
+        """The run in ``path``.
+
+        Raises:
+            MissingRecordError: if ``path`` has no ``config.json``.
+            ValueError: if ``config.json`` is not a JSON object with ``method``, ``task`` and ``seed``.
+        """
+        path = Path(path)
+        cfg_path = path / "config.json"
+        if not cfg_path.is_file():
+            raise MissingRecordError(path, "config.json", "this is not a run folder written by `python -m cml`")
+        try:
+            config = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{cfg_path} is not valid JSON ({e}); the run folder is damaged") from None
+        missing = [k for k in ("method", "task", "seed", "shots") if not isinstance(config, dict) or k not in config]
+        if missing:
+            raise ValueError(f"{cfg_path} lacks {', '.join(missing)}; it was not written by `python -m cml`")
+        return cls(path, config)
+
+    # -- identity -----------------------------------------------------------------------------------
+
+    @property
+    def method(self) -> str:
+        return str(self.config["method"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+    @property
+    def task(self) -> str:
+        return str(self.config["task"])
+
+    @property
+    def shots(self) -> int:
+        return int(self.config["shots"])
+
+    @property
+    def is_regression(self) -> bool:
+        return self.task == "sinusoid"
+
+    @property
+    def setting(self) -> Setting:
+        return Setting(self.task, None if self.is_regression else int(self.config.get("ways", 5)), self.shots)
+
+    def __str__(self) -> str:
+        return f"{self.method} seed {self.seed} ({self.path})"
+
+    # -- records ------------------------------------------------------------------------------------
+
+    def has(self, filename: str) -> bool:
+        """Whether the run folder holds ``filename`` (and, for JSON lines, at least one record)."""
+        p = self.path / filename
+        return p.is_file() and (not filename.endswith(".jsonl") or p.stat().st_size > 0)
+
+    def require(self, filename: str) -> Path:
+        """The path of ``filename`` in the run folder; raises :class:`MissingRecordError` if absent."""
+        if not self.has(filename):
+            hint = None
+            if filename == "features.npz" and self.is_regression:
+                hint = "regression runs have no t-SNE features (Figure 4 needs an image task)"
+            elif filename == "fits.npz" and not self.is_regression:
+                hint = "only sinusoid runs write fitted curves (Figure 2)"
+            raise MissingRecordError(self.path, filename, hint)
+        return self.path / filename
+
+    def test(self) -> dict[str, Any]:
+        """``test.json``: the final test (means and 95% CIs over test tasks, parameter counts)."""
+        return records.read_json(self.require("test.json"))
+
+    def val(self) -> list[dict[str, Any]]:
+        """``val.jsonl``: one record per validation, in step order."""
+        return sorted(records.read_jsonl(self.require("val.jsonl")), key=lambda r: r["step"])
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """``metrics.jsonl``: training scalars averaged over each log interval, in step order."""
+        return sorted(records.read_jsonl(self.require("metrics.jsonl")), key=lambda r: r["step"])
+
+    def dynamics(self) -> list[dict[str, Any]]:
+        """``dynamics.jsonl``: gradient norms (and cosines for co-learner methods) per recorded step."""
+        return sorted(records.read_jsonl(self.require("dynamics.jsonl")), key=lambda r: r["step"])
+
+    def representations(self) -> dict[str, Any]:
+        """``representations.json``: CKA per layer and silhouettes (end of training)."""
+        return records.read_json(self.require("representations.json"))
+
+    def features(self) -> dict[str, np.ndarray]:
+        """``features.npz``: one test task's query features and t-SNE map before and after adaptation."""
+        with np.load(self.require("features.npz"), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    def fits(self) -> dict[str, np.ndarray]:
+        """``fits.npz``: three sinusoid test curves, support points and predictions (Figure 2)."""
+        with np.load(self.require("fits.npz"), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+
+def _runs_in_sweep(folder: Path) -> list[Run]:
+    spec = records.read_json(folder / "sweep.json")
+    runs = []
+    for method in spec.get("methods", []):
+        for seed in spec.get("seeds", []):
+            run_dir = folder / f"{method}-s{seed}"
+            if (run_dir / "config.json").is_file():
+                runs.append(Run.load(run_dir))
+            else:
+                warnings.warn(f"sweep {folder} lists {run_dir.name} but it has not started; run the sweep again "
+                              f"to train it", stacklevel=3)
+    return runs
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """Every run folder in ``paths``: run folders, sweep folders, or folders above them (searched recursively).
+
+    A run found twice (a sweep and one of its own runs both given) is returned once.
+
+    Args:
+        paths: folders.
+
+    Returns:
+        The runs, in the order found.
+
+    Raises:
+        FileNotFoundError: if a path does not exist.
+        NoRunsError: if no run folder is found at all.
+    """
+    paths = [Path(p) for p in paths]
+    found: list[Run] = []
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist; give a run folder or a sweep folder")
+        if (path / "sweep.json").is_file():
+            found += _runs_in_sweep(path)
+        elif (path / "config.json").is_file():
+            found.append(Run.load(path))
+        elif path.is_dir():
+            # A parent of sweeps or runs: the shallowest sweep.json or config.json on each branch.
+            sweeps = sorted(p.parent for p in path.rglob("sweep.json"))
+            for sweep in sweeps:
+                found += _runs_in_sweep(sweep)
+            for cfg in sorted(path.rglob("config.json")):
+                if not any(s in cfg.parents for s in sweeps):
+                    found.append(Run.load(cfg.parent))
+    unique: dict[Path, Run] = {}
+    for run in found:
+        unique.setdefault(run.path.resolve(), run)
+    if not unique:
+        raise NoRunsError(f"no run folder (a folder with config.json) in {', '.join(map(str, paths)) or 'no paths'}; "
+                          f"train one with `python -m cml train` or `python -m cml sweep`")
+    return list(unique.values())
+
+
+def as_runs(source: Run | str | Path | Iterable[Run | str | Path]) -> list[Run]:
+    """Runs from a mix of :class:`Run` objects and folder paths (see :func:`find_runs`)."""
+    if isinstance(source, (Run, str, Path)):
+        source = [source]
+    items = list(source)
+    runs = [r for r in items if isinstance(r, Run)]
+    paths = [p for p in items if not isinstance(p, Run)]
+    if paths:
+        runs += find_runs(paths)
+    if not runs:
+        raise NoRunsError("no runs given")
+    return runs
+
+
+def _method_key(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def group_by_method(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    """Runs per method (in :data:`METHOD_ORDER`), each list sorted by seed.
+
+    Runs are expected to share one :class:`Setting`. Two runs of one method and seed (the same cell in two
+    folders) keep the first, with a warning, so that no seed is counted twice.
+
+    Raises:
+        ValueError: if the runs mix settings (group them with :func:`group_by_setting` first).
+    """
+    settings = {r.setting for r in runs}
+    if len(settings) > 1:
+        raise ValueError(f"runs of different settings cannot be compared: {', '.join(s.label for s in settings)}; "
+                         f"group them with group_by_setting first")
+    out: dict[str, dict[int, Run]] = {}
+    for run in runs:
+        cell = out.setdefault(run.method, {})
+        if run.seed in cell:
+            warnings.warn(f"{run.path} repeats {run.method} seed {run.seed} of {cell[run.seed].path}; "
+                          f"using the first", stacklevel=2)
+            continue
+        cell[run.seed] = run
+    return {m: [out[m][s] for s in sorted(out[m])] for m in sorted(out, key=_method_key)}
+
+
+def group_by_setting(runs: Sequence[Run]) -> dict[Setting, list[Run]]:
+    """Runs per setting (task, ways, shots), settings sorted by task then shots."""
+    out: dict[Setting, list[Run]] = {}
+    for run in runs:
+        out.setdefault(run.setting, []).append(run)
+    return {s: out[s] for s in sorted(out, key=lambda s: (s.task, s.ways or 0, s.shots))}
+
+
+def sweep_folders(runs: Sequence[Run]) -> list[Path]:
+    """The sweep folders the runs come from (a run's parent holding ``sweep.json``), in order."""
+    seen: dict[Path, None] = {}
+    for run in runs:
+        if (run.path.parent / "sweep.json").is_file():
+            seen.setdefault(run.path.parent, None)
+    return list(seen)
+
+
+# Config fields worth repeating on a command line when they differ from the preset.
+# (noise_std is left out: the sweep gives noisy-maml its noise and the other methods none.)
+_COMMAND_FIELDS = ("data", "ways", "shots", "steps", "filters", "co_learner", "gamma")
+
+
+def reproduce_command(runs: Sequence[Run], record_interval: int = 5, out: str | Path | None = None) -> str:
+    """A ``python -m cml sweep`` command that trains ``runs``' methods and seeds with records on.
+
+    Args:
+        runs: runs of one setting.
+        record_interval: the ``--record-interval`` to ask for.
+        out: the sweep folder to write. Default: the runs' sweep folder (else ``runs/<task>``) with
+            ``-recorded`` appended, because a sweep folder refuses a grid with other settings.
+    """
+    if not runs:
+        raise ValueError("reproduce_command needs at least one run")
+    cfg = runs[0].config
+    methods = ",".join(dict.fromkeys(r.method for r in sorted(runs, key=lambda r: _method_key(r.method))))
+    seeds = ",".join(str(s) for s in sorted({r.seed for r in runs}))
+    if out is None:
+        sweeps = sweep_folders(runs)
+        out = f"{sweeps[0] if sweeps else Path('runs') / cfg['task']}-recorded"
+    parts = ["python", "-m", "cml", "sweep", "--task", cfg["task"], "--methods", methods, "--seeds", seeds,
+             "--out", str(out)]
+    for field in _COMMAND_FIELDS:
+        value = cfg.get(field)
+        if value is None or (field == "ways" and cfg["task"] == "sinusoid"):
+            continue
+        parts += ["--" + field.replace("_", "-"), str(value)]
+    parts += ["--record-interval", str(record_interval)]
+    return " ".join(shlex.quote(p) for p in parts)
