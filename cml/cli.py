@@ -100,7 +100,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         sampler = SinusoidSampler(cfg.shots, cfg.queries, gen)
         where = "sinusoid"
     elif args.data is not None:
-        pool = load_folder_pool(args.data, cfg.image_size)
+        pool = load_folder_pool(args.data, cfg.image_size, invert=args.invert)
         channels = int(pool.images(0).shape[1])
         expected = int(next(p for n, p in model.named_parameters()).shape[1])
         if channels != expected:
@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="evaluate a saved run on its test split or on a folder of class folders")
     e.add_argument("run", help="a run folder written by train")
     e.add_argument("--data", help="a folder of class folders (root/<class>/*.png); default: the run's test split")
+    e.add_argument("--invert", action="store_true",
+                   help="invert the folder's grayscale images (dark strokes on light paper, as Omniglot's PNGs)")
     e.add_argument("--ways", type=int)
     e.add_argument("--shots", type=int)
     e.add_argument("--queries", type=int)

@@ -50,7 +50,8 @@ def load_splits(cfg: Config):
     """The data set's train/val/test pools (image tasks); loading errors name the path and what to do."""
     from .data import load_splits as _load
 
-    return _load(cfg.task, cfg.data, cfg.image_size, seed=cfg.seed, split=cfg.split)
+    options = {} if cfg.split == "default" else {"split": cfg.split}
+    return _load(cfg.task, cfg.data, cfg.image_size, seed=cfg.seed, **options)
 
 
 class TaskSource:

@@ -1,0 +1,203 @@
+"""Seconds per meta-step and peak autograd memory: maml and cml on both backends, against a minimal loop.
+
+Setting (issue 2): 28x28 1-channel images, Conv-4 with 64 filters, 5-way 1-shot, 15 queries, meta-batch 4,
+5 inner steps, second order. Every variant runs one step per round, interleaved, in this one process, so
+machine noise hits all of them alike; the table gives medians and ratios.
+
+"minimal" is a hand-written torch.func MAML step (functional_call + autograd.grad, one backward per task,
+Adam): the floor the trainer is held to. "cml+rec k" is a CML step with the learning-dynamics recorder
+on every k-th step (k = 1: every step; the k = 10 row is the mean over 10 consecutive steps).
+
+Peak memory is the peak of the bytes held by tensors that autograd saved for backward (storage-deduplicated),
+measured with ``torch.autograd.graph.saved_tensors_hooks``: on the CPU that is the part of memory the
+method's graph costs, and it is measured in-process.
+
+Run: ``.venv/bin/python bench/step_time.py [--rounds 7] [--filters 64] [--inner-steps 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import weakref
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis.recorders import Recorder  # noqa: E402
+from cml.config import Config  # noqa: E402
+from cml.data.base import ClassPool, Splits, TaskSampler  # noqa: E402
+from cml.models import build_model, init_parameters  # noqa: E402
+from cml.trainer import Trainer, generator  # noqa: E402
+
+
+class SavedTensorMeter:
+    """Tracks live bytes of tensors saved for backward, counting each storage once, and their peak."""
+
+    def __init__(self) -> None:
+        self.live: dict[int, list[int]] = {}  # storage ptr -> [refcount, bytes]
+        self.current = 0
+        self.peak = 0
+        self.generation = 0
+
+    def _release(self, ptr: int, generation: int) -> None:
+        if generation != self.generation:  # saved during an earlier measurement
+            return
+        entry = self.live[ptr]
+        entry[0] -= 1
+        if entry[0] == 0:
+            self.current -= entry[1]
+            del self.live[ptr]
+
+    def pack(self, t: torch.Tensor):
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr in self.live:
+            self.live[ptr][0] += 1
+        else:
+            self.live[ptr] = [1, storage.nbytes()]
+            self.current += storage.nbytes()
+            self.peak = max(self.peak, self.current)
+        holder = _Holder(t)
+        weakref.finalize(holder, self._release, ptr, self.generation)
+        return holder
+
+    @staticmethod
+    def unpack(holder: "_Holder") -> torch.Tensor:
+        return holder.tensor
+
+    @contextmanager
+    def measure(self):
+        self.current = self.peak = 0
+        self.generation += 1
+        self.live.clear()
+        with torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack):
+            yield self
+
+
+class _Holder:
+    __slots__ = ("tensor", "__weakref__")
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+
+def random_splits(classes: int = 20, per_class: int = 20, size: int = 28) -> Splits:
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (per_class, size, size), dtype=np.uint8) for _ in range(classes)]
+    pool = ClassPool([f"c{i}" for i in range(classes)], [lambda a=a: a for a in arrays], "random bench images")
+    return Splits(pool, pool, pool, "random")
+
+
+def bench_config(method: str, backend: str, args, record_interval: int = 0) -> Config:
+    return Config(method=method, task="omniglot", data="bench", image_size=28, filters=args.filters, ways=5,
+                  shots=1, queries=15, meta_batch=4, inner_steps=args.inner_steps, inner_lr=0.4,
+                  backend=backend, co_learner=args.co_learner, steps=10**9, progress=False,
+                  record_interval=record_interval, checkpoint_interval=0, val_interval=0)
+
+
+def minimal_step_factory(args, splits: Splits):
+    """A hand-written second-order MAML step on torch.func; no trainer code but the model and the sampler."""
+    cfg = bench_config("maml", "func", args)
+    model = build_model(cfg, 1)
+    init_parameters(model, generator(0, "init"))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sampler = TaskSampler(splits.train, 5, 1, 15, generator(0, "train"))
+    ce = torch.nn.functional.cross_entropy
+
+    def step() -> None:
+        params = dict(model.named_parameters())
+        grads = {n: torch.zeros_like(p) for n, p in params.items()}
+        for _ in range(cfg.meta_batch):
+            (xs, ys), (xq, yq) = sampler.sample()
+            fast = params
+            for _ in range(cfg.inner_steps):
+                loss = ce(torch.func.functional_call(model, fast, (xs,))[0], ys)
+                g = torch.autograd.grad(loss, list(fast.values()), create_graph=True)
+                fast = {n: p - cfg.inner_lr * gi for (n, p), gi in zip(fast.items(), g)}
+            outer = ce(torch.func.functional_call(model, fast, (xq,))[0], yq) / cfg.meta_batch
+            for (n, _), gi in zip(params.items(), torch.autograd.grad(outer, list(params.values()))):
+                grads[n] += gi
+        for n, p in params.items():
+            p.grad = grads[n]
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def trainer_step_factory(cfg: Config, splits: Splits, tmp: Path):
+    run_dir = tmp / f"{cfg.method}-{cfg.backend}-{cfg.record_interval}"
+    recorder = Recorder(run_dir) if cfg.record_interval else None
+    trainer = Trainer(cfg, run_dir, splits=splits, recorder=recorder)
+
+    def step() -> None:
+        record = cfg.record_interval > 0 and (trainer.step + 1) % cfg.record_interval == 0
+        trainer.outer_step(record)
+        trainer.step += 1
+
+    return step
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--filters", type=int, default=64)
+    p.add_argument("--inner-steps", type=int, default=5)
+    p.add_argument("--co-learner", default="linear", choices=("linear", "conv"))
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="cml-bench-"))
+    splits = random_splits()
+    steps = {"minimal (torch.func)": (minimal_step_factory(args, splits), 1)}
+    for method in ("maml", "cml"):
+        for backend in ("higher", "func"):
+            steps[f"{method} {backend}"] = (trainer_step_factory(bench_config(method, backend, args), splits, tmp), 1)
+    steps["cml+rec k=1 higher"] = (trainer_step_factory(bench_config("cml", "higher", args, 1), splits, tmp), 1)
+    steps["cml+rec k=10 higher"] = (trainer_step_factory(bench_config("cml", "higher", args, 10), splits, tmp), 10)
+    meter = SavedTensorMeter()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    peaks: dict[str, int] = {}
+    for name, (step, _) in steps.items():  # warm-up, and the memory measurement
+        with meter.measure():
+            step()
+        peaks[name] = meter.peak
+    for _ in range(args.rounds):
+        for name, (step, repeat) in steps.items():
+            start = time.perf_counter()
+            for _ in range(repeat):
+                step()
+            times[name].append((time.perf_counter() - start) / repeat)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; Conv-4/{args.filters}, 28x28x1, 5-way "
+          f"1-shot, 15 queries, meta-batch 4, {args.inner_steps} inner steps, second order, {args.co_learner} "
+          f"co-learner; {args.rounds} interleaved rounds")
+    print(f"| variant | median s/step | vs minimal | vs maml (same backend) | peak saved MiB |")
+    print(f"| --- | ---: | ---: | ---: | ---: |")
+    for name in steps:
+        backend = "func" if "func" in name and "minimal" not in name else "higher"
+        ref = med.get(f"maml {backend}")
+        vs_maml = f"{med[name] / ref:.3f}" if ref and "minimal" not in name else ""
+        print(f"| {name} | {med[name]:.4f} | {med[name] / med['minimal (torch.func)']:.3f} | {vs_maml} | "
+              f"{peaks[name] / 2**20:.1f} |")
+    print()
+    print(f"cml/maml: higher {med['cml higher'] / med['maml higher']:.3f}, func {med['cml func'] / med['maml func']:.3f}"
+          f" (goal <= 1.05)")
+    print(f"trainer/minimal: maml higher {med['maml higher'] / med['minimal (torch.func)']:.3f}, maml func "
+          f"{med['maml func'] / med['minimal (torch.func)']:.3f} (goal <= 1.05)")
+    print(f"recording overhead vs cml higher: k=1 {med['cml+rec k=1 higher'] / med['cml higher']:.3f}x, "
+          f"k=10 {med['cml+rec k=10 higher'] / med['cml higher']:.3f}x")
+
+
+if __name__ == "__main__":
+    main()
