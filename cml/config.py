@@ -213,7 +213,7 @@ _PRESETS: dict[tuple[str, str], dict[str, Any]] = {
                                 val_interval=500, val_tasks=100, test_tasks=600, checkpoint_interval=500,
                                 log_interval=50, co_learner="linear"),
     ("quick", "image"): dict(filters=32, inner_lr=0.4, inner_steps=1, test_inner_steps=3, meta_batch=4,
-                             queries=5, meta_lr=2e-3, steps=600, gamma=1.0, co_learner="linear",
+                             queries=5, meta_lr=2e-3, steps=600, gamma=1.0, co_learner="conv",
                              val_interval=200, val_tasks=50, test_tasks=600, checkpoint_interval=200,
                              log_interval=20),
 }

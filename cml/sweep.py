@@ -81,8 +81,6 @@ def cell_config(base: Config, method: str, seed: int) -> Config:
     changes: dict[str, Any] = {"method": method, "seed": seed}
     if method == "noisy-maml" and base.noise_std == 0:
         changes["noise_std"] = 0.5
-    if method == "more-maml" and base.co_learner == "conv" and not base.is_regression:
-        changes["more_capacity"] = "blocks"
     return base.replace(**changes)
 
 
