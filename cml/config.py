@@ -30,7 +30,7 @@ class Config:
     Attributes:
         method: one of ``maml``, ``cml``, ``noisy-maml``, ``more-maml``, ``cl`` (see README, "Methods").
         task: ``sinusoid`` or a few-shot image data set (see ``cml.data.DATASETS``).
-        data: path of the data set's root (None for ``sinusoid`` and ``fonts``).
+        data: path of the data set's root (None for ``sinusoid``; for ``fonts``, an optional cache folder).
         ways, shots, queries: N-way K-shot with Q queries per class (regression: ``shots`` support points,
             ``queries`` query points).
         image_size: side of the square input images.
@@ -151,8 +151,8 @@ class Config:
                               "more_capacity 'width'")
         if self.method == "noisy-maml" and self.noise_std == 0:
             raise ConfigError("noisy-maml needs noise_std > 0 (e.g. --noise-std 0.1); with 0 it is plain maml")
-        if self.task in ("sinusoid", "fonts") and self.data is not None:
-            raise ConfigError(f"task {self.task!r} generates its own data; remove data={self.data!r}")
+        if self.task == "sinusoid" and self.data is not None:
+            raise ConfigError(f"task 'sinusoid' generates its own data; remove data={self.data!r}")
         if self.task not in ("sinusoid", "fonts") and self.data is None:
             raise ConfigError(f"task {self.task!r} needs a data path (--data PATH); see README, 'Data sets'")
 
