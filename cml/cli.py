@@ -154,7 +154,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(Path(args.out), Path(args.report), quick_steps=args.steps)
+    return run_demo(Path(args.out), Path(args.report), quick_steps=args.steps, test_tasks=args.test_tasks)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -242,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", default="runs/demo")
     m.add_argument("--report", default="reports/demo.pdf")
     m.add_argument("--steps", type=int, help="override the outer steps of every demo run (for a faster look)")
+    m.add_argument("--test-tasks", type=int, help="override the number of test tasks of every demo run")
     m.set_defaults(func=cmd_demo)
     return p
 

@@ -18,11 +18,9 @@ IMAGE_METHODS = ("maml", "noisy-maml", "cml", "more-maml", "cl")
 SEEDS = (0,)
 
 
-def demo_configs(steps: int | None = None) -> dict[str, Any]:
+def demo_configs(steps: int | None = None, test_tasks: int | None = None) -> dict[str, Any]:
     """The demo's two base configs (quick preset, with learning-dynamics recording on)."""
-    overrides: dict[str, Any] = {"progress": True}
-    if steps is not None:
-        overrides["steps"] = steps
+    overrides: dict[str, Any] = {"progress": True, "steps": steps, "test_tasks": test_tasks}
     sinusoid = preset("quick", "sinusoid", "maml", record_interval=50, **overrides)
     fonts = preset("quick", "fonts", "maml", record_interval=10, **overrides)
     return {"sinusoid": sinusoid, "fonts": fonts}
@@ -45,11 +43,18 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(out: Path, report: Path, quick_steps: int | None = None) -> int:
+def run_demo(out: Path, report: Path, quick_steps: int | None = None, test_tasks: int | None = None) -> int:
+    """Trains the demo's sweeps (resuming unfinished runs), prints the table and writes the report.
+
+    Args:
+        out: the folder of the demo's two sweep folders.
+        report: the PDF to write.
+        quick_steps, test_tasks: overrides of the quick preset, for a faster look (and the test suite).
+    """
     from figures.report import write_report
 
     start = time.perf_counter()
-    configs = demo_configs(quick_steps)
+    configs = demo_configs(quick_steps, test_tasks)
     results = {
         "sinusoid": run_sweep(out / "sinusoid", configs["sinusoid"], SINUSOID_METHODS, SEEDS),
         "fonts": run_sweep(out / "fonts", configs["fonts"], IMAGE_METHODS, SEEDS),

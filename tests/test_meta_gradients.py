@@ -12,7 +12,6 @@ from cml.data.base import Task
 from cml.meta import FuncBackend, HigherBackend, adapt, meta_gradient, task_losses
 from cml.models import MetaModel, build_model, init_parameters
 
-torch.set_default_dtype(torch.float64)
 METHODS = ("maml", "cml", "noisy-maml", "more-maml", "cl")
 
 
