@@ -171,6 +171,12 @@ def _panel_a(axes: Sequence[Axes], by_method: dict[str, list[Run]], methods: Seq
                      va="bottom", transform=ax_left.transAxes, fontsize=7, color="0.35")
         if not regression:
             ax_right.set_xlim(0, last * 1.05)
+    # Bands from few seeds can leave the metric's range; the axes keep to it.
+    if not regression:
+        lo, hi = ax_left.get_ylim()
+        ax_left.set_ylim(max(lo, 0.0), min(hi, 100.0))
+    for ax in axes:
+        ax.set_ylim(bottom=max(ax.get_ylim()[0], 0.0))
     note = _smooth_note(smooth)
     if regression:
         ax_left.set_ylabel("validation MSE after adaptation")
@@ -269,11 +275,12 @@ def _panel_d(ax: Axes, by_method: dict[str, list[Run]], methods: Sequence[str], 
                lw=0.5, label=s.label, yerr=np.where(np.isfinite(cis), cis, 0), capsize=2.5,
                error_kw=dict(lw=0.9, ecolor="0.15"))
         for p, v in zip(pos, means):
-            # Values next to the bars: CKA near 1 differs in the second or third decimal.
-            ax.text(p, (v if np.isfinite(v) else 0) + 0.02, f"{v:.3f}" if np.isfinite(v) else "n/a",
-                    ha="center", va="bottom", fontsize=6, rotation=90)
+            # Values inside the bars' feet, clear of the error bars: CKA near 1 differs in the 2nd-3rd decimal.
+            ax.text(p, 0.03, f"{v:.3f}" if np.isfinite(v) else "n/a", ha="center", va="bottom", fontsize=6.5,
+                    rotation=90, color="black",
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
     ax.set_xticks(x, [layer_label(layer) for layer in layers])
-    ax.set_ylim(0, 1.25)
+    ax.set_ylim(0, 1.15)
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel(("debiased linear CKA" if debiased else "linear CKA") + ", before vs after")
     ax.set_title("(d) " + ("debiased CKA" if debiased else "CKA") + " per layer")

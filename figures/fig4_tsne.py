@@ -29,12 +29,12 @@ def silhouette_text(reps: dict, when: str) -> str:
         when: ``"before"`` or ``"after"``.
     """
     task = reps.get("tsne_task", {}).get(f"silhouette_{when}")
-    lines = [f"silhouette {task:.3f}" if task is not None else "silhouette n/a"]
+    lines = [f"silhouette {task:.3f} (this task)" if task is not None else "silhouette n/a (this task)"]
     summary = reps.get(f"silhouette_{when}") or {}
     mean, ci = summary.get("mean"), summary.get("ci95")
     if mean is not None and math.isfinite(mean):
         ci_text = f" ± {ci:.3f}" if ci is not None and math.isfinite(ci) else ""
-        lines.append(f"{reps.get('tasks', '?')} tasks: {mean:.3f}{ci_text}")
+        lines.append(f"mean of {reps.get('tasks', '?')} tasks: {mean:.3f}{ci_text}")
     return "\n".join(lines)
 
 

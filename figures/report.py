@@ -53,8 +53,10 @@ def _text_page(title: str, blocks: Sequence[tuple[str, str]], width: int = 100) 
             if heading:
                 fig.text(0.06, y, heading, fontsize=10.5, fontweight="bold", va="top")
                 y -= _line_height(10.5, 1.6)
-            lines = [w for line in body.splitlines() for w in (textwrap.wrap(line, width, subsequent_indent="    ")
-                                                               or [""])]
+            # Paths and commands are never broken inside a word: they must stay copyable.
+            lines = [w for line in body.splitlines()
+                     for w in (textwrap.wrap(line, width, subsequent_indent="    ", break_long_words=False,
+                                             break_on_hyphens=False) or [""])]
             fig.text(0.06, y, "\n".join(lines), fontsize=7.6, family="monospace", va="top", linespacing=1.35)
             y -= _line_height(7.6, 1.35) * len(lines) + 0.02
     return fig
@@ -191,7 +193,7 @@ def claims_pages(claims: Sequence[claims_mod.Claim]) -> list[Figure]:
     head_h, body_h = _line_height(9.0, 1.25), _line_height(7.4, 1.3)
     for c in claims:
         claim_lines = textwrap.wrap(c.claim, 90)
-        body = textwrap.wrap(c.evidence, 104) + [f"seeds: {', '.join(map(str, c.seeds)) or 'none'}"]
+        body = textwrap.wrap(c.evidence, 104, break_long_words=False, break_on_hyphens=False) + [f"seeds: {', '.join(map(str, c.seeds)) or 'none'}"]
         need = head_h * (1 + len(claim_lines)) + body_h * len(body) + 0.012
         if fig is None or y - need < 0.03:
             with style.figure_style():

@@ -54,14 +54,20 @@ class MissingRecordError(FileNotFoundError):
 
     Attributes:
         run_dir: the run folder.
-        filename: the missing file's name.
+        record: the missing file's name.
         hint: what produces it.
+        message: the whole message (also ``str(error)``).
     """
 
     def __init__(self, run_dir: Path, filename: str, hint: str | None = None) -> None:
-        self.run_dir, self.filename = Path(run_dir), filename
+        self.run_dir, self.record = Path(run_dir), filename
         self.hint = hint or _HINTS.get(filename, "train the run with the settings that write it")
-        super().__init__(f"{self.run_dir} has no {filename}: {self.hint}")
+        self.message = f"{self.run_dir} has no {filename}: {self.hint}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        # OSError would format its own (errno, strerror) pair; the message is the point.
+        return self.message
 
 
 class NoRunsError(FileNotFoundError):
@@ -200,15 +206,18 @@ class Run:
 
 def _runs_in_sweep(folder: Path) -> list[Run]:
     spec = records.read_json(folder / "sweep.json")
-    runs = []
+    runs, absent = [], []
     for method in spec.get("methods", []):
         for seed in spec.get("seeds", []):
             run_dir = folder / f"{method}-s{seed}"
             if (run_dir / "config.json").is_file():
                 runs.append(Run.load(run_dir))
             else:
-                warnings.warn(f"sweep {folder} lists {run_dir.name} but it has not started; run the sweep again "
-                              f"to train it", stacklevel=3)
+                absent.append(run_dir.name)
+    if absent:
+        # The grid is methods x seeds; a cell never started is worth one line, not one per cell.
+        warnings.warn(f"sweep {folder}: {len(absent)} of {len(absent) + len(runs)} cells not started "
+                      f"({', '.join(absent)}); run the sweep with those methods and seeds to train them", stacklevel=3)
     return runs
 
 
@@ -338,7 +347,7 @@ def reproduce_command(runs: Sequence[Run], record_interval: int = 5, out: str | 
              "--out", str(out)]
     for field in _COMMAND_FIELDS:
         value = cfg.get(field)
-        if value is None or (field == "ways" and cfg["task"] == "sinusoid"):
+        if value is None or (field in ("ways", "filters") and cfg["task"] == "sinusoid"):
             continue
         parts += ["--" + field.replace("_", "-"), str(value)]
     parts += ["--record-interval", str(record_interval)]

@@ -1,0 +1,257 @@
+"""Writes the four notebooks of ``notebooks/`` (valid nbformat v4, stored without outputs).
+
+Run ``python notebooks/build_notebooks.py`` after editing a notebook's cells here; the ``.ipynb`` files are
+generated, so that every notebook keeps the same structure:
+
+1. a markdown cell saying what the notebook reproduces and how long it takes;
+2. a code cell tagged ``parameters`` (papermill's convention) with quick defaults and the paper's settings in
+   comments; papermill, or a test, overrides them by inserting a cell after it;
+3. a setup cell (imports; the repository root on ``sys.path`` when ``cml`` is not installed);
+4. a cell that trains the sweeps with :func:`cml.sweep.run_sweep` unless ``RUNS`` names existing folders;
+5. cells that draw the figure or table with :mod:`figures` and show it.
+
+Cell ids are fixed (``<notebook>-<index>``) so regenerating gives identical files.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+SETUP = '''\
+%matplotlib inline
+import sys
+from pathlib import Path
+
+try:
+    import cml  # noqa: F401
+except ModuleNotFoundError:
+    # Running from a checkout without installing: the repository root is the first folder above with cml/.
+    root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "cml" / "__init__.py").is_file())
+    sys.path.insert(0, str(root))
+
+from IPython.display import Markdown, display
+
+import figures
+from cml.config import preset
+from cml.sweep import run_sweep
+from figures.runs import find_runs'''
+
+
+def _notebook(stem: str, cells: list[tuple[str, str, list[str]]]) -> nbformat.NotebookNode:
+    nb = new_notebook()
+    nb.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+    }
+    for i, (kind, source, tags) in enumerate(cells):
+        cell = new_markdown_cell(source) if kind == "md" else new_code_cell(source)
+        cell.id = f"{stem}-{i}"
+        if tags:
+            cell.metadata["tags"] = tags
+        nb.cells.append(cell)
+    return nb
+
+
+def fig2() -> nbformat.NotebookNode:
+    return _notebook("fig2", [
+        ("md", "# Figure 2: sinusoid regression, MAML vs CML\n\n"
+               "Meta-trains MAML and CML on sinusoid regression at 5, 10 and 20 shots and draws three test curves: the\n"
+               "ground truth, the support points and each method's prediction after adaptation (dotted: before).\n"
+               "The quick defaults take a few minutes on a CPU; the paper's settings are in the comments of the\n"
+               "parameters cell. Set `RUNS` to existing sweep folders to draw them without training.", []),
+        ("code", '''\
+# Parameters (tagged "parameters": papermill and the tests override them in a cell below).
+PRESET = "quick"          # paper: "paper" (1-40-40-1 MLP, alpha 0.01, meta-batch 25, 70,000 steps)
+SHOTS = [5, 10, 20]       # paper: 5, 10, 20
+METHODS = ["maml", "cml"]
+SEEDS = [0]               # paper: several seeds, e.g. [0, 1, 2]
+STEPS = 3000              # paper: 70000 (the paper preset's value)
+TEST_TASKS = 200          # paper: 600
+RECORD_INTERVAL = 50      # records gradients and, at the end, the fitted curves
+OVERRIDES = {}            # any other cml.config.Config field, e.g. {"meta_batch": 25}
+OUT = "runs/notebooks/fig2"
+RUNS = None               # existing sweep or run folders to draw instead of training, e.g. ["runs/sin5"]''',
+         ["parameters"]),
+        ("code", SETUP, []),
+        ("code", '''\
+if RUNS is None:
+    RUNS = []
+    for shots in SHOTS:
+        base = preset(PRESET, "sinusoid", METHODS[0], shots=shots, steps=STEPS, test_tasks=TEST_TASKS,
+                      record_interval=RECORD_INTERVAL, progress=False, **OVERRIDES)
+        out = Path(OUT) / f"shots{shots}"
+        run_sweep(out, base, METHODS, SEEDS)
+        RUNS.append(out)
+runs = find_runs(RUNS)
+print(f"{len(runs)} runs:", ", ".join(f"{r.method} s{r.seed} {r.shots}-shot" for r in runs))''', []),
+        ("code", '''\
+from figures import fig2_sinusoid
+
+fig = fig2_sinusoid.figure(runs, methods=METHODS, show_before=True)
+figures.save(fig, Path(OUT) / "fig2_sinusoid")
+fig''', []),
+        ("code", '''\
+from figures import table4
+from figures.runs import group_by_setting
+
+for setting, group in group_by_setting(runs).items():
+    display(Markdown(f"**{setting.label}**\\n\\n" + table4.markdown(table4.rows(group, methods=METHODS))))''', []),
+    ])
+
+
+def fig3() -> nbformat.NotebookNode:
+    return _notebook("fig3", [
+        ("md", "# Figure 3: learning dynamics of MAML, noisy-MAML and CML\n\n"
+               "(a) validation accuracy and loss against the outer step; (b) cosine similarity of the meta- and\n"
+               "co-learner gradients on ψ (CML), whole and per block; (c) the norm of ψ's gradient; (d) CKA between\n"
+               "query representations before and after adaptation, per layer. Then the four claims, checked with\n"
+               "95% CIs across seeds. The default task is the font-glyph data set (no download).", []),
+        ("code", '''\
+# Parameters (tagged "parameters": papermill and the tests override them in a cell below).
+PRESET = "quick"          # paper: "paper" (Conv-4 with 64 filters, conv co-learner, alpha 0.5, 30,000 steps)
+TASK = "fonts"            # paper: "miniimagenet" or "omniglot" (set DATA to the data set's folder)
+DATA = None               # e.g. "../shared/data/omniglot"; None for fonts and sinusoid
+WAYS, SHOTS = 5, 1        # paper: 5-way 1-shot and 5-shot
+METHODS = ["maml", "noisy-maml", "cml"]
+SEEDS = [0, 1]            # paper: [0, 1, 2] (bands are 95% CIs across seeds; one seed is not a claim)
+STEPS = 600               # paper: 30000
+TEST_TASKS = 200          # paper: 600
+RECORD_INTERVAL = 10      # paper-scale runs: 100
+VAL_INTERVAL = 100        # paper: 500
+SMOOTH = 1                # rolling mean over this many records in (b) and (c)
+OVERRIDES = {}            # any other cml.config.Config field, e.g. {"filters": 64}
+OUT = "runs/notebooks/fig3"
+RUNS = None               # existing sweep or run folders to draw instead of training''', ["parameters"]),
+        ("code", SETUP, []),
+        ("code", '''\
+if RUNS is None:
+    extra = {} if TASK == "sinusoid" else {"ways": WAYS}
+    base = preset(PRESET, TASK, METHODS[0], data=DATA, shots=SHOTS, steps=STEPS, test_tasks=TEST_TASKS,
+                  record_interval=RECORD_INTERVAL, val_interval=VAL_INTERVAL, progress=False, **extra, **OVERRIDES)
+    run_sweep(Path(OUT), base, METHODS, SEEDS)
+    RUNS = [OUT]
+runs = find_runs(RUNS)
+print(f"{len(runs)} runs:", ", ".join(f"{r.method} s{r.seed}" for r in runs))''', []),
+        ("code", '''\
+from figures import fig3_dynamics
+
+fig = fig3_dynamics.figure(runs, smooth=SMOOTH)
+figures.save(fig, Path(OUT) / "fig3_dynamics")
+fig''', []),
+        ("code", '''\
+from figures.claims import claims
+
+for c in claims(runs):
+    display(Markdown(f"**{c.verdict.upper()}**: {c.claim} ({c.setting})\\n\\n{c.evidence}"))''', []),
+    ])
+
+
+def fig4() -> nbformat.NotebookNode:
+    return _notebook("fig4", [
+        ("md", "# Figure 4: t-SNE of query features before and after adaptation\n\n"
+               "One test task's query features (the head's input) embedded with t-SNE, before and after adaptation,\n"
+               "MAML in the top row and CML in the bottom row, coloured by class. Each panel gives the silhouette\n"
+               "score in feature space: for this task and averaged over the recorded tasks.", []),
+        ("code", '''\
+# Parameters (tagged "parameters": papermill and the tests override them in a cell below).
+PRESET = "quick"          # paper: "paper" (Conv-4/64, conv co-learner, 30,000 steps)
+TASK = "fonts"            # paper: "miniimagenet" (set DATA)
+DATA = None
+WAYS, SHOTS = 5, 1        # paper: 5-way 1-shot
+METHODS = ["maml", "cml"]
+SEEDS = [0]               # the figure draws one seed; the silhouette note averages the recorded tasks
+SEED = None               # the seed to draw (None: the lowest shared one)
+STEPS = 600               # paper: 30000
+TEST_TASKS = 200          # paper: 600
+RECORD_INTERVAL = 50
+OVERRIDES = {}            # any other cml.config.Config field, e.g. {"record_tasks": 100}
+OUT = "runs/notebooks/fig4"
+RUNS = None               # existing sweep or run folders to draw instead of training''', ["parameters"]),
+        ("code", SETUP, []),
+        ("code", '''\
+if RUNS is None:
+    base = preset(PRESET, TASK, METHODS[0], data=DATA, ways=WAYS, shots=SHOTS, steps=STEPS, test_tasks=TEST_TASKS,
+                  record_interval=RECORD_INTERVAL, progress=False, **OVERRIDES)
+    run_sweep(Path(OUT), base, METHODS, SEEDS)
+    RUNS = [OUT]
+runs = find_runs(RUNS)
+print(f"{len(runs)} runs:", ", ".join(f"{r.method} s{r.seed}" for r in runs))''', []),
+        ("code", '''\
+from figures import fig4_tsne
+
+fig = fig4_tsne.figure(runs, methods=METHODS, seed=SEED)
+figures.save(fig, Path(OUT) / "fig4_tsne")
+fig''', []),
+    ])
+
+
+def table4() -> nbformat.NotebookNode:
+    return _notebook("table4", [
+        ("md", "# Table 4: is CML's gain just more parameters?\n\n"
+               "MAML, More-MAML (MAML widened to CML's train-time parameter count), CL (collaborative learning:\n"
+               "both heads adapt and teach each other), CML and CML† (CML predicting with its co-learner), with their\n"
+               "parameters at train and at test time and their test accuracy ± 95% CI.", []),
+        ("code", '''\
+# Parameters (tagged "parameters": papermill and the tests override them in a cell below).
+PRESET = "quick"          # paper: "paper" (Conv-4/64, conv co-learner, 30,000 steps, 600 test tasks)
+TASK = "fonts"            # paper: "miniimagenet" (set DATA)
+DATA = None
+WAYS, SHOTS = 5, 1        # paper: 5-way 1-shot and 5-shot
+METHODS = ["maml", "more-maml", "cl", "cml"]
+SEEDS = [0]               # paper: [0, 1, 2]; with several seeds the CI is across seeds
+STEPS = 600               # paper: 30000
+TEST_TASKS = 200          # paper: 600
+OVERRIDES = {}            # any other cml.config.Config field, e.g. {"more_capacity": "blocks"}
+OUT = "runs/notebooks/table4"
+RUNS = None               # existing sweep or run folders to tabulate instead of training''', ["parameters"]),
+        ("code", SETUP, []),
+        ("code", '''\
+if RUNS is None:
+    # No learning-dynamics records: the table needs only the final tests.
+    base = preset(PRESET, TASK, METHODS[0], data=DATA, ways=WAYS, shots=SHOTS, steps=STEPS, test_tasks=TEST_TASKS,
+                  progress=False, **OVERRIDES)
+    run_sweep(Path(OUT), base, METHODS, SEEDS, record=False)
+    RUNS = [OUT]
+runs = find_runs(RUNS)
+print(f"{len(runs)} runs:", ", ".join(f"{r.method} s{r.seed}" for r in runs))''', []),
+        ("code", '''\
+from figures import table4
+
+rows = table4.rows(runs, methods=METHODS)
+display(Markdown(table4.markdown(rows)))''', []),
+        ("code", '''\
+fig = table4.figure(rows)
+figures.save(fig, Path(OUT) / "table4")
+fig''', []),
+    ])
+
+
+NOTEBOOKS = {
+    "fig2_sinusoid.ipynb": fig2,
+    "fig3_learning_dynamics.ipynb": fig3,
+    "fig4_tsne.ipynb": fig4,
+    "table4_baselines.ipynb": table4,
+}
+
+
+def build(folder: Path = HERE) -> list[Path]:
+    """Writes every notebook into ``folder`` (validated against the nbformat v4 schema) and returns the paths."""
+    paths = []
+    for name, make in NOTEBOOKS.items():
+        nb = make()
+        nbformat.validate(nb)
+        path = Path(folder) / name
+        nbformat.write(nb, str(path))
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":
+    for p in build(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE):
+        print(p)

@@ -1,0 +1,437 @@
+"""Figures, Table 4 and the claims, drawn from run folders of short real sweeps (and synthetic records).
+
+The session fixture :func:`figure_runs` trains tiny sweeps once (sinusoid at 10 and 5 shots; the font-glyph
+data set, which needs no download) and is shared with ``test_report.py`` and ``test_notebooks.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.collections import PathCollection, PolyCollection
+from matplotlib.colors import to_rgb
+from matplotlib.container import BarContainer
+
+from analysis.stats import mean_ci95
+from figures import claims as claims_mod
+from figures import fig2_sinusoid, fig3_dynamics, fig4_tsne, style, table4
+from figures.runs import (MissingRecordError, NoRunsError, Run, as_runs, find_runs, group_by_method,
+                          group_by_setting, reproduce_command)
+
+# Built once per test session (several test modules import the fixture; the cache keeps it to one build).
+_BUILT: dict[str, Path] = {}
+
+
+def build_figure_runs(root: Path) -> dict[str, Path]:
+    """Tiny real sweeps with learning-dynamics records, in ``root``.
+
+    Returns:
+        ``{"sin": sinusoid 10-shot (maml, noisy-maml, cml x seeds 0, 1), "sin5": sinusoid 5-shot (maml, cml,
+        seed 0), "fonts": fonts 5-way 1-shot (maml, noisy-maml, more-maml, cl, cml x seeds 0, 1), "cache": the
+        fonts cache folder}``.
+    """
+    from cml.config import preset
+    from cml.sweep import run_sweep
+
+    # The fonts are rendered once into a throwaway cache unless the caller already chose one.
+    os.environ.setdefault("CML_CACHE", str(root / "cml-cache"))
+    threads = torch.get_num_threads()
+    # One thread: on a busy 2-core machine intra-op threads wait on each other (tiny convs run 10x slower).
+    torch.set_num_threads(1)
+    try:
+        sin = preset("quick", "sinusoid", "maml", steps=30, record_interval=3, val_interval=10, val_tasks=10,
+                     test_tasks=20, record_tasks=5, log_interval=5, progress=False)
+        run_sweep(root / "sin", sin, ["maml", "noisy-maml", "cml"], [0, 1])
+        run_sweep(root / "sin5", sin.replace(shots=5), ["maml", "cml"], [0])
+        img = preset("quick", "fonts", "maml", steps=6, filters=16, meta_batch=2, record_interval=2, val_interval=3,
+                     val_tasks=5, test_tasks=10, record_tasks=4, log_interval=2, checkpoint_interval=0, progress=False)
+        run_sweep(root / "fonts", img, ["maml", "noisy-maml", "more-maml", "cl", "cml"], [0, 1])
+    finally:
+        torch.set_num_threads(threads)
+    return {"sin": root / "sin", "sin5": root / "sin5", "fonts": root / "fonts",
+            "cache": Path(os.environ["CML_CACHE"])}
+
+
+@pytest.fixture(scope="session")
+def figure_runs(tmp_path_factory) -> dict[str, Path]:
+    if not _BUILT:
+        _BUILT.update(build_figure_runs(tmp_path_factory.mktemp("figure-runs")))
+    return dict(_BUILT)
+
+
+def _copy_without(src: Path, dst: Path, drop: tuple[str, ...]) -> Path:
+    """A copy of a sweep or run folder without the files named in ``drop`` (in every run folder)."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*drop, "checkpoint.pt"))
+    return dst
+
+
+def _line_labels(ax) -> list[str]:
+    return [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")]
+
+
+# -- runs: discovery, grouping, errors ---------------------------------------------------------------------
+
+
+def test_find_runs_from_sweeps_parents_and_run_folders(figure_runs):
+    runs = find_runs([figure_runs["sin"]])
+    assert sorted((r.method, r.seed) for r in runs) == sorted(
+        (m, s) for m in ("maml", "noisy-maml", "cml") for s in (0, 1))
+    # A parent of sweeps finds all of them; a sweep given twice (and one of its runs) counts once.
+    everything = find_runs([figure_runs["sin"].parent, figure_runs["sin"], figure_runs["sin"] / "cml-s0"])
+    assert len(everything) == 6 + 2 + 10
+    settings = group_by_setting(everything)
+    assert [s.label for s in settings] == ["fonts, 5-way 1-shot", "sinusoid, 5-shot", "sinusoid, 10-shot"]
+    by_method = group_by_method(settings[next(iter(settings))])
+    assert list(by_method) == ["maml", "noisy-maml", "more-maml", "cl", "cml"]
+    assert [r.seed for r in by_method["cml"]] == [0, 1]
+    with pytest.raises(ValueError, match="different settings"):
+        group_by_method(everything)
+
+
+def test_find_runs_errors_name_the_folder(tmp_path, figure_runs):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        find_runs([tmp_path / "nowhere"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NoRunsError, match="no run folder"):
+        find_runs([tmp_path / "empty"])
+    run = Run.load(figure_runs["sin"] / "maml-s0")
+    with pytest.raises(MissingRecordError, match=r"maml-s0 has no features.npz: regression runs"):
+        run.features()
+    bare = _copy_without(figure_runs["sin"] / "cml-s0", tmp_path / "bare", ("dynamics.jsonl",))
+    with pytest.raises(MissingRecordError, match=r"bare has no dynamics.jsonl: train with --record-interval"):
+        Run.load(bare).dynamics()
+
+
+def test_duplicate_seed_warns_and_keeps_first(tmp_path, figure_runs):
+    copy = _copy_without(figure_runs["sin"] / "cml-s0", tmp_path / "again", ())
+    runs = [Run.load(figure_runs["sin"] / "cml-s0"), Run.load(copy)]
+    with pytest.warns(UserWarning, match="repeats cml seed 0"):
+        assert group_by_method(runs)["cml"][0].path == runs[0].path
+
+
+def test_reproduce_command_names_methods_seeds_and_recording(figure_runs):
+    runs = find_runs([figure_runs["fonts"]])
+    cmd = reproduce_command(runs, record_interval=7)
+    assert cmd.startswith("python -m cml sweep --task fonts --methods maml,noisy-maml,more-maml,cl,cml --seeds 0,1")
+    assert "--record-interval 7" in cmd and "--ways 5" in cmd and f"--out {figure_runs['fonts']}-recorded" in cmd
+
+
+# -- style -------------------------------------------------------------------------------------------------
+
+
+def test_methods_differ_in_colour_and_in_grayscale_cues():
+    styles = list(style.METHOD_STYLES.values())
+    assert len({s.colour for s in styles}) == len(styles)
+    assert len({s.marker for s in styles}) == len(styles)
+    assert len({str(s.linestyle) for s in styles}) == len(styles)
+    assert len({s.hatch for s in styles}) == len(styles)
+    # MAML and CML, drawn together in every figure, also differ in lightness.
+    lum = {m: float(np.dot(to_rgb(s.colour), (0.299, 0.587, 0.114))) for m, s in style.METHOD_STYLES.items()}
+    assert abs(lum["maml"] - lum["cml"]) > 0.05
+    with pytest.raises(KeyError, match="no style for method 'foo'"):
+        style.method_style("foo")
+
+
+def test_save_writes_png_and_pdf(tmp_path, figure_runs):
+    fig = table4.figure([figure_runs["sin"]])
+    paths = style.save(fig, tmp_path / "out" / "table")
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:5] == b"%PDF-"
+
+
+# -- Figure 2 ----------------------------------------------------------------------------------------------
+
+
+def test_fig2_columns_per_shots_rows_per_curve(figure_runs):
+    fig = fig2_sinusoid.figure([figure_runs["sin"], figure_runs["sin5"], figure_runs["fonts"]], show_before=True)
+    axes = fig.axes
+    assert len(axes) == 6  # 3 curves x 2 shots values; fonts runs are ignored
+    titles = [ax.get_title() for ax in axes]
+    assert titles[0].startswith("5 shots, test curve 1") and titles[1].startswith("10 shots, test curve 1")
+    assert all("MSE: MAML" in t and "CML" in t for t in titles)
+    for ax in axes:
+        assert _line_labels(ax) == ["ground truth", "MAML before adaptation", "MAML after adaptation",
+                                    "CML before adaptation", "CML after adaptation"]
+        support = [c for c in ax.collections if isinstance(c, PathCollection)]
+        assert len(support) == 1
+    assert len(axes[0].collections[0].get_offsets()) == 5 and len(axes[1].collections[0].get_offsets()) == 10
+    assert axes[-1].get_xlabel() == "x" and axes[0].get_ylabel() == "y"
+    assert "Figure 2" in fig._suptitle.get_text()
+    assert fig.legends and "support points" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_fig2_one_shots_value_is_one_row_and_dagger_optional(figure_runs):
+    fig = fig2_sinusoid.figure([figure_runs["sin"]], curves=[0, 2], show_dagger=True, seed=1)
+    assert len(fig.axes) == 2
+    assert "CML† (φ) after adaptation" in _line_labels(fig.axes[0])
+    assert "seed 1" in fig._suptitle.get_text()
+    with pytest.raises(ValueError, match="no noisy-maml run at 5 shots"):
+        fig2_sinusoid.figure([figure_runs["sin5"]], methods=("maml", "noisy-maml"))
+    with pytest.raises(ValueError, match="needs sinusoid runs"):
+        fig2_sinusoid.figure([figure_runs["fonts"]])
+    with pytest.raises(ValueError, match="curves \\[3\\] are not recorded"):
+        fig2_sinusoid.figure([figure_runs["sin"]], curves=[3])
+
+
+# -- Figure 3 ----------------------------------------------------------------------------------------------
+
+
+def test_band_mean_ci_and_smoothing():
+    a = {1: 1.0, 2: 2.0, 3: 3.0, 4: float("nan")}
+    b = {1: 3.0, 2: 4.0, 3: 5.0, 4: 6.0}
+    bd = fig3_dynamics.band([a, b])
+    assert list(bd.steps) == [1, 2, 3] and bd.seeds == 2  # step 4 lacks a finite value in seed a
+    m, ci = mean_ci95([1.0, 3.0])
+    assert bd.mean[0] == pytest.approx(m) and bd.hi[0] - bd.mean[0] == pytest.approx(ci)
+    smooth = fig3_dynamics.band([b], smooth=2)
+    assert list(smooth.steps) == [2, 3, 4] and list(smooth.mean) == [3.5, 4.5, 5.5]
+    assert np.isnan(smooth.lo).all()
+    own = fig3_dynamics.band([b], own_ci=[{1: 0.5, 2: 0.5, 3: 0.5, 4: 0.5}])
+    assert list(own.hi - own.mean) == [0.5] * 4
+    with pytest.raises(ValueError, match="share no recorded step"):
+        fig3_dynamics.band([{1: 1.0}, {2: 1.0}])
+
+
+def test_fig3_image_panels_and_content(figure_runs):
+    fig = fig3_dynamics.figure([figure_runs["fonts"]])
+    axes = fig.axes
+    assert len(axes) == 2 + 2 + 5 + 5  # (a) acc, loss; (d) CKA, debiased; (b), (c): whole psi + 4 blocks
+    by_title = {ax.get_title(): ax for ax in axes}
+    acc = by_title["(a) validation accuracy"]
+    assert _line_labels(acc) == ["MAML", "noisy-MAML", "CML"]
+    assert acc.get_ylabel() == "validation accuracy (%)" and acc.get_xlabel() == "outer step"
+    assert any(isinstance(c, PolyCollection) for c in acc.collections)  # 2 seeds: CI bands
+    cos = by_title["(b) cosine, whole ψ"]
+    assert _line_labels(cos) == ["CML"] and cos.get_ylabel() == "cosine similarity"
+    assert any(np.allclose(line.get_ydata(), 0) for line in cos.get_lines())  # the zero line
+    for block in ("block1", "block2", "block3", "block4"):
+        assert _line_labels(by_title[f"(b) cosine, {block}"]) == ["CML"]
+        assert _line_labels(by_title[f"(c) gradient norm, {block}"]) == ["MAML", "noisy-MAML", "CML"]
+    norm = by_title["(c) gradient norm, whole ψ"]
+    assert norm.get_ylabel() == "‖∇ψ L‖₂"
+    # Each recorded step of 6 (record interval 2) is a point of the norm curves.
+    assert list(norm.get_lines()[0].get_xdata()) == [2, 4, 6]
+    cka = by_title["(d) CKA per layer"]
+    assert [t.get_text() for t in cka.get_xticklabels()] == ["block1", "block2", "block3", "head input"]
+    bars = [c for c in cka.containers if isinstance(c, BarContainer)]
+    assert [b.get_label() for b in bars] == ["MAML", "CML"] and all(len(b) == 4 for b in bars)
+    assert "(d) debiased CKA per layer" in by_title
+    assert "Figure 3: learning dynamics, fonts, 5-way 1-shot" in fig._suptitle.get_text()
+
+
+def test_fig3_bar_heights_are_the_seed_means(figure_runs):
+    runs = find_runs([figure_runs["fonts"]])
+    summary = fig3_dynamics.cka_summary(group_by_method(runs)["cml"])
+    values = [Run.load(figure_runs["fonts"] / f"cml-s{s}").representations()["cka"]["block1"]["mean"] for s in (0, 1)]
+    assert summary["block1"][0] == pytest.approx(np.mean(values)) and summary["block1"][2] == 2
+    fig = fig3_dynamics.figure(runs, debiased_cka=False, methods=["maml", "cml"])
+    cka = next(ax for ax in fig.axes if ax.get_title() == "(d) CKA per layer")
+    cml_bars = [c for c in cka.containers if isinstance(c, BarContainer)][1]
+    assert cml_bars[0].get_height() == pytest.approx(np.mean(values))
+    assert len(fig.axes) == 2 + 1 + 5 + 5
+
+
+def test_fig3_sinusoid_smoothing_label_and_blocks(figure_runs):
+    fig = fig3_dynamics.figure([figure_runs["sin"]], smooth=3, log_norm=True)
+    by_title = {ax.get_title(): ax for ax in fig.axes}
+    assert len(fig.axes) == 2 + 2 + 3 + 3  # MLP: layer1 and layer2
+    assert by_title["(a) validation MSE"].get_ylabel() == "validation MSE after adaptation"
+    assert by_title["(a) training loss"].get_ylabel() == "training query loss (MSE) (rolling mean, 3 records)"
+    assert by_title["(b) cosine, whole ψ"].get_ylabel() == "cosine similarity (rolling mean, 3 records)"
+    assert by_title["(c) gradient norm, layer2"].get_yscale() == "log"
+    assert by_title["(b) cosine, whole ψ"].get_ylim() == pytest.approx((-1.05, 1.05))
+
+
+def test_fig3_missing_dynamics_names_folder_and_flag(tmp_path, figure_runs):
+    bare = _copy_without(figure_runs["sin"], tmp_path / "sin-bare", ("dynamics.jsonl",))
+    with pytest.raises(MissingRecordError, match=r"cml-s0 has no dynamics.jsonl: train with --record-interval"):
+        fig3_dynamics.figure([bare])
+    with pytest.raises(ValueError, match="one setting at a time"):
+        fig3_dynamics.figure([figure_runs["sin"], figure_runs["sin5"]])
+
+
+# -- Figure 4 ----------------------------------------------------------------------------------------------
+
+
+def test_fig4_rows_columns_classes_and_silhouettes(figure_runs):
+    fig = fig4_tsne.figure([figure_runs["fonts"]])
+    axes = fig.axes
+    assert len(axes) == 4
+    assert [ax.get_title() for ax in axes] == ["MAML, before adaptation", "MAML, after adaptation",
+                                              "CML, before adaptation", "CML, after adaptation"]
+    for ax in axes:
+        assert len([c for c in ax.collections if isinstance(c, PathCollection)]) == 5  # one per class
+        texts = [t.get_text() for t in ax.texts]
+        assert any(t.startswith("silhouette ") and "(this task)" in t and "mean of 4 tasks" in t for t in texts)
+    reps = Run.load(figure_runs["fonts"] / "cml-s0").representations()
+    assert f"silhouette {reps['tsne_task']['silhouette_after']:.3f}" in axes[3].texts[0].get_text()
+    # Before and after of one run share one t-SNE map, hence one set of axes.
+    assert axes[0].get_shared_x_axes().joined(axes[0], axes[1])
+    assert axes[2].get_shared_y_axes().joined(axes[2], axes[3])
+    assert not axes[0].get_shared_x_axes().joined(axes[0], axes[2])
+    feats = Run.load(figure_runs["fonts"] / "maml-s0").features()
+    assert sum(len(c.get_offsets()) for c in axes[0].collections) == len(feats["labels"])
+
+
+def test_fig4_refuses_sinusoid_and_missing_seed(figure_runs):
+    with pytest.raises(ValueError, match="needs an image task"):
+        fig4_tsne.figure([figure_runs["sin"]])
+    with pytest.raises(ValueError, match="seed 5 is not trained"):
+        fig4_tsne.figure([figure_runs["fonts"]], seed=5)
+    fig = fig4_tsne.figure([figure_runs["fonts"]], methods=("maml", "more-maml", "cml"), seed=1)
+    assert len(fig.axes) == 6 and "seed 1" in fig._suptitle.get_text()
+
+
+# -- Table 4 -----------------------------------------------------------------------------------------------
+
+
+def test_table4_rows_params_and_intervals(figure_runs):
+    rows = table4.rows([figure_runs["fonts"]])
+    assert [r.method for r in rows] == ["maml", "more-maml", "cl", "cml", "cml-dagger"]
+    agg = json.loads((figure_runs["fonts"] / "aggregate.json").read_text())
+    maml = rows[0]
+    assert maml.mean == pytest.approx(agg["maml"]["acc"]["mean"]) and maml.ci95 == pytest.approx(agg["maml"]["acc"]["ci95"])
+    assert maml.ci_over == "2 seeds" and maml.seeds == 2
+    assert rows[1].params_train == pytest.approx(agg["cml"]["params"]["train"], rel=0.05)  # parameter-matched
+    single = table4.rows([figure_runs["sin5"]])
+    test = json.loads((figure_runs["sin5"] / "maml-s0" / "test.json").read_text())
+    # One seed: the interval is the run's own over its test tasks.
+    assert single[0].ci_over == "20 tasks" and single[0].ci95 == pytest.approx(test["mse_ci95"])
+    cml, dagger = rows[3], rows[4]
+    params = agg["cml"]["params"]
+    assert (cml.params_train, cml.params_test) == (params["train"], params["test"])
+    assert dagger.params_test == params["test_dagger"] and dagger.mean == pytest.approx(agg["cml"]["acc_dagger"]["mean"])
+    assert cml.params_test < cml.params_train  # the co-learner is dropped at test time
+
+
+def test_table4_from_aggregate_matches_runs(figure_runs):
+    from_runs = {r.method: r for r in table4.rows([figure_runs["fonts"]], methods=["maml", "noisy-maml", "cml"])}
+    from_agg = {r.method: r for r in table4.rows_from_aggregate(figure_runs["fonts"], methods=["maml", "noisy-maml", "cml"])}
+    assert set(from_runs) == set(from_agg) == {"maml", "noisy-maml", "cml", "cml-dagger"}
+    for m in from_runs:
+        assert from_runs[m] == from_agg[m]
+
+
+def test_table4_markdown_and_figure(figure_runs):
+    rows = table4.rows([figure_runs["fonts"]])
+    text = table4.markdown(rows)
+    lines = text.strip().splitlines()
+    assert lines[0] == "| method | params (train) | params (test) | accuracy (%) ± 95% CI | CI over |"
+    assert len(lines) == 2 + 5 and lines[-1].startswith("| CML† |")
+    assert text.count("**") == 2  # one best value in bold
+    fig = table4.figure(rows)
+    table = fig.axes[0].tables[0]
+    cells = table.get_celld()
+    assert max(i for i, _ in cells) == 5 and cells[(5, 0)].get_text().get_text() == "CML†"
+    sin = table4.markdown(table4.rows([figure_runs["sin"]]))
+    assert "test MSE ± 95% CI" in sin
+
+
+# -- claims: synthetic records (deterministic, fast) ---------------------------------------------------------
+
+
+def test_claim_beats_noise_supported_refuted_and_single_seed():
+    c = claims_mod.judge_beats_noise({0: 0.70, 1: 0.72, 2: 0.71}, {0: 0.60, 1: 0.61, 2: 0.62})
+    assert c.supported is True and c.seeds == [0, 1, 2] and "paired accuracy gain of CML +10.00" in c.evidence
+    c = claims_mod.judge_beats_noise({0: 0.60, 1: 0.61, 2: 0.60}, {0: 0.70, 1: 0.72, 2: 0.71})
+    assert c.supported is False and "noisy-MAML is better" in c.evidence
+    c = claims_mod.judge_beats_noise({0: 0.70, 1: 0.60}, {0: 0.65, 1: 0.66})
+    assert c.supported is False and "includes 0" in c.evidence
+    c = claims_mod.judge_beats_noise({0: 0.70}, {0: 0.60}, task_ci={"cml": 0.01, "noisy-maml": 0.02})
+    assert c.supported is None and c.evidence.startswith("single seed: not a claim") and "70.00 ± 1.00" in c.evidence
+    c = claims_mod.judge_beats_noise({0: 0.2, 1: 0.21}, {0: 0.3, 1: 0.31}, metric="mse")  # lower MSE is better
+    assert c.supported is True
+    assert claims_mod.judge_beats_noise({0: 0.7}, {1: 0.6}).supported is None
+
+
+def test_claim_dissimilar_gradients_threshold():
+    low = {s: [0.1 + 0.01 * s, -0.05, 0.0, float("nan")] for s in range(3)}
+    c = claims_mod.judge_dissimilar_gradients(low)
+    assert c.supported is True and "below 0.5" in c.evidence and c.seeds == [0, 1, 2]
+    high = {s: [0.8, 0.9 + 0.01 * s] for s in range(3)}
+    assert claims_mod.judge_dissimilar_gradients(high).supported is False
+    assert claims_mod.judge_dissimilar_gradients(high, threshold=0.95).supported is True
+    single = claims_mod.judge_dissimilar_gradients({4: [0.1, 0.2, 0.0]})
+    assert single.supported is None and single.seeds == [4] and "single seed" in single.evidence
+    assert claims_mod.judge_dissimilar_gradients({0: [float("nan")]}).supported is None
+
+
+def test_claim_larger_gradients_ratio():
+    c = claims_mod.judge_larger_gradients({0: 3.0, 1: 3.3, 2: 2.9}, {0: 1.5, 1: 1.6, 2: 1.5})
+    assert c.supported is True and "ratio CML/MAML 2." in c.evidence
+    c = claims_mod.judge_larger_gradients({0: 1.0, 1: 1.1}, {0: 2.0, 1: 2.1})
+    assert c.supported is False and "below 1" in c.evidence
+    assert claims_mod.judge_larger_gradients({0: 3.0}, {0: 1.0}).supported is None
+
+
+def test_claim_lower_cka_every_layer():
+    maml = {s: {"block1": 0.99, "flat": 0.95 + 0.001 * s} for s in range(3)}
+    cml = {s: {"block1": 0.90 + 0.002 * s, "flat": 0.50} for s in range(3)}
+    c = claims_mod.judge_lower_cka(cml, maml)
+    assert c.supported is True and "head input" in c.evidence and "lower at 2 of 2 layers" in c.evidence
+    cml_mixed = {s: {"block1": 0.995 + 0.001 * s, "flat": 0.5} for s in range(3)}
+    c = claims_mod.judge_lower_cka(cml_mixed, maml)
+    assert c.supported is False and "lower at 1 of 2 layers" in c.evidence
+    assert claims_mod.judge_lower_cka({0: {"flat": 0.5}}, {0: {"flat": 0.9}}).supported is None
+
+
+def _synthetic_run(folder: Path, method: str, seed: int, acc: float, cos: list[float] | None,
+                   norm: float, cka: float) -> None:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"method": method, "task": "fonts", "seed": seed, "shots": 1,
+                                                     "ways": 5, "steps": 10}))
+    (folder / "test.json").write_text(json.dumps({"acc": acc, "acc_ci95": 0.01, "tasks": 100,
+                                                   "params": {"train": 10, "test": 8}}))
+    (folder / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "grad_norm_psi": norm + 0.01 * s}) + "\n"
+                                                  for s in range(1, 4)))
+    if cos is not None:
+        (folder / "dynamics.jsonl").write_text("".join(json.dumps({"step": i + 1, "cos_psi": c, "grad_norm_psi": norm})
+                                                       + "\n" for i, c in enumerate(cos)))
+    (folder / "representations.json").write_text(json.dumps({"layers": ["block1", "flat"], "tasks": 5, "cka": {
+        "block1": {"mean": cka + 0.04, "ci95": 0.01}, "flat": {"mean": cka, "ci95": 0.01}}}))
+
+
+def test_claims_from_synthetic_run_folders(tmp_path):
+    for s in range(3):
+        _synthetic_run(tmp_path / f"cml-s{s}", "cml", s, 0.70 + 0.005 * s, [0.1, -0.1, 0.05 * s], 3.0 + 0.1 * s, 0.5)
+        _synthetic_run(tmp_path / f"noisy-maml-s{s}", "noisy-maml", s, 0.60, None, 1.0, 0.9)
+        _synthetic_run(tmp_path / f"maml-s{s}", "maml", s, 0.62, None, 1.2 + 0.05 * s, 0.9 + 0.01 * s)
+    result = claims_mod.claims([tmp_path])
+    assert [c.key for c in result] == ["beats-noise", "dissimilar-gradients", "larger-gradients", "lower-cka"]
+    assert all(c.supported is True for c in result), [c.evidence for c in result]
+    assert all(c.setting == "fonts, 5-way 1-shot" and c.seeds == [0, 1, 2] for c in result)
+    assert set(result[0].to_dict()) == {"key", "claim", "supported", "evidence", "seeds", "setting"}
+    # Without the cosine records, claim 2 is insufficient and says how to record them.
+    for s in range(3):
+        (tmp_path / f"cml-s{s}" / "dynamics.jsonl").unlink()
+    gone = claims_mod.claims([tmp_path])[1]
+    assert gone.supported is None and "has no dynamics.jsonl" in gone.evidence and "--record-interval" in gone.evidence
+
+
+def test_claims_on_real_runs_have_a_verdict_per_setting(figure_runs):
+    result = claims_mod.claims([figure_runs["sin"], figure_runs["sin5"], figure_runs["fonts"]])
+    assert len(result) == 12
+    by_setting = {c.setting for c in result}
+    assert by_setting == {"fonts, 5-way 1-shot", "sinusoid, 5-shot", "sinusoid, 10-shot"}
+    five = [c for c in result if c.setting == "sinusoid, 5-shot"]
+    assert five[0].supported is None and "no noisy-maml run" in five[0].evidence
+    assert all(c.supported is None and "single seed" in c.evidence for c in five[1:])
+    ten = [c for c in result if c.setting == "sinusoid, 10-shot"]
+    assert all(c.supported in (True, False) and c.seeds == [0, 1] for c in ten)
+    assert all(math.isfinite(float(x)) for c in ten for x in [len(c.evidence)])
+
+
+def test_sweep_with_unstarted_cells_warns_once(tmp_path, figure_runs):
+    sweep = _copy_without(figure_runs["sin"], tmp_path / "partial", ())
+    shutil.rmtree(sweep / "cml-s1")
+    shutil.rmtree(sweep / "noisy-maml-s1")
+    with pytest.warns(UserWarning, match=r"2 of 6 cells not started \(noisy-maml-s1, cml-s1\)") as record:
+        runs = find_runs([sweep])
+    assert len(record) == 1 and len(runs) == 4

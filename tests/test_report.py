@@ -1,0 +1,121 @@
+"""The PDF report: its pages, their titles and figures, missing-record pages, and the CLI entry point."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pypdf
+import pytest
+from pypdf.generic import ContentStream
+
+from cml.cli import main
+from figures.report import REPORT_TITLE, write_report
+from figures.runs import NoRunsError
+
+from test_figures import figure_runs  # noqa: F401  (the shared session fixture of tiny real sweeps)
+
+
+def _texts(path: Path) -> list[str]:
+    """Each page's text with runs of whitespace (line breaks of wrapped text) as one space."""
+    return [" ".join((page.extract_text() or "").split()) for page in pypdf.PdfReader(str(path)).pages]
+
+
+@pytest.fixture(scope="module")
+def full_report(figure_runs, tmp_path_factory) -> Path:  # noqa: F811
+    out = tmp_path_factory.mktemp("report") / "sub" / "report.pdf"
+    return write_report([figure_runs["sin"], figure_runs["sin5"], figure_runs["fonts"]], out)
+
+
+def test_report_pages_in_order_with_titles(full_report):
+    reader = pypdf.PdfReader(str(full_report))
+    assert reader.metadata.title == REPORT_TITLE
+    assert "fonts, 5-way 1-shot" in reader.metadata.subject
+    texts = _texts(full_report)
+    expected = [
+        REPORT_TITLE,
+        "Results: test performance per setting",
+        "Figure 2: sinusoid regression",
+        "Figure 3: learning dynamics, fonts, 5-way 1-shot",
+        "Figure 3: learning dynamics, sinusoid, 5-shot",
+        "Figure 3: learning dynamics, sinusoid, 10-shot",
+        "Figure 4: t-SNE of head-input features, fonts, 5-way 1-shot",
+        "Table 4: parameters and test performance, fonts, 5-way 1-shot",
+        "Table 4: parameters and test performance, sinusoid, 5-shot",
+        "Table 4: parameters and test performance, sinusoid, 10-shot",
+        "Claims: why CML works, checked against the records",
+    ]
+    assert len(texts) >= len(expected)
+    for i, title in enumerate(expected):
+        assert title in texts[i], (i, title, texts[i][:300])
+    # The claims may need a second page; nothing else follows them.
+    assert all("Claims: why CML works" in t for t in texts[len(expected) - 1:])
+    assert not any("not available" in t for t in texts)
+
+
+def test_report_title_page_and_results(full_report):
+    texts = _texts(full_report)
+    title = texts[0]
+    for needle in ("Setting: fonts, 5-way 1-shot", "Setting: sinusoid, 10-shot", "MAML (0,1)", "steps=6",
+                   "Environment", "python 3.", "torch", "Pages"):
+        assert needle in title, needle
+    results = texts[1]
+    assert "accuracy (%)" in results and "test MSE" in results and "More-MAML" in results and "CML†" not in title
+
+
+def _operators(reader: pypdf.PdfReader, page: int) -> Counter:
+    return Counter(op for _, op in ContentStream(reader.pages[page].get_contents(), reader).operations)
+
+
+def test_report_pages_hold_the_figures(full_report, figure_runs):  # noqa: F811
+    texts = _texts(full_report)
+    reader = pypdf.PdfReader(str(full_report))
+    # Figures are vector drawings: curves are line segments ("l"), scatter points are marker XObjects ("Do").
+    assert _operators(reader, 0)[b"l"] < 10  # the title page is text
+    assert all(_operators(reader, i)[b"l"] > 200 for i in range(2, 6))
+    points = len(np.load(figure_runs["fonts"] / "cml-s0" / "features.npz")["labels"])
+    assert _operators(reader, 6)[b"Do"] == 4 * points  # Figure 4: every query in each of the four panels
+    assert "support points" in texts[2] and "ground truth" in texts[2]
+    for fig3 in texts[3:6]:
+        assert "outer step" in fig3 and "cosine similarity" in fig3 and "‖∇ψ L‖₂" in fig3 and "head input" in fig3
+    assert "t-SNE 1" in texts[6] and "silhouette" in texts[6] and "query class" in texts[6]
+    assert "CML†" in texts[7] and "params (train)" in texts[7]
+    claims = " ".join(texts[10:])
+    assert "CML beats random noise" in claims and "single seed: not a claim" in claims and "seeds: 0, 1" in claims
+
+
+def test_missing_dynamics_page_names_records_and_command(figure_runs, tmp_path):  # noqa: F811
+    bare = tmp_path / "sin-bare"
+    shutil.copytree(figure_runs["sin"], bare,
+                    ignore=shutil.ignore_patterns("dynamics.jsonl", "representations.json", "checkpoint.pt"))
+    out = write_report([bare], tmp_path / "bare.pdf")
+    texts = _texts(out)
+    missing = [t for t in texts if "Figure 3: learning dynamics, sinusoid, 10-shot: not available" in t]
+    assert len(missing) == 1
+    page = missing[0]
+    assert "records missing" in page and "has no dynamics.jsonl" in page and "--record-interval" in page
+    assert "python -m cml sweep --task sinusoid --methods maml,noisy-maml,cml --seeds 0,1" in page
+    # The sinusoid fits remain (fits.npz is present); no image task: Figure 4 says what it needs.
+    assert any("Figure 2: sinusoid regression" in t for t in texts)
+    assert any("Figure 4: t-SNE (needs an image task): not available" in t and "--task fonts" in t for t in texts)
+    claims = " ".join(t for t in texts if "Claims" in t)
+    assert "missing records" in claims and "INSUFFICIENT EVIDENCE" in claims
+
+
+def test_report_without_runs_fails_clearly(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NoRunsError, match="no run folder"):
+        write_report([tmp_path / "empty"], tmp_path / "r.pdf")
+    assert not (tmp_path / "r.pdf").exists()
+    assert main(["report", str(tmp_path / "empty"), "-o", str(tmp_path / "r.pdf")]) == 2
+    assert "error: no run folder" in capsys.readouterr().err
+
+
+def test_report_cli_writes_the_pdf(figure_runs, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "cli.pdf"
+    assert main(["report", str(figure_runs["sin5"]), "-o", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    texts = _texts(out)
+    assert REPORT_TITLE in texts[0] and any("Figure 2: sinusoid regression" in t for t in texts)
