@@ -1,0 +1,125 @@
+"""The notebooks: stored valid and without outputs, in sync with their generator, and each runs top to bottom.
+
+Each notebook is executed with nbclient after a papermill-style "injected-parameters" cell that shrinks the
+run to a few outer steps. The kernel is this interpreter (the venv's), through a ``python3`` kernelspec
+written into a temporary JUPYTER_PATH, so no system-wide kernel is picked up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from test_figures import figure_runs  # noqa: F401  (the fonts cache of the shared session fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+NAMES = ["fig2_sinusoid.ipynb", "fig3_learning_dynamics.ipynb", "fig4_tsne.ipynb", "table4_baselines.ipynb"]
+
+# Tiny settings per notebook: a few outer steps, a few tasks; the image notebooks use 16 filters (the smallest
+# width at which More-MAML can match CML's parameter count) and a meta-batch of 2.
+_IMAGE = {"filters": 16, "meta_batch": 2, "val_tasks": 4, "record_tasks": 4, "log_interval": 2}
+INJECT = {
+    "fig2_sinusoid.ipynb": dict(SHOTS=[5, 10], STEPS=10, TEST_TASKS=5, RECORD_INTERVAL=5,
+                                OVERRIDES={"val_tasks": 4, "record_tasks": 3, "log_interval": 5}),
+    "fig3_learning_dynamics.ipynb": dict(SEEDS=[0, 1], STEPS=4, TEST_TASKS=5, RECORD_INTERVAL=2, VAL_INTERVAL=2,
+                                         OVERRIDES=_IMAGE),
+    "fig4_tsne.ipynb": dict(STEPS=2, TEST_TASKS=5, RECORD_INTERVAL=2, OVERRIDES=_IMAGE),
+    "table4_baselines.ipynb": dict(STEPS=2, TEST_TASKS=5, OVERRIDES={**_IMAGE, "val_interval": 0}),
+}
+
+
+def _load(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(str(NOTEBOOKS / name), as_version=4)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_is_valid_v4_without_outputs(name):
+    nb = _load(name)
+    nbformat.validate(nb)
+    assert nb.nbformat == 4 and nb.metadata.kernelspec.name == "python3"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{name} is stored with outputs"
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and nb.cells[tagged[0]].cell_type == "code"
+    params = nb.cells[tagged[0]].source
+    assert "paper" in params and "RUNS = None" in params  # the paper's settings beside the quick defaults
+
+
+def test_notebooks_match_their_generator(tmp_path):
+    sys.path.insert(0, str(NOTEBOOKS))
+    try:
+        import build_notebooks
+    finally:
+        sys.path.remove(str(NOTEBOOKS))
+    for path in build_notebooks.build(tmp_path):
+        assert path.read_text() == (NOTEBOOKS / path.name).read_text(), (
+            f"{path.name} differs from notebooks/build_notebooks.py; run python notebooks/build_notebooks.py")
+
+
+@pytest.fixture(scope="module")
+def kernel_env(tmp_path_factory, figure_runs):  # noqa: F811
+    """A ``python3`` kernelspec running this interpreter, first on JUPYTER_PATH while the tests run."""
+    folder = tmp_path_factory.mktemp("jupyter")
+    spec = folder / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "CML_CACHE": str(figure_runs["cache"]),  # the fonts rendered once by the session fixture
+        "OMP_NUM_THREADS": "1",  # tiny convolutions: threads only contend on 2 busy cores
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    }
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (cml tests)", "language": "python", "env": env,
+    }))
+    old = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([str(folder), old] if old else [str(folder)])
+    yield folder
+    if old is None:
+        del os.environ["JUPYTER_PATH"]
+    else:
+        os.environ["JUPYTER_PATH"] = old
+
+
+def _inject(nb: nbformat.NotebookNode, values: dict) -> nbformat.NotebookNode:
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    cell = nbformat.v4.new_code_cell("# Injected by the test\n" + "\n".join(f"{k} = {v!r}" for k, v in values.items()))
+    cell.metadata["tags"] = ["injected-parameters"]
+    cell.id = "injected-parameters"
+    nb.cells.insert(index + 1, cell)
+    return nb
+
+
+def _outputs(nb: nbformat.NotebookNode) -> list[dict]:
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_top_to_bottom(name, kernel_env, tmp_path):
+    nb = _inject(_load(name), INJECT[name])
+    client = NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    outputs = _outputs(nb)
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), f"{name} showed no figure"
+    text = " ".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "runs:" in text
+    stem = {"fig2_sinusoid.ipynb": "fig2", "fig3_learning_dynamics.ipynb": "fig3",
+            "fig4_tsne.ipynb": "fig4", "table4_baselines.ipynb": "table4"}[name]
+    out = tmp_path / "runs" / "notebooks" / stem
+    saved = sorted(p.name for p in out.glob("*.png"))
+    assert len(saved) == 1 and (out / saved[0]).with_suffix(".pdf").is_file()
+    if name == "table4_baselines.ipynb":
+        markdown = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+        assert markdown and "| CML† |" in markdown[0] and "| More-MAML |" in markdown[0]
+    if name == "fig3_learning_dynamics.ipynb":
+        markdown = " ".join(o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {}))
+        assert "CML beats random noise" in markdown
