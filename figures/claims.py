@@ -28,6 +28,7 @@ import numpy as np
 
 from analysis.stats import mean_ci95, normal_ci95
 
+from .fig3_dynamics import layer_label
 from .runs import MissingRecordError, Run, as_runs, group_by_method, group_by_setting, reproduce_command
 
 __all__ = [
@@ -236,8 +237,6 @@ def judge_lower_cka(cml: Mapping[int, Mapping[str, float]], maml: Mapping[int, M
     if not seeds or not layers:
         return Claim(key, CLAIM_TEXT[key], None, "CML and MAML share no seed with a defined CKA; train both with "
                      "--record-interval K and the same --seeds", seeds)
-    from .fig3_dynamics import layer_label
-
     if len(seeds) == 1:
         s = seeds[0]
         tc = task_ci or {}
@@ -261,7 +260,8 @@ def judge_lower_cka(cml: Mapping[int, Mapping[str, float]], maml: Mapping[int, M
         parts.append(f"{layer_label(layer)}: MAML {_pm(mm, cm)}, CML {_pm(mc, cc)}, MAML − CML {d:+.3f} ± {dci:.3f} "
                      f"({'lower' if ok else 'not lower'})")
     supported = all(verdicts)
-    text = (f"linear CKA before vs after adaptation, mean ± 95% CI across seeds, per layer: " + "; ".join(parts)
+    text = (f"linear CKA before vs after adaptation, mean ± 95% CI across {len(used or seeds)} seeds, per layer: "
+            + "; ".join(parts)
             + f". CML is lower at {sum(verdicts)} of {len(layers)} layers.")
     return Claim(key, CLAIM_TEXT[key], supported, text, sorted(used) or seeds)
 

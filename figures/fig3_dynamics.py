@@ -18,7 +18,7 @@ run's own 95% CI over validation tasks and (b)-(c) have no band. Records: ``val.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np

@@ -30,36 +30,51 @@ from matplotlib.figure import Figure
 
 from . import claims as claims_mod
 from . import fig2_sinusoid, fig3_dynamics, fig4_tsne, style, table4
-from .runs import (MissingRecordError, Run, Setting, find_runs, group_by_method, group_by_setting,
+from .runs import (MissingRecordError, Run, find_runs, group_by_method, group_by_setting,
                    reproduce_command, sweep_folders)
 
-__all__ = ["write_report", "title_page", "results_page", "missing_page", "claims_pages", "auto_smooth"]
+__all__ = ["write_report", "title_pages", "results_pages", "missing_page", "claims_pages", "auto_smooth"]
 
 A4 = (8.27, 11.69)
 REPORT_TITLE = "Cooperative Meta-Learning: results and learning dynamics"
 # Config fields shown per setting on the title page (the ones that change what a number means).
-_SUMMARY_FIELDS = ("steps", "meta_batch", "meta_lr", "inner_lr", "inner_steps", "test_inner_steps", "queries",
+_SUMMARY_FIELDS = ("data", "steps", "meta_batch", "meta_lr", "inner_lr", "inner_steps", "test_inner_steps", "queries",
                    "filters", "hidden", "co_learner", "gamma", "first_order", "backend", "record_interval",
                    "val_interval", "val_tasks", "test_tasks", "record_tasks")
 
 
-def _text_page(title: str, blocks: Sequence[tuple[str, str]], width: int = 100) -> Figure:
-    """An A4 page: a title, then (heading, body) blocks in a monospaced font, wrapped to ``width``."""
-    with style.figure_style():
-        fig = Figure(figsize=A4)
-        fig.suptitle(title, fontsize=14, y=0.975, fontweight="bold")
-        y = 0.935
-        for heading, body in blocks:
-            if heading:
-                fig.text(0.06, y, heading, fontsize=10.5, fontweight="bold", va="top")
-                y -= _line_height(10.5, 1.6)
-            # Paths and commands are never broken inside a word: they must stay copyable.
-            lines = [w for line in body.splitlines()
-                     for w in (textwrap.wrap(line, width, subsequent_indent="    ", break_long_words=False,
-                                             break_on_hyphens=False) or [""])]
-            fig.text(0.06, y, "\n".join(lines), fontsize=7.6, family="monospace", va="top", linespacing=1.35)
-            y -= _line_height(7.6, 1.35) * len(lines) + 0.02
-    return fig
+def _text_pages(title: str, blocks: Sequence[tuple[str, str]], width: int = 100) -> list[Figure]:
+    """A4 pages: a title, then (heading, body) blocks in a monospaced font wrapped to ``width`` characters,
+    continued on a new page (same title, "continued") when a block does not fit."""
+    head_h, body_h = _line_height(10.5, 1.6), _line_height(7.6, 1.35)
+    pages: list[Figure] = []
+    fig, y = None, 0.0
+
+    def new_page() -> tuple[Figure, float]:
+        with style.figure_style():
+            page = Figure(figsize=A4)
+            page.suptitle(title + (" (continued)" if pages else ""), fontsize=14, y=0.975, fontweight="bold")
+        pages.append(page)
+        return page, 0.935
+
+    for heading, body in blocks:
+        # Paths and commands are never broken inside a word: they must stay copyable.
+        lines = [w for line in body.splitlines()
+                 for w in (textwrap.wrap(line, width, subsequent_indent="    ", break_long_words=False,
+                                         break_on_hyphens=False) or [""])]
+        while lines or heading:
+            if fig is None or y - (head_h if heading else 0) - body_h < 0.03:
+                fig, y = new_page()
+            with style.figure_style():
+                if heading:
+                    fig.text(0.06, y, heading, fontsize=10.5, fontweight="bold", va="top")
+                    y -= head_h
+                    heading = ""
+                fit = max(1, int((y - 0.03) / body_h))
+                chunk, lines = lines[:fit], lines[fit:]
+                fig.text(0.06, y, "\n".join(chunk), fontsize=7.6, family="monospace", va="top", linespacing=1.35)
+            y -= body_h * len(chunk) + 0.02
+    return pages or [new_page()[0]]
 
 
 def _versions() -> str:
@@ -76,8 +91,8 @@ def _versions() -> str:
             f"report written {_dt.datetime.now().astimezone().isoformat(timespec='seconds')}")
 
 
-def title_page(runs: Sequence[Run], contents: Sequence[str]) -> Figure:
-    """Page 1: what was run (per setting), the environment, and the list of pages."""
+def title_pages(runs: Sequence[Run], contents: Sequence[str]) -> list[Figure]:
+    """Page 1 (and more if needed): what was run (per setting), the environment, and the contents."""
     blocks = [("", "Cooperative Meta-Learning (Shin, Han & Kim, UAI 2024) against MAML baselines: test performance,\n"
                    "sinusoid fits, gradient cosine and norms on psi, CKA and t-SNE of the representations.")]
     for setting, group in group_by_setting(runs).items():
@@ -89,6 +104,8 @@ def title_page(runs: Sequence[Run], contents: Sequence[str]) -> Figure:
         configs = [r.config for r in group]
         shared, differs = [], []
         for f in _SUMMARY_FIELDS:
+            if f == ("filters" if setting.is_regression else "hidden"):
+                continue  # the other architecture's width
             values = {repr(c.get(f)) for c in configs if f in c}
             if len(values) == 1:
                 shared.append(f"{f}={next(iter(values))}")
@@ -103,9 +120,8 @@ def title_page(runs: Sequence[Run], contents: Sequence[str]) -> Figure:
             lines.append("differs across runs: " + "; ".join(differs))
         blocks.append((f"Setting: {setting.label}", "\n".join(lines)))
     blocks.append(("Environment", _versions()))
-    blocks.append(("Pages", "\n".join(f"{i + 2:2d}. {c}" for i, c in enumerate(contents))))
-    fig = _text_page(REPORT_TITLE, blocks)
-    return fig
+    blocks.append(("Contents", "\n".join(f"- {c}" for c in contents)))
+    return _text_pages(REPORT_TITLE, blocks)
 
 
 def _result_cells(method: str, rs: Sequence[Run], regression: bool) -> list[str] | None:
@@ -117,7 +133,7 @@ def _result_cells(method: str, rs: Sequence[Run], regression: bool) -> list[str]
     metric = "mse" if regression else "acc"
     scale, fmt = (1.0, ".4f") if regression else (100.0, ".2f")
 
-    def cell(key: str) -> str:
+    def cell(key: str, scale: float = scale, fmt: str = fmt) -> str:
         values = [t[key] for t in tests if t.get(key) is not None]
         if not values:
             return "—"
@@ -129,54 +145,65 @@ def _result_cells(method: str, rs: Sequence[Run], regression: bool) -> list[str]
         return f"{scale * m:{fmt}}{ci_text}"
 
     over = f"{len(tests)} seeds" if len(tests) > 1 else f"{tests[0].get('tasks')} tasks"
-    second = cell("mse_before") if regression else cell("loss")
-    hours = sum(t.get("train_time", 0.0) for t in tests) / len(tests)
+    # The second metric is a loss (or MSE): never in percent.
+    second = cell("mse_before") if regression else cell("loss", 1.0, ".3f")
+    seconds = sum(t.get("train_time", 0.0) for t in tests) / len(tests)
     return [style.label(method), str(len(tests)), cell(metric), cell(f"{metric}_dagger"), second, over,
-            f"{tests[0]['params']['train']:,}", f"{hours:.0f}"]
+            f"{tests[0]['params']['train']:,}", f"{seconds:.0f}"]
 
 
-def results_page(runs: Sequence[Run]) -> Figure:
-    """The results page: per setting, each method's test metric, CML† and a second metric, with 95% CIs."""
-    groups = group_by_setting(runs)
-    with style.figure_style():
-        fig = Figure(figsize=A4)
-        fig.suptitle("Results: test performance per setting", fontsize=14, y=0.975, fontweight="bold")
-        fig.text(0.06, 0.945, "mean ± 95% CI: across seeds (Student t) with several seeds, else across test tasks "
-                 "(normal); CML† = CML through its co-learner φ.", fontsize=8)
-        height = min(0.2, 0.86 / max(len(groups), 1))
-        for k, (setting, group) in enumerate(groups.items()):
-            reg = setting.is_regression
-            rows = [c for m, rs in group_by_method(group).items() if (c := _result_cells(m, rs, reg)) is not None]
-            top = 0.92 - k * height
-            ax = fig.add_axes((0.06, top - height + 0.02, 0.88, height - 0.04))
+def results_pages(runs: Sequence[Run]) -> list[Figure]:
+    """The results: per setting, each method's test metric, the metric with phi and a second metric, with 95%
+    CIs; as many A4 pages as the settings need."""
+    note = ("mean ± 95% CI: across seeds (Student t) with several seeds, else across test tasks (normal). "
+            "\"with φ\": predicting with the co-learner head (CML† for CML; CL's second branch). "
+            "train s: mean training time per run in seconds.")
+    row_h = 0.021  # one table row, as a fraction of the page
+    pages: list[Figure] = []
+    fig, top = None, 0.0
+    for setting, group in group_by_setting(runs).items():
+        reg = setting.is_regression
+        rows = [c for m, rs in group_by_method(group).items() if (c := _result_cells(m, rs, reg)) is not None]
+        height = row_h * (max(len(rows), 1) + 1)
+        if fig is None or top - height - 0.05 < 0.04:
+            with style.figure_style():
+                fig = Figure(figsize=A4)
+                fig.suptitle("Results: test performance per setting" + (" (continued)" if pages else ""),
+                             fontsize=14, y=0.975, fontweight="bold")
+                fig.text(0.06, 0.95, "\n".join(textwrap.wrap(note, 125)), fontsize=7.8, va="top", linespacing=1.4)
+            pages.append(fig)
+            top = 0.88
+        with style.figure_style():
+            ax = fig.add_axes((0.06, top - height - 0.02, 0.88, height + 0.02))
             ax.axis("off")
             ax.set_title(setting.label, loc="left", fontsize=10, fontweight="bold")
+            top -= height + 0.075
             if not rows:
                 ax.text(0, 0.5, "no finished run (no test.json): run the sweep again to finish it", fontsize=8)
                 continue
-            cols = (["method", "seeds", "test MSE", "CML† MSE", "MSE before adapt.", "CI over", "params",
+            cols = (["method", "seeds", "test MSE", "MSE with φ", "MSE before adapt.", "CI over", "params",
                      "train s"] if reg else
-                    ["method", "seeds", "accuracy (%)", "CML† acc. (%)", "test loss", "CI over", "params", "train s"])
-            t = ax.table(cellText=rows, colLabels=cols, loc="upper center", cellLoc="center",
+                    ["method", "seeds", "accuracy (%)", "acc. with φ (%)", "test loss", "CI over", "params",
+                     "train s"])
+            t = ax.table(cellText=rows, colLabels=cols, bbox=(0, 0, 1, height / (height + 0.02)), cellLoc="center",
                          colWidths=[0.13, 0.07, 0.17, 0.17, 0.16, 0.11, 0.1, 0.09])
             t.auto_set_font_size(False)
             t.set_fontsize(7.5)
-            t.scale(1, 1.25)
             for (i, _), c in t.get_celld().items():
                 c.set_edgecolor("0.75")
                 if i == 0:
                     c.set_facecolor("0.92")
                     c.set_text_props(weight="bold")
-    return fig
+    return pages
 
 
-def missing_page(title: str, error: Exception, command: str | None) -> Figure:
+def missing_page(title: str, error: Exception, command: str | None) -> list[Figure]:
     """A page standing in for a figure that could not be drawn: what is missing and how to produce it."""
     blocks = [("Not drawn: records missing" if isinstance(error, MissingRecordError) else "Not drawn",
                str(error))]
     if command:
         blocks.append(("Produce the records with", command))
-    return _text_page(f"{title}: not available", blocks, width=95)
+    return _text_pages(f"{title}: not available", blocks, width=95)
 
 
 def _line_height(fontsize: float, spacing: float = 1.3, page_height: float = A4[1]) -> float:
@@ -212,7 +239,7 @@ def claims_pages(claims: Sequence[claims_mod.Claim]) -> list[Figure]:
         fig.text(0.08, y - 0.003, "\n".join(body), fontsize=7.4, family="monospace", va="top", linespacing=1.3)
         y -= body_h * len(body) + 0.022
     if not pages:
-        pages.append(_text_page("Claims: why CML works, checked against the records", [("", "no runs")]))
+        pages += _text_pages("Claims: why CML works, checked against the records", [("", "no runs")])
     return pages
 
 
@@ -243,7 +270,8 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
     sinusoid = [r for r in runs if r.is_regression]
 
     # Every page is a (contents line, builder) pair; a builder that lacks records becomes a missing page.
-    pages: list[tuple[str, Callable[[], Figure], Sequence[Run]]] = [("Results per setting", lambda: results_page(runs), runs)]
+    pages: list[tuple[str, Callable[[], Figure | list[Figure]], Sequence[Run]]] = [
+        ("Results per setting", lambda: results_pages(runs), runs)]
     if sinusoid:
         pages.append(("Figure 2: sinusoid fits", lambda: fig2_sinusoid.figure(sinusoid, show_before=True), sinusoid))
     for setting, group in groups.items():
@@ -262,14 +290,16 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
                  "Creator": "cml figures.report", "Keywords": "meta-learning, CML, MAML"}
     contents = [title for title, _, _ in pages] + ["Claims"]
     with style.figure_style(), PdfPages(output, metadata=metadata_) as pdf:
-        pdf.savefig(title_page(runs, contents))
+        for fig in title_pages(runs, contents):
+            pdf.savefig(fig)
         for title, build, group in pages:
             try:
-                fig = build()
+                built = build()
             except (MissingRecordError, ValueError) as e:
-                fig = missing_page(title, e, reproduce_command(group) if isinstance(e, MissingRecordError) else
-                                   _command_for_value_error(title, group))
-            pdf.savefig(fig)
+                built = missing_page(title, e, reproduce_command(group) if isinstance(e, MissingRecordError) else
+                                     _command_for_value_error(title, group))
+            for fig in built if isinstance(built, list) else [built]:
+                pdf.savefig(fig)
         for fig in claims_pages(checked):
             pdf.savefig(fig)
     return output

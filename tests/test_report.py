@@ -59,7 +59,7 @@ def test_report_title_page_and_results(full_report):
     texts = _texts(full_report)
     title = texts[0]
     for needle in ("Setting: fonts, 5-way 1-shot", "Setting: sinusoid, 10-shot", "MAML (0,1)", "steps=6",
-                   "Environment", "python 3.", "torch", "Pages"):
+                   "Environment", "python 3.", "torch", "Contents"):
         assert needle in title, needle
     results = texts[1]
     assert "accuracy (%)" in results and "test MSE" in results and "More-MAML" in results and "CML†" not in title
