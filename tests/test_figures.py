@@ -434,3 +434,15 @@ def test_sweep_with_unstarted_cells_warns_once(tmp_path, figure_runs):
     with pytest.warns(UserWarning, match=r"2 of 6 cells not started \(noisy-maml-s1, cml-s1\)") as record:
         runs = find_runs([sweep])
     assert len(record) == 1 and len(runs) == 4
+
+
+def test_figures_never_import_the_trainer():
+    import subprocess
+    import sys
+
+    code = ("import sys, figures.report, figures.claims, figures.fig2_sinusoid, figures.fig3_dynamics, "
+            "figures.fig4_tsne, figures.table4; "
+            "print(sorted(m for m in sys.modules if m.startswith('cml')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert out.strip() == "['cml', 'cml.records']"

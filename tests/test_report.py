@@ -119,3 +119,13 @@ def test_report_cli_writes_the_pdf(figure_runs, tmp_path, capsys):  # noqa: F811
     assert capsys.readouterr().out.strip() == str(out)
     texts = _texts(out)
     assert REPORT_TITLE in texts[0] and any("Figure 2: sinusoid regression" in t for t in texts)
+
+
+def test_unfinished_run_gives_a_missing_table_page(figure_runs, tmp_path):  # noqa: F811
+    partial = tmp_path / "sin5"
+    shutil.copytree(figure_runs["sin5"], partial, ignore=shutil.ignore_patterns("checkpoint.pt"))
+    (partial / "cml-s0" / "test.json").unlink()
+    texts = _texts(write_report([partial], tmp_path / "partial.pdf"))
+    table = next(t for t in texts if "Table 4: parameters and performance, sinusoid, 5-shot: not available" in t)
+    assert "cml-s0 has no test.json: the run has not finished" in table
+    assert any("Figure 2: sinusoid regression" in t for t in texts)  # drawn from fits.npz, still there
