@@ -155,7 +155,7 @@ def save(fig: Figure, stem: str | Path) -> list[Path]:
 
 
 def _metadata(fig: Figure, suffix: str) -> dict[str, str]:
-    title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    title = " ".join(fig.get_suptitle().split())  # one line: PDF and PNG titles do not break
     if suffix == ".pdf":
         return {"Title": title, "Creator": "cml figures"}
     return {"Title": title, "Software": "cml figures"}

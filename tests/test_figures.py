@@ -143,6 +143,9 @@ def test_save_writes_png_and_pdf(tmp_path, figure_runs):
     paths = style.save(fig, tmp_path / "out" / "table")
     assert [p.suffix for p in paths] == [".png", ".pdf"]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:5] == b"%PDF-"
+    import pypdf
+
+    assert pypdf.PdfReader(str(paths[1])).metadata.title == "Table 4: parameters and test performance, sinusoid, 10-shot"
 
 
 # -- Figure 2 ----------------------------------------------------------------------------------------------
@@ -162,7 +165,7 @@ def test_fig2_columns_per_shots_rows_per_curve(figure_runs):
         assert len(support) == 1
     assert len(axes[0].collections[0].get_offsets()) == 5 and len(axes[1].collections[0].get_offsets()) == 10
     assert axes[-1].get_xlabel() == "x" and axes[0].get_ylabel() == "y"
-    assert "Figure 2" in fig._suptitle.get_text()
+    assert "Figure 2" in fig.get_suptitle()
     assert fig.legends and "support points" in [t.get_text() for t in fig.legends[0].get_texts()]
 
 
@@ -170,7 +173,7 @@ def test_fig2_one_shots_value_is_one_row_and_dagger_optional(figure_runs):
     fig = fig2_sinusoid.figure([figure_runs["sin"]], curves=[0, 2], show_dagger=True, seed=1)
     assert len(fig.axes) == 2
     assert "CML† (φ) after adaptation" in _line_labels(fig.axes[0])
-    assert "seed 1" in fig._suptitle.get_text()
+    assert "seed 1" in fig.get_suptitle()
     with pytest.raises(ValueError, match="no noisy-maml run at 5 shots"):
         fig2_sinusoid.figure([figure_runs["sin5"]], methods=("maml", "noisy-maml"))
     with pytest.raises(ValueError, match="needs sinusoid runs"):
@@ -222,7 +225,7 @@ def test_fig3_image_panels_and_content(figure_runs):
     bars = [c for c in cka.containers if isinstance(c, BarContainer)]
     assert [b.get_label() for b in bars] == ["MAML", "CML"] and all(len(b) == 4 for b in bars)
     assert "(d) debiased CKA per layer" in by_title
-    assert "Figure 3: learning dynamics, fonts, 5-way 1-shot" in fig._suptitle.get_text()
+    assert "Figure 3: learning dynamics, fonts, 5-way 1-shot" in fig.get_suptitle()
 
 
 def test_fig3_bar_heights_are_the_seed_means(figure_runs):
@@ -285,7 +288,7 @@ def test_fig4_refuses_sinusoid_and_missing_seed(figure_runs):
     with pytest.raises(ValueError, match="seed 5 is not trained"):
         fig4_tsne.figure([figure_runs["fonts"]], seed=5)
     fig = fig4_tsne.figure([figure_runs["fonts"]], methods=("maml", "more-maml", "cml"), seed=1)
-    assert len(fig.axes) == 6 and "seed 1" in fig._suptitle.get_text()
+    assert len(fig.axes) == 6 and "seed 1" in fig.get_suptitle()
 
 
 # -- Table 4 -----------------------------------------------------------------------------------------------
