@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 import platform
 import sys
 import textwrap
@@ -280,8 +281,11 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
     for setting, group in groups.items():
         if not setting.is_regression:
             pages.append((f"Figure 4: t-SNE, {setting.label}", lambda g=group: fig4_tsne.figure(g), group))
-    if not any(not s.is_regression for s in groups):
-        pages.append(("Figure 4: t-SNE (needs an image task)", lambda: _no_image_task(), runs))
+    if all(s.is_regression for s in groups):
+        title4 = "Figure 4: t-SNE (needs an image task)"
+        pages.append((title4, lambda: missing_page(title4, ValueError(
+            "Figure 4 needs an image task; only sinusoid runs were given"), _command_for_value_error(title4, runs)),
+            runs))
     for setting, group in groups.items():
         pages.append((f"Table 4: parameters and performance, {setting.label}", lambda g=group: table4.figure(g), group))
     checked = claims_mod.claims(runs)
@@ -289,7 +293,20 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
     metadata_ = {"Title": REPORT_TITLE, "Subject": "; ".join(s.label for s in groups),
                  "Creator": "cml figures.report", "Keywords": "meta-learning, CML, MAML"}
     contents = [title for title, _, _ in pages] + ["Claims"]
-    with style.figure_style(), PdfPages(output, metadata=metadata_) as pdf:
+    # Written beside the target and renamed at the end: a failure never leaves half a report under its name.
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        _write_pages(partial, metadata_, runs, contents, pages, checked)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return output
+
+
+def _write_pages(path: Path, metadata_: dict[str, str], runs: Sequence[Run], contents: Sequence[str],
+                 pages: Sequence[tuple[str, Callable[[], Figure | list[Figure]], Sequence[Run]]],
+                 checked: Sequence[claims_mod.Claim]) -> None:
+    with style.figure_style(), PdfPages(path, metadata=metadata_) as pdf:
         for fig in title_pages(runs, contents):
             pdf.savefig(fig)
         for title, build, group in pages:
@@ -302,11 +319,6 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
                 pdf.savefig(fig)
         for fig in claims_pages(checked):
             pdf.savefig(fig)
-    return output
-
-
-def _no_image_task() -> Figure:
-    raise ValueError("Figure 4 needs an image task; only sinusoid runs were given")
 
 
 def _command_for_value_error(title: str, group: Sequence[Run]) -> str | None:
