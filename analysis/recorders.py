@@ -146,7 +146,7 @@ class Recorder:
             fn = sampler.last_function
             support = tuple(t.to(trainer.device) for t in task.support)
             with torch.enable_grad():
-                adapted = adapt(backend, cfg, params, support, cfg.test_inner_steps, "none")
+                adapted = adapt(backend, cfg, params, support, cfg.test_inner_steps, "none", test_time=True)
             with torch.no_grad():
                 before, _ = backend.forward(params, grid)
                 after, after_co = backend.forward(adapted, grid)
@@ -186,7 +186,7 @@ def representations(backend, cfg, params: dict[str, Tensor], support: tuple[Tens
     (the head's input; for Conv-4 the same numbers as ``block4`` and therefore reported once as ``flat``).
     """
     with torch.enable_grad():
-        adapted = adapt(backend, cfg, params, support, cfg.test_inner_steps, "none")
+        adapted = adapt(backend, cfg, params, support, cfg.test_inner_steps, "none", test_time=True)
     with torch.no_grad():
         _, _, before = backend.forward(params, xq, return_features=True)
         _, _, after = backend.forward(adapted, xq, return_features=True)

@@ -14,7 +14,7 @@ Peak memory is the peak of the bytes held by tensors that autograd saved for bac
 measured with ``torch.autograd.graph.saved_tensors_hooks``: on the CPU that is the part of memory the
 method's graph costs, and it is measured in-process.
 
-Run: ``.venv/bin/python bench/step_time.py [--rounds 7] [--filters 64] [--inner-steps 5]``
+Run: ``.venv/bin/python bench/step_time.py [--rounds 20] [--filters 64] [--inner-steps 5]``
 """
 
 from __future__ import annotations

@@ -67,16 +67,21 @@ def trainer_counts(trainer) -> str:
     return f"parameters: {c['train']} at train time, {c['test']} at test time (psi {c['psi']}, theta {c['theta']}, phi {c['phi']})"
 
 
+def _phi_label(method: str) -> str:
+    return "CML† (phi)" if method == "cml" else "phi head"
+
+
 def format_result(r: dict[str, Any]) -> str:
+    """One line of test results; phi's predictions are CML† for cml (for cl, its second head)."""
     if "acc" in r:
         text = f"{r['method']}: test accuracy {100 * r['acc']:.2f} ± {100 * r['acc_ci95']:.2f}% over {r['tasks']} tasks"
         if "acc_dagger" in r:
-            text += f"; CML† (phi) {100 * r['acc_dagger']:.2f} ± {100 * r['acc_dagger_ci95']:.2f}%"
+            text += f"; {_phi_label(r['method'])} {100 * r['acc_dagger']:.2f} ± {100 * r['acc_dagger_ci95']:.2f}%"
         return text
     text = f"{r['method']}: test MSE {r['mse']:.4f} ± {r['mse_ci95']:.4f} over {r['tasks']} tasks " \
            f"(before adaptation {r['mse_before']:.3f})"
     if "mse_dagger" in r:
-        text += f"; CML† (phi) {r['mse_dagger']:.4f} ± {r['mse_dagger_ci95']:.4f}"
+        text += f"; {_phi_label(r['method'])} {r['mse_dagger']:.4f} ± {r['mse_dagger_ci95']:.4f}"
     return text
 
 
@@ -86,7 +91,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_folder_pool
     from .data.base import DataError, TaskSampler
     from .sinusoid import SinusoidSampler
-    from .trainer import evaluate, generator, load_model, TaskSource
+    from .trainer import TaskSource, evaluate, generator, load_model
 
     model, cfg = load_model(Path(args.run))
     changes = {k: v for k, v in (("shots", args.shots), ("queries", args.queries), ("test_tasks", args.tasks),
@@ -94,11 +99,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.ways is not None and args.ways != cfg.ways and not cfg.is_regression:
         raise ConfigError(f"--ways {args.ways}: the run's heads were trained for {cfg.ways}-way tasks and have "
                           f"{cfg.ways} outputs; evaluate with --ways {cfg.ways}")
+    if cfg.is_regression and (args.data is not None or args.ways is not None):
+        raise ConfigError("--data and --ways apply to classification runs; this run is sinusoid regression")
     cfg = cfg.replace(progress=not args.no_progress, **changes)
-    gen = generator(cfg.seed, "evaluate")
+    # The test stream: evaluating a run with its own settings reproduces its test.json.
+    gen = generator(cfg.seed, "test")
     if cfg.is_regression:
         sampler = SinusoidSampler(cfg.shots, cfg.queries, gen)
-        where = "sinusoid"
+        where = f"sinusoid, {cfg.shots}-shot"
     elif args.data is not None:
         pool = load_folder_pool(args.data, cfg.image_size, invert=args.invert)
         channels = int(pool.images(0).shape[1])
@@ -107,13 +115,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise DataError(f"{args.data} has {channels}-channel images; the run was trained on {expected}-channel "
                             f"images")
         sampler = TaskSampler(pool, cfg.ways, cfg.shots, cfg.queries, gen, split=f"folder {args.data}")
-        where = str(args.data)
+        where = f"{args.data}, {cfg.ways}-way {cfg.shots}-shot"
     else:
         sampler = TaskSource(cfg).sampler("test", gen)
-        where = f"the test split of {cfg.task}"
+        where = f"the test split of {cfg.task}, {cfg.ways}-way {cfg.shots}-shot"
     result = evaluate(model, cfg, sampler, cfg.test_tasks, torch.device("cpu"), progress=cfg.progress)
     result.update(method=cfg.method, task=cfg.task)
-    print(f"{where}, {cfg.ways}-way {cfg.shots}-shot: " + format_result(result))
+    print(f"{where}: " + format_result(result))
     return 0
 
 
@@ -161,7 +169,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import run_sweep
 
     cfg = _config_from_args(args)
-    run_sweep(Path(args.out), cfg, methods=args.methods.split(","), seeds=[int(s) for s in args.seeds.split(",")])
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    run_sweep(Path(args.out), cfg, methods=args.methods.split(","), seeds=seeds)
     return 0
 
 
@@ -252,10 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     naming the value and exit status 2; anything else is a bug and keeps its traceback."""
     from .data.base import DataError
     from .meta import NonFiniteLossError
+    from .records import RunFolderError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DataError, NonFiniteLossError, FileNotFoundError, FileExistsError) as e:
+    except (ConfigError, DataError, NonFiniteLossError, RunFolderError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

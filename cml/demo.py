@@ -27,15 +27,14 @@ def demo_configs(steps: int | None = None, test_tasks: int | None = None) -> dic
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
-    """A markdown comparison table of the demo's test results (mean over seeds, 95% CI across test tasks
-    when one seed, across seeds otherwise)."""
+    """A markdown comparison table of the demo's test results (means over the sweep's seeds)."""
     lines = ["| task | method | params train/test | test result |", "| --- | --- | --- | --- |"]
     for task, agg in results.items():
         for method, entry in agg.items():
             params = f"{entry['params']['train']}/{entry['params']['test']}"
             if "acc" in entry:
                 value = f"acc {100 * entry['acc']['mean']:.1f}%"
-                if "acc_dagger" in entry:
+                if "acc_dagger" in entry and method == "cml":
                     value += f" (CML† {100 * entry['acc_dagger']['mean']:.1f}%)"
             else:
                 value = f"MSE {entry['mse']['mean']:.3f} (before adaptation {entry['mse_before']['mean']:.2f})"

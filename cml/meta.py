@@ -110,27 +110,33 @@ def task_loss(cfg: Config, out: Tensor, y: Tensor) -> Tensor:
     return F.mse_loss(out, y) if cfg.is_regression else F.cross_entropy(out, y)
 
 
-def adapted_names(cfg: Config, names: Sequence[str]) -> list[str]:
-    """What the inner loop adapts: psi and theta; phi too for ``cl`` only (CML's asymmetry is this line)."""
-    return [n for n in names if cfg.method == "cl" or role_of(n) != "phi"]
+def adapted_names(cfg: Config, names: Sequence[str], test_time: bool = False) -> list[str]:
+    """What the inner loop adapts: psi and theta, never phi (CML's asymmetry); ``cl`` adapts phi too while
+    meta-training. At test time every method adapts psi and theta only: phi is dropped."""
+    symmetric = cfg.method == "cl" and not test_time
+    return [n for n in names if symmetric or role_of(n) != "phi"]
 
 
-def inner_loss(cfg: Config, meta: Tensor, co: Tensor | None, y: Tensor) -> Tensor:
-    """The support loss: the meta-learner's; for ``cl`` every branch learns from the support set too."""
+def inner_loss(cfg: Config, meta: Tensor, co: Tensor | None, y: Tensor, test_time: bool = False) -> Tensor:
+    """The support loss: the meta-learner's alone, so phi gets no inner gradient (CML's asymmetry); ``cl``
+    trains every branch on the support set while meta-training. At test time it is MAML's for every method."""
     loss = task_loss(cfg, meta, y)
-    if cfg.method == "cl":
+    if cfg.method == "cl" and not test_time:
         loss = loss + cfg.gamma * task_loss(cfg, co, y)
     return loss
 
 
 def adapt(backend: Backend, cfg: Config, params: Params, support: tuple[Tensor, Tensor], steps: int,
-          order: Order) -> Params:
-    """The inner loop: ``steps`` SGD steps of size ``cfg.inner_lr`` on the support loss. Returns new params."""
+          order: Order, test_time: bool = False) -> Params:
+    """The inner loop: ``steps`` SGD steps of size ``cfg.inner_lr`` on the support loss. Returns new params.
+
+    ``test_time`` selects MAML's inference for every method (adapt psi and theta on the meta-learner's loss).
+    """
     x, y = support
-    names = adapted_names(cfg, backend.names)
+    names = adapted_names(cfg, backend.names, test_time)
     for _ in range(steps):
         meta, co = backend.forward(params, x)
-        params = backend.sgd_step(params, inner_loss(cfg, meta, co, y), names, cfg.inner_lr, order)
+        params = backend.sgd_step(params, inner_loss(cfg, meta, co, y, test_time), names, cfg.inner_lr, order)
     return params
 
 
@@ -249,9 +255,10 @@ class EvalResult:
 
 
 def evaluate_tasks(backend: Backend, cfg: Config, params: Params, tasks, steps: int) -> EvalResult:
-    """MAML-style evaluation: adapt (psi, theta) on each support set, predict the query set.
+    """MAML-style evaluation: adapt (psi, theta) on each support set with the meta-learner's loss, predict the
+    query set with theta'.
 
-    ``co_*`` (CML dagger: phi on the adapted features) are filled when the model has a co-learner;
+    ``co_*`` (phi on the adapted features: CML dagger for ``cml``) are filled when the model has a co-learner;
     ``pre_loss`` is the query loss before adaptation (to show that adaptation helps).
     """
     res = EvalResult([], [], [], [], [])
@@ -261,7 +268,7 @@ def evaluate_tasks(backend: Backend, cfg: Config, params: Params, tasks, steps: 
             pre, _ = backend.forward(params, xq)
             res.pre_loss.append(task_loss(cfg, pre, yq).item())
         with torch.enable_grad():
-            adapted = adapt(backend, cfg, params, task.support, steps, "none")
+            adapted = adapt(backend, cfg, params, task.support, steps, "none", test_time=True)
         with torch.no_grad():
             meta, co = backend.forward(adapted, xq)
             res.meta_loss.append(task_loss(cfg, meta, yq).item())

@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 
+class RunFolderError(ValueError):
+    """A run folder's file is missing, damaged or not written by cml."""
+
+
 def _clean(value: Any) -> Any:
     # JSON has no NaN: write null so that every reader (and jq) can parse the file.
     if isinstance(value, float) and not math.isfinite(value):
@@ -31,18 +35,26 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(_clean(record), sort_keys=True) + "\n")
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """All records of a JSON-lines file; a missing file is an error naming it."""
+def read_jsonl(path: Path, drop_partial_last: bool = False) -> list[dict[str, Any]]:
+    """All records of a JSON-lines file; a missing file or a damaged line is an error naming it.
+
+    Args:
+        drop_partial_last: ignore a last line that is not valid JSON (one cut short by a crash while it was
+            appended); any other damaged line is still an error.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; was the run trained with the settings that write it?")
+    lines = path.read_text().splitlines()
     out = []
-    for i, line in enumerate(path.read_text().splitlines(), start=1):
+    for i, line in enumerate(lines, start=1):
         if line.strip():
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {i}: not valid JSON ({e})") from None
+                if drop_partial_last and i == len(lines):
+                    break
+                raise RunFolderError(f"{path}, line {i}: not valid JSON ({e}); the run folder is damaged") from None
     return out
 
 
@@ -51,9 +63,15 @@ def truncate_jsonl(path: Path, keep: Iterable[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(_clean(r), sort_keys=True) + "\n" for r in keep))
 
 
+def _temp_beside(path: Path) -> tuple[int, str]:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; records are ordinary files that others may read
+    return fd, tmp
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -79,7 +97,7 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     import torch
 
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
         torch.save(obj, tmp)

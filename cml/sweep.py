@@ -46,6 +46,9 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
     from .trainer import TaskSource, Trainer
 
     out = Path(out)
+    for method in methods:  # every cell's config is valid before anything is written or trained
+        for seed in seeds:
+            cell_config(base, method, int(seed))
     out.mkdir(parents=True, exist_ok=True)
     spec = {"base": base.to_dict(), "methods": list(methods), "seeds": [int(s) for s in seeds]}
     spec_path = out / "sweep.json"

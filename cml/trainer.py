@@ -109,10 +109,20 @@ def add_noise(grads: dict[str, Tensor], cfg: Config, gen: torch.Generator) -> No
         g += std * torch.randn(g.shape, generator=gen, dtype=g.dtype).to(g.device)
 
 
-def summarize(cfg: Config, res: EvalResult) -> dict[str, Any]:
-    """Means and 95% normal CIs (1.96 sd / sqrt(n)) over tasks of an evaluation."""
+def summarize(cfg: Config, res: EvalResult, where: str = "evaluation") -> dict[str, Any]:
+    """Means and 95% normal CIs (1.96 sd / sqrt(n)) over tasks of an evaluation.
+
+    Raises:
+        NonFiniteLossError: if adaptation diverged (a non-finite query loss) on any task: a mean over the
+            other tasks would hide it.
+    """
     from analysis.stats import normal_ci95
 
+    bad = sum(not math.isfinite(v) for v in res.meta_loss)
+    if bad:
+        raise NonFiniteLossError(
+            f"test-time adaptation diverged in the {where}: the query loss is not finite on {bad} of "
+            f"{len(res.meta_loss)} tasks; lower --inner-lr or --test-inner-steps")
     out: dict[str, Any] = {"tasks": len(res.meta_loss)}
 
     def put(key: str, values: list[float]) -> None:
@@ -140,7 +150,7 @@ def evaluate(model: MetaModel, cfg: Config, sampler: Sampler, n_tasks: int, devi
     params = dict(model.named_parameters())
     tasks = (to_device(sampler.sample(), device) for _ in range(n_tasks))
     tasks = tqdm(tasks, total=n_tasks, desc=desc, disable=not progress, leave=False)
-    return summarize(cfg, evaluate_tasks(backend, cfg, params, tasks, cfg.test_inner_steps))
+    return summarize(cfg, evaluate_tasks(backend, cfg, params, tasks, cfg.test_inner_steps), desc)
 
 
 class Trainer:
@@ -176,10 +186,12 @@ class Trainer:
         self.train_sampler = self.tasks.sampler("train", self.train_gen)
         self.step = 0
         self.elapsed = 0.0
+        self.window: list[dict[str, float | None]] = []
         self.recorder = recorder
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self._load_checkpoint()
+            cfg.save(self.run_dir / "config.json")  # the new step count, once the checkpoint has loaded
         else:
             for name in ("metrics.jsonl", "val.jsonl", "dynamics.jsonl"):
                 (self.run_dir / name).unlink(missing_ok=True)
@@ -196,9 +208,7 @@ class Trainer:
         if diff:
             raise ConfigError(f"cannot resume {self.run_dir}: {', '.join(sorted(diff))} differ from the saved "
                               f"config.json; only steps may change on resume")
-        cfg = saved.replace(steps=cfg.steps, progress=cfg.progress)
-        cfg.save(self.run_dir / "config.json")
-        return cfg
+        return saved.replace(steps=cfg.steps, progress=cfg.progress)
 
     def save_checkpoint(self) -> None:
         records.atomic_torch_save({
@@ -208,6 +218,9 @@ class Trainer:
             "noise_gen": self.noise_gen.get_state(),
             "step": self.step,
             "elapsed": self.elapsed,
+            # The steps since the last log line: resuming from a checkpoint between two log lines must
+            # average the same steps as an uninterrupted run.
+            "window": self.window,
             "config": self.cfg.to_dict(),
         }, self.run_dir / CHECKPOINT)
 
@@ -218,11 +231,14 @@ class Trainer:
         self.train_gen.set_state(state["train_gen"])
         self.noise_gen.set_state(state["noise_gen"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-        # Lines written after the checkpoint belong to steps that will be trained again.
+        self.window = list(state.get("window", []))
+        # Lines written after the checkpoint belong to steps that will be trained again; a line cut short
+        # by a crash is dropped with them.
         for name in ("metrics.jsonl", "val.jsonl", "dynamics.jsonl"):
             path = self.run_dir / name
             if path.exists():
-                records.truncate_jsonl(path, [r for r in records.read_jsonl(path) if r["step"] <= self.step])
+                kept = [r for r in records.read_jsonl(path, drop_partial_last=True) if r["step"] <= self.step]
+                records.truncate_jsonl(path, kept)
 
     # -- training ------------------------------------------------------------------------------------
 
@@ -238,6 +254,11 @@ class Trainer:
                 self.run_dir / CHECKPOINT).exists() else "no checkpoint (none was written yet)"
             raise NonFiniteLossError(f"{e} at outer step {self.step + 1}; training stopped and kept {last}; "
                                      f"lower --meta-lr or --inner-lr") from None
+        bad = [n for n, g in mg.total.items() if not torch.isfinite(g).all()]
+        if bad:
+            raise NonFiniteLossError(f"non-finite meta-gradient of {', '.join(bad[:3])} at outer step "
+                                     f"{self.step + 1} (the loss was finite); training stopped before the update; "
+                                     f"lower --meta-lr or --inner-lr")
         if record and self.recorder is not None:
             self.recorder(self, self.step + 1, mg)
         # Before any noise: the norm of the meta-gradient the method itself produced.
@@ -254,34 +275,36 @@ class Trainer:
     def validate(self) -> dict[str, Any]:
         # Fresh generator each time: every validation sees the same tasks, so curves are comparable.
         sampler = self.tasks.sampler("val", generator(self.cfg.seed, "val"))
-        return evaluate(self.model, self.cfg, sampler, self.cfg.val_tasks, self.device)
+        return evaluate(self.model, self.cfg, sampler, self.cfg.val_tasks, self.device,
+                        desc=f"validation at step {self.step}")
 
     def train(self) -> dict[str, Any]:
         """Trains up to ``cfg.steps`` outer steps, then tests; returns the test record (also ``test.json``)."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg
-        window: list[dict[str, float | None]] = []
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.method} {cfg.task}", disable=not cfg.progress)
         start = time.perf_counter() - self.elapsed
         while self.step < cfg.steps:
             record = cfg.record_interval > 0 and (self.step + 1) % cfg.record_interval == 0
-            window.append(self.outer_step(record))
+            self.window.append(self.outer_step(record))
             self.step += 1
             self.elapsed = time.perf_counter() - start
             bar.update(1)
             if self.step % cfg.log_interval == 0 or self.step == cfg.steps:
-                line = _mean_metrics(window)
+                line = _mean_metrics(self.window)
                 records.append_jsonl(self.run_dir / "metrics.jsonl", {"step": self.step, "time": self.elapsed, **line})
                 bar.set_postfix({k: f"{v:.3g}" for k, v in line.items() if v is not None})
-                window = []
+                self.window = []
             if cfg.val_interval and self.step % cfg.val_interval == 0:
                 records.append_jsonl(self.run_dir / "val.jsonl", {"step": self.step, **self.validate()})
             if (cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0) or self.step == cfg.steps:
                 self.save_checkpoint()
         bar.close()
-        if not cfg.val_interval or cfg.steps % cfg.val_interval:
-            records.append_jsonl(self.run_dir / "val.jsonl", {"step": self.step, **self.validate()})
+        val_path = self.run_dir / "val.jsonl"
+        done = val_path.exists() and any(r["step"] == self.step for r in records.read_jsonl(val_path))
+        if not done:  # a run resumed after its last checkpoint has validated already
+            records.append_jsonl(val_path, {"step": self.step, **self.validate()})
         return self.test()
 
     def test(self) -> dict[str, Any]:
@@ -312,8 +335,8 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which, and what to do
-        raise ValueError(f"cannot read checkpoint {path} ({type(e).__name__}: {e}); it is damaged or not "
-                         f"written by cml") from None
+        raise records.RunFolderError(f"cannot read checkpoint {path} ({type(e).__name__}); it is damaged or "
+                                     f"not written by cml: train the run again") from None
 
 
 def load_model(run_dir: Path, in_channels: int | None = None) -> tuple[MetaModel, Config]:

@@ -205,12 +205,20 @@ def test_inner_loop_leaves_phi_bit_identical_and_moves_psi_theta(backend_cls):
     cfg = image_cfg("cml")
     model = model_for(cfg)
     params = dict(model.named_parameters())
-    adapted = adapt(backend_cls(model), cfg, params, image_tasks(cfg, 1)[0].support, 2, "second")
+    support = image_tasks(cfg, 1)[0].support
+    adapted = adapt(backend_cls(model), cfg, params, support, 2, "second")
     for name, p in params.items():
         if name.startswith("co_head"):
             assert adapted[name] is p or torch.equal(adapted[name], p), name
         elif name.endswith("weight") and "conv" in name or name.startswith("head"):
             assert not torch.equal(adapted[name], p), name
+    # ...and psi', theta' are MAML's: the co-learner plays no part in the inner loop.
+    maml_model = model_for(image_cfg("maml"))
+    maml_model.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("co_head")})
+    maml_params = dict(maml_model.named_parameters())
+    maml_adapted = adapt(backend_cls(maml_model), image_cfg("maml"), maml_params, support, 2, "second")
+    for name, p in maml_adapted.items():
+        assert torch.equal(adapted[name], p), name
 
 
 def test_cl_inner_loop_adapts_phi():
@@ -251,17 +259,21 @@ def test_first_and_second_order_differ(method):
 
 
 @pytest.mark.parametrize("backend_cls", [HigherBackend, FuncBackend])
-def test_first_order_is_query_gradient_at_adapted_parameters(backend_cls):
-    cfg = sinusoid_cfg("maml", first_order=True)
+@pytest.mark.parametrize("method", ["maml", "cml", "cl"])
+def test_first_order_is_query_gradient_at_adapted_parameters(backend_cls, method):
+    cfg = sinusoid_cfg(method, first_order=True, gamma=0.7)
     model = model_for(cfg)
     task = sinusoid_tasks(1)[0]
     fo = grads(backend_cls, cfg, model, [task]).total
     backend = FuncBackend(model)
     adapted = adapt(backend, cfg, dict(model.named_parameters()), task.support, cfg.inner_steps, "none")
-    meta, _ = backend.forward(adapted, task.query[0])
-    expected = torch.autograd.grad(torch.nn.functional.mse_loss(meta, task.query[1]), list(adapted.values()))
+    meta, co = backend.forward(adapted, task.query[0])
+    loss = torch.nn.functional.mse_loss(meta, task.query[1])
+    if co is not None:
+        loss = loss + cfg.gamma * torch.nn.functional.mse_loss(co, task.query[1])
+    expected = torch.autograd.grad(loss, list(adapted.values()), allow_unused=True)
     for (name, g), e in zip(fo.items(), expected):
-        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(g, torch.zeros_like(g) if e is None else e, rtol=1e-12, atol=1e-14)
 
 
 def test_split_meta_gradient_leaves_total_unchanged_and_parts_add_up():
@@ -272,8 +284,40 @@ def test_split_meta_gradient_leaves_total_unchanged_and_parts_add_up():
     split = grads(HigherBackend, cfg, model, tasks, split=True)
     for n in plain.total:
         assert torch.equal(plain.total[n], split.total[n]), n
-    co_part = grads(HigherBackend, cfg.replace(method="cml"), model, tasks)
     meta_only = grads(HigherBackend, cfg.replace(gamma=0.0), model, tasks).total
     for n in meta_only:
         torch.testing.assert_close(split.meta_part[n], meta_only[n], rtol=1e-10, atol=1e-13)
-    assert co_part.total.keys() == split.meta_part.keys()
+    # total - meta_part is the co-learner's part: twice gamma doubles it
+    double = grads(HigherBackend, cfg.replace(gamma=2 * cfg.gamma), model, tasks).total
+    for n in meta_only:
+        co = split.total[n] - split.meta_part[n]
+        torch.testing.assert_close(double[n] - meta_only[n], 2 * co, rtol=1e-8, atol=1e-12)
+    assert any(co.abs().max() > 1e-8 for co in (split.total[n] - split.meta_part[n] for n in meta_only))
+
+
+@pytest.mark.parametrize("method", ["cml", "cl"])
+def test_meta_gradient_is_the_mean_over_tasks(method):
+    cfg = sinusoid_cfg(method)
+    model = model_for(cfg)
+    tasks = sinusoid_tasks(3)
+    together = grads(FuncBackend, cfg, model, tasks).total
+    alone = [grads(FuncBackend, cfg, model, [t]).total for t in tasks]
+    for n in together:
+        torch.testing.assert_close(together[n], sum(a[n] for a in alone) / 3, rtol=1e-10, atol=1e-14)
+
+
+def test_cl_adapts_like_maml_at_test_time():
+    # phi is dropped at test time: scaling it must not change theta's adapted predictions.
+    cfg = sinusoid_cfg("cl")
+    model = model_for(cfg)
+    task = sinusoid_tasks(1)[0]
+    backend = FuncBackend(model)
+
+    def prediction():
+        adapted = adapt(backend, cfg, dict(model.named_parameters()), task.support, 3, "none", test_time=True)
+        return backend.forward(adapted, task.query[0])[0]
+
+    before = prediction()
+    with torch.no_grad():
+        model.co_head.fc.weight.mul_(3.0)
+    torch.testing.assert_close(prediction(), before, rtol=0, atol=0)

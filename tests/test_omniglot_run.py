@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from cml.config import preset
 from cml.data import load_splits
 from cml.trainer import Trainer
@@ -14,8 +16,12 @@ def test_cml_on_held_out_alphabets_beats_chance(omniglot_root, tmp_path):
     # The split is by alphabet: no test alphabet is seen in training.
     alphabets = {split: {name.split("/")[0] for name in splits[split].names} for split in ("train", "test")}
     assert alphabets["train"] and alphabets["test"] and not alphabets["train"] & alphabets["test"]
-    result = Trainer(cfg, tmp_path / "run", splits=splits).train()
+    trainer = Trainer(cfg, tmp_path / "run", splits=splits)
+    phi_before = trainer.model.co_head.fc.weight.detach().clone()
+    result = trainer.train()
+    assert not torch.equal(trainer.model.co_head.fc.weight, phi_before)  # the co-learner was trained
     chance = 1 / cfg.ways
     assert result["tasks"] == 200
     assert result["acc"] - result["acc_ci95"] > chance + 0.25, result
-    assert result["acc_dagger"] > chance + 0.15, result
+    # phi frozen at its initialisation measured about 0.43 here; trained, about 0.78
+    assert result["acc_dagger"] > chance + 0.35, result

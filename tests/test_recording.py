@@ -59,8 +59,9 @@ def test_recorded_run_writes_dynamics_cka_and_tsne(tmp_path):
     n = cfg.ways * 15
     assert feats["before"].shape[0] == feats["after"].shape[0] == n == len(feats["labels"])
     assert feats["embed_before"].shape == feats["embed_after"].shape == (n, 2)
-    assert records.read_json(tmp_path / "run" / "representations.json") == records.read_json(
-        tmp_path / "run" / "representations.json")
+    written = records.read_json(tmp_path / "run" / "representations.json")
+    assert written["cka"] == reps["cka"] and written["layers"] == reps["layers"]
+    assert written["tsne_task"]["points"] == n
 
 
 def test_sinusoid_records_fits(tmp_path):

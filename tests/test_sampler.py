@@ -101,3 +101,17 @@ def test_rotations_are_multiples_of_90_degrees() -> None:
                 assert len(ks) == 1  # one rotation per class within a task
                 seen_k |= ks
     assert seen_k == {0, 1, 2, 3}
+
+
+def test_rotated_copies_are_classes_of_their_own() -> None:
+    # 3 characters x 4 rotations = 12 classes: enough for 10-way tasks, which must then repeat a character.
+    pool = ClassPool([f"c{i}" for i in range(3)],
+                     [lambda i=i: np.random.default_rng(i).integers(0, 256, (4, 8, 8), dtype=np.uint8)
+                      for i in range(3)], "three characters")
+    with pytest.raises(DataError, match="3 classes, fewer than ways=10"):
+        TaskSampler(pool, 10, 1, 1, torch.Generator())
+    (xs, _), _ = TaskSampler(pool, 10, 1, 1, torch.Generator().manual_seed(0), rotations=True).sample()
+    raw = (xs * 255).round().to(torch.uint8)
+    originals = [(c, k) for img in raw for c in range(3) for k in range(4)
+                 if any(torch.equal(torch.rot90(o, k, dims=(1, 2)), img) for o in pool.images(c))]
+    assert len(set(originals)) == 10 and len({c for c, _ in originals}) == 3

@@ -171,3 +171,73 @@ def test_missing_data_path_fails_before_training(tmp_path):
         Trainer(cfg, tmp_path / "run")
     with pytest.raises(ConfigError, match="needs a data path"):
         image_cfg(data=None)
+
+
+def test_add_noise_scales_as_documented():
+    from cml.trainer import add_noise
+
+    g = torch.Generator().manual_seed(0)
+    grads = {"a": torch.randn(300, 200, generator=g), "b": torch.randn(5000, generator=g) * 10}
+    for mode in ("relative", "absolute"):
+        cfg = sinusoid(method="noisy-maml", noise_std=0.5, noise_mode=mode)
+        noisy = {k: v.clone() for k, v in grads.items()}
+        add_noise(noisy, cfg, torch.Generator().manual_seed(1))
+        for k in grads:
+            noise = noisy[k] - grads[k]
+            if mode == "relative":
+                assert (noise.norm() / grads[k].norm()).item() == pytest.approx(0.5, rel=0.03)
+            else:
+                assert noise.std().item() == pytest.approx(0.5, rel=0.03)
+
+
+def test_noisy_maml_step_differs_from_maml_step_only_by_the_noise(tmp_path):
+    maml = Trainer(sinusoid(method="maml", steps=1), tmp_path / "maml")
+    noisy = Trainer(sinusoid(method="noisy-maml", noise_std=0.5, steps=1), tmp_path / "noisy")
+    maml.outer_step(False)
+    noisy.outer_step(False)
+    diff = [(a - b).abs().max().item() for a, b in zip(maml.model.parameters(), noisy.model.parameters())]
+    assert max(diff) > 0
+
+
+def test_resume_between_log_lines_matches_uninterrupted_run(tmp_path, monkeypatch):
+    cfg = sinusoid(steps=30, log_interval=10, checkpoint_interval=15, val_interval=0)
+    Trainer(cfg, tmp_path / "full").train()
+    trainer = Trainer(cfg, tmp_path / "cut")
+    original = trainer.outer_step
+
+    def interrupted(record):
+        if trainer.step == 17:
+            raise KeyboardInterrupt
+        return original(record)
+
+    monkeypatch.setattr(trainer, "outer_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    Trainer(cfg, tmp_path / "cut", resume=True).train()
+    assert metric_lines(tmp_path / "cut") == metric_lines(tmp_path / "full")
+
+
+def test_resuming_a_finished_run_adds_no_line(tmp_path):
+    Trainer(sinusoid(steps=20, val_interval=0), tmp_path / "run").train()
+    Trainer(sinusoid(steps=20, val_interval=0), tmp_path / "run", resume=True).train()
+    assert [r["step"] for r in records.read_jsonl(tmp_path / "run" / "val.jsonl")] == [20]
+
+
+def test_partial_last_line_is_dropped_on_resume(tmp_path):
+    Trainer(sinusoid(steps=20), tmp_path / "run").train()
+    with open(tmp_path / "run" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 2')  # a crash while appending
+    Trainer(sinusoid(steps=30), tmp_path / "run", resume=True).train()
+    assert [r["step"] for r in records.read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [10, 20, 30]
+
+
+def test_diverging_test_time_adaptation_is_an_error_naming_it(tmp_path):
+    with pytest.raises(NonFiniteLossError, match="diverged in the validation at step 2.*lower --inner-lr"):
+        Trainer(sinusoid(steps=2, inner_lr=50.0, test_inner_steps=10, val_interval=0), tmp_path / "run").train()
+
+
+def test_damaged_checkpoint_is_named(tmp_path):
+    Trainer(sinusoid(steps=10), tmp_path / "run").train()
+    (tmp_path / "run" / CHECKPOINT).write_bytes(b"not a checkpoint")
+    with pytest.raises(records.RunFolderError, match="cannot read checkpoint.*damaged"):
+        load_model(tmp_path / "run")

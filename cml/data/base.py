@@ -167,8 +167,9 @@ class TaskSampler:
         pool: the classes to draw from.
         ways, shots, queries: N, K and Q.
         generator: the sampler's own RNG; the same generator state gives the same tasks.
-        rotations: if True, each drawn class is rotated by a random multiple of 90 degrees, which makes it a
-            new class (the standard Omniglot augmentation; Santoro et al., 2016).
+        rotations: if True, every class in each of its four 90-degree rotations is a class of its own, so the
+            pool has four times as many classes and one task may hold a character in two rotations as two
+            classes (the standard Omniglot augmentation; Santoro et al., 2016; Finn et al., 2017).
         split: the split's name, for error messages.
 
     Raises:
@@ -189,9 +190,11 @@ class TaskSampler:
         for label, value in (("ways", ways), ("shots", shots), ("queries", queries)):
             if value < 1:
                 raise DataError(f"{label} must be at least 1, got {value}")
-        if len(pool) < ways:
+        available = len(pool) * (4 if rotations else 1)
+        if available < ways:
+            rotated = " (counting rotations)" if rotations else ""
             raise DataError(
-                f"the {split} split of {pool.source} has {len(pool)} classes, fewer than ways={ways}; "
+                f"the {split} split of {pool.source} has {available} classes{rotated}, fewer than ways={ways}; "
                 f"lower --ways or use a larger data set"
             )
         self.pool, self.ways, self.shots, self.queries = pool, ways, shots, queries
@@ -200,10 +203,12 @@ class TaskSampler:
     def sample(self) -> Task:
         """One task; images as float32 in [0, 1], labels 0..ways-1 in a random class order."""
         g = self.generator
-        classes = torch.randperm(len(self.pool), generator=g)[: self.ways].tolist()
+        n_classes = len(self.pool) * (4 if self.rotations else 1)
+        classes = torch.randperm(n_classes, generator=g)[: self.ways].tolist()
         per_class = self.shots + self.queries
         xs_s, xs_q = [], []
-        for c in classes:
+        for virtual in classes:
+            c, k = virtual % len(self.pool), virtual // len(self.pool)  # class, quarter turns
             imgs = self.pool.images(c)
             if imgs.shape[0] < per_class:
                 raise DataError(
@@ -212,8 +217,7 @@ class TaskSampler:
                 )
             idx = torch.randperm(imgs.shape[0], generator=g)[:per_class]
             x = imgs[idx]  # (shots + queries, C, H, W) uint8
-            if self.rotations:
-                k = int(torch.randint(4, (1,), generator=g))
+            if k:
                 x = torch.rot90(x, k, dims=(2, 3))
             xs_s.append(x[: self.shots])
             xs_q.append(x[self.shots :])
