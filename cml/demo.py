@@ -21,8 +21,9 @@ SEEDS = (0,)
 def demo_configs(steps: int | None = None, test_tasks: int | None = None) -> dict[str, Any]:
     """The demo's two base configs (quick preset, with learning-dynamics recording on)."""
     overrides: dict[str, Any] = {"progress": True, "steps": steps, "test_tasks": test_tasks}
-    sinusoid = preset("quick", "sinusoid", "maml", record_interval=50, **overrides)
-    fonts = preset("quick", "fonts", "maml", record_interval=10, **overrides)
+    # Record at least once even in a shortened demo.
+    sinusoid = preset("quick", "sinusoid", "maml", record_interval=min(50, steps or 50), **overrides)
+    fonts = preset("quick", "fonts", "maml", record_interval=min(10, steps or 10), **overrides)
     return {"sinusoid": sinusoid, "fonts": fonts}
 
 
