@@ -41,6 +41,13 @@ def model_for(cfg: Config, seed: int = 0) -> MetaModel:
     return model.double()
 
 
+def maml_twin(cml_model: MetaModel, maml_cfg: Config) -> MetaModel:
+    """A MAML model holding the CML model's psi and theta (CML's parameters without phi)."""
+    twin = model_for(maml_cfg)
+    twin.load_state_dict({k: v for k, v in cml_model.state_dict().items() if not k.startswith("co_head")})
+    return twin
+
+
 def sinusoid_tasks(n: int, seed: int = 1, shots: int = 5) -> list[Task]:
     g = torch.Generator().manual_seed(seed)
     out = []
@@ -188,9 +195,7 @@ def test_gamma_zero_cml_is_exactly_maml(kind):
     make = sinusoid_cfg if kind == "sinusoid" else image_cfg
     cml, maml = make("cml", gamma=0.0), make("maml")
     cml_model = model_for(cml)
-    maml_model = model_for(maml)
-    # MAML's parameters are CML's without phi: copy so both start from the same psi and theta.
-    maml_model.load_state_dict({k: v for k, v in cml_model.state_dict().items() if not k.startswith("co_head")})
+    maml_model = maml_twin(cml_model, maml)
     tasks = sinusoid_tasks(3) if kind == "sinusoid" else image_tasks(cml, 2)
     g_cml = grads(HigherBackend, cml, cml_model, tasks).total
     g_maml = grads(HigherBackend, maml, maml_model, tasks).total
@@ -213,8 +218,7 @@ def test_inner_loop_leaves_phi_bit_identical_and_moves_psi_theta(backend_cls):
         elif name.endswith("weight") and "conv" in name or name.startswith("head"):
             assert not torch.equal(adapted[name], p), name
     # ...and psi', theta' are MAML's: the co-learner plays no part in the inner loop.
-    maml_model = model_for(image_cfg("maml"))
-    maml_model.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("co_head")})
+    maml_model = maml_twin(model, image_cfg("maml"))
     maml_params = dict(maml_model.named_parameters())
     maml_adapted = adapt(backend_cls(maml_model), image_cfg("maml"), maml_params, support, 2, "second")
     for name, p in maml_adapted.items():
