@@ -1,6 +1,7 @@
 """Pure analysis functions: representation similarity (CKA), gradient similarity and norms, t-SNE maps
-and silhouettes, and confidence intervals. None of them touches a model, the trainer or the file system;
-``analysis.recorders`` (imported on its own) is what the trainer calls to write them into a run folder."""
+and silhouettes, and confidence intervals. None of them touches a model, the trainer or the file system, and
+nothing here imports ``cml`` (tested); ``cml.recording`` is the trainer's side that feeds them and writes the
+records."""
 
 from .cka import linear_cka, linear_cka_features
 from .embedding import silhouette, tsne_embed

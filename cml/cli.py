@@ -13,9 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import METHODS, PRESETS, TASKS, Config, ConfigError, preset
+from .bases import BASES, get_base
+from .config import PRESETS, TASKS, Config, ConfigError, preset
+from .methods import LEGACY, METHODS, display_name, get_method
 
-_TYPES = {"int": int, "float": float, "str": str, "str | None": str}
+_TYPES = {"int": int, "float": float, "str": str, "str | None": str, "float | None": float}
+# Chosen by their own flags (the base and method pick the preset's values before the overrides apply).
+_AXES = ("base", "method", "task")
 
 
 def _add_config_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
@@ -32,30 +36,32 @@ def _add_config_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> N
 
 def _config_from_args(args: argparse.Namespace) -> Config:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
-                 if f.name not in ("method", "task") and getattr(args, f.name, None) is not None}
-    return preset(args.preset, args.task, args.method, **overrides)
+                 if f.name not in _AXES and getattr(args, f.name, None) is not None}
+    return preset(args.preset, args.task, args.method, base=args.base or "maml", **overrides)
 
 
-def _run_name(cfg: Config) -> str:
-    return f"{cfg.task}-{cfg.method}-s{cfg.seed}"
+def run_name(cfg: Config, with_task: bool = True) -> str:
+    """A run folder's default name: ``TASK-VARIANT-sSEED`` (``fonts-cml-s0``, ``fonts-boil_cml-s0``); sweeps
+    leave out the task their folder already names."""
+    name = f"{cfg.variant}-s{cfg.seed}"
+    return f"{cfg.task}-{name}" if with_task else name
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .trainer import Trainer
 
     cfg = _config_from_args(args)
-    run_dir = Path(args.out) / (args.name or _run_name(cfg))
+    run_dir = Path(args.out) / (args.name or run_name(cfg))
     recorder = None
     if cfg.record_interval:
-        from analysis.recorders import Recorder
+        from .recording import Recorder
 
         recorder = Recorder(run_dir)
     trainer = Trainer(cfg, run_dir, resume=args.resume, recorder=recorder)
     counts = trainer_counts(trainer)
     print(f"run folder: {run_dir}\n{counts}", file=sys.stderr)
     result = trainer.train()
-    if recorder is not None:
-        recorder.finish(trainer)
+    trainer.finish_recording()
     print(format_result(result))
     return 0
 
@@ -64,21 +70,29 @@ def trainer_counts(trainer) -> str:
     from .models import parameter_counts
 
     c = parameter_counts(trainer.cfg, trainer.tasks.in_channels)
-    return f"parameters: {c['train']} at train time, {c['test']} at test time (psi {c['psi']}, theta {c['theta']}, phi {c['phi']})"
+    rates = f", learned inner rates {c['rate']}" if c["rate"] else ""
+    return (f"parameters: {c['train']} at train time, {c['test']} at test time (psi {c['psi']}, theta {c['theta']}, "
+            f"phi {c['phi']}{rates})")
 
 
 def _phi_label(method: str) -> str:
-    return "CML† (phi)" if method == "cml" else "phi head"
+    return "CML† (phi)" if get_method(method).dagger else "phi head"
+
+
+def result_name(r: dict[str, Any]) -> str:
+    """The printed name of a test record's cell ("BOIL + CML"); records from before bases read as MAML's."""
+    base = r.get("base", "maml")
+    return display_name(get_base(base).label if base in BASES else base, base, r["method"])
 
 
 def format_result(r: dict[str, Any]) -> str:
     """One line of test results; phi's predictions are CML† for cml (for cl, its second head)."""
     if "acc" in r:
-        text = f"{r['method']}: test accuracy {100 * r['acc']:.2f} ± {100 * r['acc_ci95']:.2f}% over {r['tasks']} tasks"
+        text = f"{result_name(r)}: test accuracy {100 * r['acc']:.2f} ± {100 * r['acc_ci95']:.2f}% over {r['tasks']} tasks"
         if "acc_dagger" in r:
             text += f"; {_phi_label(r['method'])} {100 * r['acc_dagger']:.2f} ± {100 * r['acc_dagger_ci95']:.2f}%"
         return text
-    text = f"{r['method']}: test MSE {r['mse']:.4f} ± {r['mse_ci95']:.4f} over {r['tasks']} tasks " \
+    text = f"{result_name(r)}: test MSE {r['mse']:.4f} ± {r['mse_ci95']:.4f} over {r['tasks']} tasks " \
            f"(before adaptation {r['mse_before']:.3f})"
     if "mse_dagger" in r:
         text += f"; {_phi_label(r['method'])} {r['mse_dagger']:.4f} ± {r['mse_dagger_ci95']:.4f}"
@@ -91,7 +105,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_folder_pool
     from .data.base import DataError, TaskSampler
     from .sinusoid import SinusoidSampler
-    from .trainer import TaskSource, evaluate, generator, load_model
+    from .seeds import generator
+    from .trainer import TaskSource, evaluate, load_model
 
     model, cfg = load_model(Path(args.run))
     changes = {k: v for k, v in (("shots", args.shots), ("queries", args.queries), ("test_tasks", args.tasks),
@@ -120,7 +135,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         sampler = TaskSource(cfg).sampler("test", gen)
         where = f"the test split of {cfg.task}, {cfg.ways}-way {cfg.shots}-shot"
     result = evaluate(model, cfg, sampler, cfg.test_tasks, torch.device("cpu"), progress=cfg.progress)
-    result.update(method=cfg.method, task=cfg.task)
+    result.update(method=cfg.method, base=cfg.base, task=cfg.task)
     print(f"{where}: " + format_result(result))
     return 0
 
@@ -128,18 +143,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_params(args: argparse.Namespace) -> int:
     from .models import parameter_counts
 
-    in_channels = 3 if args.task in ("miniimagenet", "cifar-fs", "fc100", "flower") else 1
-    print(f"{'method':12s} {'train':>9s} {'test':>9s}   ({args.preset} preset, {args.task})")
-    for method in METHODS:
-        overrides = {k: getattr(args, k) for k in ("co_learner", "filters", "ways", "image_size", "more_capacity")
-                     if getattr(args, k) is not None}
-        data = None if args.task in ("sinusoid", "fonts") else "-"
-        cfg = preset(args.preset, args.task, method, data=data, **overrides)
-        c = parameter_counts(cfg, in_channels)
-        print(f"{method:12s} {c['train']:9d} {c['test']:9d}")
-        if "test_dagger" in c:
-            print(f"{'cml†':12s} {c['train']:9d} {c['test_dagger']:9d}")
+    from .config import in_channels_of, needs_data_path
+
+    in_channels = in_channels_of(args.task)
+    bases = _split_list(args.bases, "--bases", BASES)
+    print(f"{'cell':22s} {'train':>9s} {'test':>9s}   ({args.preset} preset, {args.task})")
+    for base in bases:
+        for method in METHODS:
+            overrides = {k: getattr(args, k) for k in ("co_learner", "filters", "ways", "image_size", "more_capacity")
+                         if getattr(args, k) is not None}
+            data = "-" if needs_data_path(args.task) else None
+            cfg = preset(args.preset, args.task, method, base=base, data=data, **overrides)
+            c = parameter_counts(cfg, in_channels)
+            name = display_name(get_base(base).label, base, method)
+            print(f"{name:22s} {c['train']:9d} {c['test']:9d}")
+            if "test_dagger" in c:
+                print(f"{name + '†':22s} {c['train']:9d} {c['test_dagger']:9d}")
     return 0
+
+
+def _split_list(text: str, flag: str, allowed: Sequence[str] | None = None) -> list[str]:
+    """A comma-separated flag value, each item checked against ``allowed`` (one line naming the bad one)."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ConfigError(f"{flag} {text!r}: expected a comma-separated list")
+    for item in items:
+        if allowed is not None and item not in allowed:
+            raise ConfigError(f"{flag}: unknown value {item!r}; choose from {', '.join(allowed)}")
+    return items
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -173,7 +204,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
-    run_sweep(Path(args.out), cfg, methods=args.methods.split(","), seeds=seeds)
+    bases = _split_list(args.bases, "--bases", BASES)
+    methods = _split_list(args.methods, "--methods", METHODS + tuple(LEGACY))
+    run_sweep(Path(args.out), cfg, methods=methods, seeds=seeds, bases=bases, preset_name=args.preset)
     return 0
 
 
@@ -189,14 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m cml", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="meta-train one method into a run folder")
-    t.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}")
+    t = sub.add_parser("train", help="meta-train one base learner + method into a run folder")
+    t.add_argument("--method", required=True, help=f"what is added to the base: one of {', '.join(METHODS)} "
+                                                   f"(maml, noisy-maml, more-maml: the older names on MAML)")
+    t.add_argument("--base", default="maml", help=f"the base learner: one of {', '.join(BASES)} (default maml)")
     t.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
     t.add_argument("--preset", default="quick", help=f"one of {', '.join(PRESETS)} (default quick)")
     t.add_argument("--out", default="runs", help="parent folder of run folders (default runs/)")
-    t.add_argument("--name", help="run folder name (default TASK-METHOD-sSEED)")
+    t.add_argument("--name", help="run folder name (default TASK-VARIANT-sSEED, e.g. fonts-boil_cml-s0)")
     t.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
-    _add_config_flags(t, skip=("method", "task"))
+    _add_config_flags(t, skip=_AXES)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a saved run on its test split or on a folder of class folders")
@@ -215,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("params", help="parameter counts of every method at train and test time")
     c.add_argument("--task", default="omniglot")
+    c.add_argument("--bases", default="maml", help=f"comma-separated base learners ({', '.join(BASES)})")
     c.add_argument("--preset", default="paper")
     c.add_argument("--co-learner", dest="co_learner")
     c.add_argument("--more-capacity", dest="more_capacity")
@@ -235,14 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_data)
 
-    s = sub.add_parser("sweep", help="methods x seeds on one task into one folder; resumes unfinished runs")
-    s.add_argument("--methods", default="maml,noisy-maml,cml")
+    s = sub.add_parser("sweep", help="bases x methods x seeds on one task into one folder; resumes unfinished runs")
+    s.add_argument("--bases", default="maml", help=f"comma-separated base learners ({', '.join(BASES)})")
+    s.add_argument("--methods", default="none,noisy,cml",
+                   help=f"comma-separated methods ({', '.join(METHODS)}; none is the base alone)")
     s.add_argument("--seeds", default="0,1,2")
     s.add_argument("--task", required=True)
     s.add_argument("--preset", default="quick")
     s.add_argument("--out", required=True)
-    s.set_defaults(method="maml")
-    _add_config_flags(s, skip=("method", "task", "seed"))
+    s.set_defaults(method="none", base="maml")
+    _add_config_flags(s, skip=_AXES + ("seed",))
     s.set_defaults(func=cmd_sweep)
 
     r = sub.add_parser("report", help="a multi-page PDF from run or sweep folders")

@@ -12,11 +12,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-METHODS = ("maml", "cml", "noisy-maml", "more-maml", "cl")
+from .bases import BASES, base_options, get_base
+from .methods import LEGACY, METHODS, get_method
+
 TASKS = ("sinusoid", "omniglot", "fonts", "folder", "miniimagenet", "cifar-fs", "fc100", "flower")
+#: Tasks whose images are RGB (the rest are one-channel), and tasks that need no ``--data`` path.
+RGB_TASKS = ("miniimagenet", "cifar-fs", "fc100", "flower")
+NO_DATA_TASKS = ("sinusoid", "fonts")
 CO_LEARNERS = ("linear", "conv")
 BACKENDS = ("higher", "func")
 PRESETS = ("quick", "paper")
+
+
+def in_channels_of(task: str) -> int:
+    """Input channels of a task's images (1 for sinusoid's scalar inputs)."""
+    return 3 if task in RGB_TASKS else 1
+
+
+def needs_data_path(task: str) -> bool:
+    return task not in NO_DATA_TASKS
 
 
 class ConfigError(ValueError):
@@ -28,7 +42,11 @@ class Config:
     """Everything that defines a run. Field names are the CLI's flag names (``--inner-lr`` sets inner_lr).
 
     Attributes:
-        method: one of ``maml``, ``cml``, ``noisy-maml``, ``more-maml``, ``cl`` (see README, "Methods").
+        base: the base learner: how a task is adapted and the outer step taken (``maml``, ``maml++``, ``boil``,
+            ``sharp-maml``, ``anil``; see :mod:`cml.bases`).
+        method: what is added to the base: ``none``, ``cml``, ``noisy``, ``more`` or ``cl`` (see
+            :mod:`cml.methods`; the older names ``maml``, ``noisy-maml``, ``more-maml`` are read as ``none``,
+            ``noisy``, ``more`` on the ``maml`` base).
         task: ``sinusoid`` or a few-shot image data set (see ``cml.data.DATASETS``).
         data: path of the data set's root (None for ``sinusoid``; for ``fonts``, an optional cache folder).
         ways, shots, queries: N-way K-shot with Q queries per class (regression: ``shots`` support points,
@@ -41,6 +59,7 @@ class Config:
             against it.
         gamma: weight of the co-learner's loss in the outer objective.
         inner_lr: the inner-loop SGD step (alpha).
+        head_inner_lr: the head's (theta's) inner step; None: the base's own (``inner_lr``; BOIL 0).
         inner_steps: inner SGD steps during meta-training.
         test_inner_steps: inner SGD steps at validation and test time.
         meta_lr: Adam's learning rate (beta).
@@ -54,6 +73,16 @@ class Config:
             (the co-learner's conv blocks placed in the meta-learner's path; image tasks with a conv co-learner).
         rotations: rotate each sampled class by a random multiple of 90 degrees (Omniglot augmentation).
         split: data-set split option passed to the loader (e.g. Omniglot ``lake`` or ``vinyals``).
+        msl: MAML++: the multi-step loss (the query loss after every inner step, annealed weights).
+        msl_anneal_steps: MAML++: outer steps over which the multi-step loss anneals to the last step alone.
+        learn_inner_lr: MAML++: learnable inner step sizes, one per tensor and per inner step.
+        per_step_bn: MAML++: BatchNorm weights and biases per inner step (image tasks).
+        first_order_steps: MAML++: outer steps trained first-order before switching to second order.
+        cosine_lr: MAML++: cosine annealing of the outer learning rate from ``meta_lr`` to ``min_meta_lr``.
+        min_meta_lr: MAML++: the outer learning rate at the end of cosine annealing.
+        sharp_variant: Sharp-MAML: where the sharpness-aware perturbation acts: ``lower``, ``upper``, ``both``.
+        sharp_rho_lower: Sharp-MAML: the inner-step perturbation radius rho (0: none).
+        sharp_rho_upper: Sharp-MAML: the outer-step (SAM) perturbation radius rho (0: none).
         backend: ``higher`` (the engine) or ``func`` (the independent torch.func implementation).
         seed: seeds every generator of the run.
         log_interval: outer steps between ``metrics.jsonl`` lines.
@@ -67,6 +96,7 @@ class Config:
         progress: show progress bars.
     """
 
+    base: str = "maml"
     method: str = "cml"
     task: str = "sinusoid"
     data: str | None = None
@@ -79,6 +109,7 @@ class Config:
     co_learner: str = "linear"
     gamma: float = 1.0
     inner_lr: float = 0.4
+    head_inner_lr: float | None = None
     inner_steps: int = 1
     test_inner_steps: int = 3
     meta_lr: float = 1e-3
@@ -90,6 +121,16 @@ class Config:
     more_capacity: str = "width"
     rotations: bool = False
     split: str = "default"
+    msl: bool = False
+    msl_anneal_steps: int = 0
+    learn_inner_lr: bool = False
+    per_step_bn: bool = False
+    first_order_steps: int = 0
+    cosine_lr: bool = False
+    min_meta_lr: float = 0.0
+    sharp_variant: str = "both"
+    sharp_rho_lower: float = 0.0
+    sharp_rho_upper: float = 0.0
     backend: str = "higher"
     seed: int = 0
     log_interval: int = 10
@@ -103,12 +144,20 @@ class Config:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.method, str) and self.method in LEGACY:
+            # Configs written before bases existed: ``maml``, ``noisy-maml``, ``more-maml`` on the maml base.
+            if self.base != "maml":
+                raise ConfigError(f"method {self.method!r} names a method on MAML; with base {self.base!r} write "
+                                  f"--method {LEGACY[self.method]}")
+            object.__setattr__(self, "method", LEGACY[self.method])
         def one_of(name: str, allowed: tuple[str, ...]) -> None:
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
 
+        one_of("base", BASES)
         one_of("method", METHODS)
+        one_of("sharp_variant", ("lower", "upper", "both"))
         one_of("task", TASKS)
         one_of("co_learner", CO_LEARNERS)
         one_of("backend", BACKENDS)
@@ -123,6 +172,9 @@ class Config:
                 raise ConfigError(f"{f.name} must be an integer, got {value!r}")
             if f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ConfigError(f"{f.name} must be a number, got {value!r}")
+            if f.type == "float | None" and value is not None and (
+                    isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConfigError(f"{f.name} must be a number or null, got {value!r}")
         for name in ("ways", "shots", "queries", "image_size", "filters", "hidden", "meta_batch", "steps",
                      "inner_steps", "test_inner_steps", "val_tasks", "test_tasks", "record_tasks"):
             if getattr(self, name) < 1:
@@ -131,10 +183,14 @@ class Config:
             value = getattr(self, name)
             if not value > 0 or value != value or value == float("inf"):
                 raise ConfigError(f"{name} (a step size) must be positive and finite, got {value}")
-        for name in ("gamma", "noise_std"):
+        for name in ("gamma", "noise_std", "min_meta_lr", "sharp_rho_lower", "sharp_rho_upper"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
-        for name in ("log_interval", "val_interval", "checkpoint_interval", "record_interval"):
+        if self.head_inner_lr is not None and not (0 <= self.head_inner_lr < float("inf")):
+            raise ConfigError(f"head_inner_lr must be non-negative and finite (0 freezes the head), got "
+                              f"{self.head_inner_lr}")
+        for name in ("log_interval", "val_interval", "checkpoint_interval", "record_interval", "msl_anneal_steps",
+                     "first_order_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 (off/end only) or positive, got {getattr(self, name)}")
         if self.log_interval == 0:
@@ -149,21 +205,49 @@ class Config:
         if self.more_capacity == "blocks" and self.co_learner != "conv":
             raise ConfigError("more_capacity 'blocks' mirrors the conv co-learner; set co_learner 'conv' or "
                               "more_capacity 'width'")
-        if self.method == "noisy-maml" and self.noise_std == 0:
-            raise ConfigError("noisy-maml needs noise_std > 0 (e.g. --noise-std 0.1); with 0 it is plain maml")
+        self._check_base()
+        if get_method(self.method).gradient_noise and self.noise_std == 0:
+            raise ConfigError(f"method {self.method!r} needs noise_std > 0 (e.g. --noise-std 0.1); with 0 it is the "
+                              f"base alone (--method none)")
         if self.task == "sinusoid" and self.data is not None:
             raise ConfigError(f"task 'sinusoid' generates its own data; remove data={self.data!r}")
-        if self.task not in ("sinusoid", "fonts") and self.data is None:
+        if needs_data_path(self.task) and self.data is None:
             raise ConfigError(f"task {self.task!r} needs a data path (--data PATH); see README, 'Data sets'")
+
+    def _check_base(self) -> None:
+        """Base-specific options only under their base; combinations without meaning refused, saying why."""
+        defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+        for option, owner in base_options().items():
+            if owner != self.base and getattr(self, option) != defaults[option]:
+                raise ConfigError(f"{option} is an option of base {owner!r}, not of {self.base!r}; remove it or "
+                                  f"use --base {owner}")
+        if self.per_step_bn and self.task == "sinusoid":
+            raise ConfigError("per_step_bn needs BatchNorm layers, which the sinusoid MLP has not; use --no-per-step-bn")
+        rates = get_base(self.base).role_rates(self)
+        if not any(rates.values()):
+            raise ConfigError(f"base {self.base!r} with these step sizes adapts nothing in the inner loop "
+                              f"(inner_lr {self.inner_lr}, head_inner_lr {self.head_inner_lr}); raise one of them")
 
     @property
     def is_regression(self) -> bool:
         return self.task == "sinusoid"
 
     @property
+    def spec(self):
+        """This config's method-table entry (:class:`cml.methods.Method`)."""
+        return get_method(self.method)
+
+    @property
     def has_co_learner(self) -> bool:
         """Whether the model carries a co-learner head phi (cml, and cl's second branch)."""
-        return self.method in ("cml", "cl")
+        return self.spec.co_learner
+
+    @property
+    def variant(self) -> str:
+        """The cell's name in run folders and figures (:func:`cml.methods.variant_key`)."""
+        from .methods import variant_key
+
+        return variant_key(self.base, self.method)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -225,8 +309,11 @@ _PRESETS: dict[tuple[str, str], dict[str, Any]] = {
 PAPER_IMAGE_SIZE = {"miniimagenet": 84, "flower": 84, "cifar-fs": 32, "fc100": 32}
 
 
-def preset(name: str, task: str, method: str, **overrides: Any) -> Config:
-    """The ``quick`` or ``paper`` config for a task and method, with ``overrides`` applied last.
+def preset(name: str, task: str, method: str, base: str = "maml", **overrides: Any) -> Config:
+    """The ``quick`` or ``paper`` config for a task, base learner and method, with ``overrides`` applied last.
+
+    The base's own preset values (:attr:`cml.bases.BaseLearner.presets`) and the method's defaults
+    (:attr:`cml.methods.Method.defaults`) come between the preset and the overrides.
 
     Raises:
         ConfigError: on an unknown preset, task or method, or an invalid override.
@@ -235,11 +322,18 @@ def preset(name: str, task: str, method: str, **overrides: Any) -> Config:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
-    values: dict[str, Any] = dict(_PRESETS[(name, "sinusoid" if task == "sinusoid" else "image")])
-    values.update(task=task, method=method)
+    if base not in BASES:
+        raise ConfigError(f"unknown base {base!r}; choose one of: {', '.join(BASES)}")
+    try:
+        spec = get_method(method)
+    except KeyError as e:
+        raise ConfigError(str(e.args[0])) from None
+    kind = "sinusoid" if task == "sinusoid" else "image"
+    values: dict[str, Any] = dict(_PRESETS[(name, kind)])
+    values.update(task=task, method=method, base=base)
     if name == "paper" and task in PAPER_IMAGE_SIZE:
         values["image_size"] = PAPER_IMAGE_SIZE[task]
-    if method == "noisy-maml":
-        values.update(noise_std=0.5, noise_mode="relative")
+    values.update(get_base(base).preset_values(name, kind, task))
+    values.update(dict(spec.defaults))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Config.from_dict(values, source=f"preset {name!r} with overrides")

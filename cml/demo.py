@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from .config import preset
+from .methods import get_method
 from .sweep import run_sweep
 
-SINUSOID_METHODS = ("maml", "cml")
+SINUSOID_METHODS = ("none", "cml")
 # Figure 3's comparison runs on two seeds, so that the claims page has CIs across seeds; Table 4's extra
 # baselines on one, to keep the demo within about 15 minutes on 2 cores.
-IMAGE_METHODS = ("maml", "noisy-maml", "cml")
+IMAGE_METHODS = ("none", "noisy", "cml")
 IMAGE_SEEDS = (0, 1)
-BASELINES = ("more-maml", "cl")
+BASELINES = ("more", "cl")
 SEEDS = (0,)
 
 
@@ -26,8 +27,8 @@ def demo_configs(steps: int | None = None, test_tasks: int | None = None) -> dic
     """The demo's two base configs (quick preset, with learning-dynamics recording on)."""
     overrides: dict[str, Any] = {"progress": True, "steps": steps, "test_tasks": test_tasks}
     # Record at least once even in a shortened demo.
-    sinusoid = preset("quick", "sinusoid", "maml", record_interval=min(50, steps or 50), **overrides)
-    fonts = preset("quick", "fonts", "maml", record_interval=min(10, steps or 10), **overrides)
+    sinusoid = preset("quick", "sinusoid", "none", record_interval=min(50, steps or 50), **overrides)
+    fonts = preset("quick", "fonts", "none", record_interval=min(10, steps or 10), **overrides)
     return {"sinusoid": sinusoid, "fonts": fonts}
 
 
@@ -39,7 +40,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             params = f"{entry['params']['train']}/{entry['params']['test']}"
             if "acc" in entry:
                 value = f"acc {100 * entry['acc']['mean']:.1f}%"
-                if "acc_dagger" in entry and method == "cml":
+                if "acc_dagger" in entry and get_method(entry["method"]).dagger:
                     value += f" (CML† {100 * entry['acc_dagger']['mean']:.1f}%)"
             else:
                 value = f"MSE {entry['mse']['mean']:.3f} (before adaptation {entry['mse_before']['mean']:.2f})"

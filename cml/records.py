@@ -15,6 +15,23 @@ from pathlib import Path
 from typing import Any, Iterable
 
 
+# The names of a run folder's files, made once: the trainer, sweeps, recorders and figures import them.
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+VAL = "val.jsonl"
+CHECKPOINT = "checkpoint.pt"
+TEST = "test.json"
+DYNAMICS = "dynamics.jsonl"
+REPRESENTATIONS = "representations.json"
+FEATURES = "features.npz"
+FITS = "fits.npz"
+#: JSON-lines records a resumed run truncates to its checkpoint's step.
+STEP_RECORDS = (METRICS, VAL, DYNAMICS)
+# A sweep folder's own files.
+SWEEP = "sweep.json"
+AGGREGATE = "aggregate.json"
+
+
 class RunFolderError(ValueError):
     """A run folder's file is missing, damaged or not written by cml."""
 

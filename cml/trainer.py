@@ -1,11 +1,12 @@
-"""The meta-training loop for every method, with validation, checkpoints, resume and the final test.
+"""The meta-training loop for every base learner and method, with validation, checkpoints, resume and the
+final test. It reads the base-learner and method tables through the config and :mod:`cml.meta`; it never
+compares a method's or a base's name.
 
 The trainer writes records into a run folder (see :mod:`cml.records`); figures read only those records.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from pathlib import Path
@@ -17,25 +18,15 @@ from torch import Tensor
 from . import records
 from .config import Config, ConfigError
 from .data.base import Task, TaskSampler
-from .meta import EvalResult, MetaGradient, NonFiniteLossError, evaluate_tasks, make_backend, meta_gradient
+from .meta import EvalResult, MetaGradient, NonFiniteLossError, evaluate_tasks, make_backend, outer_gradient
 from .models import MetaModel, build_model, init_parameters, parameter_counts, role_of
+from .records import CHECKPOINT
+from .seeds import generator
 from .sinusoid import SinusoidSampler
-
-CHECKPOINT = "checkpoint.pt"
 
 
 class Sampler(Protocol):
     def sample(self) -> Task: ...
-
-
-def derive_seed(seed: int, stream: str) -> int:
-    """An independent seed for one named random stream of a run (train tasks, val tasks, noise, ...)."""
-    digest = hashlib.sha256(f"{seed}:{stream}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def generator(seed: int, stream: str) -> torch.Generator:
-    return torch.Generator().manual_seed(derive_seed(seed, stream))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -90,12 +81,8 @@ class TaskSource:
                            rotations=cfg.rotations and split == "train", split=split)
 
 
-def to_device(task: Task, device: torch.device) -> Task:
-    return Task(tuple(t.to(device) for t in task.support), tuple(t.to(device) for t in task.query))
-
-
 def add_noise(grads: dict[str, Tensor], cfg: Config, gen: torch.Generator) -> None:
-    """noisy-maml: Gaussian noise on every parameter's meta-gradient, in place.
+    """The ``noisy`` method: Gaussian noise on every parameter's meta-gradient, in place.
 
     ``absolute``: element std sigma. ``relative``: element std sigma * ||g|| / sqrt(numel), so the noise's
     expected norm is sigma * ||g|| for each tensor. Drawn on the CPU from the run's own generator, so the
@@ -148,7 +135,7 @@ def evaluate(model: MetaModel, cfg: Config, sampler: Sampler, n_tasks: int, devi
 
     backend = make_backend(cfg.backend, model)
     params = dict(model.named_parameters())
-    tasks = (to_device(sampler.sample(), device) for _ in range(n_tasks))
+    tasks = (sampler.sample().to(device) for _ in range(n_tasks))
     tasks = tqdm(tasks, total=n_tasks, desc=desc, disable=not progress, leave=False)
     return summarize(cfg, evaluate_tasks(backend, cfg, params, tasks, cfg.test_inner_steps), desc)
 
@@ -161,12 +148,12 @@ class Trainer:
         run_dir: the run folder (created if absent).
         splits: preloaded data splits, to share one load between runs; loaded from ``cfg`` when None.
         resume: continue from ``run_dir/checkpoint.pt``. Only ``steps`` may differ from the saved config.
-        recorder: called as ``recorder(trainer, step, meta_gradient)`` on recording steps (learning-dynamics
+        recorder: called as ``recorder(step, meta_gradient)`` on recording steps (learning-dynamics
             diagnostics); on those steps the meta-gradient carries the meta-learner's part separately.
     """
 
     def __init__(self, cfg: Config, run_dir: Path, splits=None, resume: bool = False,
-                 recorder: Callable[["Trainer", int, MetaGradient], None] | None = None) -> None:
+                 recorder: Callable[[int, MetaGradient], None] | None = None) -> None:
         self.run_dir = Path(run_dir)
         if resume:
             cfg = self._check_resume(cfg)
@@ -191,11 +178,11 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self._load_checkpoint()
-            cfg.save(self.run_dir / "config.json")  # the new step count, once the checkpoint has loaded
+            cfg.save(self.run_dir / records.CONFIG)  # the new step count, once the checkpoint has loaded
         else:
-            for name in ("metrics.jsonl", "val.jsonl", "dynamics.jsonl"):
+            for name in records.STEP_RECORDS:
                 (self.run_dir / name).unlink(missing_ok=True)
-            cfg.save(self.run_dir / "config.json")
+            cfg.save(self.run_dir / records.CONFIG)
 
     # -- checkpoints ---------------------------------------------------------------------------------
 
@@ -203,7 +190,7 @@ class Trainer:
         path = self.run_dir / CHECKPOINT
         if not path.exists():
             raise FileNotFoundError(f"cannot resume: {path} does not exist; train without --resume first")
-        saved = Config.load(self.run_dir / "config.json")
+        saved = Config.load(self.run_dir / records.CONFIG)
         diff = {k for k, v in cfg.to_dict().items() if saved.to_dict()[k] != v} - {"steps", "progress"}
         if diff:
             raise ConfigError(f"cannot resume {self.run_dir}: {', '.join(sorted(diff))} differ from the saved "
@@ -234,7 +221,7 @@ class Trainer:
         self.window = list(state.get("window", []))
         # Lines written after the checkpoint belong to steps that will be trained again; a line cut short
         # by a crash is dropped with them.
-        for name in ("metrics.jsonl", "val.jsonl", "dynamics.jsonl"):
+        for name in records.STEP_RECORDS:
             path = self.run_dir / name
             if path.exists():
                 kept = [r for r in records.read_jsonl(path, drop_partial_last=True) if r["step"] <= self.step]
@@ -245,10 +232,11 @@ class Trainer:
     def outer_step(self, record: bool) -> dict[str, float | None]:
         """One outer step; returns its scalars (losses, accuracies, the norm of psi's meta-gradient)."""
         cfg = self.cfg
-        tasks = [to_device(self.train_sampler.sample(), self.device) for _ in range(cfg.meta_batch)]
+        tasks = [self.train_sampler.sample().to(self.device) for _ in range(cfg.meta_batch)]
         params = dict(self.model.named_parameters())
         try:
-            mg = meta_gradient(self.backend, cfg, params, tasks, split=record and cfg.has_co_learner)
+            mg = outer_gradient(self.backend, cfg, params, tasks, split=record and cfg.spec.phi_in_outer_loss,
+                                outer_step=self.step)
         except NonFiniteLossError as e:
             last = f"the last good checkpoint ({self.run_dir / CHECKPOINT})" if (
                 self.run_dir / CHECKPOINT).exists() else "no checkpoint (none was written yet)"
@@ -260,13 +248,15 @@ class Trainer:
                                      f"{self.step + 1} (the loss was finite); training stopped before the update; "
                                      f"lower --meta-lr or --inner-lr")
         if record and self.recorder is not None:
-            self.recorder(self, self.step + 1, mg)
+            self.recorder(self.step + 1, mg)
         # Before any noise: the norm of the meta-gradient the method itself produced.
         psi_norm = math.sqrt(sum(float(g.pow(2).sum()) for n, g in mg.total.items() if role_of(n) == "psi"))
-        if cfg.method == "noisy-maml":
+        if cfg.spec.gradient_noise:
             add_noise(mg.total, cfg, self.noise_gen)
         for name, p in self.model.named_parameters():
             p.grad = mg.total[name]
+        for group in self.optimizer.param_groups:
+            group["lr"] = meta_lr_at(cfg, self.step)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return {"meta_loss": mg.meta_loss, "co_loss": mg.co_loss, "meta_acc": mg.meta_acc, "co_acc": mg.co_acc,
@@ -283,7 +273,7 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.method} {cfg.task}", disable=not cfg.progress)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.variant} {cfg.task}", disable=not cfg.progress)
         start = time.perf_counter() - self.elapsed
         while self.step < cfg.steps:
             record = cfg.record_interval > 0 and (self.step + 1) % cfg.record_interval == 0
@@ -293,15 +283,15 @@ class Trainer:
             bar.update(1)
             if self.step % cfg.log_interval == 0 or self.step == cfg.steps:
                 line = _mean_metrics(self.window)
-                records.append_jsonl(self.run_dir / "metrics.jsonl", {"step": self.step, "time": self.elapsed, **line})
+                records.append_jsonl(self.run_dir / records.METRICS, {"step": self.step, "time": self.elapsed, **line})
                 bar.set_postfix({k: f"{v:.3g}" for k, v in line.items() if v is not None})
                 self.window = []
             if cfg.val_interval and self.step % cfg.val_interval == 0:
-                records.append_jsonl(self.run_dir / "val.jsonl", {"step": self.step, **self.validate()})
+                records.append_jsonl(self.run_dir / records.VAL, {"step": self.step, **self.validate()})
             if (cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0) or self.step == cfg.steps:
                 self.save_checkpoint()
         bar.close()
-        val_path = self.run_dir / "val.jsonl"
+        val_path = self.run_dir / records.VAL
         done = val_path.exists() and any(r["step"] == self.step for r in records.read_jsonl(val_path))
         if not done:  # a run resumed after its last checkpoint has validated already
             records.append_jsonl(val_path, {"step": self.step, **self.validate()})
@@ -311,11 +301,26 @@ class Trainer:
         sampler = self.tasks.sampler("test", generator(self.cfg.seed, "test"))
         result = evaluate(self.model, self.cfg, sampler, self.cfg.test_tasks, self.device,
                           progress=self.cfg.progress, desc="test")
-        result.update(step=self.step, method=self.cfg.method, task=self.cfg.task, shots=self.cfg.shots,
+        result.update(step=self.step, method=self.cfg.method, base=self.cfg.base, variant=self.cfg.variant,
+                      task=self.cfg.task, shots=self.cfg.shots,
                       ways=None if self.cfg.is_regression else self.cfg.ways,
                       params=parameter_counts(self.cfg, self.tasks.in_channels), train_time=self.elapsed)
-        records.write_json(self.run_dir / "test.json", result)
+        records.write_json(self.run_dir / records.TEST, result)
         return result
+
+    def finish_recording(self) -> None:
+        """The recorder's end-of-training records (t-SNE, CKA, fits), if a recorder is attached."""
+        if self.recorder is not None and hasattr(self.recorder, "finish"):
+            self.recorder.finish(self.backend, self.cfg, self.tasks, self.device)
+
+
+def meta_lr_at(cfg: Config, step: int) -> float:
+    """The outer learning rate at outer step ``step`` (from 0): ``meta_lr``, or with MAML++'s cosine
+    annealing ``min + (meta_lr - min) (1 + cos(pi step / steps)) / 2``. A function of the step alone, so a
+    resumed run continues the same schedule."""
+    if not cfg.cosine_lr:
+        return cfg.meta_lr
+    return cfg.min_meta_lr + 0.5 * (cfg.meta_lr - cfg.min_meta_lr) * (1 + math.cos(math.pi * step / cfg.steps))
 
 
 def _mean_metrics(window: list[dict[str, float | None]]) -> dict[str, float | None]:

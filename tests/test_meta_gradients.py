@@ -9,7 +9,7 @@ from torch import nn
 
 from cml.config import Config
 from cml.data.base import Task
-from cml.meta import FuncBackend, HigherBackend, adapt, meta_gradient, task_losses
+from cml.meta import FuncBackend, HigherBackend, adapt, inner_spec, meta_gradient, task_losses
 from cml.models import MetaModel, build_model, init_parameters
 
 METHODS = ("maml", "cml", "noisy-maml", "more-maml", "cl")
@@ -69,6 +69,11 @@ def image_tasks(cfg: Config, n: int, seed: int = 2) -> list[Task]:
                  (images(cfg.queries), labels.repeat_interleave(cfg.queries))) for _ in range(n)]
 
 
+def run_adapt(backend, cfg, params, support, steps, order, test_time=False):
+    """The adapted parameters of ``cfg``'s inner loop (the last entry of the trajectory)."""
+    return adapt(backend, inner_spec(cfg, params, steps, order, test_time), params, support)[-1]
+
+
 def grads(backend_cls, cfg, model, tasks, **kw):
     backend = backend_cls(model)
     return meta_gradient(backend, cfg, dict(model.named_parameters()), tasks, **kw)
@@ -83,12 +88,12 @@ class Scalar(nn.Module):
 
 
 class ScalarFeatures(Scalar):
-    def forward(self, x):
+    def forward(self, x, step=0):
         return {"flat": self.weight * x}
 
 
 class ScalarHead(Scalar):
-    def forward(self, feats):
+    def forward(self, feats, step=0):
         return self.weight * feats["flat"]
 
 
@@ -211,7 +216,7 @@ def test_inner_loop_leaves_phi_bit_identical_and_moves_psi_theta(backend_cls):
     model = model_for(cfg)
     params = dict(model.named_parameters())
     support = image_tasks(cfg, 1)[0].support
-    adapted = adapt(backend_cls(model), cfg, params, support, 2, "second")
+    adapted = run_adapt(backend_cls(model), cfg, params, support, 2, "second")
     for name, p in params.items():
         if name.startswith("co_head"):
             assert adapted[name] is p or torch.equal(adapted[name], p), name
@@ -220,7 +225,7 @@ def test_inner_loop_leaves_phi_bit_identical_and_moves_psi_theta(backend_cls):
     # ...and psi', theta' are MAML's: the co-learner plays no part in the inner loop.
     maml_model = maml_twin(model, image_cfg("maml"))
     maml_params = dict(maml_model.named_parameters())
-    maml_adapted = adapt(backend_cls(maml_model), image_cfg("maml"), maml_params, support, 2, "second")
+    maml_adapted = run_adapt(backend_cls(maml_model), image_cfg("maml"), maml_params, support, 2, "second")
     for name, p in maml_adapted.items():
         assert torch.equal(adapted[name], p), name
 
@@ -229,7 +234,7 @@ def test_cl_inner_loop_adapts_phi():
     cfg = image_cfg("cl")
     model = model_for(cfg)
     params = dict(model.named_parameters())
-    adapted = adapt(FuncBackend(model), cfg, params, image_tasks(cfg, 1)[0].support, 1, "second")
+    adapted = run_adapt(FuncBackend(model), cfg, params, image_tasks(cfg, 1)[0].support, 1, "second")
     assert not torch.equal(adapted["co_head.fc.weight"], params["co_head.fc.weight"])
 
 
@@ -270,7 +275,7 @@ def test_first_order_is_query_gradient_at_adapted_parameters(backend_cls, method
     task = sinusoid_tasks(1)[0]
     fo = grads(backend_cls, cfg, model, [task]).total
     backend = FuncBackend(model)
-    adapted = adapt(backend, cfg, dict(model.named_parameters()), task.support, cfg.inner_steps, "none")
+    adapted = run_adapt(backend, cfg, dict(model.named_parameters()), task.support, cfg.inner_steps, "none")
     meta, co = backend.forward(adapted, task.query[0])
     loss = torch.nn.functional.mse_loss(meta, task.query[1])
     if co is not None:
@@ -318,7 +323,7 @@ def test_cl_adapts_like_maml_at_test_time():
     backend = FuncBackend(model)
 
     def prediction():
-        adapted = adapt(backend, cfg, dict(model.named_parameters()), task.support, 3, "none", test_time=True)
+        adapted = run_adapt(backend, cfg, dict(model.named_parameters()), task.support, 3, "none", test_time=True)
         return backend.forward(adapted, task.query[0])[0]
 
     before = prediction()

@@ -72,6 +72,10 @@ class Task(NamedTuple):
     support: tuple[Tensor, Tensor]
     query: tuple[Tensor, Tensor]
 
+    def to(self, device: torch.device | str) -> "Task":
+        """The same task with every tensor on ``device``."""
+        return Task(tuple(t.to(device) for t in self.support), tuple(t.to(device) for t in self.query))
+
 
 class ClassPool:
     """A list of classes, each a stack of same-sized ``uint8`` images loaded lazily.

@@ -19,7 +19,8 @@ generator:
   adaptation (Figure 2).
 
 Recording never touches the training generators or the update: the same seed gives bit-identical
-parameters with recording on or off (tested).
+parameters with recording on or off (tested). The measurements themselves are the pure functions of
+:mod:`analysis`, which imports nothing from ``cml``; this module is the trainer's side that feeds them.
 """
 
 from __future__ import annotations
@@ -31,26 +32,29 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cml import records
-from cml.data.base import DataError, TaskSampler
-from cml.meta import MetaGradient, adapt
-from cml.models import role_of
-from cml.sinusoid import X_RANGE, SinusoidSampler
+from analysis.cka import linear_cka
+from analysis.embedding import silhouette, tsne_embed
+from analysis.gradients import block_of, blockwise_cosine_similarity, blockwise_grad_norm, cosine_similarity, grad_norm
+from analysis.stats import normal_ci95
 
-from .cka import linear_cka
-from .embedding import silhouette, tsne_embed
-from .gradients import blockwise_cosine_similarity, blockwise_grad_norm, cosine_similarity, grad_norm
-from .stats import normal_ci95
+from . import records
+from .config import Config
+from .data.base import DataError, TaskSampler
+from .meta import Backend, MetaGradient, adapt, inner_spec
+from .models import role_of
+from .seeds import generator
+from .sinusoid import X_RANGE, SinusoidSampler
 
 if TYPE_CHECKING:
-    from cml.trainer import Trainer
+    from .trainer import TaskSource
 
 TSNE_QUERIES = 15  # queries per class for the t-SNE task: enough points for a readable map
 
 
 def psi_block(name: str) -> str:
-    """``features.block1.conv.weight`` -> ``block1``: the feature-extractor block a parameter belongs to."""
-    return name.split(".")[1]
+    """``features.block1.conv.weight`` -> ``block1``: :func:`analysis.gradients.block_of` without the
+    ``features.`` prefix that every psi parameter shares (the records' block names)."""
+    return block_of(name).split(".", 1)[1]
 
 
 def gradient_record(total: dict[str, Tensor], meta_part: dict[str, Tensor] | None) -> dict[str, Any]:
@@ -75,23 +79,32 @@ def gradient_record(total: dict[str, Tensor], meta_part: dict[str, Tensor] | Non
 
 
 class Recorder:
-    """Writes the learning-dynamics records of one run (see the module docstring for the files)."""
+    """Writes the learning-dynamics records of one run (see the module docstring for the files).
+
+    The trainer calls it on recording steps (``recorder(step, meta_gradient)``); :meth:`finish` takes what the
+    end-of-training records need (the engine, the config, the task source and the device), not the trainer.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
 
-    def __call__(self, trainer: "Trainer", step: int, mg: MetaGradient) -> None:
-        records.append_jsonl(self.run_dir / "dynamics.jsonl", {"step": step, **gradient_record(mg.total, mg.meta_part)})
+    def __call__(self, step: int, mg: MetaGradient) -> None:
+        records.append_jsonl(self.run_dir / records.DYNAMICS,
+                             {"step": step, **gradient_record(mg.total, mg.meta_part)})
 
-    def finish(self, trainer: "Trainer") -> dict[str, Any]:
-        """End-of-training records; returns what it wrote to ``representations.json``."""
-        from cml.trainer import generator, to_device
+    def finish(self, backend: Backend, cfg: Config, source: "TaskSource", device: torch.device) -> dict[str, Any]:
+        """End-of-training records; returns what it wrote to ``representations.json``.
 
-        cfg, backend = trainer.cfg, trainer.backend
-        params = dict(trainer.model.named_parameters())
+        Args:
+            backend: the run's engine (its model holds the trained parameters).
+            cfg: the run's config.
+            source: the run's task source (its test split is sampled with the ``record`` stream).
+            device: where the model lives.
+        """
+        params = dict(backend.model.named_parameters())
         gen = generator(cfg.seed, "record")
-        sampler = trainer.tasks.sampler("test", gen)
-        tasks = [to_device(sampler.sample(), trainer.device) for _ in range(cfg.record_tasks)]
+        sampler = source.sampler("test", gen)
+        tasks = [sampler.sample().to(device) for _ in range(cfg.record_tasks)]
         reps = [representations(backend, cfg, params, t.support, t.query[0]) for t in tasks]
         layers = list(reps[0][0])
         result: dict[str, Any] = {"tasks": len(tasks), "layers": layers, "cka": {}, "cka_debiased": {}}
@@ -105,51 +118,47 @@ class Recorder:
                     values = [silhouette(r[index]["flat"].cpu().numpy(), t.query[1].cpu().numpy())
                               for r, t in zip(reps, tasks)]
                     result[f"silhouette_{when}"] = _summary(values)
-            self._tsne(trainer, params, result)
+            self._tsne(backend, cfg, params, source, device, result)
         else:
-            self._fits(trainer, params)
-        records.write_json(self.run_dir / "representations.json", result)
+            self._fits(backend, cfg, params, device)
+        records.write_json(self.run_dir / records.REPRESENTATIONS, result)
         return result
 
-    def _tsne(self, trainer: "Trainer", params: dict[str, Tensor], result: dict[str, Any]) -> None:
-        from cml.trainer import generator, to_device
-
-        cfg = trainer.cfg
+    def _tsne(self, backend: Backend, cfg: Config, params: dict[str, Tensor], source: "TaskSource",
+              device: torch.device, result: dict[str, Any]) -> None:
         gen = generator(cfg.seed, "tsne")
         try:
-            sampler = TaskSampler(trainer.tasks.splits.test, cfg.ways, cfg.shots, TSNE_QUERIES, gen, split="test")
+            sampler = TaskSampler(source.splits.test, cfg.ways, cfg.shots, TSNE_QUERIES, gen, split="test")
             task = sampler.sample()
         except DataError:  # classes too small for 15 queries: fall back to the run's own query count
-            task = trainer.tasks.sampler("test", gen).sample()
-        task = to_device(task, trainer.device)
-        before, after = representations(trainer.backend, cfg, params, task.support, task.query[0])
+            task = source.sampler("test", gen).sample()
+        task = task.to(device)
+        before, after = representations(backend, cfg, params, task.support, task.query[0])
         fb, fa = before["flat"].cpu().numpy(), after["flat"].cpu().numpy()
         labels = task.query[1].cpu().numpy()
         eb, ea = tsne_embed(fb, fa, seed=cfg.seed)
-        np.savez_compressed(self.run_dir / "features.npz", before=fb, after=fa, labels=labels,
+        np.savez_compressed(self.run_dir / records.FEATURES, before=fb, after=fa, labels=labels,
                             embed_before=eb, embed_after=ea)
         result["tsne_task"] = {
             "silhouette_before": silhouette(fb, labels), "silhouette_after": silhouette(fa, labels),
             "points": int(len(labels)),
         }
 
-    def _fits(self, trainer: "Trainer", params: dict[str, Tensor]) -> None:
-        from cml.trainer import generator
-
-        cfg, backend = trainer.cfg, trainer.backend
+    def _fits(self, backend: Backend, cfg: Config, params: dict[str, Tensor], device: torch.device) -> None:
         sampler = SinusoidSampler(cfg.shots, cfg.queries, generator(cfg.seed, "fits"))
-        grid = torch.linspace(*X_RANGE, 200, device=trainer.device).unsqueeze(1)  # (200, 1)
+        grid = torch.linspace(*X_RANGE, 200, device=device).unsqueeze(1)  # (200, 1)
         out: dict[str, list[np.ndarray]] = {k: [] for k in
                                             ("truth", "support_x", "support_y", "before", "after", "after_dagger")}
         for _ in range(3):
             task = sampler.sample()
             fn = sampler.last_function
-            support = tuple(t.to(trainer.device) for t in task.support)
+            support = tuple(t.to(device) for t in task.support)
+            steps = cfg.test_inner_steps
             with torch.enable_grad():
-                adapted = adapt(backend, cfg, params, support, cfg.test_inner_steps, "none", test_time=True)
+                adapted = adapt(backend, inner_spec(cfg, params, steps, "none", test_time=True), params, support)[-1]
             with torch.no_grad():
                 before, _ = backend.forward(params, grid)
-                after, after_co = backend.forward(adapted, grid)
+                after, after_co = backend.forward(adapted, grid, step=steps - 1)
             out["truth"].append(fn(grid.cpu()).squeeze(1).numpy())
             out["support_x"].append(task.support[0].squeeze(1).numpy())
             out["support_y"].append(task.support[1].squeeze(1).numpy())
@@ -158,7 +167,7 @@ class Recorder:
             if after_co is not None:
                 out["after_dagger"].append(after_co.squeeze(1).cpu().numpy())
         arrays = {k: np.stack(v) for k, v in out.items() if v}
-        np.savez_compressed(self.run_dir / "fits.npz", x=grid.squeeze(1).cpu().numpy(), shots=cfg.shots, **arrays)
+        np.savez_compressed(self.run_dir / records.FITS, x=grid.squeeze(1).cpu().numpy(), shots=cfg.shots, **arrays)
 
 
 def _cka_or_nan(x: Tensor, y: Tensor, debiased: bool) -> float:
@@ -185,11 +194,12 @@ def representations(backend, cfg, params: dict[str, Tensor], support: tuple[Tens
     Returns two dicts layer -> ``(n_query, features)`` tensors: every feature-extractor block and ``flat``
     (the head's input; for Conv-4 the same numbers as ``block4`` and therefore reported once as ``flat``).
     """
+    steps = cfg.test_inner_steps
     with torch.enable_grad():
-        adapted = adapt(backend, cfg, params, support, cfg.test_inner_steps, "none", test_time=True)
+        adapted = adapt(backend, inner_spec(cfg, params, steps, "none", test_time=True), params, support)[-1]
     with torch.no_grad():
         _, _, before = backend.forward(params, xq, return_features=True)
-        _, _, after = backend.forward(adapted, xq, return_features=True)
+        _, _, after = backend.forward(adapted, xq, return_features=True, step=steps - 1)
 
     def pick(feats: dict[str, Tensor]) -> dict[str, Tensor]:
         # prepool/block4 (Conv-4) and layer2 (MLP) hold the same numbers as flat: keep each once.

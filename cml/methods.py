@@ -1,0 +1,116 @@
+"""The method axis: what is added to a base learner. One table, read by the config, the model builder, the
+inner and outer loops, the trainer and the figures; nothing else compares a method's name.
+
+A run is a *base learner* (how a task is adapted and how the outer step is taken: :mod:`cml.bases`) plus a
+*method* (what is added to it): ``none`` (the base alone), ``cml`` (the co-learner), ``noisy`` (Gaussian
+noise on the meta-gradient), ``more`` (parameter-matched extra capacity) or ``cl`` (a second branch trained
+like the first). "BOIL + CML" is ``--base boil --method cml``.
+
+Run folders written before the two axes existed name their method ``maml``, ``noisy-maml`` or ``more-maml``;
+those names are read as ``none``, ``noisy`` and ``more`` on the ``maml`` base (:data:`LEGACY`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Method:
+    """What one method adds to a base learner.
+
+    Attributes:
+        name: the config value (``--method``).
+        label: the suffix in printed names ("CML" in "BOIL + CML"); empty for the base alone.
+        co_learner: the model carries a co-learner head phi (``co_head.*``).
+        phi_in_inner_loop: phi is adapted, and its support loss counted, in the inner loop while meta-training
+            (CL's symmetric branches); CML never adapts phi.
+        phi_in_outer_loss: the outer loss adds gamma times phi's query loss on the adapted features.
+        gradient_noise: Gaussian noise is added to the meta-gradient before the outer update.
+        extra_capacity: the meta-learner's path is widened to CML's train-time parameter count.
+        dagger: phi's query predictions are reported beside theta's (CML†).
+        summary: one line for help texts and the README.
+        defaults: config values the method needs when the user sets none (noisy's sigma), applied by presets
+            and sweeps.
+    """
+
+    name: str
+    label: str
+    co_learner: bool = False
+    phi_in_inner_loop: bool = False
+    phi_in_outer_loss: bool = False
+    gradient_noise: bool = False
+    extra_capacity: bool = False
+    dagger: bool = False
+    summary: str = ""
+    defaults: tuple[tuple[str, object], ...] = ()
+
+
+METHOD_TABLE: dict[str, Method] = {m.name: m for m in (
+    Method("none", "", summary="the base learner alone"),
+    Method("cml", "CML", co_learner=True, phi_in_outer_loss=True, dagger=True,
+           summary="a co-learner head phi on the adapted features, never adapted, weighted by gamma in the outer loss"),
+    # sigma = 0.5 relative: the noise's norm is half the meta-gradient's (the paper does not state its sigma).
+    Method("noisy", "noisy", gradient_noise=True, defaults=(("noise_std", 0.5), ("noise_mode", "relative")),
+           summary="Gaussian noise on the meta-gradient (the paper's noise baseline)"),
+    Method("more", "More", extra_capacity=True,
+           summary="extra capacity in the meta-learner's path, matched to CML's train-time parameters"),
+    Method("cl", "CL", co_learner=True, phi_in_inner_loop=True, phi_in_outer_loss=True,
+           summary="a second branch trained like the first in both loops (multi-branch baseline)"),
+)}
+
+METHODS: tuple[str, ...] = tuple(METHOD_TABLE)
+
+#: Method names of run folders written before bases existed -> the method on the ``maml`` base.
+LEGACY: dict[str, str] = {"maml": "none", "noisy-maml": "noisy", "more-maml": "more"}
+
+#: Printed names of the legacy methods, kept for continuity with the paper's Table 4.
+_LEGACY_LABELS = {("maml", "noisy"): "noisy-MAML", ("maml", "more"): "More-MAML"}
+
+
+def get_method(name: str) -> Method:
+    """The table entry of ``name`` (a method or a legacy name).
+
+    Raises:
+        KeyError: naming the known methods.
+    """
+    try:
+        return METHOD_TABLE[LEGACY.get(name, name)]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}") from None
+
+
+def variant_key(base: str, method: str) -> str:
+    """The one string that names a (base, method) cell in records, run folders and figures.
+
+    On the ``maml`` base it is the name the paper and earlier records use (``maml``, ``cml``, ``noisy-maml``,
+    ``more-maml``, ``cl``); on another base, ``<base>`` alone or ``<base>_<method>`` (``boil_cml``).
+    """
+    method = LEGACY.get(method, method)
+    if base == "maml":
+        return {v: k for k, v in LEGACY.items()}.get(method, method)
+    return base if method == "none" else f"{base}_{method}"
+
+
+def split_variant(key: str, bases: tuple[str, ...]) -> tuple[str, str]:
+    """Inverse of :func:`variant_key` given the known base names: ``boil_cml`` -> ``("boil", "cml")``."""
+    if key in LEGACY or key in METHOD_TABLE:
+        return "maml", LEGACY.get(key, key)
+    for base in sorted(bases, key=len, reverse=True):
+        if key == base:
+            return base, "none"
+        if key.startswith(base + "_") and key[len(base) + 1:] in METHOD_TABLE:
+            return base, key[len(base) + 1:]
+    raise KeyError(f"{key!r} names no base learner and method; known bases: {', '.join(bases)}")
+
+
+def display_name(base_label: str, base: str, method: str) -> str:
+    """The printed name of a cell: "MAML", "BOIL + CML", "MAML++ + noisy"; "noisy-MAML" and "More-MAML" on
+    the ``maml`` base, as in the paper."""
+    method = LEGACY.get(method, method)
+    if (base, method) in _LEGACY_LABELS:
+        return _LEGACY_LABELS[(base, method)]
+    label = get_method(method).label
+    if base == "maml" and method in ("cml", "cl"):
+        return label  # the paper's "CML" and "CL" are on MAML
+    return base_label if not label else f"{base_label} + {label}"
