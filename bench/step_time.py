@@ -32,11 +32,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.recorders import Recorder  # noqa: E402
+from cml.recording import Recorder  # noqa: E402
 from cml.config import Config  # noqa: E402
 from cml.data.base import ClassPool, Splits, TaskSampler  # noqa: E402
 from cml.models import build_model, init_parameters  # noqa: E402
-from cml.trainer import Trainer, generator  # noqa: E402
+from cml.seeds import generator  # noqa: E402
+from cml.trainer import Trainer  # noqa: E402
 
 
 class SavedTensorMeter:

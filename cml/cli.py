@@ -147,7 +147,7 @@ def cmd_params(args: argparse.Namespace) -> int:
 
     in_channels = in_channels_of(args.task)
     bases = _split_list(args.bases, "--bases", BASES)
-    print(f"{'cell':22s} {'train':>9s} {'test':>9s}   ({args.preset} preset, {args.task})")
+    print(f"{'cell':18s} {'train':>9s} {'test':>9s}   name ({args.preset} preset, {args.task})")
     for base in bases:
         for method in METHODS:
             overrides = {k: getattr(args, k) for k in ("co_learner", "filters", "ways", "image_size", "more_capacity")
@@ -156,9 +156,9 @@ def cmd_params(args: argparse.Namespace) -> int:
             cfg = preset(args.preset, args.task, method, base=base, data=data, **overrides)
             c = parameter_counts(cfg, in_channels)
             name = display_name(get_base(base).label, base, method)
-            print(f"{name:22s} {c['train']:9d} {c['test']:9d}")
+            print(f"{cfg.variant:18s} {c['train']:9d} {c['test']:9d}   {name}")
             if "test_dagger" in c:
-                print(f"{name + '†':22s} {c['train']:9d} {c['test_dagger']:9d}")
+                print(f"{cfg.variant + '†':18s} {c['train']:9d} {c['test_dagger']:9d}   {name}†")
     return 0
 
 

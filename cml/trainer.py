@@ -308,10 +308,12 @@ class Trainer:
         records.write_json(self.run_dir / records.TEST, result)
         return result
 
-    def finish_recording(self) -> None:
-        """The recorder's end-of-training records (t-SNE, CKA, fits), if a recorder is attached."""
+    def finish_recording(self) -> dict[str, Any] | None:
+        """The recorder's end-of-training records (t-SNE, CKA, fits), if a recorder is attached; returns what
+        it wrote to ``representations.json``."""
         if self.recorder is not None and hasattr(self.recorder, "finish"):
-            self.recorder.finish(self.backend, self.cfg, self.tasks, self.device)
+            return self.recorder.finish(self.backend, self.cfg, self.tasks, self.device)
+        return None
 
 
 def meta_lr_at(cfg: Config, step: int) -> float:

@@ -30,7 +30,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from . import claims as claims_mod
-from . import fig2_sinusoid, fig3_dynamics, fig4_tsne, style, table4
+from . import fig2_sinusoid, fig3_dynamics, fig4_tsne, style, table1, table4
 from .runs import (MissingRecordError, Run, find_runs, group_by_method, group_by_setting,
                    reproduce_command, sweep_folders)
 
@@ -288,7 +288,9 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
             runs))
     for setting, group in groups.items():
         pages.append((f"Table 4: parameters and performance, {setting.label}", lambda g=group: table4.figure(g), group))
-    checked = claims_mod.claims(runs)
+    if any(r.base != "maml" for r in runs):
+        pages.append(("Table 1: CML on each base learner", lambda: table1.figure(runs), runs))
+    checked = claims_mod.claims(runs) + table1.claims(runs)
 
     metadata_ = {"Title": REPORT_TITLE, "Subject": "; ".join(s.label for s in groups),
                  "Creator": "cml figures.report", "Keywords": "meta-learning, CML, MAML"}

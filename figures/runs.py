@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from cml import records
+from cml.methods import LEGACY, split_variant, variant_key
 
 __all__ = [
     "METHOD_ORDER",
@@ -34,8 +35,11 @@ __all__ = [
     "reproduce_command",
 ]
 
-#: Order of methods in legends and tables: baselines first, CML last (as in the paper's Table 4).
+#: Order of methods in legends and tables: baselines first, CML last (as in the paper's Table 4). A cell on
+#: another base learner (``boil_cml``) sorts by its base, then by its method in this order.
 METHOD_ORDER: tuple[str, ...] = ("maml", "noisy-maml", "more-maml", "cl", "cml")
+#: Base learners in the paper's Table 1 order; others after them by name.
+BASE_ORDER: tuple[str, ...] = ("maml", "maml++", "boil", "sharp-maml", "anil")
 
 # Why a file can be missing, and what writes it: the second half of every MissingRecordError.
 _HINTS = {
@@ -130,7 +134,20 @@ class Run:
 
     @property
     def method(self) -> str:
-        return str(self.config["method"])
+        """The cell's variant key (:func:`cml.methods.variant_key`): on the MAML base the paper's method names
+        (``maml``, ``cml``, ``noisy-maml``...), on another base ``boil``, ``boil_cml``..."""
+        return variant_key(self.base, str(self.config["method"]))
+
+    @property
+    def base(self) -> str:
+        """The base learner (``maml`` for runs written before bases existed)."""
+        return str(self.config.get("base", "maml"))
+
+    @property
+    def addon(self) -> str:
+        """The method on the base learner: ``none``, ``cml``, ``noisy``, ``more`` or ``cl``."""
+        method = str(self.config["method"])
+        return LEGACY.get(method, method)
 
     @property
     def seed(self) -> int:
@@ -205,11 +222,12 @@ class Run:
 
 
 def _runs_in_sweep(folder: Path) -> list[Run]:
-    spec = records.read_json(folder / "sweep.json")
+    spec = records.read_json(folder / records.SWEEP)
     runs, absent = [], []
-    for method in spec.get("methods", []):
+    variants = [variant_key(b, m) for b in spec.get("bases", ["maml"]) for m in spec.get("methods", [])]
+    for variant in dict.fromkeys(variants):
         for seed in spec.get("seeds", []):
-            run_dir = folder / f"{method}-s{seed}"
+            run_dir = folder / f"{variant}-s{seed}"
             if (run_dir / "config.json").is_file():
                 runs.append(Run.load(run_dir))
             else:
@@ -276,8 +294,14 @@ def as_runs(source: Run | str | Path | Iterable[Run | str | Path]) -> list[Run]:
     return runs
 
 
-def _method_key(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+def _method_key(method: str) -> tuple[int, int, str]:
+    try:
+        base, addon = split_variant(method, BASE_ORDER)
+    except KeyError:
+        return (len(BASE_ORDER), len(METHOD_ORDER), method)
+    legacy = variant_key("maml", addon)
+    return (BASE_ORDER.index(base), METHOD_ORDER.index(legacy) if legacy in METHOD_ORDER else len(METHOD_ORDER),
+            method)
 
 
 def group_by_method(runs: Sequence[Run]) -> dict[str, list[Run]]:
@@ -338,13 +362,18 @@ def reproduce_command(runs: Sequence[Run], record_interval: int = 5, out: str | 
     if not runs:
         raise ValueError("reproduce_command needs at least one run")
     cfg = runs[0].config
-    methods = ",".join(dict.fromkeys(r.method for r in sorted(runs, key=lambda r: _method_key(r.method))))
+    ordered = sorted(runs, key=lambda r: _method_key(r.method))
+    methods = ",".join(dict.fromkeys(r.addon if r.base != "maml" else r.method for r in ordered))
+    bases = list(dict.fromkeys(r.base for r in ordered))
     seeds = ",".join(str(s) for s in sorted({r.seed for r in runs}))
     if out is None:
         sweeps = sweep_folders(runs)
         out = f"{sweeps[0] if sweeps else Path('runs') / cfg['task']}-recorded"
-    parts = ["python", "-m", "cml", "sweep", "--task", cfg["task"], "--methods", methods, "--seeds", seeds,
-             "--out", str(out)]
+    parts = ["python", "-m", "cml", "sweep", "--task", cfg["task"]]
+    if bases != ["maml"]:
+        parts += ["--bases", ",".join(bases)]
+        methods = ",".join(dict.fromkeys(r.addon for r in ordered))
+    parts += ["--methods", methods, "--seeds", seeds, "--out", str(out)]
     for field in _COMMAND_FIELDS:
         value = cfg.get(field)
         if value is None or (field in ("ways", "filters") and cfg["task"] == "sinusoid"):

@@ -78,15 +78,29 @@ CLASS_MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*", "<", "
 
 
 def method_style(method: str) -> MethodStyle:
-    """The style of ``method`` (a cml method name, or ``cml-dagger`` for CML evaluated with phi).
+    """The style of ``method``: a cell's variant key (``cml``, ``noisy-maml``, ``boil_cml``...; see
+    :func:`cml.methods.variant_key`), or ``<variant>-dagger`` for a co-learner evaluated with phi.
+
+    A cell on another base learner takes its method's colour, line and marker, and the label "BOIL + CML".
 
     Raises:
-        KeyError: for a method without a style, naming the known ones.
+        KeyError: for a name that is neither a styled method nor a base learner's cell, naming the known ones.
     """
-    try:
+    if method in METHOD_STYLES:
         return METHOD_STYLES[method]
+    from cml.bases import BASE_TABLE
+    from cml.methods import display_name, split_variant, variant_key
+
+    dagger = method.endswith("-dagger")
+    key = method[: -len("-dagger")] if dagger else method
+    try:
+        base, addon = split_variant(key, tuple(BASE_TABLE))
     except KeyError:
-        raise KeyError(f"no style for method {method!r}; known: {', '.join(METHOD_STYLES)}") from None
+        raise KeyError(f"no style for method {method!r}; known: {', '.join(METHOD_STYLES)} and "
+                       f"<base>_<method> cells of {', '.join(BASE_TABLE)}") from None
+    own = METHOD_STYLES["cml-dagger" if dagger else variant_key("maml", addon)]
+    label = display_name(BASE_TABLE[base].label, base, addon) + ("†" if dagger else "")
+    return MethodStyle(label, own.colour, own.linestyle, own.marker, own.hatch)
 
 
 def label(method: str) -> str:

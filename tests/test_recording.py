@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from analysis import cosine_similarity, grad_norm
-from analysis.recorders import Recorder, gradient_record
+from cml.recording import Recorder, gradient_record
 from cml import records
 from cml.sweep import aggregate, run_sweep
 from cml.trainer import Trainer
@@ -22,7 +22,7 @@ def test_recording_on_or_off_gives_bit_identical_parameters(tmp_path, method):
     on = Trainer(cfg.replace(record_interval=1), tmp_path / "on", splits=synthetic_splits(),
                  recorder=Recorder(tmp_path / "on"))
     on.train()
-    Recorder(tmp_path / "on").finish(on)
+    on.finish_recording()
     for (name, a), (_, b) in zip(off.model.named_parameters(), on.model.named_parameters()):
         assert torch.equal(a, b), name
     assert len(records.read_jsonl(tmp_path / "on" / "dynamics.jsonl")) == 6
@@ -47,7 +47,7 @@ def test_recorded_run_writes_dynamics_cka_and_tsne(tmp_path):
     cfg = image_cfg("cml", steps=4, record_interval=2, record_tasks=3, queries=3)
     trainer = Trainer(cfg, tmp_path / "run", splits=synthetic_splits(per_class=18), recorder=Recorder(tmp_path / "run"))
     trainer.train()
-    reps = Recorder(tmp_path / "run").finish(trainer)
+    reps = trainer.finish_recording()
     dyn = records.read_jsonl(tmp_path / "run" / "dynamics.jsonl")
     assert [d["step"] for d in dyn] == [2, 4]
     assert all(-1 <= d["cos_psi"] <= 1 and d["grad_norm_psi"] > 0 for d in dyn)
@@ -70,7 +70,7 @@ def test_sinusoid_records_fits(tmp_path):
     cfg = sinusoid(steps=10, record_interval=5, record_tasks=3)
     trainer = Trainer(cfg, tmp_path / "run", recorder=Recorder(tmp_path / "run"))
     trainer.train()
-    Recorder(tmp_path / "run").finish(trainer)
+    trainer.finish_recording()
     fits = np.load(tmp_path / "run" / "fits.npz")
     assert fits["truth"].shape == fits["after"].shape == fits["after_dagger"].shape == (3, 200)
     assert fits["support_x"].shape == (3, cfg.shots)
