@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from .bases import BASES, get_base
 from .config import PRESETS, TASKS, Config, ConfigError, preset
-from .methods import LEGACY, METHODS, display_name, get_method
+from .methods import LEGACY, LEGACY_BASE, METHODS, display_name, get_method
 
 _TYPES = {"int": int, "float": float, "str": str, "str | None": str, "float | None": float}
 # Chosen by their own flags (the base and method pick the preset's values before the overrides apply).
@@ -81,7 +81,7 @@ def _phi_label(method: str) -> str:
 
 def result_name(r: dict[str, Any]) -> str:
     """The printed name of a test record's cell ("BOIL + CML"); records from before bases read as MAML's."""
-    base = r.get("base", "maml")
+    base = r.get("base", LEGACY_BASE)
     return display_name(get_base(base).label if base in BASES else base, base, r["method"])
 
 

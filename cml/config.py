@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .bases import BASES, base_options, get_base
-from .methods import LEGACY, METHODS, get_method
+from .methods import METHODS, get_method, upgrade
 
 TASKS = ("sinusoid", "omniglot", "fonts", "folder", "miniimagenet", "cifar-fs", "fc100", "flower")
 #: Tasks whose images are RGB (the rest are one-channel), and tasks that need no ``--data`` path.
@@ -144,12 +144,12 @@ class Config:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.method, str) and self.method in LEGACY:
+        if isinstance(self.method, str) and isinstance(self.base, str):
             # Configs written before bases existed: ``maml``, ``noisy-maml``, ``more-maml`` on the maml base.
-            if self.base != "maml":
-                raise ConfigError(f"method {self.method!r} names a method on MAML; with base {self.base!r} write "
-                                  f"--method {LEGACY[self.method]}")
-            object.__setattr__(self, "method", LEGACY[self.method])
+            try:
+                object.__setattr__(self, "method", upgrade(self.base, self.method))
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         def one_of(name: str, allowed: tuple[str, ...]) -> None:
             value = getattr(self, name)
             if value not in allowed:

@@ -185,7 +185,8 @@ def inner_spec(cfg: Config, params: Params, steps: int, order: Order, test_time:
         else:
             rates[name] = (rate,) * steps
     # Sharpness-aware steps regularise meta-training; test-time adaptation takes plain gradient steps.
-    lower = cfg.base == "sharp-maml" and cfg.sharp_variant in ("lower", "both") and not test_time
+    # (The radii are Sharp-MAML's options: the config refuses them under any other base.)
+    lower = cfg.sharp_variant in ("lower", "both") and not test_time
     rho = cfg.sharp_rho_lower if lower else 0.0
     return InnerSpec(steps, rates, order, support_loss(cfg, test_time), rho)
 
@@ -374,7 +375,7 @@ def meta_gradient(backend: Backend, cfg: Config, params: Params, tasks: Sequence
 
 def upper_rho(cfg: Config) -> float:
     """Sharp-MAML's upper-level (SAM) radius; 0 for every other base and for the ``lower`` variant."""
-    return cfg.sharp_rho_upper if cfg.base == "sharp-maml" and cfg.sharp_variant in ("upper", "both") else 0.0
+    return cfg.sharp_rho_upper if cfg.sharp_variant in ("upper", "both") else 0.0
 
 
 def outer_gradient(backend: Backend, cfg: Config, params: Params, tasks: Sequence[Task], split: bool = False,

@@ -61,11 +61,13 @@ METHOD_TABLE: dict[str, Method] = {m.name: m for m in (
 
 METHODS: tuple[str, ...] = tuple(METHOD_TABLE)
 
+#: The base learner of every run written before bases existed, and the default.
+LEGACY_BASE = "maml"
 #: Method names of run folders written before bases existed -> the method on the ``maml`` base.
 LEGACY: dict[str, str] = {"maml": "none", "noisy-maml": "noisy", "more-maml": "more"}
 
 #: Printed names of the legacy methods, kept for continuity with the paper's Table 4.
-_LEGACY_LABELS = {("maml", "noisy"): "noisy-MAML", ("maml", "more"): "More-MAML"}
+_LEGACY_LABELS = {(LEGACY_BASE, "noisy"): "noisy-MAML", (LEGACY_BASE, "more"): "More-MAML"}
 
 
 def get_method(name: str) -> Method:
@@ -87,7 +89,7 @@ def variant_key(base: str, method: str) -> str:
     ``more-maml``, ``cl``); on another base, ``<base>`` alone or ``<base>_<method>`` (``boil_cml``).
     """
     method = LEGACY.get(method, method)
-    if base == "maml":
+    if base == LEGACY_BASE:
         return {v: k for k, v in LEGACY.items()}.get(method, method)
     return base if method == "none" else f"{base}_{method}"
 
@@ -95,7 +97,7 @@ def variant_key(base: str, method: str) -> str:
 def split_variant(key: str, bases: tuple[str, ...]) -> tuple[str, str]:
     """Inverse of :func:`variant_key` given the known base names: ``boil_cml`` -> ``("boil", "cml")``."""
     if key in LEGACY or key in METHOD_TABLE:
-        return "maml", LEGACY.get(key, key)
+        return LEGACY_BASE, LEGACY.get(key, key)
     for base in sorted(bases, key=len, reverse=True):
         if key == base:
             return base, "none"
@@ -111,6 +113,20 @@ def display_name(base_label: str, base: str, method: str) -> str:
     if (base, method) in _LEGACY_LABELS:
         return _LEGACY_LABELS[(base, method)]
     label = get_method(method).label
-    if base == "maml" and method in ("cml", "cl"):
+    if base == LEGACY_BASE and get_method(method).co_learner:
         return label  # the paper's "CML" and "CL" are on MAML
     return base_label if not label else f"{base_label} + {label}"
+
+
+def upgrade(base: str, method: str) -> str:
+    """``method`` with a legacy name read as its method on the ``maml`` base.
+
+    Raises:
+        ValueError: for a legacy name under another base, saying what to write instead.
+    """
+    if method not in LEGACY:
+        return method
+    if base != LEGACY_BASE:
+        raise ValueError(f"method {method!r} names a method on MAML; with base {base!r} write --method "
+                         f"{LEGACY[method]}")
+    return LEGACY[method]

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from . import records
 from .config import Config, ConfigError, preset
-from .methods import LEGACY, get_method, variant_key
+from .methods import LEGACY_BASE, get_method, upgrade, variant_key
 
 TEST_METRICS = ("acc", "acc_dagger", "mse", "mse_dagger", "mse_before")
 
@@ -65,7 +65,7 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
         if changed:
             raise ConfigError(f"{out} holds a sweep with other settings ({', '.join(sorted(changed))}); "
                               f"use another --out")
-        spec["bases"] = list(dict.fromkeys(old.get("bases", ["maml"]) + spec["bases"]))
+        spec["bases"] = list(dict.fromkeys(old.get("bases", [LEGACY_BASE]) + spec["bases"]))
         spec["methods"] = list(dict.fromkeys(old["methods"] + spec["methods"]))
         spec["seeds"] = sorted(set(old["seeds"]) | set(spec["seeds"]))
     records.write_json(spec_path, spec)
@@ -93,7 +93,10 @@ def cell_config(start: Config, base: str, method: str, seed: int, preset_name: s
     ``start``'s takes its own preset values (from ``preset_name``) for the fields ``start`` leaves as the
     preset set them, so that ``--bases maml,maml++`` trains MAML++ with its switches on.
     """
-    method = LEGACY.get(method, method) if base == "maml" or method not in LEGACY else method
+    try:
+        method = upgrade(base, method)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     changes: dict[str, Any] = {"base": base, "method": method, "seed": seed}
     off = Config(method="none")
     for field, value in get_method(method).defaults:
@@ -114,14 +117,14 @@ def aggregate(out: Path) -> dict[str, Any]:
 
     spec = records.read_json(Path(out) / records.SWEEP)
     result: dict[str, Any] = {}
-    variants = [variant_key(b, m) for b in spec.get("bases", ["maml"]) for m in spec["methods"]]
+    variants = [variant_key(b, m) for b in spec.get("bases", [LEGACY_BASE]) for m in spec["methods"]]
     for variant in dict.fromkeys(variants):
         tests = [records.read_json(p) for seed in spec["seeds"]
                  if (p := Path(out) / run_name(variant, seed) / records.TEST).exists()]
         if not tests:
             continue
         entry: dict[str, Any] = {"seeds": len(tests), "params": tests[0]["params"],
-                                 "base": tests[0].get("base", "maml"), "method": tests[0]["method"]}
+                                 "base": tests[0].get("base", LEGACY_BASE), "method": tests[0]["method"]}
         for metric in TEST_METRICS:
             values = [t[metric] for t in tests if metric in t]
             if values:

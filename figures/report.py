@@ -29,6 +29,9 @@ from pathlib import Path
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from cml import records
+from cml.methods import LEGACY_BASE
+
 from . import claims as claims_mod
 from . import fig2_sinusoid, fig3_dynamics, fig4_tsne, style, table1, table4
 from .runs import (MissingRecordError, Run, find_runs, group_by_method, group_by_setting,
@@ -128,7 +131,7 @@ def title_pages(runs: Sequence[Run], contents: Sequence[str]) -> list[Figure]:
 def _result_cells(method: str, rs: Sequence[Run], regression: bool) -> list[str] | None:
     from analysis.stats import mean_ci95
 
-    tests = [r.test() for r in rs if r.has("test.json")]
+    tests = [r.test() for r in rs if r.has(records.TEST)]
     if not tests:
         return None
     metric = "mse" if regression else "acc"
@@ -246,7 +249,7 @@ def claims_pages(claims: Sequence[claims_mod.Claim]) -> list[Figure]:
 
 def auto_smooth(runs: Sequence[Run]) -> int:
     """Rolling-mean window for Figure 3 in the report: about 1/25 of the recorded steps (1 for short runs)."""
-    counts = [len(r.dynamics()) for r in runs if r.has("dynamics.jsonl")]
+    counts = [len(r.dynamics()) for r in runs if r.has(records.DYNAMICS)]
     return max(1, round(min(counts) / 25)) if counts else 1
 
 
@@ -288,7 +291,7 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
             runs))
     for setting, group in groups.items():
         pages.append((f"Table 4: parameters and performance, {setting.label}", lambda g=group: table4.figure(g), group))
-    if any(r.base != "maml" for r in runs):
+    if any(r.base != LEGACY_BASE for r in runs):
         pages.append(("Table 1: CML on each base learner", lambda: table1.figure(runs), runs))
     checked = claims_mod.claims(runs) + table1.claims(runs)
 

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from cml import records
-from cml.methods import LEGACY, split_variant, variant_key
+from cml.methods import LEGACY, LEGACY_BASE, split_variant, variant_key
 
 __all__ = [
     "METHOD_ORDER",
@@ -43,13 +43,13 @@ BASE_ORDER: tuple[str, ...] = ("maml", "maml++", "boil", "sharp-maml", "anil")
 
 # Why a file can be missing, and what writes it: the second half of every MissingRecordError.
 _HINTS = {
-    "test.json": "the run has not finished; run the same command again (sweeps and --resume continue it)",
-    "val.jsonl": "the run has not validated yet; train it further or set --val-interval",
-    "metrics.jsonl": "the run has not logged a step yet; train it",
-    "dynamics.jsonl": "train with --record-interval K (e.g. --record-interval 5) to record gradients",
-    "representations.json": "train with --record-interval K; CKA and silhouettes are written when training ends",
-    "features.npz": "train an image task with --record-interval K; t-SNE features are written when training ends",
-    "fits.npz": "train --task sinusoid with --record-interval K; the fitted curves are written when training ends",
+    records.TEST: "the run has not finished; run the same command again (sweeps and --resume continue it)",
+    records.VAL: "the run has not validated yet; train it further or set --val-interval",
+    records.METRICS: "the run has not logged a step yet; train it",
+    records.DYNAMICS: "train with --record-interval K (e.g. --record-interval 5) to record gradients",
+    records.REPRESENTATIONS: "train with --record-interval K; CKA and silhouettes are written when training ends",
+    records.FEATURES: "train an image task with --record-interval K; t-SNE features are written when training ends",
+    records.FITS: "train --task sinusoid with --record-interval K; the fitted curves are written when training ends",
 }
 
 
@@ -118,9 +118,9 @@ class Run:
             ValueError: if ``config.json`` is not a JSON object with ``method``, ``task`` and ``seed``.
         """
         path = Path(path)
-        cfg_path = path / "config.json"
+        cfg_path = path / records.CONFIG
         if not cfg_path.is_file():
-            raise MissingRecordError(path, "config.json", "this is not a run folder written by `python -m cml`")
+            raise MissingRecordError(path, records.CONFIG, "this is not a run folder written by `python -m cml`")
         try:
             config = json.loads(cfg_path.read_text())
         except json.JSONDecodeError as e:
@@ -141,7 +141,7 @@ class Run:
     @property
     def base(self) -> str:
         """The base learner (``maml`` for runs written before bases existed)."""
-        return str(self.config.get("base", "maml"))
+        return str(self.config.get("base", LEGACY_BASE))
 
     @property
     def addon(self) -> str:
@@ -183,52 +183,52 @@ class Run:
         """The path of ``filename`` in the run folder; raises :class:`MissingRecordError` if absent."""
         if not self.has(filename):
             hint = None
-            if filename == "features.npz" and self.is_regression:
+            if filename == records.FEATURES and self.is_regression:
                 hint = "regression runs have no t-SNE features (Figure 4 needs an image task)"
-            elif filename == "fits.npz" and not self.is_regression:
+            elif filename == records.FITS and not self.is_regression:
                 hint = "only sinusoid runs write fitted curves (Figure 2)"
             raise MissingRecordError(self.path, filename, hint)
         return self.path / filename
 
     def test(self) -> dict[str, Any]:
         """``test.json``: the final test (means and 95% CIs over test tasks, parameter counts)."""
-        return records.read_json(self.require("test.json"))
+        return records.read_json(self.require(records.TEST))
 
     def val(self) -> list[dict[str, Any]]:
         """``val.jsonl``: one record per validation, in step order."""
-        return sorted(records.read_jsonl(self.require("val.jsonl")), key=lambda r: r["step"])
+        return sorted(records.read_jsonl(self.require(records.VAL)), key=lambda r: r["step"])
 
     def metrics(self) -> list[dict[str, Any]]:
         """``metrics.jsonl``: training scalars averaged over each log interval, in step order."""
-        return sorted(records.read_jsonl(self.require("metrics.jsonl")), key=lambda r: r["step"])
+        return sorted(records.read_jsonl(self.require(records.METRICS)), key=lambda r: r["step"])
 
     def dynamics(self) -> list[dict[str, Any]]:
         """``dynamics.jsonl``: gradient norms (and cosines for co-learner methods) per recorded step."""
-        return sorted(records.read_jsonl(self.require("dynamics.jsonl")), key=lambda r: r["step"])
+        return sorted(records.read_jsonl(self.require(records.DYNAMICS)), key=lambda r: r["step"])
 
     def representations(self) -> dict[str, Any]:
         """``representations.json``: CKA per layer and silhouettes (end of training)."""
-        return records.read_json(self.require("representations.json"))
+        return records.read_json(self.require(records.REPRESENTATIONS))
 
     def features(self) -> dict[str, np.ndarray]:
         """``features.npz``: one test task's query features and t-SNE map before and after adaptation."""
-        with np.load(self.require("features.npz"), allow_pickle=False) as z:
+        with np.load(self.require(records.FEATURES), allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
 
     def fits(self) -> dict[str, np.ndarray]:
         """``fits.npz``: three sinusoid test curves, support points and predictions (Figure 2)."""
-        with np.load(self.require("fits.npz"), allow_pickle=False) as z:
+        with np.load(self.require(records.FITS), allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
 
 
 def _runs_in_sweep(folder: Path) -> list[Run]:
     spec = records.read_json(folder / records.SWEEP)
     runs, absent = [], []
-    variants = [variant_key(b, m) for b in spec.get("bases", ["maml"]) for m in spec.get("methods", [])]
+    variants = [variant_key(b, m) for b in spec.get("bases", [LEGACY_BASE]) for m in spec.get("methods", [])]
     for variant in dict.fromkeys(variants):
         for seed in spec.get("seeds", []):
             run_dir = folder / f"{variant}-s{seed}"
-            if (run_dir / "config.json").is_file():
+            if (run_dir / records.CONFIG).is_file():
                 runs.append(Run.load(run_dir))
             else:
                 absent.append(run_dir.name)
@@ -259,16 +259,16 @@ def find_runs(paths: Iterable[str | Path]) -> list[Run]:
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist; give a run folder or a sweep folder")
-        if (path / "sweep.json").is_file():
+        if (path / records.SWEEP).is_file():
             found += _runs_in_sweep(path)
-        elif (path / "config.json").is_file():
+        elif (path / records.CONFIG).is_file():
             found.append(Run.load(path))
         elif path.is_dir():
             # A parent of sweeps or runs: the shallowest sweep.json or config.json on each branch.
-            sweeps = sorted(p.parent for p in path.rglob("sweep.json"))
+            sweeps = sorted(p.parent for p in path.rglob(records.SWEEP))
             for sweep in sweeps:
                 found += _runs_in_sweep(sweep)
-            for cfg in sorted(path.rglob("config.json")):
+            for cfg in sorted(path.rglob(records.CONFIG)):
                 if not any(s in cfg.parents for s in sweeps):
                     found.append(Run.load(cfg.parent))
     unique: dict[Path, Run] = {}
@@ -299,7 +299,7 @@ def _method_key(method: str) -> tuple[int, int, str]:
         base, addon = split_variant(method, BASE_ORDER)
     except KeyError:
         return (len(BASE_ORDER), len(METHOD_ORDER), method)
-    legacy = variant_key("maml", addon)
+    legacy = variant_key(LEGACY_BASE, addon)
     return (BASE_ORDER.index(base), METHOD_ORDER.index(legacy) if legacy in METHOD_ORDER else len(METHOD_ORDER),
             method)
 
@@ -340,7 +340,7 @@ def sweep_folders(runs: Sequence[Run]) -> list[Path]:
     """The sweep folders the runs come from (a run's parent holding ``sweep.json``), in order."""
     seen: dict[Path, None] = {}
     for run in runs:
-        if (run.path.parent / "sweep.json").is_file():
+        if (run.path.parent / records.SWEEP).is_file():
             seen.setdefault(run.path.parent, None)
     return list(seen)
 
@@ -363,14 +363,14 @@ def reproduce_command(runs: Sequence[Run], record_interval: int = 5, out: str | 
         raise ValueError("reproduce_command needs at least one run")
     cfg = runs[0].config
     ordered = sorted(runs, key=lambda r: _method_key(r.method))
-    methods = ",".join(dict.fromkeys(r.addon if r.base != "maml" else r.method for r in ordered))
+    methods = ",".join(dict.fromkeys(r.addon if r.base != LEGACY_BASE else r.method for r in ordered))
     bases = list(dict.fromkeys(r.base for r in ordered))
     seeds = ",".join(str(s) for s in sorted({r.seed for r in runs}))
     if out is None:
         sweeps = sweep_folders(runs)
         out = f"{sweeps[0] if sweeps else Path('runs') / cfg['task']}-recorded"
     parts = ["python", "-m", "cml", "sweep", "--task", cfg["task"]]
-    if bases != ["maml"]:
+    if bases != [LEGACY_BASE]:
         parts += ["--bases", ",".join(bases)]
         methods = ",".join(dict.fromkeys(r.addon for r in ordered))
     parts += ["--methods", methods, "--seeds", seeds, "--out", str(out)]

@@ -89,7 +89,7 @@ def method_style(method: str) -> MethodStyle:
     if method in METHOD_STYLES:
         return METHOD_STYLES[method]
     from cml.bases import BASE_TABLE
-    from cml.methods import display_name, split_variant, variant_key
+    from cml.methods import LEGACY_BASE, display_name, split_variant, variant_key
 
     dagger = method.endswith("-dagger")
     key = method[: -len("-dagger")] if dagger else method
@@ -98,7 +98,7 @@ def method_style(method: str) -> MethodStyle:
     except KeyError:
         raise KeyError(f"no style for method {method!r}; known: {', '.join(METHOD_STYLES)} and "
                        f"<base>_<method> cells of {', '.join(BASE_TABLE)}") from None
-    own = METHOD_STYLES["cml-dagger" if dagger else variant_key("maml", addon)]
+    own = METHOD_STYLES["cml-dagger" if dagger else variant_key(LEGACY_BASE, addon)]
     label = display_name(BASE_TABLE[base].label, base, addon) + ("†" if dagger else "")
     return MethodStyle(label, own.colour, own.linestyle, own.marker, own.hatch)
 
@@ -119,7 +119,7 @@ def line_kwargs(method: str, points: int = 0, **overrides: Any) -> dict[str, Any
     """
     s = method_style(method)
     kw: dict[str, Any] = dict(color=s.colour, linestyle=s.linestyle, marker=s.marker, label=s.label,
-                              lw=2.0 if method == "cml" else 1.6, markersize=4.5,
+                              lw=2.0 if s.colour == METHOD_STYLES["cml"].colour else 1.6, markersize=4.5,
                               markevery=max(1, points // 8) if points else None)
     kw.update(overrides)
     return kw

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from matplotlib.figure import Figure
 
 from analysis.stats import mean_ci95
+from cml import records
 
 from . import style
 from .claims import Claim
@@ -79,7 +80,7 @@ def rows(source: Run | str | Iterable[Run | str]) -> dict[Setting, list[BaseRow]
         metric = "mse" if setting.is_regression else "acc"
         by_base: dict[str, dict[str, dict[int, float]]] = {}
         for run in runs:
-            if run.addon not in ("none", "cml") or not run.has("test.json"):
+            if run.addon not in ("none", "cml") or not run.has(records.TEST):
                 continue
             test = run.test()
             cells = by_base.setdefault(run.base, {"none": {}, "cml": {}, "dagger": {}})

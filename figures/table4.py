@@ -131,7 +131,7 @@ def rows_from_aggregate(aggregate: dict[str, Any] | str | Path, methods: Sequenc
     """
     if not isinstance(aggregate, dict):
         path = Path(aggregate)
-        aggregate = records.read_json(path / "aggregate.json" if path.is_dir() else path)
+        aggregate = records.read_json(path / records.AGGREGATE if path.is_dir() else path)
     metric = "acc" if any("acc" in e for e in aggregate.values()) else "mse"
     wanted = [m for m in (methods or TABLE4_METHODS) if m in aggregate]
     if not wanted:

@@ -20,7 +20,8 @@ from test_figures import figure_runs  # noqa: F401  (the fonts cache of the shar
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-NAMES = ["fig2_sinusoid.ipynb", "fig3_learning_dynamics.ipynb", "fig4_tsne.ipynb", "table4_baselines.ipynb"]
+NAMES = ["table1_plugins.ipynb", "fig2_sinusoid.ipynb", "fig3_learning_dynamics.ipynb", "fig4_tsne.ipynb",
+         "table4_baselines.ipynb"]
 
 # Tiny settings per notebook: a few outer steps, a few tasks; the image notebooks use 16 filters (the smallest
 # width at which More-MAML can match CML's parameter count) and a meta-batch of 2.
@@ -32,6 +33,8 @@ INJECT = {
                                          OVERRIDES=_IMAGE),
     "fig4_tsne.ipynb": dict(STEPS=2, TEST_TASKS=5, RECORD_INTERVAL=2, OVERRIDES=_IMAGE),
     "table4_baselines.ipynb": dict(STEPS=2, TEST_TASKS=5, OVERRIDES={**_IMAGE, "val_interval": 0}),
+    "table1_plugins.ipynb": dict(BASES=["maml", "boil"], SEEDS=[0, 1], STEPS=2, TEST_TASKS=5,
+                                 OVERRIDES={**_IMAGE, "val_interval": 0}),
 }
 
 
