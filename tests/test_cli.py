@@ -96,3 +96,46 @@ def test_resume_flag_continues_a_run(tmp_path, capsys):
     assert run(capsys, *common, "--steps", "20", "--resume")[0] == 0
     lines = (tmp_path / "sinusoid-maml-s0" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(l)["step"] for l in lines] == [10, 20]
+
+
+BASES = ("maml", "maml++", "boil", "sharp-maml", "anil")
+METHODS = ("none", "cml", "noisy", "more", "cl")
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_every_base_and_method_trains_from_the_cli_on_sinusoid(tmp_path, capsys, base):
+    for method in METHODS:
+        code, out, err = run(capsys, "train", "--base", base, "--method", method, "--task", "sinusoid",
+                             "--out", str(tmp_path), "--steps", "3", "--test-tasks", "3", "--val-tasks", "2",
+                             "--log-interval", "1", "--no-progress")
+        assert code == 0, err
+        variant = method if base == "maml" else (base if method == "none" else f"{base}_{method}")
+        if base == "maml":
+            variant = {"none": "maml", "noisy": "noisy-maml", "more": "more-maml"}.get(method, method)
+        test = json.loads((tmp_path / f"sinusoid-{variant}-s0" / "test.json").read_text())
+        assert (test["base"], test["method"], test["step"]) == (base, method, 3)
+
+
+@pytest.mark.parametrize("task", ["omniglot", "fonts"])
+def test_every_base_with_cml_trains_and_resumes_on_images(omniglot_root, tmp_path, capsys, task):
+    data = ["--data", str(omniglot_root)] if task == "omniglot" else ["--data", str(tmp_path / "fonts-cache")]
+    for base in BASES:
+        common = ["train", "--base", base, "--method", "cml", "--task", task, *data, "--out", str(tmp_path),
+                  "--filters", "8", "--test-tasks", "3", "--val-tasks", "2", "--log-interval", "1",
+                  "--checkpoint-interval", "1", "--no-progress"]
+        assert run(capsys, *common, "--steps", "1")[0] == 0
+        code, out, err = run(capsys, *common, "--steps", "2", "--resume")
+        assert code == 0, err
+        name = "cml" if base == "maml" else f"{base}_cml"
+        lines = (tmp_path / f"{task}-{name}-s0" / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["step"] for line in lines] == [1, 2]
+        assert "CML† (phi)" in out
+
+
+def test_legacy_method_name_on_another_base_is_one_line(tmp_path, capsys):
+    code, _, err = run(capsys, "train", "--base", "boil", "--method", "maml", "--task", "sinusoid",
+                       "--out", str(tmp_path), "--no-progress")
+    assert code == 2 and "write --method none" in err and "Traceback" not in err
+    code, _, err = run(capsys, "train", "--method", "cml", "--task", "sinusoid", "--msl", "--out", str(tmp_path),
+                       "--no-progress")
+    assert code == 2 and "msl is an option of base 'maml++'" in err
