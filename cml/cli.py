@@ -40,18 +40,13 @@ def _config_from_args(args: argparse.Namespace) -> Config:
     return preset(args.preset, args.task, args.method, base=args.base or "maml", **overrides)
 
 
-def run_name(cfg: Config, with_task: bool = True) -> str:
-    """A run folder's default name: ``TASK-VARIANT-sSEED`` (``fonts-cml-s0``, ``fonts-boil_cml-s0``); sweeps
-    leave out the task their folder already names."""
-    name = f"{cfg.variant}-s{cfg.seed}"
-    return f"{cfg.task}-{name}" if with_task else name
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from .trainer import Trainer
 
     cfg = _config_from_args(args)
-    run_dir = Path(args.out) / (args.name or run_name(cfg))
+    from .records import run_folder_name
+
+    run_dir = Path(args.out) / (args.name or run_folder_name(cfg.variant, cfg.seed, cfg.task))
     recorder = None
     if cfg.record_interval:
         from .recording import Recorder

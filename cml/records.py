@@ -32,6 +32,13 @@ SWEEP = "sweep.json"
 AGGREGATE = "aggregate.json"
 
 
+def run_folder_name(variant: str, seed: int, task: str | None = None) -> str:
+    """A run folder's name: ``<variant>-s<seed>`` in a sweep (``boil_cml-s0``), ``<task>-<variant>-s<seed>`` for
+    ``train`` (``fonts-boil_cml-s0``); ``variant`` is :func:`cml.methods.variant_key`."""
+    name = f"{variant}-s{seed}"
+    return name if task is None else f"{task}-{name}"
+
+
 class RunFolderError(ValueError):
     """A run folder's file is missing, damaged or not written by cml."""
 

@@ -25,11 +25,6 @@ from .methods import LEGACY_BASE, get_method, upgrade, variant_key
 TEST_METRICS = ("acc", "acc_dagger", "mse", "mse_dagger", "mse_before")
 
 
-def run_name(variant: str, seed: int) -> str:
-    """A cell's folder name in a sweep: ``<variant>-s<seed>``."""
-    return f"{variant}-s{seed}"
-
-
 def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[int], splits=None,
               record: bool = True, bases: Sequence[str] | None = None, preset_name: str | None = None
               ) -> dict[str, Any]:
@@ -72,7 +67,7 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
     if splits is None and not base.is_regression:
         splits = TaskSource(base).splits
     for cfg in cells:
-        run_dir = out / run_name(cfg.variant, cfg.seed)
+        run_dir = out / records.run_folder_name(cfg.variant, cfg.seed)
         test = run_dir / records.TEST
         if test.exists() and records.read_json(test)["step"] >= cfg.steps:
             continue
@@ -120,7 +115,7 @@ def aggregate(out: Path) -> dict[str, Any]:
     variants = [variant_key(b, m) for b in spec.get("bases", [LEGACY_BASE]) for m in spec["methods"]]
     for variant in dict.fromkeys(variants):
         tests = [records.read_json(p) for seed in spec["seeds"]
-                 if (p := Path(out) / run_name(variant, seed) / records.TEST).exists()]
+                 if (p := Path(out) / records.run_folder_name(variant, seed) / records.TEST).exists()]
         if not tests:
             continue
         entry: dict[str, Any] = {"seeds": len(tests), "params": tests[0]["params"],

@@ -227,7 +227,7 @@ def _runs_in_sweep(folder: Path) -> list[Run]:
     variants = [variant_key(b, m) for b in spec.get("bases", [LEGACY_BASE]) for m in spec.get("methods", [])]
     for variant in dict.fromkeys(variants):
         for seed in spec.get("seeds", []):
-            run_dir = folder / f"{variant}-s{seed}"
+            run_dir = folder / records.run_folder_name(variant, seed)
             if (run_dir / records.CONFIG).is_file():
                 runs.append(Run.load(run_dir))
             else:
