@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from cml import records
+from cml.bases import BASES
 from cml.methods import LEGACY, LEGACY_BASE, split_variant, variant_key
 
 __all__ = [
@@ -38,8 +39,8 @@ __all__ = [
 #: Order of methods in legends and tables: baselines first, CML last (as in the paper's Table 4). A cell on
 #: another base learner (``boil_cml``) sorts by its base, then by its method in this order.
 METHOD_ORDER: tuple[str, ...] = ("maml", "noisy-maml", "more-maml", "cl", "cml")
-#: Base learners in the paper's Table 1 order; others after them by name.
-BASE_ORDER: tuple[str, ...] = ("maml", "maml++", "boil", "sharp-maml", "anil")
+#: Base learners in the registry's order (the paper's Table 1 order, then others by name).
+BASE_ORDER: tuple[str, ...] = BASES
 
 # Why a file can be missing, and what writes it: the second half of every MissingRecordError.
 _HINTS = {
