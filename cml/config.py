@@ -22,6 +22,7 @@ NO_DATA_TASKS = ("sinusoid", "fonts")
 CO_LEARNERS = ("linear", "conv")
 BACKENDS = ("higher", "func", "batched", "auto")
 PRESETS = ("quick", "paper")
+DEVICES = ("cpu", "cuda", "auto")
 
 
 def in_channels_of(task: str) -> int:
@@ -165,7 +166,7 @@ class Config:
         one_of("backend", BACKENDS)
         one_of("noise_mode", ("absolute", "relative"))
         one_of("more_capacity", ("width", "blocks"))
-        one_of("device", ("cpu", "cuda", "auto"))
+        one_of("device", DEVICES)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.type in ("bool",) and not isinstance(value, bool):
