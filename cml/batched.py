@@ -73,6 +73,8 @@ class BatchedBackend(FuncBackend):
     """
 
     name = "batched"
+    #: How norm layers normalise inside ``vmap`` (bench/vmap_batchnorm.py swaps in PyTorch's kernel to measure it).
+    norm_context = staticmethod(explicit_batch_norm)
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
@@ -154,7 +156,7 @@ class BatchedBackend(FuncBackend):
         spec = inner_spec(cfg, params, cfg.inner_steps, order)
         n = cfg.inner_steps
         weights = msl_weights(n, outer_step, cfg.msl_anneal_steps) if cfg.msl else [0.0] * (n - 1) + [1.0]
-        with explicit_batch_norm():
+        with self.norm_context():
             meta, co, meta_acc, co_acc = torch.func.vmap(
                 partial(self._task, cfg, spec, weights, params), randomness="error")(*stacked)  # each (tasks,)
         has_co = cfg.has_co_learner and cfg.spec.phi_in_outer_loss
@@ -209,7 +211,7 @@ class BatchedBackend(FuncBackend):
                 for field in ("pre_loss", "meta_loss", "meta_acc", "co_loss", "co_acc"):
                     getattr(res, field).extend(getattr(part, field))
                 continue
-            with torch.no_grad(), explicit_batch_norm():
+            with torch.no_grad(), self.norm_context():
                 pre, meta, meta_acc, co, co_acc = (t.tolist() for t in torch.func.vmap(
                     partial(self._eval_task, cfg, spec, params), randomness="error")(*stacked))
             res.pre_loss.extend(pre)
