@@ -21,6 +21,7 @@ from cml.data.base import TaskSampler
 from cml.meta import HigherBackend, NonFiniteLossError, evaluate_tasks, outer_gradient
 from cml.methods import METHODS
 from cml.models import batch_norm_explicit
+from cml.recording import Recorder
 from cml.seeds import generator
 from cml.trainer import Trainer
 
@@ -158,12 +159,25 @@ def _assert_same_records(a, b) -> None:
 def test_training_with_the_batched_engine_gives_the_same_records(tmp_path, base):
     extra = dict(msl=True, msl_anneal_steps=3, learn_inner_lr=True, per_step_bn=True, inner_steps=2) \
         if base == "maml++" else {}
-    runs = {}
+    runs, dynamics = {}, {}
     for backend in ("higher", "batched"):
-        cfg = image_cfg("cml", base=base, backend=backend, steps=4, val_interval=2, test_tasks=5, **extra)
-        Trainer(cfg, tmp_path / backend, splits=synthetic_splits()).train()
+        cfg = image_cfg("cml", base=base, backend=backend, steps=4, val_interval=2, test_tasks=5, record_interval=2,
+                        **extra)
+        Trainer(cfg, tmp_path / backend, splits=synthetic_splits(), recorder=Recorder(tmp_path / backend)).train()
         runs[backend] = _records(tmp_path / backend)
+        dynamics[backend] = [_flat(r) for r in records.read_jsonl(tmp_path / backend / records.DYNAMICS)]
     _assert_same_records(runs["batched"], runs["higher"])
+    # The recording steps' split (cosine of the meta-learner's and the co-learner's parts, block norms).
+    assert len(dynamics["batched"]) == 2 and dynamics["batched"][0].keys() == dynamics["higher"][0].keys()
+    for a, b in zip(dynamics["batched"], dynamics["higher"]):
+        assert "cos_psi" in a and a == pytest.approx(b, rel=1e-3, abs=1e-5)
+
+
+def _flat(row: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in row.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
 
 
 def test_backend_auto_picks_per_device_and_config_json_says_which(tmp_path):
