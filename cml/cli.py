@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .bases import BASES, get_base
-from .config import PRESETS, TASKS, Config, ConfigError, preset
+from .config import BACKENDS, DEVICES, PRESETS, TASKS, Config, ConfigError, preset
 from .methods import LEGACY, LEGACY_BASE, METHODS, display_name, get_method
 
 _TYPES = {"int": int, "float": float, "str": str, "str | None": str, "float | None": float}
@@ -95,23 +95,27 @@ def format_result(r: dict[str, Any]) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
     from .data import load_folder_pool
     from .data.base import DataError, TaskSampler
     from .sinusoid import SinusoidSampler
     from .seeds import generator
-    from .trainer import TaskSource, evaluate, load_model
+    from .trainer import TaskSource, evaluate, load_model, resolve_device
 
     model, cfg = load_model(Path(args.run))
     changes = {k: v for k, v in (("shots", args.shots), ("queries", args.queries), ("test_tasks", args.tasks),
-                                 ("seed", args.seed), ("test_inner_steps", args.inner_steps)) if v is not None}
+                                 ("seed", args.seed), ("test_inner_steps", args.inner_steps), ("device", args.device),
+                                 ("backend", args.backend)) if v is not None}
     if args.ways is not None and args.ways != cfg.ways and not cfg.is_regression:
         raise ConfigError(f"--ways {args.ways}: the run's heads were trained for {cfg.ways}-way tasks and have "
                           f"{cfg.ways} outputs; evaluate with --ways {cfg.ways}")
     if cfg.is_regression and (args.data is not None or args.ways is not None):
         raise ConfigError("--data and --ways apply to classification runs; this run is sinusoid regression")
     cfg = cfg.replace(progress=not args.no_progress, **changes)
+    try:
+        device = resolve_device(cfg.device)
+    except ConfigError as e:
+        raise ConfigError(f"{e} (the run's device is {cfg.device!r}; choose another with evaluate --device)") from None
+    model.to(device)
     # The test stream: evaluating a run with its own settings reproduces its test.json.
     gen = generator(cfg.seed, "test")
     if cfg.is_regression:
@@ -124,12 +128,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if channels != expected:
             raise DataError(f"{args.data} has {channels}-channel images; the run was trained on {expected}-channel "
                             f"images")
-        sampler = TaskSampler(pool, cfg.ways, cfg.shots, cfg.queries, gen, split=f"folder {args.data}")
+        sampler = TaskSampler(pool, cfg.ways, cfg.shots, cfg.queries, gen, split=f"folder {args.data}",
+                              device=device)
         where = f"{args.data}, {cfg.ways}-way {cfg.shots}-shot"
     else:
-        sampler = TaskSource(cfg).sampler("test", gen)
+        sampler = TaskSource(cfg, device=device).sampler("test", gen)
         where = f"the test split of {cfg.task}, {cfg.ways}-way {cfg.shots}-shot"
-    result = evaluate(model, cfg, sampler, cfg.test_tasks, torch.device("cpu"), progress=cfg.progress)
+    result = evaluate(model, cfg, sampler, cfg.test_tasks, device, progress=cfg.progress)
     result.update(method=cfg.method, base=cfg.base, task=cfg.task)
     print(f"{where}: " + format_result(result))
     return 0
@@ -240,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tasks", type=int, help="number of test tasks (default: the run's test_tasks)")
     e.add_argument("--inner-steps", type=int, help="adaptation steps (default: the run's test_inner_steps)")
     e.add_argument("--seed", type=int)
+    e.add_argument("--device", choices=DEVICES, help="where to evaluate (default: the run's device)")
+    e.add_argument("--backend", choices=BACKENDS,
+                   help="engine (default: the run's; batched adapts the tasks in chunks, auto the faster on the device)")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 

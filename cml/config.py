@@ -20,8 +20,9 @@ TASKS = ("sinusoid", "omniglot", "fonts", "folder", "miniimagenet", "cifar-fs", 
 RGB_TASKS = ("miniimagenet", "cifar-fs", "fc100", "flower")
 NO_DATA_TASKS = ("sinusoid", "fonts")
 CO_LEARNERS = ("linear", "conv")
-BACKENDS = ("higher", "func")
+BACKENDS = ("higher", "func", "batched", "auto")
 PRESETS = ("quick", "paper")
+DEVICES = ("cpu", "cuda", "auto")
 
 
 def in_channels_of(task: str) -> int:
@@ -83,7 +84,9 @@ class Config:
         sharp_variant: Sharp-MAML: where the sharpness-aware perturbation acts: ``lower``, ``upper``, ``both``.
         sharp_rho_lower: Sharp-MAML: the inner-step perturbation radius rho (0: none).
         sharp_rho_upper: Sharp-MAML: the outer-step (SAM) perturbation radius rho (0: none).
-        backend: ``higher`` (the engine) or ``func`` (the independent torch.func implementation).
+        backend: ``higher`` (the per-task engine), ``func`` (the independent torch.func implementation),
+            ``batched`` (every task of a meta-batch at once: :mod:`cml.batched`) or ``auto`` (the faster on the
+            run's device; the trainer writes the one it chose into ``config.json``).
         seed: seeds every generator of the run.
         log_interval: outer steps between ``metrics.jsonl`` lines.
         val_interval: outer steps between validations (0: only at the end).
@@ -163,7 +166,7 @@ class Config:
         one_of("backend", BACKENDS)
         one_of("noise_mode", ("absolute", "relative"))
         one_of("more_capacity", ("width", "blocks"))
-        one_of("device", ("cpu", "cuda", "auto"))
+        one_of("device", DEVICES)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.type in ("bool",) and not isinstance(value, bool):

@@ -123,11 +123,18 @@ Backend = HigherBackend | FuncBackend
 
 
 def make_backend(name: str, model: nn.Module) -> Backend:
+    """The engine ``name`` (``higher``, ``func``, ``batched``: :mod:`cml.batched`; ``auto``: the faster one on
+    the device the model's parameters are on, :func:`cml.batched.resolve_backend`)."""
+    from .batched import BatchedBackend, resolve_backend
+
+    name = resolve_backend(name, next(model.parameters()).device) if name == "auto" else name
     if name == "higher":
         return HigherBackend(model)
     if name == "func":
         return FuncBackend(model)
-    raise ValueError(f"unknown backend {name!r}; choose 'higher' or 'func'")
+    if name == "batched":
+        return BatchedBackend(model)
+    raise ValueError(f"unknown backend {name!r}; choose 'higher', 'func', 'batched' or 'auto'")
 
 
 def task_loss(cfg: Config, out: Tensor, y: Tensor) -> Tensor:
@@ -335,6 +342,8 @@ def meta_gradient(backend: Backend, cfg: Config, params: Params, tasks: Sequence
     Raises:
         NonFiniteLossError: if a task's loss is NaN or infinite.
     """
+    if hasattr(backend, "meta_gradient"):  # the batched engine: every task at once (cml.batched)
+        return backend.meta_gradient(cfg, params, tasks, split, outer_step)
     order = outer_order(cfg, outer_step)
     names = list(params)
     leaves = [params[n] for n in names]
@@ -414,6 +423,8 @@ def evaluate_tasks(backend: Backend, cfg: Config, params: Params, tasks, steps: 
     ``co_*`` (phi on the adapted features: CML dagger for ``cml``) are filled when the model has a co-learner;
     ``pre_loss`` is the query loss before adaptation (to show that adaptation helps).
     """
+    if hasattr(backend, "evaluate_tasks"):  # the batched engine: tasks in chunks (cml.batched)
+        return backend.evaluate_tasks(cfg, params, tasks, steps)
     res = EvalResult([], [], [], [], [])
     for task in tasks:
         xq, yq = task.query

@@ -14,7 +14,8 @@ loop anyway; batch statistics make adaptation, CKA and t-SNE depend only on the 
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from contextlib import contextmanager
+from typing import Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -69,6 +70,32 @@ def inner_rates(cfg: Config, names: Iterable[str], test_time: bool = False) -> d
     return out
 
 
+BN_EPS = 1e-5
+# Read by every norm layer's forward; set only by :func:`explicit_batch_norm` (the batched engine).
+_explicit_norm = False
+
+
+@contextmanager
+def explicit_batch_norm() -> Iterator[None]:
+    """Inside this context every norm layer normalises with :func:`batch_norm_explicit` instead of PyTorch's
+    batch-norm kernel. The batched engine runs under it: ``torch.func.vmap`` over the kernel gives wrong
+    second-order meta-gradients (README, "The batched engine"), over the explicit formula exact ones."""
+    global _explicit_norm
+    previous, _explicit_norm = _explicit_norm, True
+    try:
+        yield
+    finally:
+        _explicit_norm = previous
+
+
+def batch_norm_explicit(x: Tensor, weight: Tensor, bias: Tensor, eps: float = BN_EPS) -> Tensor:
+    """Batch normalisation written out: per-channel mean and biased variance over (N, H, W) of ``x: (N, C, H,
+    W)``, the same maths as ``F.batch_norm(..., training=True)`` with batch statistics."""
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
+    var = (x - mean).pow(2).mean(dim=(0, 2, 3), keepdim=True)
+    return (x - mean) * torch.rsqrt(var + eps) * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+
+
 def inner_rate_steps(cfg: Config) -> int:
     """Learnable rates and per-step BatchNorm weights are kept for every step training or testing takes."""
     return max(cfg.inner_steps, cfg.test_inner_steps)
@@ -85,7 +112,9 @@ class StepNorm(nn.Module):
 
     def forward(self, x: Tensor, step: int = 0) -> Tensor:
         k = min(step, self.weight.shape[0] - 1)
-        return nn.functional.batch_norm(x, None, None, self.weight[k], self.bias[k], training=True, eps=1e-5)
+        if _explicit_norm:
+            return batch_norm_explicit(x, self.weight[k], self.bias[k])
+        return nn.functional.batch_norm(x, None, None, self.weight[k], self.bias[k], training=True, eps=BN_EPS)
 
 
 class ConvBlock(nn.Module):
@@ -98,11 +127,15 @@ class ConvBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, norm_steps: int = 0) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.norm = StepNorm(c_out, norm_steps) if norm_steps else nn.BatchNorm2d(c_out, track_running_stats=False)
+        self.norm = StepNorm(c_out, norm_steps) if norm_steps else nn.BatchNorm2d(c_out, eps=BN_EPS, track_running_stats=False)
 
     def forward(self, x: Tensor, step: int = 0) -> Tensor:
         h = self.conv(x)
-        return torch.relu(self.norm(h, step) if isinstance(self.norm, StepNorm) else self.norm(h))
+        if isinstance(self.norm, StepNorm):
+            return torch.relu(self.norm(h, step))
+        if _explicit_norm:
+            return torch.relu(batch_norm_explicit(h, self.norm.weight, self.norm.bias, self.norm.eps))
+        return torch.relu(self.norm(h))
 
 
 def _pooled(size: int, times: int) -> int:

@@ -18,6 +18,7 @@ from torch import Tensor
 from . import records
 from .config import Config, ConfigError
 from .data.base import Task, TaskSampler
+from .batched import resolve_backend
 from .meta import EvalResult, MetaGradient, NonFiniteLossError, evaluate_tasks, make_backend, outer_gradient
 from .models import MetaModel, build_model, init_parameters, parameter_counts, role_of
 from .records import CHECKPOINT
@@ -53,10 +54,12 @@ class TaskSource:
     Args:
         cfg: the run's config.
         splits: preloaded data splits (image tasks); loaded from ``cfg`` when None.
+        device: where image samplers keep their classes and make tasks (None: the CPU pools themselves).
     """
 
-    def __init__(self, cfg: Config, splits=None) -> None:
+    def __init__(self, cfg: Config, splits=None, device: torch.device | None = None) -> None:
         self.cfg = cfg
+        self.device = device
         self.splits = None if cfg.is_regression else (splits if splits is not None else load_splits(cfg))
         if self.splits is not None:
             for split in ("train", "val", "test"):
@@ -78,7 +81,7 @@ class TaskSource:
         if self.splits is None:
             return SinusoidSampler(shots, queries, gen)
         return TaskSampler(self.splits[split], ways or cfg.ways, shots, queries, gen,
-                           rotations=cfg.rotations and split == "train", split=split)
+                           rotations=cfg.rotations and split == "train", split=split, device=self.device)
 
 
 def add_noise(grads: dict[str, Tensor], cfg: Config, gen: torch.Generator) -> None:
@@ -155,14 +158,16 @@ class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, splits=None, resume: bool = False,
                  recorder: Callable[[int, MetaGradient], None] | None = None) -> None:
         self.run_dir = Path(run_dir)
+        self.device = resolve_device(cfg.device)
+        if cfg.backend == "auto":  # config.json (and a resume's check) then name the engine that ran
+            cfg = cfg.replace(backend=resolve_backend(cfg.backend, self.device))
         if resume:
             cfg = self._check_resume(cfg)
         elif (self.run_dir / CHECKPOINT).exists():
             raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it, or "
                                   f"choose another --out/--name")
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
-        self.tasks = TaskSource(cfg, splits)
+        self.tasks = TaskSource(cfg, splits, self.device)
         self.model = build_model(cfg, self.tasks.in_channels)
         init_parameters(self.model, generator(cfg.seed, "init"))
         self.model.to(self.device)

@@ -175,6 +175,10 @@ class TaskSampler:
             pool has four times as many classes and one task may hold a character in two rotations as two
             classes (the standard Omniglot augmentation; Santoro et al., 2016; Finn et al., 2017).
         split: the split's name, for error messages.
+        device: where the pool's images live while sampling and where tasks are made (None: the pool's own
+            CPU tensors). Each class drawn is copied there once, as ``uint8``, so on a GPU a task is indexed,
+            rotated and converted to float on the device instead of being copied from the host per task. The
+            same generator gives the same tasks on any device (indices are drawn on the CPU).
 
     Raises:
         DataError: if the pool has fewer than ``ways`` classes or a class has fewer than ``shots + queries``
@@ -190,6 +194,7 @@ class TaskSampler:
         generator: torch.Generator,
         rotations: bool = False,
         split: str = "?",
+        device: torch.device | str | None = None,
     ) -> None:
         for label, value in (("ways", ways), ("shots", shots), ("queries", queries)):
             if value < 1:
@@ -203,9 +208,19 @@ class TaskSampler:
             )
         self.pool, self.ways, self.shots, self.queries = pool, ways, shots, queries
         self.generator, self.rotations, self.split = generator, rotations, split
+        self.device = None if device is None else torch.device(device)
+        self.resident: dict[int, Tensor] = {}  # class -> (n, C, H, W) uint8 on self.device
+
+    def _images(self, c: int) -> Tensor:
+        if self.device is None:
+            return self.pool.images(c)
+        if c not in self.resident:
+            self.resident[c] = self.pool.images(c).to(self.device)
+        return self.resident[c]
 
     def sample(self) -> Task:
-        """One task; images as float32 in [0, 1], labels 0..ways-1 in a random class order."""
+        """One task on the sampler's device; images as float32 in [0, 1], labels 0..ways-1 in a random class
+        order."""
         g = self.generator
         n_classes = len(self.pool) * (4 if self.rotations else 1)
         classes = torch.randperm(n_classes, generator=g)[: self.ways].tolist()
@@ -213,19 +228,19 @@ class TaskSampler:
         xs_s, xs_q = [], []
         for virtual in classes:
             c, k = virtual % len(self.pool), virtual // len(self.pool)  # class, quarter turns
-            imgs = self.pool.images(c)
+            imgs = self._images(c)
             if imgs.shape[0] < per_class:
                 raise DataError(
                     f"class {self.pool.names[c]!r} in the {self.split} split of {self.pool.source} has "
                     f"{imgs.shape[0]} images, fewer than shots + queries = {per_class}; lower --shots or --queries"
                 )
             idx = torch.randperm(imgs.shape[0], generator=g)[:per_class]
-            x = imgs[idx]  # (shots + queries, C, H, W) uint8
+            x = imgs[idx.to(imgs.device)]  # (shots + queries, C, H, W) uint8
             if k:
                 x = torch.rot90(x, k, dims=(2, 3))
             xs_s.append(x[: self.shots])
             xs_q.append(x[self.shots :])
-        labels = torch.arange(self.ways)
+        labels = torch.arange(self.ways, device=self.device or "cpu")
         support = (torch.cat(xs_s).float().div_(255.0), labels.repeat_interleave(self.shots))
         query = (torch.cat(xs_q).float().div_(255.0), labels.repeat_interleave(self.queries))
         return Task(support, query)
