@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from cml import records
-from cml.data.base import DataError, TaskSampler
+from cml.data.base import DataError
 from cml.meta import MetaGradient, adapt
 from cml.models import role_of
 from cml.sinusoid import X_RANGE, SinusoidSampler
@@ -117,8 +117,7 @@ class Recorder:
         cfg = trainer.cfg
         gen = generator(cfg.seed, "tsne")
         try:
-            sampler = TaskSampler(trainer.tasks.splits.test, cfg.ways, cfg.shots, TSNE_QUERIES, gen, split="test")
-            task = sampler.sample()
+            task = trainer.tasks.sampler("test", gen, queries=TSNE_QUERIES).sample()
         except DataError:  # classes too small for 15 queries: fall back to the run's own query count
             task = trainer.tasks.sampler("test", gen).sample()
         task = to_device(task, trainer.device)

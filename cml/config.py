@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 METHODS = ("maml", "cml", "noisy-maml", "more-maml", "cl")
-TASKS = ("sinusoid", "omniglot", "fonts", "folder", "miniimagenet", "cifar-fs", "fc100", "flower")
+TASKS = ("sinusoid", "omniglot", "fonts", "folder", "miniimagenet", "cifar-fs", "fc100", "flower", "graph")
+#: Tasks that need no --data (generated, or an optional cache/file).
+OPTIONAL_DATA_TASKS = ("fonts", "graph")
 CO_LEARNERS = ("linear", "conv")
 BACKENDS = ("higher", "func")
 PRESETS = ("quick", "paper")
@@ -23,19 +25,38 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field, the value and what is allowed."""
 
 
+def _check_graph(cfg: "Config") -> None:
+    """The graph task's own constraints (its model is a GCN with linear heads, its inputs are subgraphs)."""
+    if cfg.max_nodes < 2:
+        raise ConfigError(f"max_nodes must be at least 2 (the centre and a neighbour), got {cfg.max_nodes}")
+    if cfg.co_learner == "conv":
+        raise ConfigError("co_learner 'conv' needs an image task; the graph task uses co_learner 'linear'")
+    if cfg.more_capacity == "blocks":
+        raise ConfigError("more_capacity 'blocks' needs an image task; use 'width' for the graph task")
+    if cfg.rotations:
+        raise ConfigError("rotations apply to image tasks, not to the graph task")
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything that defines a run. Field names are the CLI's flag names (``--inner-lr`` sets inner_lr).
 
     Attributes:
         method: one of ``maml``, ``cml``, ``noisy-maml``, ``more-maml``, ``cl`` (see README, "Methods").
-        task: ``sinusoid`` or a few-shot image data set (see ``cml.data.DATASETS``).
-        data: path of the data set's root (None for ``sinusoid``; for ``fonts``, an optional cache folder).
+        task: ``sinusoid``, a few-shot image data set (see ``cml.data.DATASETS``) or ``graph`` (few-shot node
+            classification, :mod:`cml.data.graph`).
+        data: path of the data set's root (None for ``sinusoid``; for ``fonts``, an optional cache folder; for
+            ``graph``, an optional ``.npz`` graph, the generated graph when None).
         ways, shots, queries: N-way K-shot with Q queries per class (regression: ``shots`` support points,
             ``queries`` query points).
         image_size: side of the square input images.
         filters: channels of every Conv-4 block.
-        hidden: width of the sinusoid MLP's hidden layers.
+        hidden: width of the sinusoid MLP's hidden layers and of the graph task's GCN layers.
+        hops: graph task: radius of each node's local subgraph (G-Meta: 2).
+        max_nodes: graph task: the cap on a subgraph's nodes (larger neighbourhoods are sampled down).
+        graph_layers: graph task: GCN layers (G-Meta: 2).
+        graph_modulation: graph task: AMM-GNN-style task-conditioned modulation of the node features before
+            the GCN (:class:`cml.gnn.TaskModulation`).
         co_learner: ``linear`` (a second linear head) or ``conv`` (two conv blocks on block 4's pre-pool map,
             then a linear layer, as in the authors' code). Used by ``cml`` and ``cl``; ``more-maml`` is sized
             against it.
@@ -76,6 +97,10 @@ class Config:
     image_size: int = 28
     filters: int = 64
     hidden: int = 40
+    hops: int = 2
+    max_nodes: int = 32
+    graph_layers: int = 2
+    graph_modulation: bool = False
     co_learner: str = "linear"
     gamma: float = 1.0
     inner_lr: float = 0.4
@@ -124,7 +149,8 @@ class Config:
             if f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ConfigError(f"{f.name} must be a number, got {value!r}")
         for name in ("ways", "shots", "queries", "image_size", "filters", "hidden", "meta_batch", "steps",
-                     "inner_steps", "test_inner_steps", "val_tasks", "test_tasks", "record_tasks"):
+                     "inner_steps", "test_inner_steps", "val_tasks", "test_tasks", "record_tasks", "hops",
+                     "graph_layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
         for name in ("inner_lr", "meta_lr"):
@@ -146,6 +172,8 @@ class Config:
                 raise ConfigError("more_capacity 'blocks' needs an image task; use 'width' for sinusoid")
             if self.rotations:
                 raise ConfigError("rotations apply to image tasks, not sinusoid")
+        if self.task == "graph":
+            _check_graph(self)
         if self.more_capacity == "blocks" and self.co_learner != "conv":
             raise ConfigError("more_capacity 'blocks' mirrors the conv co-learner; set co_learner 'conv' or "
                               "more_capacity 'width'")
@@ -153,12 +181,16 @@ class Config:
             raise ConfigError("noisy-maml needs noise_std > 0 (e.g. --noise-std 0.1); with 0 it is plain maml")
         if self.task == "sinusoid" and self.data is not None:
             raise ConfigError(f"task 'sinusoid' generates its own data; remove data={self.data!r}")
-        if self.task not in ("sinusoid", "fonts") and self.data is None:
+        if self.task not in ("sinusoid", *OPTIONAL_DATA_TASKS) and self.data is None:
             raise ConfigError(f"task {self.task!r} needs a data path (--data PATH); see README, 'Data sets'")
 
     @property
     def is_regression(self) -> bool:
         return self.task == "sinusoid"
+
+    @property
+    def is_graph(self) -> bool:
+        return self.task == "graph"
 
     @property
     def has_co_learner(self) -> bool:
@@ -218,6 +250,18 @@ _PRESETS: dict[tuple[str, str], dict[str, Any]] = {
                              queries=5, meta_lr=2e-3, steps=600, gamma=1.0, co_learner="conv",
                              val_interval=200, val_tasks=50, test_tasks=600, checkpoint_interval=200,
                              log_interval=20),
+    # G-Meta (Huang & Zitnik, 2020): 3-way 3-shot, 24 queries per class, meta-batch 8, 5 inner steps (10 at
+    # test), 2 GCN layers of 64, 2-hop subgraphs, Adam 1e-3. G-Meta's inner step is 1e-3 on its own
+    # prototypical loss; on a linear head's cross-entropy that barely moves, so both presets use 0.1 here.
+    ("paper", "graph"): dict(ways=3, shots=3, queries=24, hidden=64, graph_layers=2, hops=2, max_nodes=32,
+                             inner_lr=0.1, inner_steps=5, test_inner_steps=10, meta_batch=8, meta_lr=1e-3,
+                             steps=10000, gamma=1.0, co_learner="linear", val_interval=500, val_tasks=300,
+                             test_tasks=600, checkpoint_interval=500, log_interval=50),
+    # Minutes on 2 CPU cores: G-Meta's task shape, fewer steps and tasks.
+    ("quick", "graph"): dict(ways=3, shots=3, queries=24, hidden=64, graph_layers=2, hops=2, max_nodes=32,
+                             inner_lr=0.1, inner_steps=5, test_inner_steps=10, meta_batch=8, meta_lr=1e-3,
+                             steps=300, gamma=1.0, co_learner="linear", val_interval=100, val_tasks=50,
+                             test_tasks=300, checkpoint_interval=100, log_interval=20),
 }
 
 
@@ -235,7 +279,8 @@ def preset(name: str, task: str, method: str, **overrides: Any) -> Config:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
-    values: dict[str, Any] = dict(_PRESETS[(name, "sinusoid" if task == "sinusoid" else "image")])
+    family = task if task in ("sinusoid", "graph") else "image"
+    values: dict[str, Any] = dict(_PRESETS[(name, family)])
     values.update(task=task, method=method)
     if name == "paper" and task in PAPER_IMAGE_SIZE:
         values["image_size"] = PAPER_IMAGE_SIZE[task]
