@@ -274,10 +274,11 @@ def load_graph(path: str | Path) -> Graph:
         raise DataError(f"graph file {path} does not exist; give an .npz with edges, features and labels "
                         f"(README, 'Graphs'), or leave --data out for the generated graph")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise DataError(f"{path} holds a single array, not an .npz of named arrays (edges, features, "
-                                f"labels); see README, 'Graphs'")
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(f"{path} holds a single array, not an .npz of named arrays (edges, features, "
+                            f"labels); see README, 'Graphs'")
+        with loaded as npz:
             keys = set(npz.files)
             missing = [k for k in _REQUIRED_KEYS if k not in keys]
             if missing:
