@@ -99,6 +99,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.ways is not None and args.ways != cfg.ways and not cfg.is_regression:
         raise ConfigError(f"--ways {args.ways}: the run's heads were trained for {cfg.ways}-way tasks and have "
                           f"{cfg.ways} outputs; evaluate with --ways {cfg.ways}")
+    if cfg.is_graph and args.data is not None:
+        raise ConfigError("--data applies to image runs; a graph run is evaluated on the test classes of its own "
+                          "graph (its config's data)")
     if cfg.is_regression and (args.data is not None or args.ways is not None):
         raise ConfigError("--data and --ways apply to classification runs; this run is sinusoid regression")
     cfg = cfg.replace(progress=not args.no_progress, **changes)
@@ -129,11 +132,15 @@ def cmd_params(args: argparse.Namespace) -> int:
     from .models import parameter_counts
 
     in_channels = 3 if args.task in ("miniimagenet", "cifar-fs", "fc100", "flower") else 1
+    if args.task == "graph":
+        from .data.graph import SBM_FEATURES
+
+        in_channels = SBM_FEATURES + 1  # the generated graph's node features and the centre marker
     print(f"{'method':12s} {'train':>9s} {'test':>9s}   ({args.preset} preset, {args.task})")
     for method in METHODS:
         overrides = {k: getattr(args, k) for k in ("co_learner", "filters", "ways", "image_size", "more_capacity")
                      if getattr(args, k) is not None}
-        data = None if args.task in ("sinusoid", "fonts") else "-"
+        data = None if args.task in ("sinusoid", "fonts", "graph") else "-"
         cfg = preset(args.preset, args.task, method, data=data, **overrides)
         c = parameter_counts(cfg, in_channels)
         print(f"{method:12s} {c['train']:9d} {c['test']:9d}")
