@@ -161,6 +161,11 @@ def cmd_data(args: argparse.Namespace) -> int:
         for path in download_omniglot(args.root):
             print(path)
         return 0
+    if args.task == "graph":
+        from .data.graph import load_graph_splits
+
+        print(load_graph_splits(args.data).summary())
+        return 0
     splits = data.load_splits(args.task, args.data, args.image_size, seed=args.seed)
     print(splits.summary())
     return 0

@@ -1,7 +1,9 @@
 """Few-shot node classification on one attributed graph, as in G-Meta (Huang & Zitnik, 2020).
 
 A task is N-way K-shot over the nodes of N sampled classes; each node is represented by its h-hop local
-subgraph, capped at ``max_nodes`` nodes by sampling, with the centre node marked. The classes are split
+subgraph, capped at ``max_nodes`` nodes by sampling, with the centre node marked. A node's capped subgraph is
+drawn once, with a generator seeded by the node's index, and cached (:class:`Subgraphs`): it is part of the
+data set, the same in every run, and a task costs only the stacking of its nodes' tensors. The classes are split
 disjointly into train, val and test, so test tasks hold classes never seen while meta-training.
 
 **Tensor layout of a task** (what the trainer's ``Task(support=(x, y), query=(x, y))`` carries): every node's
