@@ -108,6 +108,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.ways is not None and args.ways != cfg.ways and not cfg.is_regression:
         raise ConfigError(f"--ways {args.ways}: the run's heads were trained for {cfg.ways}-way tasks and have "
                           f"{cfg.ways} outputs; evaluate with --ways {cfg.ways}")
+    if cfg.is_graph and args.data is not None:
+        raise ConfigError("--data applies to image runs; a graph run is evaluated on the test classes of its own "
+                          "graph (its config's data)")
     if cfg.is_regression and (args.data is not None or args.ways is not None):
         raise ConfigError("--data and --ways apply to classification runs; this run is sinusoid regression")
     cfg = cfg.replace(progress=not args.no_progress, **changes)
@@ -184,6 +187,11 @@ def cmd_data(args: argparse.Namespace) -> int:
 
         for path in download_omniglot(args.root):
             print(path)
+        return 0
+    if args.task == "graph":
+        from .data.graph import load_graph_splits
+
+        print(load_graph_splits(args.data).summary())
         return 0
     splits = data.load_splits(args.task, args.data, args.image_size, seed=args.seed)
     print(splits.summary())

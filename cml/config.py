@@ -15,10 +15,11 @@ from typing import Any
 from .bases import BASES, base_options, get_base
 from .methods import METHODS, get_method, upgrade
 
-TASKS = ("sinusoid", "omniglot", "fonts", "folder", "miniimagenet", "cifar-fs", "fc100", "flower")
-#: Tasks whose images are RGB (the rest are one-channel), and tasks that need no ``--data`` path.
+TASKS = ("sinusoid", "omniglot", "fonts", "folder", "miniimagenet", "cifar-fs", "fc100", "flower", "graph")
+#: Tasks whose images are RGB (the rest are one-channel), and tasks that need no ``--data`` path (generated, or an
+#: optional cache or file).
 RGB_TASKS = ("miniimagenet", "cifar-fs", "fc100", "flower")
-NO_DATA_TASKS = ("sinusoid", "fonts")
+NO_DATA_TASKS = ("sinusoid", "fonts", "graph")
 CO_LEARNERS = ("linear", "conv")
 BACKENDS = ("higher", "func", "batched", "auto")
 PRESETS = ("quick", "paper")
@@ -26,7 +27,12 @@ DEVICES = ("cpu", "cuda", "auto")
 
 
 def in_channels_of(task: str) -> int:
-    """Input channels of a task's images (1 for sinusoid's scalar inputs)."""
+    """Input channels of a task's images (1 for sinusoid's scalar inputs; the generated graph's node features and
+    the centre marker for ``graph``)."""
+    if task == "graph":
+        from .data.graph import SBM_FEATURES
+
+        return SBM_FEATURES + 1
     return 3 if task in RGB_TASKS else 1
 
 
@@ -36,6 +42,18 @@ def needs_data_path(task: str) -> bool:
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field, the value and what is allowed."""
+
+
+def _check_graph(cfg: "Config") -> None:
+    """The graph task's own constraints (its model is a GCN with linear heads, its inputs are subgraphs)."""
+    if cfg.max_nodes < 2:
+        raise ConfigError(f"max_nodes must be at least 2 (the centre and a neighbour), got {cfg.max_nodes}")
+    if cfg.co_learner == "conv":
+        raise ConfigError("co_learner 'conv' needs an image task; the graph task uses co_learner 'linear'")
+    if cfg.more_capacity == "blocks":
+        raise ConfigError("more_capacity 'blocks' needs an image task; use 'width' for the graph task")
+    if cfg.rotations:
+        raise ConfigError("rotations apply to image tasks, not to the graph task")
 
 
 @dataclass(frozen=True)
@@ -48,13 +66,20 @@ class Config:
         method: what is added to the base: ``none``, ``cml``, ``noisy``, ``more`` or ``cl`` (see
             :mod:`cml.methods`; the older names ``maml``, ``noisy-maml``, ``more-maml`` are read as ``none``,
             ``noisy``, ``more`` on the ``maml`` base).
-        task: ``sinusoid`` or a few-shot image data set (see ``cml.data.DATASETS``).
-        data: path of the data set's root (None for ``sinusoid``; for ``fonts``, an optional cache folder).
+        task: ``sinusoid``, a few-shot image data set (see ``cml.data.DATASETS``) or ``graph`` (few-shot node
+            classification, :mod:`cml.data.graph`).
+        data: path of the data set's root (None for ``sinusoid``; for ``fonts``, an optional cache folder; for
+            ``graph``, an optional ``.npz`` graph, the generated graph when None).
         ways, shots, queries: N-way K-shot with Q queries per class (regression: ``shots`` support points,
             ``queries`` query points).
         image_size: side of the square input images.
         filters: channels of every Conv-4 block.
-        hidden: width of the sinusoid MLP's hidden layers.
+        hidden: width of the sinusoid MLP's hidden layers and of the graph task's GCN layers.
+        hops: graph task: radius of each node's local subgraph (G-Meta: 2).
+        max_nodes: graph task: the cap on a subgraph's nodes (larger neighbourhoods are sampled down).
+        graph_layers: graph task: GCN layers (G-Meta: 2).
+        graph_modulation: graph task: AMM-GNN-style task-conditioned modulation of the node features before
+            the GCN (:class:`cml.gnn.TaskModulation`).
         co_learner: ``linear`` (a second linear head) or ``conv`` (two conv blocks on block 4's pre-pool map,
             then a linear layer, as in the authors' code). Used by ``cml`` and ``cl``; ``more-maml`` is sized
             against it.
@@ -109,6 +134,10 @@ class Config:
     image_size: int = 28
     filters: int = 64
     hidden: int = 40
+    hops: int = 2
+    max_nodes: int = 32
+    graph_layers: int = 2
+    graph_modulation: bool = False
     co_learner: str = "linear"
     gamma: float = 1.0
     inner_lr: float = 0.4
@@ -179,7 +208,8 @@ class Config:
                     isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ConfigError(f"{f.name} must be a number or null, got {value!r}")
         for name in ("ways", "shots", "queries", "image_size", "filters", "hidden", "meta_batch", "steps",
-                     "inner_steps", "test_inner_steps", "val_tasks", "test_tasks", "record_tasks"):
+                     "inner_steps", "test_inner_steps", "val_tasks", "test_tasks", "record_tasks", "hops",
+                     "graph_layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
         for name in ("inner_lr", "meta_lr"):
@@ -205,6 +235,8 @@ class Config:
                 raise ConfigError("more_capacity 'blocks' needs an image task; use 'width' for sinusoid")
             if self.rotations:
                 raise ConfigError("rotations apply to image tasks, not sinusoid")
+        if self.task == "graph":
+            _check_graph(self)
         if self.more_capacity == "blocks" and self.co_learner != "conv":
             raise ConfigError("more_capacity 'blocks' mirrors the conv co-learner; set co_learner 'conv' or "
                               "more_capacity 'width'")
@@ -224,8 +256,9 @@ class Config:
             if owner != self.base and getattr(self, option) != defaults[option]:
                 raise ConfigError(f"{option} is an option of base {owner!r}, not of {self.base!r}; remove it or "
                                   f"use --base {owner}")
-        if self.per_step_bn and self.task == "sinusoid":
-            raise ConfigError("per_step_bn needs BatchNorm layers, which the sinusoid MLP has not; use --no-per-step-bn")
+        if self.per_step_bn and self.task in ("sinusoid", "graph"):
+            raise ConfigError(f"per_step_bn needs BatchNorm layers, which the {self.task} model has not; use "
+                              f"--no-per-step-bn")
         rates = get_base(self.base).role_rates(self)
         if not any(rates.values()):
             raise ConfigError(f"base {self.base!r} with these step sizes adapts nothing in the inner loop "
@@ -239,6 +272,10 @@ class Config:
     def spec(self):
         """This config's method-table entry (:class:`cml.methods.Method`)."""
         return get_method(self.method)
+
+    @property
+    def is_graph(self) -> bool:
+        return self.task == "graph"
 
     @property
     def has_co_learner(self) -> bool:
@@ -305,6 +342,18 @@ _PRESETS: dict[tuple[str, str], dict[str, Any]] = {
                              queries=5, meta_lr=2e-3, steps=600, gamma=1.0, co_learner="conv",
                              val_interval=200, val_tasks=50, test_tasks=600, checkpoint_interval=200,
                              log_interval=20),
+    # G-Meta (Huang & Zitnik, 2020): 3-way 3-shot, 24 queries per class, meta-batch 8, 5 inner steps (10 at
+    # test), 2 GCN layers of 64, 2-hop subgraphs, Adam 1e-3. G-Meta's inner step is 1e-3 on its own
+    # prototypical loss; on a linear head's cross-entropy that barely moves, so both presets use 0.1 here.
+    ("paper", "graph"): dict(ways=3, shots=3, queries=24, hidden=64, graph_layers=2, hops=2, max_nodes=32,
+                             inner_lr=0.1, inner_steps=5, test_inner_steps=10, meta_batch=8, meta_lr=1e-3,
+                             steps=10000, gamma=1.0, co_learner="linear", val_interval=500, val_tasks=300,
+                             test_tasks=600, checkpoint_interval=500, log_interval=50),
+    # Minutes on 2 CPU cores: G-Meta's task shape, fewer steps and tasks.
+    ("quick", "graph"): dict(ways=3, shots=3, queries=24, hidden=64, graph_layers=2, hops=2, max_nodes=32,
+                             inner_lr=0.1, inner_steps=5, test_inner_steps=10, meta_batch=8, meta_lr=1e-3,
+                             steps=300, gamma=1.0, co_learner="linear", val_interval=100, val_tasks=50,
+                             test_tasks=300, checkpoint_interval=100, log_interval=20),
 }
 
 
@@ -331,9 +380,10 @@ def preset(name: str, task: str, method: str, base: str = "maml", **overrides: A
         spec = get_method(method)
     except KeyError as e:
         raise ConfigError(str(e.args[0])) from None
-    kind = "sinusoid" if task == "sinusoid" else "image"
-    values: dict[str, Any] = dict(_PRESETS[(name, kind)])
+    family = task if task in ("sinusoid", "graph") else "image"
+    values: dict[str, Any] = dict(_PRESETS[(name, family)])
     values.update(task=task, method=method, base=base)
+    kind = "image" if family == "image" else "sinusoid"  # a base's presets: with or without BatchNorm layers
     if name == "paper" and task in PAPER_IMAGE_SIZE:
         values["image_size"] = PAPER_IMAGE_SIZE[task]
     values.update(get_base(base).preset_values(name, kind, task))

@@ -249,6 +249,10 @@ def _build(cfg: Config, in_channels: int, width: int, meta_head: str, co_head: s
     norm_steps = inner_rate_steps(cfg) if cfg.per_step_bn else 0
     if cfg.is_regression:
         features: nn.Module = MLP(width)
+    elif cfg.is_graph:
+        from .gnn import GCN  # in_channels: a node's input row (features + centre marker)
+
+        features = GCN(in_channels, width, cfg.graph_layers, cfg.graph_modulation)
     else:
         features = Conv4(in_channels, width, cfg.image_size, norm_steps)
 
@@ -296,7 +300,7 @@ def more_maml_width(cfg: Config, in_channels: int) -> int:
 
 
 def _base_width(cfg: Config) -> int:
-    return cfg.hidden if cfg.is_regression else cfg.filters
+    return cfg.hidden if cfg.is_regression or cfg.is_graph else cfg.filters
 
 
 def build_model(cfg: Config, in_channels: int = 1) -> MetaModel:

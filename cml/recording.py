@@ -39,7 +39,7 @@ from analysis.stats import normal_ci95
 
 from . import records
 from .config import Config
-from .data.base import DataError, TaskSampler
+from .data.base import DataError
 from .meta import Backend, MetaGradient, adapt, inner_spec
 from .models import role_of
 from .seeds import generator
@@ -128,8 +128,7 @@ class Recorder:
               device: torch.device, result: dict[str, Any]) -> None:
         gen = generator(cfg.seed, "tsne")
         try:
-            sampler = TaskSampler(source.splits.test, cfg.ways, cfg.shots, TSNE_QUERIES, gen, split="test")
-            task = sampler.sample()
+            task = source.sampler("test", gen, queries=TSNE_QUERIES).sample()
         except DataError:  # classes too small for 15 queries: fall back to the run's own query count
             task = source.sampler("test", gen).sample()
         task = task.to(device)

@@ -39,8 +39,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_splits(cfg: Config):
-    """The data set's train/val/test pools (image tasks); loading errors name the path and what to do."""
+    """The data set's train/val/test pools (image tasks) or class split (graph task); loading errors name the
+    path and what to do."""
     from .data import load_splits as _load
+
+    if cfg.is_graph:
+        from .data.graph import load_graph_splits
+
+        return load_graph_splits(cfg.data)
 
     # The data set is a fixed artefact (the fonts data set's seed-0 rendering), whatever the run's seed: runs
     # with different seeds differ in initialisation and task order, not in their data.
@@ -66,12 +72,14 @@ class TaskSource:
                 pool = self.splits[split]
                 if len(pool) < cfg.ways:
                     # Checked here so that the error comes before any training.
-                    TaskSampler(pool, cfg.ways, cfg.shots, cfg.queries, torch.Generator(), split=split)
+                    self.sampler(split, torch.Generator())
 
     @property
     def in_channels(self) -> int:
         if self.splits is None:
             return 1
+        if self.cfg.is_graph:
+            return self.splits.graph.in_channels
         return int(self.splits.train.images(0).shape[1])
 
     def sampler(self, split: str, gen: torch.Generator, ways: int | None = None, shots: int | None = None,
@@ -80,6 +88,11 @@ class TaskSource:
         shots, queries = shots or cfg.shots, queries or cfg.queries
         if self.splits is None:
             return SinusoidSampler(shots, queries, gen)
+        if cfg.is_graph:
+            from .data.graph import GraphTaskSampler
+
+            return GraphTaskSampler(self.splits.subgraphs(cfg.hops, cfg.max_nodes), split, ways or cfg.ways, shots,
+                                    queries, gen)
         return TaskSampler(self.splits[split], ways or cfg.ways, shots, queries, gen,
                            rotations=cfg.rotations and split == "train", split=split, device=self.device)
 

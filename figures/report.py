@@ -45,6 +45,8 @@ REPORT_TITLE = "Cooperative Meta-Learning: results and learning dynamics"
 _SUMMARY_FIELDS = ("data", "steps", "meta_batch", "meta_lr", "inner_lr", "inner_steps", "test_inner_steps", "queries",
                    "filters", "hidden", "co_learner", "gamma", "first_order", "backend", "record_interval",
                    "val_interval", "val_tasks", "test_tasks", "record_tasks")
+#: Shown for graph runs only: the subgraphs and the GCN.
+_GRAPH_FIELDS = ("hops", "max_nodes", "graph_layers", "graph_modulation")
 
 
 def _text_pages(title: str, blocks: Sequence[tuple[str, str]], width: int = 100) -> list[Figure]:
@@ -107,8 +109,8 @@ def title_pages(runs: Sequence[Run], contents: Sequence[str]) -> list[Figure]:
                                                  for m, rs in by_method.items())]
         configs = [r.config for r in group]
         shared, differs = [], []
-        for f in _SUMMARY_FIELDS:
-            if f == ("filters" if setting.is_regression else "hidden"):
+        for f in _SUMMARY_FIELDS + (_GRAPH_FIELDS if setting.task == "graph" else ()):
+            if f == ("filters" if setting.is_regression or setting.task == "graph" else "hidden"):
                 continue  # the other architecture's width
             values = {repr(c.get(f)) for c in configs if f in c}
             if len(values) == 1:
