@@ -115,14 +115,17 @@ def test_notebook_runs_top_to_bottom(name, kernel_env, tmp_path):
     assert any("image/png" in o.get("data", {}) for o in outputs), f"{name} showed no figure"
     text = " ".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "runs:" in text
-    stem = {"fig2_sinusoid.ipynb": "fig2", "fig3_learning_dynamics.ipynb": "fig3",
-            "fig4_tsne.ipynb": "fig4", "table4_baselines.ipynb": "table4"}[name]
+    stem = {"fig2_sinusoid.ipynb": "fig2", "fig3_learning_dynamics.ipynb": "fig3", "fig4_tsne.ipynb": "fig4",
+            "table4_baselines.ipynb": "table4", "table1_plugins.ipynb": "table1"}[name]
     out = tmp_path / "runs" / "notebooks" / stem
     saved = sorted(p.name for p in out.glob("*.png"))
     assert len(saved) == 1 and (out / saved[0]).with_suffix(".pdf").is_file()
     if name == "table4_baselines.ipynb":
         markdown = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
         assert markdown and "| CML† |" in markdown[0] and "| More-MAML |" in markdown[0]
+    if name == "table1_plugins.ipynb":
+        markdown = " ".join(o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {}))
+        assert "| MAML |" in markdown and "| BOIL |" in markdown and "CML improves BOIL" in text
     if name == "fig3_learning_dynamics.ipynb":
         markdown = " ".join(o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {}))
         assert "CML beats random noise" in markdown
