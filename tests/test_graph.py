@@ -375,3 +375,13 @@ def test_real_run_beats_chance_on_held_out_classes_with_cml_recorded(tmp_path):
     assert len(dyn) == 3 and set(dyn[0]["grad_norm_blocks"]) == {"layer1", "layer2"} and "cos_psi" in dyn[0]
     assert reps["layers"] == ["layer1", "flat"]
     assert np.load(run / "features.npz")["before"].shape[1] == cfg.hidden
+
+
+@pytest.mark.parametrize("base", ["maml++", "boil", "sharp-maml", "anil"])
+def test_every_base_learner_with_cml_trains_on_graph_tasks(tmp_path, base):
+    from cml.trainer import Trainer
+
+    cfg = preset("quick", "graph", "cml", base=base, steps=2, meta_batch=2, test_tasks=2, val_tasks=2,
+                 val_interval=0, checkpoint_interval=0, log_interval=1, progress=False, max_nodes=8)
+    result = Trainer(cfg, tmp_path / base).train()
+    assert result["base"] == base and 0 <= result["acc"] <= 1 and "acc_dagger" in result
