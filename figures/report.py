@@ -273,6 +273,8 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
     if output.is_dir():
         raise FileExistsError(f"-o {output} is a folder; name the PDF to write, e.g. -o {output / 'report.pdf'}")
     runs = find_runs(paths)
+    for run in runs:  # a damaged record stops the report with its name, whichever page would have read it
+        run.check()
     output.parent.mkdir(parents=True, exist_ok=True)
     groups = group_by_setting(runs)
     sinusoid = [r for r in runs if r.is_regression]

@@ -185,6 +185,18 @@ class Run:
             raise MissingRecordError(self.path, filename, hint)
         return self.path / filename
 
+    def check(self) -> None:
+        """Reads every record the folder holds, so that a damaged one is found before any figure is drawn.
+
+        Raises:
+            RunFolderError: naming the first damaged record and the command that writes it again.
+        """
+        for name, read in (("test.json", self.test), ("val.jsonl", self.val), ("metrics.jsonl", self.metrics),
+                           ("dynamics.jsonl", self.dynamics), ("representations.json", self.representations),
+                           ("features.npz", self.features), ("fits.npz", self.fits)):
+            if self.has(name):
+                read()
+
     def test(self) -> dict[str, Any]:
         """``test.json``: the final test (means and 95% CIs over test tasks, parameter counts)."""
         return records.read_json(self.require("test.json"))
