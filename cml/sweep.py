@@ -118,10 +118,11 @@ def _run_cells(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[
 
 
 def cell_finished(run_dir: Path, cfg: Config, recording: bool) -> bool:
-    """Whether a cell has every record it should have, each one parsing, for ``cfg.steps`` steps.
+    """Whether a cell has every record it should have, each one parsing, for at least ``cfg.steps`` steps.
 
-    ``config.json`` (the cell's settings), ``metrics.jsonl``, ``val.jsonl``, the checkpoint and ``test.json`` of
-    the last step; with ``recording``, also ``dynamics.jsonl`` (if a step was recorded), ``representations.json``
+    ``config.json`` (the cell's settings; only ``steps`` may differ, as on resume), ``metrics.jsonl``,
+    ``val.jsonl``, and a checkpoint and ``test.json`` of the same step, at least ``cfg.steps`` (a cell trained
+    further than asked counts as finished, as it always has); with ``recording``, also ``dynamics.jsonl`` (if a step was recorded), ``representations.json``
     and ``features.npz`` (image tasks) or ``fits.npz`` (sinusoid). A cell killed between ``test.json`` and its
     recorder's last file is therefore not finished, and resuming it writes what is missing.
     """
@@ -130,15 +131,16 @@ def cell_finished(run_dir: Path, cfg: Config, recording: bool) -> bool:
     run_dir = Path(run_dir)
     try:
         saved = records.read_json(run_dir / "config.json")
-        if {k: v for k, v in saved.items() if k != "progress"} != \
-                {k: v for k, v in cfg.to_dict().items() if k != "progress"}:
+        if {k: v for k, v in saved.items() if k not in ("steps", "progress")} != \
+                {k: v for k, v in cfg.to_dict().items() if k not in ("steps", "progress")}:
             return False
-        if records.read_json(run_dir / "test.json").get("step") != cfg.steps:
+        step = records.read_json(run_dir / "test.json").get("step")
+        if not isinstance(step, int) or step < cfg.steps or saved.get("steps") != step:
             return False
         for name in ("metrics.jsonl", "val.jsonl") + (("dynamics.jsonl",) if recording and
                                                       cfg.steps >= cfg.record_interval else ()):
             records.read_jsonl(run_dir / name)
-        if load_checkpoint(run_dir)["step"] != cfg.steps:
+        if load_checkpoint(run_dir)["step"] != step:
             return False
         if recording:
             records.read_json(run_dir / "representations.json")

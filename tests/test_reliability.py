@@ -185,6 +185,17 @@ def test_sweep_killed_between_test_json_and_its_recorder_finishes_the_cell_on_re
     assert agg["maml"]["mse"] == ref["maml"]["mse"]
 
 
+def test_sweep_cell_without_its_recorders_files_is_not_finished(tmp_path, reference_sweep, capsys):
+    # The state a kill between test.json and the recorder leaves, made by hand (no kill hook needed).
+    out = tmp_path / "sweep"
+    shutil.copytree(reference_sweep, out)
+    for name in ("representations.json", "fits.npz"):
+        (out / "maml-s0" / name).unlink()
+    code, _, err = cli(capsys, *sweep_argv(out))
+    assert code == 0, err
+    assert comparable(out / "maml-s0") == comparable(reference_sweep / "maml-s0")
+
+
 def test_sweep_rerun_writes_a_truncated_test_json_again(tmp_path, reference_sweep, capsys):
     out = tmp_path / "sweep"
     shutil.copytree(reference_sweep, out)
