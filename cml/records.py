@@ -60,8 +60,8 @@ class FolderLockedError(RunFolderError):
 
 # How to repair each kind of damaged file. A record computed from the checkpoint is written again by
 # continuing the run; a damaged config or checkpoint means starting the run again, with the old folder kept.
-_RESTART = ("rerun the same command with --restart: it moves {folder} aside (nothing is deleted) and trains "
-            "it afresh")
+_RESTART = ("rerun the run's train or sweep command with --restart: that moves {folder} aside (nothing is "
+            "deleted) and trains it afresh")
 _FIXES = {
     "config.json": _RESTART,
     CHECKPOINT: _RESTART,
@@ -69,8 +69,8 @@ _FIXES = {
             "the cells are kept"),
     AGGREGATE: "rerun the sweep command: it writes {name} again from the cells' test.json",
 }
-_RESUME = ("rerun the same command (for train, with --resume; a sweep continues by itself): it writes {name} "
-           "again from the checkpoint")
+_RESUME = ("rerun the run's train command with --resume, or its sweep command: either writes {name} again "
+           "from the checkpoint")
 
 
 def damaged(path: Path, problem: str, fix: str | None = None) -> RunFolderError:

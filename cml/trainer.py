@@ -235,7 +235,7 @@ class Trainer:
                         if k not in ("steps", "progress") and self.cfg.to_dict()[k] != v)
         if differ:
             raise records.damaged(path, f"written by a run with other settings than its config.json "
-                                        f"({', '.join(differ)} differ); it belongs to another run")
+                                        f"({', '.join(differ)} {'differs' if len(differ) == 1 else 'differ'}); it belongs to another run")
         step = state["step"]
         if not isinstance(step, int) or step < 0:
             raise records.damaged(path, f"its step {step!r} is not a count of steps")
