@@ -118,11 +118,10 @@ def _fault_point(path: Path, phase: str) -> None:
 def _size(n: int | None) -> str:
     if n is None:
         return "an unknown amount"
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} bytes"  # not reached
+    if n < 1024:
+        return f"{n} bytes"
+    exponent = min(3, int(math.log(n, 1024)))
+    return f"{n / 1024 ** exponent:.1f} {('KB', 'MB', 'GB')[exponent - 1]}"
 
 
 def _disk_full(path: Path, needed: int) -> DiskFullError:
