@@ -93,14 +93,18 @@ def _mean_ci(r: dict[str, Any], key: str, scale: float, fmt: str, unit: str = ""
     return f"{scale * r[key]:{fmt}} ± {scale * ci:{fmt}}{unit}"
 
 
+def _tasks(r: dict[str, Any]) -> str:
+    return f"{r['tasks']} task{'' if r['tasks'] == 1 else 's'}"
+
+
 def format_result(r: dict[str, Any]) -> str:
     """One line of test results; phi's predictions are CML† for cml (for cl, its second head)."""
     if "acc" in r:
-        text = f"{result_name(r)}: test accuracy {_mean_ci(r, 'acc', 100, '.2f', '%')} over {r['tasks']} tasks"
+        text = f"{result_name(r)}: test accuracy {_mean_ci(r, 'acc', 100, '.2f', '%')} over {_tasks(r)}"
         if "acc_dagger" in r:
             text += f"; {_phi_label(r['method'])} {_mean_ci(r, 'acc_dagger', 100, '.2f', '%')}"
         return text
-    text = f"{result_name(r)}: test MSE {_mean_ci(r, 'mse', 1, '.4f')} over {r['tasks']} tasks " \
+    text = f"{result_name(r)}: test MSE {_mean_ci(r, 'mse', 1, '.4f')} over {_tasks(r)} " \
            f"(before adaptation {r['mse_before']:.3f})"
     if "mse_dagger" in r:
         text += f"; {_phi_label(r['method'])} {_mean_ci(r, 'mse_dagger', 1, '.4f')}"
@@ -338,6 +342,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (ConfigError, DataError, NonFiniteLossError, RunFolderError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except PermissionError as e:
+        # An --out, --data or -o the user may not write or read: theirs to fix, not a bug.
+        print(f"error: permission denied: {e.filename or e}; choose a folder you can write (--out) or fix its "
+              f"permissions", file=sys.stderr)
         return 2
     except OSError as e:
         # Records turn a full disk into a DiskFullError; this catches the other writes (the report's PDF).

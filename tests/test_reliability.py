@@ -501,8 +501,19 @@ def test_noise_that_overflows_stops_before_a_checkpoint_holds_it(tmp_path, capsy
 def test_one_test_task_reports_the_ci_as_unavailable(tmp_path, capsys):
     code, out, err = train(capsys, tmp_path, "--test-tasks", "1", "--steps", "5", "--record-interval", "0")
     assert code == 0, err
-    assert "nan" not in out.lower() and "CI unavailable" in out
+    assert "nan" not in out.lower() and "CI unavailable: 1 task)" in out and "over 1 task " in out
     assert records.read_json(tmp_path / NAME / "test.json")["mse_ci95"] is None
+
+
+def test_a_folder_the_user_may_not_write_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    # Tests run as root here, where chmod does not deny anything: the denial is injected where the lock is made.
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "locked" / ".run.lock"))
+
+    monkeypatch.setattr(records.FolderLock, "__enter__", denied)
+    code, _, err = cli(capsys, "train", *RUN, "--out", tmp_path / "locked", "--name", NAME)
+    line = one_line_error(code, err)
+    assert "permission denied" in line and str(tmp_path / "locked") in line and "--out" in line
 
 
 def test_resume_cannot_shorten_a_run(tmp_path, capsys, reference):
