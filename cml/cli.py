@@ -2,7 +2,8 @@
 
 Every flag of ``train`` that sets a config field is generated from :class:`cml.config.Config`, so the CLI and
 the config cannot drift apart: ``--inner-lr 0.1`` sets ``inner_lr``, ``--first-order``/``--no-first-order``
-set ``first_order``. A flag left out keeps the preset's value.
+set ``first_order``. A flag left out keeps the value of ``--config FILE`` (a JSON of config fields: any run's
+``config.json`` is one), and a field the file leaves out keeps the preset's value: flags > file > preset.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,8 +19,12 @@ from typing import Any, Sequence
 from .bases import BASES, get_base
 from .config import BACKENDS, DEVICES, PRESETS, TASKS, Config, ConfigError, preset
 from .methods import LEGACY, LEGACY_BASE, METHODS, display_name, get_method
+from .sweep import ENGINES
 
+DEFAULT_PRESET = "quick"
 _TYPES = {"int": int, "float": float, "str": str, "str | None": str, "float | None": float}
+_CONFIG_HELP = ("a JSON file of config fields (any run's config.json is one); flags given beside it override it, "
+                "fields it leaves out keep the preset's value")
 # Chosen by their own flags (the base and method pick the preset's values before the overrides apply).
 _AXES = ("base", "method", "task")
 
@@ -35,10 +41,54 @@ def _add_config_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> N
             group.add_argument(flag, dest=f.name, type=_TYPES[f.type], default=None, metavar=f.name.upper())
 
 
-def _config_from_args(args: argparse.Namespace) -> Config:
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
-                 if f.name not in _AXES and getattr(args, f.name, None) is not None}
-    return preset(args.preset, args.task, args.method, base=args.base or "maml", **overrides)
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The config fields in a ``--config`` JSON file (any run's ``config.json`` is one), checked for unknown keys.
+
+    Raises:
+        ConfigError: one line naming the file, if it is missing, not JSON, not an object, or has unknown keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file; give a JSON file of config fields (a run's config.json "
+                          f"is one)")
+    try:
+        values = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config {path}: not valid JSON ({e})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config {path}: expected a JSON object of config fields, got a {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+    return values
+
+
+def given_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields set by flags on the command line (a flag left out is None: argparse's defaults are
+    None for every config field, so that a given flag can override ``--config`` and a missing one cannot)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+            if getattr(args, f.name, None) is not None}
+
+
+def _config_from_args(args: argparse.Namespace, method: str | None = None) -> Config:
+    """The run's config: the preset, then the ``--config`` file's fields, then the flags given.
+
+    Args:
+        method: the method to use whatever the flags and file say (a sweep's start config is the base alone).
+    """
+    explicit = {**(read_config_file(args.config) if args.config else {}), **given_fields(args)}
+    if method is not None:
+        explicit["method"] = method
+    for axis in ("task", "method"):
+        if explicit.get(axis) is None:
+            raise ConfigError(f"--{axis} is required (or a --config file that sets {axis})")
+    rest = {k: v for k, v in explicit.items() if k not in _AXES}
+    cfg = preset(args.preset or DEFAULT_PRESET, explicit["task"], explicit["method"],
+                 base=explicit.get("base") or "maml", **rest)
+    # preset() treats None as "not given"; a file's explicit null (data, head_inner_lr) must win over the preset.
+    nulls = {k: None for k, v in rest.items() if v is None}
+    return cfg.replace(**nulls) if nulls else cfg
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -221,18 +271,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out), Path(args.report), quick_steps=args.steps, test_tasks=args.test_tasks)
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import run_sweep
+# The Ray engine's placement flags (their defaults live in cml.ray_engine.RayOptions).
+_RAY_FLAGS = ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "address")
 
-    cfg = _config_from_args(args)
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from . import records
+    from .sweep import parse_grid, run_sweep, summary
+
+    grid = parse_grid(args.grid or [])
+    given = given_fields(args)
+    both = [f for f in grid if f in given]
+    if both:
+        raise ConfigError(f"--{both[0].replace('_', '-')} and --grid {both[0]}=... both set {both[0]}; keep one")
+    cfg = _config_from_args(args, method="none")
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
-    bases = _split_list(args.bases, "--bases", BASES)
+    bases = _split_list(args.bases, "--bases", BASES) if args.bases else [cfg.base]
     methods = _split_list(args.methods, "--methods", METHODS + tuple(LEGACY))
-    run_sweep(Path(args.out), cfg, methods=methods, seeds=seeds, bases=bases, preset_name=args.preset,
-              restart=args.restart)
+    ray_given = [f for f in _RAY_FLAGS if getattr(args, f) is not None]
+    options = None
+    if args.engine == "ray":
+        from .ray_engine import RayOptions
+
+        options = RayOptions(**{f: getattr(args, f) for f in ray_given})
+    elif ray_given:
+        raise ConfigError(f"--{ray_given[0].replace('_', '-')} places Ray trials; add --engine ray or remove it")
+    out = Path(args.out)
+    result = run_sweep(out, cfg, methods=methods, seeds=seeds, bases=bases, preset_name=args.preset or DEFAULT_PRESET,
+                       restart=args.restart, grid=grid, engine=args.engine, ray_options=options)
+    # Printed whatever --progress says: the one place a sweep's results are shown.
+    print(summary(result, out / records.AGGREGATE))
     return 0
 
 
@@ -249,11 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="meta-train one base learner + method into a run folder")
-    t.add_argument("--method", required=True, help=f"what is added to the base: one of {', '.join(METHODS)} "
-                                                   f"(maml, noisy-maml, more-maml: the older names on MAML)")
-    t.add_argument("--base", default="maml", help=f"the base learner: one of {', '.join(BASES)} (default maml)")
-    t.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
-    t.add_argument("--preset", default="quick", help=f"one of {', '.join(PRESETS)} (default quick)")
+    t.add_argument("--method", help=f"what is added to the base: one of {', '.join(METHODS)} "
+                                    f"(maml, noisy-maml, more-maml: the older names on MAML); required unless "
+                                    f"--config sets it")
+    t.add_argument("--base", help=f"the base learner: one of {', '.join(BASES)} (default maml)")
+    t.add_argument("--task", help=f"one of {', '.join(TASKS)}; required unless --config sets it")
+    t.add_argument("--preset", help=f"one of {', '.join(PRESETS)} (default {DEFAULT_PRESET})")
+    t.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
     t.add_argument("--out", default="runs", help="parent folder of run folders (default runs/)")
     t.add_argument("--name", help="run folder name (default TASK-VARIANT-sSEED, e.g. fonts-boil_cml-s0)")
     t.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
@@ -302,17 +375,32 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_data)
 
-    s = sub.add_parser("sweep", help="bases x methods x seeds on one task into one folder; resumes unfinished runs")
-    s.add_argument("--bases", default="maml", help=f"comma-separated base learners ({', '.join(BASES)})")
+    s = sub.add_parser("sweep", help="bases x methods x --grid fields x seeds on one task into one folder, by this "
+                                      "process or Ray Tune; resumes unfinished runs")
+    s.add_argument("--bases", help=f"comma-separated base learners ({', '.join(BASES)}; default maml, or the "
+                                   f"--config file's base)")
     s.add_argument("--methods", default="none,noisy,cml",
                    help=f"comma-separated methods ({', '.join(METHODS)}; none is the base alone)")
     s.add_argument("--seeds", default="0,1,2")
-    s.add_argument("--task", required=True)
-    s.add_argument("--preset", default="quick")
+    s.add_argument("--grid", action="append", metavar="FIELD=V1,V2,...",
+                   help="vary any other config field, e.g. --grid gamma=0,0.5,1 --grid co_learner=linear,conv "
+                        "(repeatable; every combination is a cell, named by its values: cml-gamma_0.5-co_learner_conv-s0)")
+    s.add_argument("--task", help="required unless --config sets it")
+    s.add_argument("--preset", help=f"one of {', '.join(PRESETS)} (default {DEFAULT_PRESET})")
+    s.add_argument("--config", metavar="FILE",
+                   help=_CONFIG_HELP + "; its base, method and seed are the cells' (--bases, --methods, --seeds)")
     s.add_argument("--out", required=True)
+    s.add_argument("--engine", choices=ENGINES, default="local",
+                   help="local: the cells one after another in this process (default); ray: one Ray Tune trial "
+                        "per cell (needs ray[tune])")
+    s.add_argument("--cpus-per-trial", type=float, help="ray: CPUs per trial (default 1)")
+    s.add_argument("--gpus-per-trial", type=float,
+                   help="ray: GPUs per trial, fractional to share a GPU (0.25: four trials per GPU; default 0)")
+    s.add_argument("--max-concurrent", type=int, help="ray: the most trials at once (default: as resources allow)")
+    s.add_argument("--address", help="ray: join this Ray cluster (auto, or HOST:PORT from `ray start --head`) "
+                                     "instead of starting one here")
     s.add_argument("--restart", action="store_true",
                    help="move a damaged sweep.json or damaged cells aside (nothing is deleted) and redo them")
-    s.set_defaults(method="none", base="maml")
     _add_config_flags(s, skip=_AXES + ("seed",))
     s.set_defaults(func=cmd_sweep)
 

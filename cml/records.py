@@ -63,11 +63,34 @@ SWEEP = "sweep.json"
 AGGREGATE = "aggregate.json"
 
 
-def run_folder_name(variant: str, seed: int, task: str | None = None) -> str:
+def run_folder_name(variant: str, seed: int, task: str | None = None, grid: dict[str, Any] | None = None) -> str:
     """A run folder's name: ``<variant>-s<seed>`` in a sweep (``boil_cml-s0``), ``<task>-<variant>-s<seed>`` for
-    ``train`` (``fonts-boil_cml-s0``); ``variant`` is :func:`cml.methods.variant_key`."""
-    name = f"{variant}-s{seed}"
+    ``train`` (``fonts-boil_cml-s0``); ``variant`` is :func:`cml.methods.variant_key`. A cell of a sweep's
+    ``--grid`` carries its grid values between the two (:func:`cell_name`): ``cml-gamma_0.5-co_learner_conv-s0``."""
+    name = f"{cell_name(variant, grid)}-s{seed}"
     return name if task is None else f"{task}-{name}"
+
+
+def _grid_text(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)  # true, false, null: as the config file writes them
+    if isinstance(value, float):
+        return f"{value:g}"  # 0.0 -> 0, 1e-05 -> 1e-05: what the user typed, not float noise
+    return str(value).replace(os.sep, "_")  # a path value must not make a sub-folder
+
+
+def cell_name(variant: str, grid: dict[str, Any] | None = None) -> str:
+    """A sweep cell's name across seeds: the variant, then each grid field and its value
+    (``cml-gamma_0.5-co_learner_conv``); the key of ``aggregate.json``."""
+    return "-".join([variant] + [f"{k}_{_grid_text(v)}" for k, v in (grid or {}).items()])
+
+
+def grid_points(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
+    """Every combination of a sweep's grid values, the first field varying slowest (``[{}]`` for no grid)."""
+    import itertools
+
+    grid = grid or {}
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
 
 class RunFolderError(ValueError):

@@ -1,12 +1,17 @@
-"""Sweeps: a grid of base learners x methods x seeds on one task, in one folder, resumable, aggregated
-across seeds.
+"""Sweeps: a grid of base learners x methods x any config fields x seeds on one task, in one folder,
+resumable, aggregated across seeds, run by one process (``local``) or by Ray Tune (``ray``, :mod:`cml.ray_engine`).
 
 Layout of a sweep folder::
 
-    sweep.json                 the grid: the config every cell starts from, bases, methods, seeds
+    sweep.json                 the grid: the config every cell starts from, bases, methods, seeds, and the
+                               --grid fields with their values (absent when there are none)
     <variant>-s<seed>/         one run folder per cell (see cml.records; variant: cml.methods.variant_key,
-                               e.g. cml-s0 on MAML, boil_cml-s0 on BOIL)
-    aggregate.json             per variant: mean and 95% CI (Student t) across seeds of each test metric
+                               e.g. cml-s0 on MAML, boil_cml-s0 on BOIL); with a --grid, the grid values
+                               come before the seed: cml-gamma_0.5-co_learner_conv-s0
+    aggregate.json             per cell: mean and 95% CI (Student t) across seeds of each test metric
+
+Both engines train a cell with the one function :func:`train_cell`, so a cell's records do not depend on
+the engine that ran it.
 
 A cell is finished only when every record it should have exists and parses (:func:`cell_finished`); a
 finished cell is skipped, an unfinished one with a checkpoint is resumed (which writes its missing records
@@ -21,45 +26,198 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import dataclasses
+import math
+
 from . import records
 from .config import Config, ConfigError, preset
 from .methods import LEGACY_BASE, get_method, upgrade, variant_key
 
 TEST_METRICS = ("acc", "acc_dagger", "mse", "mse_dagger", "mse_before")
+#: The engines that train a sweep's cells: one after another in this process, or one Ray Tune trial each.
+ENGINES = ("local", "ray")
+#: Config fields a --grid may not vary: each has its own flag (--bases, --methods, --seeds), and a sweep folder
+#: holds one task.
+NOT_GRIDDED = ("base", "method", "seed", "task")
+_TRUE, _FALSE, _NONE = ("true", "yes", "1"), ("false", "no", "0"), ("none", "null")
+
+
+def _grid_value(field: dataclasses.Field, text: str, flag: str) -> Any:
+    """One --grid value typed as its config field declares (int, float, bool, str, or None where allowed)."""
+    kind = field.type
+    low = text.lower()
+    if kind.endswith("| None") and low in _NONE:
+        return None
+    try:
+        if kind.startswith("int"):
+            return int(text)
+        if kind.startswith("float"):
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+    except ValueError:
+        number = "an integer" if kind.startswith("int") else "a finite number"
+        raise ConfigError(f"{flag}: {field.name} takes {number}, got {text!r}") from None
+    if kind == "bool":
+        if low in _TRUE + _FALSE:
+            return low in _TRUE
+        raise ConfigError(f"{flag}: {field.name} takes true or false, got {text!r}")
+    return text
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
+    """The ``--grid FIELD=v1,v2,...`` flags as ``{field: [values]}``, each value typed by its config field.
+
+    Raises:
+        ConfigError: one line naming the flag, for an unknown field, a field with its own flag, a field given
+            twice, an empty list, a repeated value or a value of the wrong type.
+    """
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        flag = f"--grid {item}"
+        name, eq, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not eq or not name:
+            raise ConfigError(f"{flag}: expected FIELD=v1,v2,... (e.g. --grid gamma=0,0.5,1)")
+        if name not in fields:
+            raise ConfigError(f"{flag}: unknown config field {name!r}; choose from "
+                              f"{', '.join(f for f in fields if f not in NOT_GRIDDED)}")
+        if name in NOT_GRIDDED:
+            own = {"base": "--bases", "method": "--methods", "seed": "--seeds"}.get(name)
+            raise ConfigError(f"{flag}: {name} is not a grid field; " +
+                              (f"use {own}" if own else "a sweep folder holds one task: sweep each into its own --out"))
+        if name in grid:
+            raise ConfigError(f"{flag}: {name} is already gridded; give all its values in one --grid")
+        texts = [t.strip() for t in text.split(",")]
+        if not any(texts):
+            raise ConfigError(f"{flag}: no values; give at least one, e.g. --grid {name}=v1,v2")
+        if not all(texts):
+            raise ConfigError(f"{flag}: an empty value in the list; remove the stray comma")
+        values = [_grid_value(fields[name], t, flag) for t in texts]
+        if len({repr(v) for v in values}) != len(values):
+            raise ConfigError(f"{flag}: a value is repeated; each cell must be trained once")
+        grid[name] = values
+    return grid
 
 
 def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[int], splits=None,
               record: bool = True, bases: Sequence[str] | None = None, preset_name: str | None = None,
-              restart: bool = False) -> dict[str, Any]:
-    """Trains every (base learner, method, seed) cell not yet finished, then writes and returns
+              restart: bool = False, grid: dict[str, list[Any]] | None = None, engine: str = "local",
+              ray_options=None) -> dict[str, Any]:
+    """Trains every (base learner, method, grid point, seed) cell not yet finished, then writes and returns
     ``aggregate.json``.
 
     Args:
         out: the sweep folder.
-        base: the config every cell starts from; ``base``, ``method`` and ``seed`` are set per cell.
+        base: the config every cell starts from; ``base``, ``method``, ``seed`` and the grid's fields are set
+            per cell.
         methods, seeds: the grid.
-        splits: preloaded data splits shared by all cells (loaded once from ``base`` when None).
+        splits: preloaded data splits shared by all cells of the local engine (loaded once from ``base`` when
+            None; each Ray worker loads its own).
         record: attach the learning-dynamics recorder (``base.record_interval`` must then be > 0).
         bases: the base learners (default: ``base.base`` alone).
         preset_name: the preset ``base`` came from; a cell of another base learner takes that base's preset
             values (MAML++'s switches, Sharp-MAML's radii) unless ``base`` set them otherwise.
         restart: move a damaged ``sweep.json`` or a cell with a damaged file aside (nothing is deleted) and
             write it again, instead of stopping with the error.
+        grid: any other config fields and their values (:func:`parse_grid`); every combination is a cell.
+        engine: ``local`` (cells one after another in this process) or ``ray`` (one Ray Tune trial per cell).
+        ray_options: the Ray engine's :class:`cml.ray_engine.RayOptions` (defaults when None).
 
     Raises:
-        ConfigError: if ``out`` holds a sweep with another grid or base config.
+        ConfigError: if ``out`` holds a sweep with another grid or base config, or a cell's config is invalid.
         RunFolderError: if a file of the sweep is damaged (without ``restart``), or another process writes it.
     """
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+    if engine == "ray":
+        from .ray_engine import require_ray
+
+        require_ray()  # before anything is written
     out = Path(out)
     bases = list(bases or [base.base])
+    grid = {k: list(v) for k, v in (grid or {}).items()}
     # Every cell's config is valid before anything is written or trained.
-    cells = [cell_config(base, b, m, int(seed), preset_name) for b in bases for m in methods for seed in seeds]
+    cells = sweep_cells(base, bases, methods, seeds, grid, preset_name)
     spec = {"base": base.to_dict(), "bases": bases, "methods": list(methods), "seeds": [int(s) for s in seeds],
             "preset": preset_name}
+    if grid:
+        spec["grid"] = grid
     with records.FolderLock(out):  # one sweep process per folder
         out.mkdir(parents=True, exist_ok=True)
-        _run_cells(out, base, spec, cells, splits, record, restart)
+        _write_spec(out, spec, restart)
+        pending = [(out / name, cfg) for name, cfg in cells
+                   if not cell_finished(out / name, cfg, record and cfg.record_interval > 0)]
+        if engine == "ray":
+            from .ray_engine import RayOptions, run_cells
+
+            run_cells(base, pending, record=record, restart=restart, options=ray_options or RayOptions())
+        else:
+            if pending and splits is None and not base.is_regression:
+                from .trainer import TaskSource
+
+                splits = TaskSource(base).splits
+            for run_dir, cfg in pending:
+                train_cell(run_dir, cfg, splits=splits, record=record, restart=restart)
         return aggregate(out)
+
+
+def sweep_cells(start: Config, bases: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
+                grid: dict[str, list[Any]] | None = None, preset_name: str | None = None
+                ) -> list[tuple[str, Config]]:
+    """Every cell of a sweep as (run folder name, config), in training order: base, method, grid point, seed.
+
+    Raises:
+        ConfigError: naming the cell, if a cell's config is invalid (e.g. ``co_learner=conv`` on sinusoid).
+    """
+    cells = []
+    for b in bases:
+        for m in methods:
+            for point in records.grid_points(grid):
+                for seed in seeds:
+                    cfg = cell_config(start, b, m, int(seed), preset_name)
+                    if point:
+                        try:
+                            # After the method's and base's defaults: a gridded field takes exactly its value.
+                            cfg = cfg.replace(**point)
+                        except ConfigError as e:
+                            raise ConfigError(f"cell {records.cell_name(variant_key(b, upgrade(b, m)), point)}: "
+                                              f"{e}") from None
+                    cells.append((records.run_folder_name(cfg.variant, cfg.seed, grid=point), cfg))
+    return cells
+
+
+def train_cell(run_dir: Path, cfg: Config, splits=None, record: bool = True, restart: bool = False) -> None:
+    """Trains one cell into its run folder, resuming from its checkpoint if it has one: the one function both
+    engines call, so that a cell's records do not depend on the engine.
+
+    Args:
+        run_dir: the cell's run folder.
+        cfg: its config.
+        splits: preloaded data splits (loaded from ``cfg`` when None).
+        record: attach the learning-dynamics recorder when ``cfg.record_interval`` > 0.
+        restart: move a cell whose files are damaged aside and train it afresh, instead of stopping.
+    """
+    from .recording import Recorder
+    from .trainer import Trainer
+
+    run_dir = Path(run_dir)
+    recording = record and cfg.record_interval > 0
+    with records.FolderLock(run_dir):
+        recorder = Recorder(run_dir) if recording else None
+        try:
+            # With a checkpoint, resuming writes again whatever records are missing or damaged.
+            trainer = Trainer(cfg, run_dir, splits=splits, resume=(run_dir / records.CHECKPOINT).exists(),
+                              recorder=recorder)
+        except records.RunFolderError:
+            if not restart:
+                raise
+            print(f"moved damaged {run_dir} aside to {records.move_aside(run_dir)}", file=sys.stderr)
+            trainer = Trainer(cfg, run_dir, splits=splits, recorder=recorder)
+        trainer.train()
+        trainer.finish_recording()
 
 
 def _read_spec(spec_path: Path, restart: bool) -> dict[str, Any] | None:
@@ -79,11 +237,12 @@ def _read_spec(spec_path: Path, restart: bool) -> dict[str, Any] | None:
     return old
 
 
-def _run_cells(out: Path, base: Config, spec: dict[str, Any], cells: Sequence[Config], splits, record: bool,
-               restart: bool) -> None:
-    from .recording import Recorder
-    from .trainer import TaskSource, Trainer
+def _write_spec(out: Path, spec: dict[str, Any], restart: bool) -> None:
+    """Writes sweep.json, merged with the one already there (the union of bases, methods, seeds, grid values).
 
+    Raises:
+        ConfigError: if the folder holds a sweep with another base config or other grid fields.
+    """
     spec_path = out / records.SWEEP
     old = _read_spec(spec_path, restart)
     if old is not None:
@@ -91,30 +250,16 @@ def _run_cells(out: Path, base: Config, spec: dict[str, Any], cells: Sequence[Co
         if changed:
             raise ConfigError(f"{out} holds a sweep with other settings ({', '.join(sorted(changed))}); "
                               f"use another --out")
+        old_grid, grid = old.get("grid", {}), spec.get("grid", {})
+        if list(old_grid) != list(grid):
+            raise ConfigError(f"{out} holds a sweep over --grid fields {', '.join(old_grid) or '(none)'}, not "
+                              f"{', '.join(grid) or '(none)'}: cell folders are named by them; use another --out")
         spec["bases"] = list(dict.fromkeys(old.get("bases", [LEGACY_BASE]) + spec["bases"]))
         spec["methods"] = list(dict.fromkeys(old["methods"] + spec["methods"]))
         spec["seeds"] = sorted(set(old["seeds"]) | set(spec["seeds"]))
+        if grid:
+            spec["grid"] = {k: old_grid[k] + [v for v in grid[k] if v not in old_grid[k]] for k in grid}
     records.write_json(spec_path, spec)
-    if splits is None and not base.is_regression:
-        splits = TaskSource(base).splits
-    for cfg in cells:
-        run_dir = out / records.run_folder_name(cfg.variant, cfg.seed)
-        recording = record and cfg.record_interval > 0
-        if cell_finished(run_dir, cfg, recording):
-            continue
-        with records.FolderLock(run_dir):
-            recorder = Recorder(run_dir) if recording else None
-            try:
-                # With a checkpoint, resuming writes again whatever records are missing or damaged.
-                trainer = Trainer(cfg, run_dir, splits=splits, resume=(run_dir / records.CHECKPOINT).exists(),
-                                  recorder=recorder)
-            except records.RunFolderError:
-                if not restart:
-                    raise
-                print(f"moved damaged {run_dir} aside to {records.move_aside(run_dir)}", file=sys.stderr)
-                trainer = Trainer(cfg, run_dir, splits=splits, recorder=recorder)
-            trainer.train()
-            trainer.finish_recording()
 
 
 def cell_finished(run_dir: Path, cfg: Config, recording: bool) -> bool:
@@ -178,24 +323,55 @@ def cell_config(start: Config, base: str, method: str, seed: int, preset_name: s
 
 
 def aggregate(out: Path) -> dict[str, Any]:
-    """Mean and 95% CI across seeds of each finished run's test metrics, per variant; writes aggregate.json."""
+    """Mean and 95% CI across seeds of each finished cell's test metrics; writes aggregate.json.
+
+    Keys are cell names (:func:`cml.records.cell_name`: the variant, then the grid values); with a grid, each
+    entry also holds ``grid``, the cell's values of the gridded fields.
+    """
     from analysis.stats import mean_ci95
 
     spec = records.read_json(Path(out) / records.SWEEP)
     result: dict[str, Any] = {}
     variants = [variant_key(b, m) for b in spec.get("bases", [LEGACY_BASE]) for m in spec["methods"]]
     for variant in dict.fromkeys(variants):
-        tests = [records.read_json(p) for seed in spec["seeds"]
-                 if (p := Path(out) / records.run_folder_name(variant, seed) / records.TEST).exists()]
-        if not tests:
-            continue
-        entry: dict[str, Any] = {"seeds": len(tests), "params": tests[0]["params"],
-                                 "base": tests[0].get("base", LEGACY_BASE), "method": tests[0]["method"]}
-        for metric in TEST_METRICS:
-            values = [t[metric] for t in tests if metric in t]
-            if values:
-                mean, ci = mean_ci95(values)
-                entry[metric] = {"mean": mean, "ci95": ci, "values": values}
-        result[variant] = entry
+        for point in records.grid_points(spec.get("grid")):
+            tests = [records.read_json(p) for seed in spec["seeds"]
+                     if (p := Path(out) / records.run_folder_name(variant, seed, grid=point) / records.TEST).exists()]
+            if not tests:
+                continue
+            entry: dict[str, Any] = {"seeds": len(tests), "params": tests[0]["params"],
+                                     "base": tests[0].get("base", LEGACY_BASE), "method": tests[0]["method"]}
+            if point:
+                entry["grid"] = point
+            for metric in TEST_METRICS:
+                values = [t[metric] for t in tests if metric in t]
+                if values:
+                    mean, ci = mean_ci95(values)
+                    entry[metric] = {"mean": mean, "ci95": ci, "values": values}
+            result[records.cell_name(variant, point)] = entry
     records.write_json(Path(out) / records.AGGREGATE, result)
     return result
+
+
+def summary(result: dict[str, Any], path: Path) -> str:
+    """The end-of-sweep table: one line per cell, each test metric as mean ± 95% CI across its seeds, then
+    the path of ``aggregate.json``."""
+    metrics = [m for m in TEST_METRICS if any(m in e for e in result.values())]
+    percent = {"acc", "acc_dagger"}
+    width = max([len("cell")] + [len(k) for k in result])
+    lines = [f"{'cell':{width}s} seeds  " + "  ".join(f"{m:>17s}" for m in metrics)]
+    for name, entry in result.items():
+        cells = []
+        for m in metrics:
+            if m not in entry:
+                cells.append(f"{'-':>17s}")
+                continue
+            scale, fmt = (100.0, ".2f") if m in percent else (1.0, ".4f")
+            mean, ci = entry[m]["mean"], entry[m]["ci95"]
+            ci_text = f"{scale * ci:{fmt}}" if ci is not None and math.isfinite(ci) else "n/a"
+            cells.append(f"{f'{scale * mean:{fmt}} ± {ci_text}':>17s}")
+        lines.append(f"{name:{width}s} {entry['seeds']:5d}  " + "  ".join(cells))
+    if not result:
+        lines.append("(no finished cell)")
+    note = ("acc in %; " if "acc" in metrics else "") + "± is the 95% CI across seeds (n/a with one seed)"
+    return "\n".join(lines + [note, f"aggregate: {path}"])

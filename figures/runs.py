@@ -8,6 +8,7 @@ either, or any folder above them, and returns :class:`Run` objects whose loaders
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import warnings
 from collections.abc import Iterable, Sequence
@@ -182,8 +183,19 @@ class Run:
     def setting(self) -> Setting:
         return Setting(self.task, None if self.is_regression else int(self.config.get("ways", 5)), self.shots)
 
+    @property
+    def grid(self) -> dict[str, Any]:
+        """This run's values of its sweep's ``--grid`` fields (``{"gamma": 0.5, "co_learner": "conv"}``); empty
+        for a run outside a sweep or in a sweep without a grid."""
+        return {f: self.config.get(f) for f in _sweep_grid(self.path.parent)}
+
+    @property
+    def cell(self) -> str:
+        """The cell's name across seeds: the variant, then its grid values (:func:`cml.records.cell_name`)."""
+        return records.cell_name(self.method, self.grid)
+
     def __str__(self) -> str:
-        return f"{self.method} seed {self.seed} ({self.path})"
+        return f"{self.cell} seed {self.seed} ({self.path})"
 
     # -- records ------------------------------------------------------------------------------------
 
@@ -244,17 +256,27 @@ class Run:
         return records.load_npz(self.require(records.FITS))
 
 
+def _sweep_grid(folder: Path) -> list[str]:
+    """The --grid fields of the sweep in ``folder`` (none if it is not a sweep folder)."""
+    spec_path = folder / records.SWEEP
+    if not spec_path.is_file():
+        return []
+    grid = records.read_json(spec_path).get("grid") or {}
+    return list(grid) if isinstance(grid, dict) else []
+
+
 def _runs_in_sweep(folder: Path) -> list[Run]:
     spec = records.read_json(folder / records.SWEEP)
     runs, absent = [], []
     variants = [variant_key(b, m) for b in spec.get("bases", [LEGACY_BASE]) for m in spec.get("methods", [])]
     for variant in dict.fromkeys(variants):
-        for seed in spec.get("seeds", []):
-            run_dir = folder / records.run_folder_name(variant, seed)
-            if (run_dir / records.CONFIG).is_file():
-                runs.append(Run.load(run_dir))
-            else:
-                absent.append(run_dir.name)
+        for point in records.grid_points(spec.get("grid")):
+            for seed in spec.get("seeds", []):
+                run_dir = folder / records.run_folder_name(variant, seed, grid=point)
+                if (run_dir / records.CONFIG).is_file():
+                    runs.append(Run.load(run_dir))
+                else:
+                    absent.append(run_dir.name)
     if absent:
         # The grid is methods x seeds; a cell never started is worth one line, not one per cell.
         warnings.warn(f"sweep {folder}: {len(absent)} of {len(absent) + len(runs)} cells not started "
@@ -373,17 +395,70 @@ def sweep_folders(runs: Sequence[Run]) -> list[Path]:
     return list(seen)
 
 
-# Config fields worth repeating on a command line when they differ from the preset.
-# (noise_std is left out: the sweep gives noisy-maml its noise and the other methods none.)
-_COMMAND_FIELDS = ("data", "ways", "shots", "steps", "filters", "co_learner", "gamma")
+def _sweep_preset(runs: Sequence[Run]) -> str | None:
+    for folder in sweep_folders(runs):
+        name = records.read_json(folder / records.SWEEP).get("preset")
+        if name:
+            return str(name)
+    return None
 
 
-def reproduce_command(runs: Sequence[Run], record_interval: int = 5, out: str | Path | None = None) -> str:
-    """A ``python -m cml sweep`` command that trains ``runs``' methods and seeds with records on.
+def _flag(field: str, value: Any) -> list[str]:
+    """The command-line flags that set a config field to ``value`` ([] for a None no flag can express)."""
+    flag = "--" + field.replace("_", "-")
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        return [flag if value else "--no-" + field.replace("_", "-")]
+    return [flag, repr(value) if isinstance(value, float) else str(value)]
+
+
+def _rebuild(runs: Sequence[Run], preset_name: str, grid: dict[str, list[Any]]) -> tuple[dict[str, Any], list[str]]:
+    """The config flags a ``sweep`` command needs so that each run's cell gets the run's whole config.
+
+    Simulates the sweep (its start config from the preset and the flags, then :func:`cml.sweep.cell_config`
+    and the run's grid values) and adds a flag for every field where a simulated cell differs from its run,
+    until none differs. Returns the flags' fields and values, and the fields no flag could make equal (runs
+    that disagree on them: they were not trained by one sweep).
+    """
+    from cml.config import Config, preset
+    from cml.sweep import cell_config
+
+    task = runs[0].task
+    originals = [Config.from_dict(r.config, source=str(r.path / records.CONFIG)) for r in runs]
+    overrides: dict[str, Any] = {}
+    stuck: set[str] = set()
+    for _ in range(len(originals[0].to_dict())):  # each round fixes at least one field, or stops
+        start = preset(preset_name, task, "none", base=LEGACY_BASE, **overrides)
+        start = start.replace(**{k: v for k, v in overrides.items() if v is None})
+        wanted: dict[str, set[str]] = {}
+        values: dict[str, Any] = {}
+        for run, orig in zip(runs, originals):
+            cell = cell_config(start, orig.base, orig.method, orig.seed, preset_name)
+            cell = cell.replace(**{f: getattr(orig, f) for f in grid})
+            for field, value in orig.to_dict().items():
+                if getattr(cell, field) != value and field not in stuck:
+                    wanted.setdefault(field, set()).add(repr(value))
+                    values[field] = value
+        agreed = {f: values[f] for f, v in wanted.items() if len(v) == 1 and _flag(f, values[f])}
+        stuck |= set(wanted) - set(agreed)
+        if not agreed:
+            break
+        overrides.update(agreed)
+    return overrides, sorted(stuck)
+
+
+def reproduce_command(runs: Sequence[Run], record_interval: int | None = 5, out: str | Path | None = None) -> str:
+    """A ``python -m cml sweep`` command that trains ``runs``' cells again, each with its run's whole config.
+
+    Every config field that the sweep would not set by itself (from the preset, the method and the base) is
+    a flag, so that a run retrained by the command has the original's ``config.json`` (with
+    ``record_interval`` as asked).
 
     Args:
         runs: runs of one setting.
-        record_interval: the ``--record-interval`` to ask for.
+        record_interval: the ``--record-interval`` to ask for, so that the figures' records are written; the
+            runs' own when they recorded; None: always the runs' own (the exact command).
         out: the sweep folder to write. Default: the runs' sweep folder (else ``runs/<task>``) with
             ``-recorded`` appended, because a sweep folder refuses a grid with other settings.
     """
@@ -394,18 +469,40 @@ def reproduce_command(runs: Sequence[Run], record_interval: int = 5, out: str | 
     methods = ",".join(dict.fromkeys(r.addon if r.base != LEGACY_BASE else r.method for r in ordered))
     bases = list(dict.fromkeys(r.base for r in ordered))
     seeds = ",".join(str(s) for s in sorted({r.seed for r in runs}))
+    grid: dict[str, list[Any]] = {}
+    for run in runs:
+        for field, value in run.grid.items():
+            if value not in grid.setdefault(field, []):
+                grid[field].append(value)
     if out is None:
         sweeps = sweep_folders(runs)
         out = f"{sweeps[0] if sweeps else Path('runs') / cfg['task']}-recorded"
+    preset_name = _sweep_preset(runs)
+    if preset_name is None:  # runs trained by `train`: the preset that needs the fewest flags
+        from cml.config import PRESETS
+
+        preset_name = min(PRESETS, key=lambda p: len(_rebuild(runs, p, grid)[0]))
+    overrides, stuck = _rebuild(runs, preset_name, grid)
+    if stuck:
+        warnings.warn(f"the runs differ in {', '.join(stuck)} in a way one sweep cannot repeat; the command "
+                      f"trains them with the preset's values", stacklevel=2)
+    own = {int(r.config.get("record_interval", 0)) for r in runs}
+    if record_interval is not None and not (len(own) == 1 and own.pop() > 0):
+        overrides["record_interval"] = record_interval
     parts = ["python", "-m", "cml", "sweep", "--task", cfg["task"]]
+    if preset_name != "quick":
+        parts += ["--preset", preset_name]
     if bases != [LEGACY_BASE]:
         parts += ["--bases", ",".join(bases)]
         methods = ",".join(dict.fromkeys(r.addon for r in ordered))
-    parts += ["--methods", methods, "--seeds", seeds, "--out", str(out)]
-    for field in _COMMAND_FIELDS:
-        value = cfg.get(field)
-        if value is None or (field in ("ways", "filters") and cfg["task"] == "sinusoid"):
-            continue
-        parts += ["--" + field.replace("_", "-"), str(value)]
-    parts += ["--record-interval", str(record_interval)]
+    parts += ["--methods", methods, "--seeds", seeds]
+    for field, values in grid.items():
+        parts += ["--grid", f"{field}=" + ",".join(_flag(field, v)[-1] if not isinstance(v, bool) else
+                                                   str(v).lower() for v in values)]
+    parts += ["--out", str(out)]
+    from cml.config import Config
+
+    order = [f.name for f in dataclasses.fields(Config)]
+    for field in sorted(overrides, key=order.index):
+        parts += _flag(field, overrides[field])
     return " ".join(shlex.quote(p) for p in parts)

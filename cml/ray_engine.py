@@ -1,0 +1,197 @@
+"""The Ray engine of ``python -m cml sweep --engine ray``: one Ray Tune trial per cell.
+
+Each trial calls :func:`cml.sweep.train_cell`, the function the local engine calls, into the cell's run
+folder, so the records are the same whichever engine ran the cell (wall-clock times aside). The driver
+(``run_sweep``) decides which cells are unfinished and writes ``sweep.json`` and ``aggregate.json``; the
+trials write only their own run folders, each under its own :class:`cml.records.FolderLock`.
+
+Workers import this checkout's ``cml`` and ``analysis`` packages through Ray's ``py_modules`` runtime
+environment (copied to every node), and run in the driver's working directory, so that relative paths
+(``--out``, ``--data``) mean what they mean on the command line. On a cluster (``--address``), the sweep
+folder and data must therefore sit at the same path on every node (a shared file system).
+
+Ray is optional: without it, :func:`require_ray` stops with one line naming the install command.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import records
+from .config import Config, ConfigError
+
+#: What to install for ``--engine ray`` (the version this engine is tested against).
+INSTALL = "pip install 'ray[tune]>=2.60'"
+# Ray Tune's own experiment state (trial logs, results), kept inside the sweep folder, out of the figures' way.
+TUNE_FOLDER = ".tune"
+# The packages a worker imports: the trainer's (cml) and the statistics it records (analysis).
+_PACKAGES = ("cml", "analysis")
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How the Ray engine places trials.
+
+    Attributes:
+        cpus_per_trial: CPUs Ray reserves for each trial (and the torch threads it sets there).
+        gpus_per_trial: GPUs per trial; fractional values (0.25) let several small runs share one GPU.
+        max_concurrent: the most trials running at once (None: as many as the resources allow).
+        address: an existing Ray cluster to join (``auto`` or ``HOST:PORT``; None: start one on this machine).
+        num_cpus: CPUs of a cluster started here (None: all of this machine's); ignored with ``address``.
+    """
+
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    address: str | None = None
+    num_cpus: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.cpus_per_trial > 0:
+            raise ConfigError(f"--cpus-per-trial must be positive, got {self.cpus_per_trial}")
+        if not self.gpus_per_trial >= 0:
+            raise ConfigError(f"--gpus-per-trial must be 0 or positive (0.25: four trials per GPU), got "
+                              f"{self.gpus_per_trial}")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ConfigError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
+
+
+def require_ray():
+    """The ``ray`` module with Tune, or a one-line :class:`ConfigError` naming the install command."""
+    try:
+        import ray
+        from ray import tune  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"--engine ray needs Ray Tune, which is not installed: {INSTALL} "
+                          f"(or sweep with --engine local)") from None
+    return ray
+
+
+def runtime_env() -> dict[str, Any]:
+    """The runtime environment that gives every worker this checkout's packages (not an installed copy)."""
+    root = Path(__file__).resolve().parent.parent
+    return {"py_modules": [str(root / p) for p in _PACKAGES], "excludes": ["__pycache__", "*.pyc"]}
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Starts (or joins, with ``address``) a Ray cluster whose workers import this checkout.
+
+    Returns:
+        True if this call started Ray (the caller shuts it down), False if Ray was already running.
+    """
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"address": address, "runtime_env": runtime_env(), "include_dashboard": False,
+                              "log_to_driver": False, "configure_logging": False}
+    if address is None and num_cpus is not None:
+        kwargs["num_cpus"] = num_cpus
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as e:
+        raise ConfigError(f"--address {address}: no Ray cluster there ({e}); start one with `ray start --head` "
+                          f"or leave --address out") from None
+    return True
+
+
+# Each worker process keeps the data splits it loaded: a worker trains several cells of one sweep in turn.
+_SPLITS: dict[str, Any] = {}
+
+
+def _splits(start: Config):
+    from .trainer import load_splits
+
+    key = repr((start.task, start.data, start.image_size, start.split))
+    if key not in _SPLITS:
+        _SPLITS.clear()
+        _SPLITS[key] = load_splits(start)
+    return _SPLITS[key]
+
+
+def _trial(space: dict[str, Any]) -> None:
+    """One Tune trial: trains one cell into its run folder (the same call as the local engine's)."""
+    import torch
+    from ray import tune
+
+    from .sweep import train_cell
+
+    params = space["cell"]
+    os.chdir(params["cwd"])  # relative --data and --out as on the driver's command line
+    if params["threads"]:
+        torch.set_num_threads(params["threads"])
+    cfg = Config.from_dict(params["config"])
+    start = Config.from_dict(params["start"])
+    splits = None if start.is_regression else _splits(start)
+    run_dir = Path(params["run_dir"])
+    train_cell(run_dir, cfg, splits=splits, record=params["record"], restart=params["restart"])
+    test = records.read_json(run_dir / records.TEST)
+    tune.report({k: v for k, v in test.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+
+
+def run_cells(start: Config, pending: Sequence[tuple[Path, Config]], record: bool, restart: bool,
+              options: RayOptions) -> None:
+    """Trains ``pending`` cells as Ray Tune trials, one per cell, and waits for all of them.
+
+    Args:
+        start: the sweep's start config (each worker loads the data splits from it, as the local engine does).
+        pending: (run folder, config) of each cell to train.
+        record, restart: as :func:`cml.sweep.run_sweep`.
+        options: placement (:class:`RayOptions`).
+
+    Raises:
+        The error of the first failed cell, naming the cell (a user's error keeps its class, so that the CLI
+        reports it in one line); RuntimeError for any other failure.
+    """
+    if not pending:
+        return
+    ray = require_ray()
+    from ray import tune
+
+    started = connect(options.address, options.num_cpus)
+    try:
+        cwd = os.getcwd()
+        threads = int(options.cpus_per_trial) if options.cpus_per_trial >= 1 else 1
+        # Folders are absolute: a trial on another node must find the same folder (shared file system).
+        cells = [{"run_dir": str(Path(run_dir).resolve()), "config": cfg.to_dict(), "start": start.to_dict(),
+                  "record": record, "restart": restart, "cwd": cwd, "threads": threads}
+                 for run_dir, cfg in pending]
+        out = Path(pending[0][0]).resolve().parent
+        resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
+        tuner = tune.Tuner(
+            tune.with_resources(_trial, resources),
+            param_space={"cell": tune.grid_search(cells)},
+            # One worker process trains several cells in turn: torch and the data are loaded once per worker.
+            tune_config=tune.TuneConfig(max_concurrent_trials=options.max_concurrent, reuse_actors=True),
+            run_config=tune.RunConfig(name=time.strftime("sweep-%Y%m%d-%H%M%S"),
+                                      storage_path=str(out / TUNE_FOLDER), verbose=0),
+        )
+        result_grid = tuner.fit()
+        for result in result_grid:
+            if result.error is not None:
+                cell = Path(result.config["cell"]["run_dir"]).name
+                _raise_cell_error(cell, result.error)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _raise_cell_error(cell: str, error: BaseException) -> None:
+    from .data.base import DataError
+    from .meta import NonFiniteLossError
+
+    cause = error
+    while getattr(cause, "cause", None) is not None and cause is not cause.cause:
+        cause = cause.cause
+    user = (ConfigError, DataError, NonFiniteLossError, records.RunFolderError)
+    if isinstance(cause, user):
+        message = str(cause).strip().splitlines()[-1]
+        try:
+            again = type(cause)(f"cell {cell} (Ray trial): {message}")
+        except TypeError:  # an error class with its own constructor: keep it as it came
+            raise cause from None
+        raise again from None
+    raise RuntimeError(f"cell {cell} failed in its Ray trial: {error}") from error

@@ -1,0 +1,185 @@
+"""The γ × co-learner ablation: test accuracy and CML† against the co-learner's weight γ, one line per
+co-learner type, with the base learner alone (MAML) as the reference line.
+
+Drawn from the runs of a sweep with a ``--grid gamma=...`` (and usually ``--grid co_learner=linear,conv``), e.g.::
+
+    python -m cml sweep --task fonts --methods cml --grid gamma=0,0.5,1 --grid co_learner=linear,conv \\
+        --seeds 0,1,2 --out runs/ablation
+
+Interval policy (as in every figure here): with at least :data:`MIN_SEEDS_FOR_CI` seeds a point is the mean
+across seeds and its band the 95% Student-t interval; with fewer, each seed is drawn as its own point and no
+interval is drawn (a t-interval from two seeds is too wide to read, and from one it does not exist).
+
+The reference line is the base learner alone: its runs if the records hold them (``--methods none,cml``),
+else the γ = 0 cells, which are the base learner exactly (γ = 0 removes the co-learner's loss from the outer
+objective; ``tests/test_gradients.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from cml.methods import get_method
+
+from . import style
+from .runs import Run, as_runs, group_by_setting
+
+__all__ = ["MIN_SEEDS_FOR_CI", "GRID_FIELD", "has_gamma_grid", "cells", "figure"]
+
+#: Fewer seeds than this: each seed is shown and no t-interval is drawn.
+MIN_SEEDS_FOR_CI = 3
+#: The gridded field on the x axis.
+GRID_FIELD = "gamma"
+# One look per co-learner type: Okabe-Ito colours, line styles and markers that survive grayscale.
+CO_LEARNER_STYLES = {"linear": dict(color="#0072B2", linestyle="-", marker="o"),
+                     "conv": dict(color="#D55E00", linestyle="--", marker="s")}
+_REFERENCE_COLOUR = "0.3"
+
+
+def has_gamma_grid(runs: Sequence[Run]) -> bool:
+    """Whether the runs hold a γ grid: runs of a sweep whose ``--grid`` varies ``gamma``."""
+    return any(GRID_FIELD in r.grid for r in runs)
+
+
+def _is_base_alone(run: Run) -> bool:
+    spec = get_method(run.addon)
+    return not (spec.co_learner or spec.gradient_noise or spec.extra_capacity)
+
+
+def _metric(run: Run, dagger: bool) -> float | None:
+    test = run.test()
+    key = ("mse" if run.is_regression else "acc") + ("_dagger" if dagger else "")
+    value = test.get(key)
+    if value is None:
+        return None
+    return float(value) if run.is_regression else 100.0 * float(value)
+
+
+def _summary(values: Sequence[float]) -> dict[str, Any]:
+    from analysis.stats import mean_ci95
+
+    if len(values) >= MIN_SEEDS_FOR_CI:
+        mean, ci = mean_ci95(values)
+        return {"mean": mean, "ci95": ci, "values": list(values)}
+    return {"mean": float(np.mean(values)), "ci95": None, "values": list(values)}
+
+
+def cells(runs: Sequence[Run]) -> dict[str, Any]:
+    """The numbers the ablation figure draws.
+
+    Args:
+        runs: runs of one setting, among them a γ grid of a co-learner method (CML).
+
+    Returns:
+        ``{"lines": {(base, co_learner): {gamma: {"test": s, "dagger": s}}}, "reference": {"test": s, "source": str},
+        "seeds": int}``, each ``s`` a ``{"mean", "ci95", "values"}`` summary across seeds (``ci95`` None with
+        fewer than :data:`MIN_SEEDS_FOR_CI` seeds).
+
+    Raises:
+        ValueError: if no run has a γ grid, or no co-learner run of the grid has finished.
+    """
+    runs = as_runs(runs)
+    gridded = [r for r in runs if GRID_FIELD in r.grid and get_method(r.addon).dagger and r.has("test.json")]
+    if not gridded:
+        raise ValueError("the ablation needs a sweep with --grid gamma=... of a co-learner method (--methods cml) "
+                         "whose cells have finished")
+    per: dict[tuple[str, str], dict[float, dict[str, list[float]]]] = {}
+    for run in sorted(gridded, key=lambda r: (r.base, str(r.config["co_learner"]), float(r.config["gamma"]), r.seed)):
+        point = per.setdefault((run.base, str(run.config["co_learner"])), {}).setdefault(
+            float(run.config["gamma"]), {"test": [], "dagger": []})
+        for key, dagger in (("test", False), ("dagger", True)):
+            value = _metric(run, dagger)
+            if value is not None:
+                point[key].append(value)
+    lines = {k: {g: {key: _summary(v) for key, v in p.items() if v} for g, p in sorted(pts.items())}
+             for k, pts in per.items()}
+    alone = [r for r in runs if _is_base_alone(r) and r.has("test.json")]
+    source = "the base learner's runs"
+    if not alone:
+        # The γ = 0 cells are the base learner exactly; one co-learner's, so that no seed counts twice.
+        zero = [r for r in gridded if float(r.config["gamma"]) == 0.0]
+        first = min((str(r.config["co_learner"]) for r in zero), default=None)
+        alone = [r for r in zero if str(r.config["co_learner"]) == first]
+        source = f"the γ = 0 cells ({first} co-learner), which are the base learner exactly"
+    by_seed = {r.seed: v for r in alone if (v := _metric(r, False)) is not None}  # one value per seed
+    reference = {**_summary(list(by_seed.values())), "source": source} if by_seed else None
+    seeds = len({r.seed for r in gridded})
+    return {"lines": lines, "reference": reference, "seeds": seeds}
+
+
+def _draw_panel(ax, numbers: dict[str, Any], key: str, ylabel: str, base_labels: dict[str, str]) -> None:
+    for (base, co), points in numbers["lines"].items():
+        gammas = [g for g, p in points.items() if key in p]
+        if not gammas:
+            continue
+        kw = dict(CO_LEARNER_STYLES.get(co, dict(color="0.5", linestyle=":", marker="^")))
+        name = f"{co} co-learner" + (f" ({base_labels[base]})" if len(base_labels) > 1 else "")
+        means = np.array([points[g][key]["mean"] for g in gammas])
+        cis = [points[g][key]["ci95"] for g in gammas]
+        if all(c is not None and math.isfinite(c) for c in cis):
+            ax.plot(gammas, means, label=name, lw=1.8, markersize=5, **kw)
+            ax.fill_between(gammas, means - np.array(cis), means + np.array(cis), color=kw["color"], alpha=0.18, lw=0)
+        else:
+            # Fewer seeds than MIN_SEEDS_FOR_CI: every seed, and the mean joining them, no interval.
+            ax.plot(gammas, means, label=f"{name} (mean of {len(points[gammas[0]][key]['values'])} seeds)",
+                    lw=1.2, markersize=0, color=kw["color"], linestyle=kw["linestyle"])
+            for g in gammas:
+                vals = points[g][key]["values"]
+                ax.plot([g] * len(vals), vals, linestyle="none", marker=kw["marker"], color=kw["color"],
+                        markersize=4, alpha=0.8)
+    ref = numbers["reference"]
+    if ref is not None:
+        ax.axhline(ref["mean"], color=_REFERENCE_COLOUR, linestyle=":", lw=1.4, label="MAML (base learner alone)")
+        if ref["ci95"] is not None and math.isfinite(ref["ci95"]):
+            ax.axhspan(ref["mean"] - ref["ci95"], ref["mean"] + ref["ci95"], color=_REFERENCE_COLOUR, alpha=0.1, lw=0)
+        else:
+            for v in ref["values"]:
+                ax.axhline(v, color=_REFERENCE_COLOUR, linestyle=":", lw=0.6, alpha=0.6)
+    ax.set_xlabel("γ (weight of the co-learner's loss)")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+
+
+def figure(runs: Sequence[Run] | Any) -> Figure:
+    """Test accuracy (a) and CML† accuracy (b) against γ, one line per co-learner type; MSE for sinusoid.
+
+    Args:
+        runs: runs of one setting (or folders), holding a γ grid of CML (see the module docstring).
+
+    Raises:
+        ValueError: if the runs mix settings or hold no finished γ grid.
+    """
+    from cml.bases import get_base
+
+    runs = as_runs(runs)
+    settings = group_by_setting(runs)
+    if len(settings) > 1:
+        raise ValueError(f"the ablation draws one setting; got {', '.join(s.label for s in settings)}")
+    setting = next(iter(settings))
+    numbers = cells(runs)
+    base_labels = {b: get_base(b).label for b, _ in numbers["lines"]}
+    regression = setting.is_regression
+    what = "test MSE" if regression else "test accuracy (%)"
+    seeds = numbers["seeds"]
+    interval = ("bands: 95% t-interval across seeds" if seeds >= MIN_SEEDS_FOR_CI else
+                f"each seed drawn (fewer than {MIN_SEEDS_FOR_CI} seeds: no interval)")
+    with style.figure_style():
+        fig = Figure(figsize=(8.27, 4.2))
+        axes = fig.subplots(1, 2, sharey=True)
+        _draw_panel(axes[0], numbers, "test", what, base_labels)
+        axes[0].set_title("(a) meta-learner θ (test-time model)")
+        _draw_panel(axes[1], numbers, "dagger", what, base_labels)
+        axes[1].set_title("(b) CML†: predicting with the co-learner φ")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+        fig.suptitle(f"γ × co-learner ablation, {setting.label}: {seeds} seeds, {interval}", fontsize=10)
+        fig.subplots_adjust(left=0.08, right=0.98, top=0.86, bottom=0.27, wspace=0.08)
+        if numbers["reference"] is not None:
+            fig.text(0.5, 0.015, f"dotted: MAML reference from {numbers['reference']['source']}", ha="center",
+                     fontsize=7, color="0.35")
+    return fig
