@@ -8,6 +8,8 @@ never imports the trainer: a figure can be redrawn from a copied folder on a mac
 - :mod:`figures.fig3_dynamics`: Figure 3, convergence, gradient cosine and norms on psi, CKA;
 - :mod:`figures.fig4_tsne`: Figure 4, t-SNE of query features before and after adaptation;
 - :mod:`figures.table4`: Table 4, parameter counts and accuracy of MAML, More-MAML, CL, CML, CML†;
+- :mod:`figures.ablation`: test accuracy and CML† against γ, one line per co-learner type (a ``--grid gamma=...``
+  sweep), MAML as the reference line;
 - :mod:`figures.claims`: the paper's four claims checked with confidence intervals across seeds;
 - :mod:`figures.report`: all of the above in one PDF (``python -m cml report``);
 - :func:`figures.style.save`: write a figure as PNG and PDF.

@@ -169,17 +169,55 @@ def figure(runs: Sequence[Run] | Any) -> Figure:
     interval = ("bands: 95% t-interval across seeds" if seeds >= MIN_SEEDS_FOR_CI else
                 f"each seed drawn (fewer than {MIN_SEEDS_FOR_CI} seeds: no interval)")
     with style.figure_style():
-        fig = Figure(figsize=(8.27, 4.2))
-        axes = fig.subplots(1, 2, sharey=True)
+        fig = Figure(figsize=(8.27, 7.4))
+        axes = [fig.add_axes((0.08, 0.52, 0.42, 0.37)), None]
+        axes[1] = fig.add_axes((0.55, 0.52, 0.42, 0.37), sharey=axes[0])
         _draw_panel(axes[0], numbers, "test", what, base_labels)
-        axes[0].set_title("(a) meta-learner θ (test-time model)")
+        axes[0].set_title("(a) meta-learner θ (the test-time model)")
         _draw_panel(axes[1], numbers, "dagger", what, base_labels)
         axes[1].set_title("(b) CML†: predicting with the co-learner φ")
+        axes[1].tick_params(labelleft=False)
+        axes[1].set_ylabel("")
         handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-        fig.suptitle(f"γ × co-learner ablation, {setting.label}: {seeds} seeds, {interval}", fontsize=10)
-        fig.subplots_adjust(left=0.08, right=0.98, top=0.86, bottom=0.27, wspace=0.08)
-        if numbers["reference"] is not None:
-            fig.text(0.5, 0.015, f"dotted: MAML reference from {numbers['reference']['source']}", ha="center",
-                     fontsize=7, color="0.35")
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.435), ncol=3, fontsize=8,
+                   frameon=False)
+        fig.suptitle(f"γ × co-learner ablation, {setting.label}: {seeds} seeds, {interval}", fontsize=10, y=0.97)
+        _table(fig.add_axes((0.08, 0.04, 0.89, 0.33)), numbers, regression, base_labels)
     return fig
+
+
+def _table(ax, numbers: dict[str, Any], regression: bool, base_labels: dict[str, str]) -> None:
+    """The drawn numbers: mean ± 95% CI across seeds (each seed's value when there are too few seeds)."""
+    fmt = ".4f" if regression else ".2f"
+
+    def text(s: dict[str, Any] | None) -> str:
+        if s is None:
+            return "—"
+        if s["ci95"] is not None and math.isfinite(s["ci95"]):
+            return f"{s['mean']:{fmt}} ± {s['ci95']:{fmt}}"
+        return "seeds " + ", ".join(f"{v:{fmt}}" for v in s["values"])
+
+    rows = []
+    for (base, co), points in numbers["lines"].items():
+        for gamma, p in points.items():
+            name = f"{co}" + (f" ({base_labels[base]})" if len(base_labels) > 1 else "")
+            rows.append([name, f"{gamma:g}", str(len(p["test"]["values"])) if "test" in p else "0",
+                         text(p.get("test")), text(p.get("dagger"))])
+    ref = numbers["reference"]
+    if ref is not None:
+        rows.append(["MAML reference", "—", str(len(ref["values"])), text(ref), "—"])
+    metric = "test MSE" if regression else "accuracy (%)"
+    ax.axis("off")
+    t = ax.table(cellText=rows, colLabels=["co-learner", "γ", "seeds", f"θ {metric}", f"CML† {metric}"],
+                 loc="upper center", cellLoc="center", colWidths=[0.2, 0.08, 0.08, 0.32, 0.32])
+    t.auto_set_font_size(False)
+    t.set_fontsize(7.5)
+    t.scale(1, 1.15)
+    for (i, _), c in t.get_celld().items():
+        c.set_edgecolor("0.75")
+        if i == 0:
+            c.set_facecolor("0.92")
+            c.set_text_props(weight="bold")
+    if ref is not None:
+        ax.set_title(f"mean ± 95% CI across seeds; MAML reference: {ref['source']}", fontsize=7.5, color="0.35",
+                     loc="left")

@@ -8,7 +8,13 @@ Pages, in order:
 4. Figure 3 (learning dynamics), one page per setting;
 5. Figure 4 (t-SNE), one page per image setting;
 6. Table 4 (parameters and performance), one page per setting;
-7. the four claims, checked with their evidence.
+7. Table 1 (CML on each base learner), if runs of another base learner are given;
+8. the γ × co-learner ablation, one page per setting whose records hold a ``--grid gamma=...`` sweep;
+9. the four claims, checked with their evidence.
+
+The cells of a ``--grid`` sweep differ in more than method and seed, so they are kept out of the per-method
+pages and claims (which would otherwise count one method's seed several times) and drawn by the ablation
+page; the title page lists them.
 
 A figure whose records are absent is replaced by a page naming the missing records and the command that
 writes them. The report fails (one line naming the file, exit code 2 from the CLI) when no run folder is found
@@ -34,7 +40,7 @@ from cml import records
 from cml.methods import LEGACY_BASE
 
 from . import claims as claims_mod
-from . import fig2_sinusoid, fig3_dynamics, fig4_tsne, style, table1, table4
+from . import ablation, fig2_sinusoid, fig3_dynamics, fig4_tsne, style, table1, table4
 from .runs import (MissingRecordError, Run, find_runs, group_by_method, group_by_setting,
                    reproduce_command, sweep_folders)
 
@@ -98,8 +104,27 @@ def _versions() -> str:
             f"report written {_dt.datetime.now().astimezone().isoformat(timespec='seconds')}")
 
 
-def title_pages(runs: Sequence[Run], contents: Sequence[str]) -> list[Figure]:
-    """Page 1 (and more if needed): what was run (per setting), the environment, and the contents."""
+def _grid_blocks(gridded: Sequence[Run]) -> list[tuple[str, str]]:
+    """Per --grid sweep: its folder, gridded fields and values, cells and seeds."""
+    blocks = []
+    for folder in sweep_folders(gridded):
+        runs = [r for r in gridded if r.path.parent == folder]
+        fields: dict[str, list[str]] = {}
+        for run in runs:
+            for field, value in run.grid.items():
+                if repr(value) not in fields.setdefault(field, []):
+                    fields[field].append(repr(value))
+        lines = [f"folder: {folder}",
+                 "grid: " + "; ".join(f"{f} in {{{', '.join(v)}}}" for f, v in fields.items()),
+                 f"cells: {len({r.cell for r in runs})} ({', '.join(sorted({r.method for r in runs}))}), "
+                 f"seeds: {','.join(str(s) for s in sorted({r.seed for r in runs}))}, setting: {runs[0].setting.label}"]
+        blocks.append((f"Grid sweep: {folder.name}", "\n".join(lines)))
+    return blocks
+
+
+def title_pages(runs: Sequence[Run], contents: Sequence[str], gridded: Sequence[Run] = ()) -> list[Figure]:
+    """Page 1 (and more if needed): what was run (per setting; the cells of --grid sweeps apart), the
+    environment, and the contents."""
     blocks = [("", "Cooperative Meta-Learning (Shin, Han & Kim, UAI 2024) against MAML baselines: test performance,\n"
                    "sinusoid fits, gradient cosine and norms on psi, CKA and t-SNE of the representations.")]
     for setting, group in group_by_setting(runs).items():
@@ -126,6 +151,7 @@ def title_pages(runs: Sequence[Run], contents: Sequence[str]) -> list[Figure]:
         if differs:
             lines.append("differs across runs: " + "; ".join(differs))
         blocks.append((f"Setting: {setting.label}", "\n".join(lines)))
+    blocks += _grid_blocks(gridded)
     blocks.append(("Environment", _versions()))
     blocks.append(("Contents", "\n".join(f"- {c}" for c in contents)))
     return _text_pages(REPORT_TITLE, blocks)
@@ -279,12 +305,16 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
     for run in runs:  # a damaged record stops the report with its name, whichever page would have read it
         run.check()
     output.parent.mkdir(parents=True, exist_ok=True)
+    everything = runs
+    gridded = [r for r in runs if r.grid]
+    runs = [r for r in runs if not r.grid]
     groups = group_by_setting(runs)
     sinusoid = [r for r in runs if r.is_regression]
 
     # Every page is a (contents line, builder) pair; a builder that lacks records becomes a missing page.
-    pages: list[tuple[str, Callable[[], Figure | list[Figure]], Sequence[Run]]] = [
-        ("Results per setting", lambda: results_pages(runs), runs)]
+    pages: list[tuple[str, Callable[[], Figure | list[Figure]], Sequence[Run]]] = []
+    if runs:
+        pages.append(("Results per setting", lambda: results_pages(runs), runs))
     if sinusoid:
         pages.append(("Figure 2: sinusoid fits", lambda: fig2_sinusoid.figure(sinusoid, show_before=True), sinusoid))
     for setting, group in groups.items():
@@ -293,7 +323,7 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
     for setting, group in groups.items():
         if not setting.is_regression:
             pages.append((f"Figure 4: t-SNE, {setting.label}", lambda g=group: fig4_tsne.figure(g), group))
-    if all(s.is_regression for s in groups):
+    if groups and all(s.is_regression for s in groups):
         title4 = "Figure 4: t-SNE (needs an image task)"
         pages.append((title4, lambda: missing_page(title4, ValueError(
             "Figure 4 needs an image task; only sinusoid runs were given"), _command_for_value_error(title4, runs)),
@@ -302,15 +332,21 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
         pages.append((f"Table 4: parameters and performance, {setting.label}", lambda g=group: table4.figure(g), group))
     if any(r.base != LEGACY_BASE for r in runs):
         pages.append(("Table 1: CML on each base learner", lambda: table1.figure(runs), runs))
-    checked = claims_mod.claims(runs) + table1.claims(runs)
+    for setting, group in group_by_setting(gridded).items():
+        if ablation.has_gamma_grid(group):
+            # The base learner's own runs of the same setting, if given, are the reference line.
+            with_reference = group + groups.get(setting, [])
+            pages.append((f"Ablation: γ × co-learner, {setting.label}",
+                          lambda g=with_reference: ablation.figure(g), group))
+    checked = claims_mod.claims(runs) + table1.claims(runs) if runs else []
 
-    metadata_ = {"Title": REPORT_TITLE, "Subject": "; ".join(s.label for s in groups),
+    metadata_ = {"Title": REPORT_TITLE, "Subject": "; ".join(s.label for s in group_by_setting(everything)),
                  "Creator": "cml figures.report", "Keywords": "meta-learning, CML, MAML"}
     contents = [title for title, _, _ in pages] + ["Claims"]
     # Written beside the target and renamed at the end: a failure never leaves half a report under its name.
     partial = output.with_name(f".{output.name}.partial")
     try:
-        _write_pages(partial, metadata_, runs, contents, pages, checked)
+        _write_pages(partial, metadata_, runs, contents, pages, checked, gridded)
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
@@ -319,9 +355,9 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
 
 def _write_pages(path: Path, metadata_: dict[str, str], runs: Sequence[Run], contents: Sequence[str],
                  pages: Sequence[tuple[str, Callable[[], Figure | list[Figure]], Sequence[Run]]],
-                 checked: Sequence[claims_mod.Claim]) -> None:
+                 checked: Sequence[claims_mod.Claim], gridded: Sequence[Run] = ()) -> None:
     with style.figure_style(), PdfPages(path, metadata=metadata_) as pdf:
-        for fig in title_pages(runs, contents):
+        for fig in title_pages(runs, contents, gridded):
             pdf.savefig(fig)
         for title, build, group in pages:
             try:

@@ -21,7 +21,7 @@ from test_figures import figure_runs  # noqa: F401  (the fonts cache of the shar
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 NAMES = ["table1_plugins.ipynb", "fig2_sinusoid.ipynb", "fig3_learning_dynamics.ipynb", "fig4_tsne.ipynb",
-         "table4_baselines.ipynb"]
+         "table4_baselines.ipynb", "ablation_gamma.ipynb"]
 
 # Tiny settings per notebook: a few outer steps, a few tasks; the image notebooks use 16 filters (the smallest
 # width at which More-MAML can match CML's parameter count) and a meta-batch of 2.
@@ -35,6 +35,9 @@ INJECT = {
     "table4_baselines.ipynb": dict(STEPS=2, TEST_TASKS=5, OVERRIDES={**_IMAGE, "val_interval": 0}),
     "table1_plugins.ipynb": dict(BASES=["maml", "boil"], SEEDS=[0, 1], STEPS=2, TEST_TASKS=5,
                                  OVERRIDES={**_IMAGE, "val_interval": 0}),
+    # Sinusoid: the grid's four cells train in seconds; its co-learner is the linear head.
+    "ablation_gamma.ipynb": dict(TASK="sinusoid", GAMMAS=[0, 1], CO_LEARNERS=["linear"], SEEDS=[0, 1], STEPS=2,
+                                 TEST_TASKS=5, OVERRIDES={"val_tasks": 3}),
 }
 
 
@@ -116,7 +119,8 @@ def test_notebook_runs_top_to_bottom(name, kernel_env, tmp_path):
     text = " ".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "runs:" in text
     stem = {"fig2_sinusoid.ipynb": "fig2", "fig3_learning_dynamics.ipynb": "fig3", "fig4_tsne.ipynb": "fig4",
-            "table4_baselines.ipynb": "table4", "table1_plugins.ipynb": "table1"}[name]
+            "table4_baselines.ipynb": "table4", "table1_plugins.ipynb": "table1",
+            "ablation_gamma.ipynb": "ablation"}[name]
     out = tmp_path / "runs" / "notebooks" / stem
     saved = sorted(p.name for p in out.glob("*.png"))
     assert len(saved) == 1 and (out / saved[0]).with_suffix(".pdf").is_file()

@@ -1,0 +1,289 @@
+"""Sweeps beyond one process: --grid, --config, the exact reproduce command, the end-of-sweep summary, the Ray
+engine (same records as the local engine), and a driver killed mid-sweep.
+
+Cells are tiny sinusoid runs (a few outer steps, a few test tasks). The Ray test starts one Ray cluster of 2
+CPUs through the CLI, in a fresh interpreter whose working directory is outside the checkout and whose
+PYTHONPATH is empty, so that its workers can only import cml through the engine's runtime environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cml import records
+from cml.cli import main
+from cml.config import Config, ConfigError
+from cml.sweep import parse_grid
+from cml.trainer import load_checkpoint
+from figures.runs import find_runs, reproduce_command
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--steps", "4", "--test-tasks", "5", "--val-tasks", "2", "--meta-batch", "2", "--log-interval", "2",
+        "--no-progress"]
+# The 2 x 2 grid of the engine tests: gamma x seeds on CML.
+GRID = ["sweep", "--task", "sinusoid", "--methods", "cml", "--grid", "gamma=0.5,1", "--seeds", "0,1",
+        "--checkpoint-interval", "2", *TINY]
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(code: int, err: str) -> str:
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def run_records(run_dir: Path) -> dict:
+    """Every record of a run folder, without wall-clock times (which differ between any two runs)."""
+    out = {}
+    for path in sorted(run_dir.iterdir()):
+        if path.suffix == ".jsonl":
+            out[path.name] = [{k: v for k, v in r.items() if k != "time"} for r in records.read_jsonl(path)]
+        elif path.suffix == ".json":
+            out[path.name] = {k: v for k, v in records.read_json(path).items() if k != "train_time"}
+        elif path.suffix == ".npz":
+            out[path.name] = {k: v.tolist() for k, v in records.load_npz(path).items()}
+    state = load_checkpoint(run_dir)
+    out["checkpoint"] = {"step": state["step"], "model": {k: v.tolist() for k, v in state["model"].items()}}
+    return out
+
+
+def sweep_records(folder: Path) -> dict:
+    """Every cell's records and aggregate.json; Ray Tune's own folder is not a record."""
+    cells = {p.name: run_records(p) for p in sorted(folder.iterdir()) if (p / records.CONFIG).is_file()}
+    return {"cells": cells, "aggregate": records.read_json(folder / records.AGGREGATE),
+            "sweep": records.read_json(folder / records.SWEEP)}
+
+
+@pytest.fixture(scope="module")
+def local_grid(tmp_path_factory) -> Path:
+    """The 2 x 2 grid swept by the local engine: the reference for the Ray engine and the killed driver."""
+    out = tmp_path_factory.mktemp("local") / "grid"
+    assert main([*map(str, GRID), "--out", str(out)]) == 0
+    return out
+
+
+# -- --grid ------------------------------------------------------------------------------------------------
+
+
+def test_grid_values_are_typed_by_their_config_field():
+    grid = parse_grid(["gamma=0,0.5,1", "co_learner=linear,conv", "first-order=true,false",
+                       "head_inner_lr=none,0.1", "inner_steps=1,2"])
+    assert grid == {"gamma": [0.0, 0.5, 1.0], "co_learner": ["linear", "conv"], "first_order": [True, False],
+                    "head_inner_lr": [None, 0.1], "inner_steps": [1, 2]}
+    assert isinstance(grid["gamma"][0], float) and isinstance(grid["inner_steps"][0], int)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("gama=0,1", "unknown config field 'gama'"),
+    ("inner_steps=1,2.5", "inner_steps takes an integer, got '2.5'"),
+    ("gamma=0,abc", "gamma takes a finite number, got 'abc'"),
+    ("gamma=nan", "gamma takes a finite number"),
+    ("first_order=maybe", "first_order takes true or false"),
+    ("gamma=", "no values"),
+    ("gamma=0,,1", "an empty value"),
+    ("gamma=1,1", "repeated"),
+    ("gamma", "expected FIELD=v1,v2"),
+    ("seed=0,1", "use --seeds"),
+    ("task=fonts,sinusoid", "one task"),
+])
+def test_bad_grid_is_one_line_before_anything_runs(tmp_path, capsys, item, message):
+    out = tmp_path / "sweep"
+    code, _, err = cli(capsys, "sweep", "--task", "sinusoid", "--methods", "cml", "--grid", item, "--out", out)
+    assert message in one_line_error(code, err)
+    assert not out.exists()
+
+
+def test_grid_cell_refused_before_anything_runs(tmp_path, capsys):
+    # Each value is well typed, but a conv co-learner has no meaning on sinusoid: refused naming the cell.
+    out = tmp_path / "sweep"
+    code, _, err = cli(capsys, "sweep", "--task", "sinusoid", "--methods", "cml", "--grid", "co_learner=linear,conv",
+                       "--out", out)
+    assert "cell cml-co_learner_conv" in one_line_error(code, err)
+    code, _, err = cli(capsys, "sweep", "--task", "sinusoid", "--methods", "cml", "--grid", "gamma=0,1",
+                       "--grid", "gamma=2", "--out", out)
+    assert "already gridded" in one_line_error(code, err)
+    code, _, err = cli(capsys, "sweep", "--task", "sinusoid", "--methods", "cml", "--grid", "gamma=0,1",
+                       "--gamma", "2", "--out", out)
+    assert "both set gamma" in one_line_error(code, err)
+    assert not out.exists()
+
+
+def test_local_grid_names_cells_by_their_values_and_prints_the_summary(local_grid, capsys):
+    names = sorted(p.name for p in local_grid.iterdir() if p.is_dir())
+    assert names == ["cml-gamma_0.5-s0", "cml-gamma_0.5-s1", "cml-gamma_1-s0", "cml-gamma_1-s1"]
+    assert records.read_json(local_grid / "cml-gamma_0.5-s1" / records.CONFIG)["gamma"] == 0.5
+    aggregate = records.read_json(local_grid / records.AGGREGATE)
+    assert aggregate["cml-gamma_0.5"]["grid"] == {"gamma": 0.5} and aggregate["cml-gamma_1"]["seeds"] == 2
+    # A rerun trains nothing and prints the table (with --no-progress) and where aggregate.json is.
+    code, out, _ = cli(capsys, *GRID, "--out", local_grid)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["cell", "seeds", "mse"]
+    mean = aggregate["cml-gamma_1"]["mse"]["mean"]
+    assert any(line.startswith("cml-gamma_1 ") and f"{mean:.4f} ± " in line for line in lines)
+    assert lines[-1] == f"aggregate: {local_grid / records.AGGREGATE}"
+    # Another grid field in the same folder would rename its cells: refused.
+    code, _, err = cli(capsys, *GRID, "--grid", "hidden=8,16", "--out", local_grid)
+    assert "--grid fields gamma, not gamma, hidden" in one_line_error(code, err)
+
+
+# -- --config --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A run trained with flags that differ from the preset in many fields."""
+    out = tmp_path_factory.mktemp("trained")
+    argv = ["train", "--task", "sinusoid", "--method", "noisy", "--noise-std", "0.2", "--queries", "7",
+            "--inner-lr", "0.02", "--meta-lr", "0.003", "--hidden", "8", "--seed", "3", *TINY,
+            "--out", str(out), "--name", "run"]
+    assert main(argv) == 0
+    return out / "run"
+
+
+def test_config_file_round_trips_and_flags_override_it(trained, tmp_path, capsys):
+    original = records.read_json(trained / records.CONFIG)
+    code, _, _ = cli(capsys, "train", "--config", trained / records.CONFIG, "--out", tmp_path, "--name", "again")
+    assert code == 0
+    assert records.read_json(tmp_path / "again" / records.CONFIG) == original
+    # A flag beside the file wins; a field the file leaves out keeps the preset's value.
+    code, _, _ = cli(capsys, "train", "--config", trained / records.CONFIG, "--queries", "4", "--out", tmp_path,
+                     "--name", "more")
+    assert code == 0
+    assert records.read_json(tmp_path / "more" / records.CONFIG) == {**original, "queries": 4}
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"task": "sinusoid", "method": "cml", "queries": 6, "steps": 2, "test_tasks": 3,
+                                   "val_tasks": 2, "progress": False}))
+    code, _, _ = cli(capsys, "train", "--config", partial, "--out", tmp_path, "--name", "partial")
+    written = records.read_json(tmp_path / "partial" / records.CONFIG)
+    assert code == 0 and written["queries"] == 6 and written["meta_batch"] == 10  # the quick preset's
+
+
+def test_sweep_takes_a_config_file(trained, tmp_path, capsys):
+    original = records.read_json(trained / records.CONFIG)
+    code, _, _ = cli(capsys, "sweep", "--config", trained / records.CONFIG, "--methods", "noisy", "--seeds", "3",
+                     "--out", tmp_path / "sweep")
+    assert code == 0
+    assert records.read_json(tmp_path / "sweep" / "noisy-maml-s3" / records.CONFIG) == original
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "expected a JSON object"),
+    ('{"task": "sinusoid", "method": "cml", "inner_lrr": 0.1}', "unknown key(s) inner_lrr"),
+    ('{"task": "sinusoid", "method": "cml", "steps": "ten"}', "steps must be an integer"),
+    ('{"method": "cml"}', "--task is required"),
+])
+def test_bad_config_file_is_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "config.json"
+    if content is not None:
+        path.write_text(content)
+    code, _, err = cli(capsys, "train", "--config", path, "--out", tmp_path / "runs")
+    assert message in one_line_error(code, err)
+    assert not (tmp_path / "runs").exists()
+
+
+# -- the report's reproduce command ------------------------------------------------------------------------
+
+
+def _run_command(command: str, capsys) -> None:
+    argv = shlex.split(command)
+    assert argv[:3] == ["python", "-m", "cml"]
+    code, _, err = cli(capsys, *argv[3:])
+    assert code == 0, err
+
+
+def test_reproduce_command_rebuilds_every_cells_whole_config(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    flags = ["--task", "sinusoid", "--methods", "none,noisy,cml", "--seeds", "0", "--grid", "gamma=0.5,2",
+             "--queries", "7", "--inner-lr", "0.02", "--meta-lr", "0.003", "--noise-std", "0.3", "--hidden", "8",
+             "--first-order", *TINY]
+    assert cli(capsys, "sweep", *flags, "--out", out)[0] == 0
+    runs = find_runs([out])
+    again = tmp_path / "again"
+    command = reproduce_command(runs, record_interval=None, out=again)  # exactly the runs' own config
+    assert "--grid gamma=0.5,2.0" in command and "--queries 7" in command
+    _run_command(command, capsys)
+    for run in runs:
+        assert records.read_json(again / run.path.name / records.CONFIG) == run.config, run.path.name
+    # Asking for records changes record_interval and nothing else.
+    recorded = reproduce_command(runs, record_interval=2, out=tmp_path / "recorded")
+    _run_command(recorded.replace("--methods none,noisy,cml", "--methods cml"), capsys)
+    cml = next(r for r in runs if r.method == "cml")
+    assert records.read_json(tmp_path / "recorded" / cml.path.name / records.CONFIG) == {**cml.config,
+                                                                                        "record_interval": 2}
+
+
+def test_reproduce_command_of_a_train_run(trained, tmp_path, capsys):
+    runs = find_runs([trained])
+    _run_command(reproduce_command(runs, out=tmp_path / "again"), capsys)
+    assert records.read_json(tmp_path / "again" / "noisy-maml-s3" / records.CONFIG) == {
+        **runs[0].config, "record_interval": 5}
+
+
+# -- engines -----------------------------------------------------------------------------------------------
+
+
+def test_ray_engine_without_ray_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if it were not installed
+    code, _, err = cli(capsys, *GRID, "--engine", "ray", "--out", tmp_path / "sweep")
+    assert "pip install 'ray[tune]" in one_line_error(code, err)
+    assert not (tmp_path / "sweep").exists()
+    code, _, err = cli(capsys, *GRID, "--cpus-per-trial", "2", "--out", tmp_path / "sweep")
+    assert "add --engine ray" in one_line_error(code, err)
+
+
+def test_ray_engine_with_two_workers_writes_the_local_engines_records(local_grid, tmp_path):
+    pytest.importorskip("ray.tune", reason="ray[tune] is not installed (requirements.txt installs it)")
+    out = tmp_path / "ray-grid"
+    # A fresh interpreter outside the checkout, cml on its sys.path but not on PYTHONPATH: the workers see the
+    # checkout only through the engine's runtime environment.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from cml.cli import main; "
+            f"sys.exit(main({[*map(str, GRID), '--out', str(out), '--engine', 'ray', '--cpus-per-trial', '1', '--max-concurrent', '2']!r}))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"aggregate: {out / records.AGGREGATE}" in proc.stdout
+    assert (out / ".tune").is_dir()  # Tune ran the cells
+    assert sweep_records(out) == sweep_records(local_grid)
+
+
+def test_driver_killed_mid_sweep_then_rerun_ends_identical(local_grid, tmp_path):
+    # Local engine: the kill point is exact (the third checkpoint: the second cell, half trained).
+    out = tmp_path / "grid"
+    argv = [*map(str, GRID), "--out", str(out)]
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.environ[records.FAULT_ENV] = "checkpoint.pt:3:done"
+            code = main(argv)
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    cells = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert not (out / records.AGGREGATE).exists() and len(cells) == 2
+    assert load_checkpoint(out / cells[1])["step"] == 2  # the second cell stopped halfway
+    with pytest.warns(UserWarning, match="no longer running"):  # the dead driver's locks are taken over
+        assert main(argv) == 0
+    assert sweep_records(out) == sweep_records(local_grid)
