@@ -85,6 +85,20 @@ def cell_name(variant: str, grid: dict[str, Any] | None = None) -> str:
     return "-".join([variant] + [f"{k}_{_grid_text(v)}" for k, v in (grid or {}).items()])
 
 
+def spec_grid(spec: dict[str, Any]) -> dict[str, list[Any]]:
+    """The ``--grid`` of a ``sweep.json``, fields in their command-line order (they name the cell folders).
+
+    ``sweep.json`` stores it as a list of ``{"field": ..., "values": [...]}``: JSON objects are written with
+    sorted keys, which would lose the order.
+    """
+    return {item["field"]: list(item["values"]) for item in spec.get("grid") or []}
+
+
+def grid_spec(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """A grid as ``sweep.json`` stores it (see :func:`spec_grid`)."""
+    return [{"field": field, "values": list(values)} for field, values in grid.items()]
+
+
 def grid_points(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
     """Every combination of a sweep's grid values, the first field varying slowest (``[{}]`` for no grid)."""
     import itertools

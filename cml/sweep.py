@@ -4,7 +4,7 @@ resumable, aggregated across seeds, run by one process (``local``) or by Ray Tun
 Layout of a sweep folder::
 
     sweep.json                 the grid: the config every cell starts from, bases, methods, seeds, and the
-                               --grid fields with their values (absent when there are none)
+                               --grid fields with their values, in order (absent when there are none)
     <variant>-s<seed>/         one run folder per cell (see cml.records; variant: cml.methods.variant_key,
                                e.g. cml-s0 on MAML, boil_cml-s0 on BOIL); with a --grid, the grid values
                                come before the seed: cml-gamma_0.5-co_learner_conv-s0
@@ -144,7 +144,7 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
     spec = {"base": base.to_dict(), "bases": bases, "methods": list(methods), "seeds": [int(s) for s in seeds],
             "preset": preset_name}
     if grid:
-        spec["grid"] = grid
+        spec["grid"] = records.grid_spec(grid)
     with records.FolderLock(out):  # one sweep process per folder
         out.mkdir(parents=True, exist_ok=True)
         _write_spec(out, spec, restart)
@@ -229,6 +229,10 @@ def _read_spec(spec_path: Path, restart: bool) -> dict[str, Any] | None:
         if not (isinstance(old.get("base"), dict) and isinstance(old.get("methods"), list)
                 and isinstance(old.get("seeds"), list)):
             raise records.damaged(spec_path, "lacks the base config, methods or seeds; not written by cml")
+        grid = old.get("grid", [])
+        if not (isinstance(grid, list) and all(isinstance(i, dict) and isinstance(i.get("field"), str)
+                                               and isinstance(i.get("values"), list) for i in grid)):
+            raise records.damaged(spec_path, "its grid is not a list of fields with their values")
     except records.RunFolderError:
         if not restart:
             raise
@@ -250,7 +254,7 @@ def _write_spec(out: Path, spec: dict[str, Any], restart: bool) -> None:
         if changed:
             raise ConfigError(f"{out} holds a sweep with other settings ({', '.join(sorted(changed))}); "
                               f"use another --out")
-        old_grid, grid = old.get("grid", {}), spec.get("grid", {})
+        old_grid, grid = records.spec_grid(old), records.spec_grid(spec)
         if list(old_grid) != list(grid):
             raise ConfigError(f"{out} holds a sweep over --grid fields {', '.join(old_grid) or '(none)'}, not "
                               f"{', '.join(grid) or '(none)'}: cell folders are named by them; use another --out")
@@ -258,7 +262,8 @@ def _write_spec(out: Path, spec: dict[str, Any], restart: bool) -> None:
         spec["methods"] = list(dict.fromkeys(old["methods"] + spec["methods"]))
         spec["seeds"] = sorted(set(old["seeds"]) | set(spec["seeds"]))
         if grid:
-            spec["grid"] = {k: old_grid[k] + [v for v in grid[k] if v not in old_grid[k]] for k in grid}
+            spec["grid"] = records.grid_spec({k: old_grid[k] + [v for v in grid[k] if v not in old_grid[k]]
+                                              for k in grid})
     records.write_json(spec_path, spec)
 
 
@@ -334,7 +339,7 @@ def aggregate(out: Path) -> dict[str, Any]:
     result: dict[str, Any] = {}
     variants = [variant_key(b, m) for b in spec.get("bases", [LEGACY_BASE]) for m in spec["methods"]]
     for variant in dict.fromkeys(variants):
-        for point in records.grid_points(spec.get("grid")):
+        for point in records.grid_points(records.spec_grid(spec)):
             tests = [records.read_json(p) for seed in spec["seeds"]
                      if (p := Path(out) / records.run_folder_name(variant, seed, grid=point) / records.TEST).exists()]
             if not tests:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from cml.config import CO_LEARNERS
 from cml.methods import get_method
 
 from . import style
@@ -89,7 +90,12 @@ def cells(runs: Sequence[Run]) -> dict[str, Any]:
         raise ValueError("the ablation needs a sweep with --grid gamma=... of a co-learner method (--methods cml) "
                          "whose cells have finished")
     per: dict[tuple[str, str], dict[float, dict[str, list[float]]]] = {}
-    for run in sorted(gridded, key=lambda r: (r.base, str(r.config["co_learner"]), float(r.config["gamma"]), r.seed)):
+    def order(r: Run) -> tuple:
+        co = str(r.config["co_learner"])
+        return (r.base, CO_LEARNERS.index(co) if co in CO_LEARNERS else len(CO_LEARNERS), co,
+                float(r.config["gamma"]), r.seed)
+
+    for run in sorted(gridded, key=order):
         point = per.setdefault((run.base, str(run.config["co_learner"])), {}).setdefault(
             float(run.config["gamma"]), {"test": [], "dagger": []})
         for key, dagger in (("test", False), ("dagger", True)):
@@ -103,7 +109,8 @@ def cells(runs: Sequence[Run]) -> dict[str, Any]:
     if not alone:
         # The γ = 0 cells are the base learner exactly; one co-learner's, so that no seed counts twice.
         zero = [r for r in gridded if float(r.config["gamma"]) == 0.0]
-        first = min((str(r.config["co_learner"]) for r in zero), default=None)
+        first = min((str(r.config["co_learner"]) for r in zero), default=None,
+                    key=lambda co: (CO_LEARNERS.index(co) if co in CO_LEARNERS else len(CO_LEARNERS), co))
         alone = [r for r in zero if str(r.config["co_learner"]) == first]
         source = f"the γ = 0 cells ({first} co-learner), which are the base learner exactly"
     by_seed = {r.seed: v for r in alone if (v := _metric(r, False)) is not None}  # one value per seed
@@ -171,13 +178,12 @@ def figure(runs: Sequence[Run] | Any) -> Figure:
     with style.figure_style():
         fig = Figure(figsize=(8.27, 7.4))
         axes = [fig.add_axes((0.08, 0.52, 0.42, 0.37)), None]
-        axes[1] = fig.add_axes((0.55, 0.52, 0.42, 0.37), sharey=axes[0])
+        # Own y axes: CML† at γ = 0 is an untrained head (near chance), which would flatten panel (a).
+        axes[1] = fig.add_axes((0.57, 0.52, 0.40, 0.37))
         _draw_panel(axes[0], numbers, "test", what, base_labels)
         axes[0].set_title("(a) meta-learner θ (the test-time model)")
         _draw_panel(axes[1], numbers, "dagger", what, base_labels)
         axes[1].set_title("(b) CML†: predicting with the co-learner φ")
-        axes[1].tick_params(labelleft=False)
-        axes[1].set_ylabel("")
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.435), ncol=3, fontsize=8,
                    frameon=False)

@@ -261,8 +261,7 @@ def _sweep_grid(folder: Path) -> list[str]:
     spec_path = folder / records.SWEEP
     if not spec_path.is_file():
         return []
-    grid = records.read_json(spec_path).get("grid") or {}
-    return list(grid) if isinstance(grid, dict) else []
+    return list(records.spec_grid(records.read_json(spec_path)))
 
 
 def _runs_in_sweep(folder: Path) -> list[Run]:
@@ -270,7 +269,7 @@ def _runs_in_sweep(folder: Path) -> list[Run]:
     runs, absent = [], []
     variants = [variant_key(b, m) for b in spec.get("bases", [LEGACY_BASE]) for m in spec.get("methods", [])]
     for variant in dict.fromkeys(variants):
-        for point in records.grid_points(spec.get("grid")):
+        for point in records.grid_points(records.spec_grid(spec)):
             for seed in spec.get("seeds", []):
                 run_dir = folder / records.run_folder_name(variant, seed, grid=point)
                 if (run_dir / records.CONFIG).is_file():
@@ -448,7 +447,12 @@ def _rebuild(runs: Sequence[Run], preset_name: str, grid: dict[str, list[Any]]) 
     return overrides, sorted(stuck)
 
 
-def reproduce_command(runs: Sequence[Run], record_interval: int | None = 5, out: str | Path | None = None) -> str:
+#: The --record-interval a reproduce command asks for when the runs did not record.
+DEFAULT_RECORD_INTERVAL = 5
+
+
+def reproduce_command(runs: Sequence[Run], record_interval: int | None = None, out: str | Path | None = None,
+                      record: bool = True) -> str:
     """A ``python -m cml sweep`` command that trains ``runs``' cells again, each with its run's whole config.
 
     Every config field that the sweep would not set by itself (from the preset, the method and the base) is
@@ -457,10 +461,11 @@ def reproduce_command(runs: Sequence[Run], record_interval: int | None = 5, out:
 
     Args:
         runs: runs of one setting.
-        record_interval: the ``--record-interval`` to ask for, so that the figures' records are written; the
-            runs' own when they recorded; None: always the runs' own (the exact command).
+        record_interval: the ``--record-interval`` to ask for, so that the figures' records are written. None:
+            the runs' own when they recorded, else :data:`DEFAULT_RECORD_INTERVAL`.
         out: the sweep folder to write. Default: the runs' sweep folder (else ``runs/<task>``) with
             ``-recorded`` appended, because a sweep folder refuses a grid with other settings.
+        record: False: keep the runs' own ``record_interval`` whatever it is (the exact command).
     """
     if not runs:
         raise ValueError("reproduce_command needs at least one run")
@@ -487,8 +492,11 @@ def reproduce_command(runs: Sequence[Run], record_interval: int | None = 5, out:
         warnings.warn(f"the runs differ in {', '.join(stuck)} in a way one sweep cannot repeat; the command "
                       f"trains them with the preset's values", stacklevel=2)
     own = {int(r.config.get("record_interval", 0)) for r in runs}
-    if record_interval is not None and not (len(own) == 1 and own.pop() > 0):
-        overrides["record_interval"] = record_interval
+    if record:
+        if record_interval is None:
+            record_interval = next(iter(own)) if len(own) == 1 and min(own) > 0 else DEFAULT_RECORD_INTERVAL
+        if own != {record_interval}:
+            overrides["record_interval"] = record_interval
     parts = ["python", "-m", "cml", "sweep", "--task", cfg["task"]]
     if preset_name != "quick":
         parts += ["--preset", preset_name]

@@ -119,7 +119,9 @@ def test_reproduce_command_names_methods_seeds_and_recording(figure_runs):
     runs = find_runs([figure_runs["fonts"]])
     cmd = reproduce_command(runs, record_interval=7)
     assert cmd.startswith("python -m cml sweep --task fonts --methods maml,noisy-maml,more-maml,cl,cml --seeds 0,1")
-    assert "--record-interval 7" in cmd and "--ways 5" in cmd and f"--out {figure_runs['fonts']}-recorded" in cmd
+    assert "--record-interval 7" in cmd and f"--out {figure_runs['fonts']}-recorded" in cmd
+    # The runs recorded: by default the command keeps their own interval (the whole config, exactly).
+    assert "--record-interval" not in reproduce_command(runs)
 
 
 # -- style -------------------------------------------------------------------------------------------------

@@ -144,6 +144,41 @@ def test_local_grid_names_cells_by_their_values_and_prints_the_summary(local_gri
     assert "--grid fields gamma, not gamma, hidden" in one_line_error(code, err)
 
 
+def test_grid_fields_keep_their_command_line_order(tmp_path, capsys):
+    # sweep.json is written with sorted keys; the cells' names keep the order the fields were given in.
+    out = tmp_path / "sweep"
+    code, stdout, _ = cli(capsys, "sweep", "--task", "sinusoid", "--methods", "cml", "--seeds", "0", "--grid",
+                          "inner_lr=0.02", "--grid", "gamma=0.5", *TINY, "--out", out)
+    assert code == 0 and (out / "cml-inner_lr_0.02-gamma_0.5-s0" / records.TEST).is_file()
+    assert list(records.read_json(out / records.AGGREGATE)) == ["cml-inner_lr_0.02-gamma_0.5"]
+    assert "cml-inner_lr_0.02-gamma_0.5 " in stdout
+    (run,) = find_runs([out])
+    assert run.grid == {"inner_lr": 0.02, "gamma": 0.5} and run.cell == "cml-inner_lr_0.02-gamma_0.5"
+
+
+def test_ablation_page_draws_the_gamma_grid_with_each_seed_below_three_seeds(local_grid, tmp_path):
+    import pypdf
+
+    from figures import ablation
+    from figures.report import write_report
+
+    runs = find_runs([local_grid])
+    numbers = ablation.cells(runs)
+    aggregate = records.read_json(local_grid / records.AGGREGATE)
+    line = numbers["lines"][("maml", "linear")]
+    assert sorted(line) == [0.5, 1.0]
+    for gamma, key in ((0.5, "cml-gamma_0.5"), (1.0, "cml-gamma_1")):
+        # Two seeds: each seed's value, no t-interval (the interval policy); the same numbers as aggregate.json.
+        assert line[gamma]["test"]["ci95"] is None
+        assert line[gamma]["test"]["values"] == aggregate[key]["mse"]["values"]
+        assert line[gamma]["dagger"]["values"] == aggregate[key]["mse_dagger"]["values"]
+    assert numbers["reference"] is None  # no gamma = 0 cell and no base-learner run
+    pdf = write_report([local_grid], tmp_path / "report.pdf")
+    text = [" ".join((page.extract_text() or "").split()) for page in pypdf.PdfReader(str(pdf)).pages]
+    assert any("γ × co-learner ablation, sinusoid, 10-shot: 2 seeds, each seed drawn" in t for t in text)
+    assert any("Grid sweep: grid" in t and "gamma in {0.5, 1.0}" in t for t in text)
+
+
 # -- --config --------------------------------------------------------------------------------------------
 
 
@@ -219,7 +254,7 @@ def test_reproduce_command_rebuilds_every_cells_whole_config(tmp_path, capsys):
     assert cli(capsys, "sweep", *flags, "--out", out)[0] == 0
     runs = find_runs([out])
     again = tmp_path / "again"
-    command = reproduce_command(runs, record_interval=None, out=again)  # exactly the runs' own config
+    command = reproduce_command(runs, record=False, out=again)  # exactly the runs' own config
     assert "--grid gamma=0.5,2.0" in command and "--queries 7" in command
     _run_command(command, capsys)
     for run in runs:
