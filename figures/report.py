@@ -114,8 +114,14 @@ def _grid_blocks(gridded: Sequence[Run]) -> list[tuple[str, str]]:
             for field, value in run.grid.items():
                 if repr(value) not in fields.setdefault(field, []):
                     fields[field].append(repr(value))
+        shared = []
+        for f in _SUMMARY_FIELDS:
+            values = {repr(r.config.get(f)) for r in runs if f in r.config}
+            if f not in fields and len(values) == 1:
+                shared.append(f"{f}={next(iter(values))}")
         lines = [f"folder: {folder}",
                  "grid: " + "; ".join(f"{f} in {{{', '.join(v)}}}" for f, v in fields.items()),
+                 "config: " + ", ".join(shared),
                  f"cells: {len({r.cell for r in runs})} ({', '.join(sorted({r.method for r in runs}))}), "
                  f"seeds: {','.join(str(s) for s in sorted({r.seed for r in runs}))}, setting: {runs[0].setting.label}"]
         blocks.append((f"Grid sweep: {folder.name}", "\n".join(lines)))
@@ -244,8 +250,9 @@ def _line_height(fontsize: float, spacing: float = 1.3, page_height: float = A4[
     return fontsize * spacing / (page_height * 72.0)
 
 
-def claims_pages(claims: Sequence[claims_mod.Claim]) -> list[Figure]:
-    """The claims, each with its verdict and evidence, over as many A4 pages as they need."""
+def claims_pages(claims: Sequence[claims_mod.Claim], empty: str = "no runs") -> list[Figure]:
+    """The claims, each with its verdict and evidence, over as many A4 pages as they need (``empty``: the
+    page's text when there is no claim to check)."""
     marks = {True: "SUPPORTED", False: "NOT SUPPORTED", None: "INSUFFICIENT EVIDENCE"}
     colours = {True: "#009E73", False: "#D55E00", None: "0.35"}
     pages: list[Figure] = []
@@ -272,7 +279,7 @@ def claims_pages(claims: Sequence[claims_mod.Claim]) -> list[Figure]:
         fig.text(0.08, y - 0.003, "\n".join(body), fontsize=7.4, family="monospace", va="top", linespacing=1.3)
         y -= body_h * len(body) + 0.022
     if not pages:
-        pages += _text_pages("Claims: why CML works, checked against the records", [("", "no runs")])
+        pages += _text_pages("Claims: why CML works, checked against the records", [("", empty)])
     return pages
 
 
@@ -369,7 +376,9 @@ def _write_pages(path: Path, metadata_: dict[str, str], runs: Sequence[Run], con
                                      _command_for_value_error(title, group))
             for fig in built if isinstance(built, list) else [built]:
                 pdf.savefig(fig)
-        for fig in claims_pages(checked):
+        empty = ("no runs outside --grid sweeps: the claims compare methods at one config; the grid's cells are "
+                 "on the ablation page" if gridded and not runs else "no runs")
+        for fig in claims_pages(checked, empty):
             pdf.savefig(fig)
 
 
