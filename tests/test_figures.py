@@ -120,8 +120,8 @@ def test_reproduce_command_names_methods_seeds_and_recording(figure_runs):
     cmd = reproduce_command(runs, record_interval=7)
     assert cmd.startswith("python -m cml sweep --task fonts --methods maml,noisy-maml,more-maml,cl,cml --seeds 0,1")
     assert "--record-interval 7" in cmd and f"--out {figure_runs['fonts']}-recorded" in cmd
-    # The runs recorded: by default the command keeps their own interval (the whole config, exactly).
-    assert "--record-interval" not in reproduce_command(runs)
+    # The runs recorded (every 2 steps): by default the command keeps their own interval, the whole config exactly.
+    assert "--record-interval 2 " in reproduce_command(runs) and "--record-interval 5" not in reproduce_command(runs)
 
 
 # -- style -------------------------------------------------------------------------------------------------
