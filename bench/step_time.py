@@ -14,14 +14,14 @@ Peak memory is the peak of the bytes held by tensors that autograd saved for bac
 measured with ``torch.autograd.graph.saved_tensors_hooks``: on the CPU that is the part of memory the
 method's graph costs, and it is measured in-process.
 
-Run: ``.venv/bin/python bench/step_time.py [--rounds 20] [--filters 64] [--inner-steps 5]``
+Run: ``.venv/bin/python bench/step_time.py [--rounds 20] [--filters 64] [--inner-steps 5]`` (``make bench``; the
+package installed, as ``make`` does: ``pip install -e .``)
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import weakref
 from contextlib import contextmanager
@@ -30,13 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from analysis.recorders import Recorder  # noqa: E402
-from cml.config import Config  # noqa: E402
-from cml.data.base import ClassPool, Splits, TaskSampler  # noqa: E402
-from cml.models import build_model, init_parameters  # noqa: E402
-from cml.trainer import Trainer, generator  # noqa: E402
+from analysis.recorders import Recorder
+from cml.config import Config
+from cml.data.base import ClassPool, Splits, TaskSampler
+from cml.models import build_model, init_parameters
+from cml.trainer import Trainer, generator
 
 
 class SavedTensorMeter:

@@ -17,6 +17,14 @@ TASKS = ("sinusoid", "omniglot", "fonts", "folder", "miniimagenet", "cifar-fs", 
 CO_LEARNERS = ("linear", "conv")
 BACKENDS = ("higher", "func")
 PRESETS = ("quick", "paper")
+NOISE_MODES = ("absolute", "relative")
+MORE_CAPACITIES = ("width", "blocks")
+DEVICES = ("cpu", "cuda", "auto")
+#: The allowed values of every enumerated field: checked by ``Config`` and listed by the CLI's ``--help``.
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    "method": METHODS, "task": TASKS, "co_learner": CO_LEARNERS, "backend": BACKENDS, "noise_mode": NOISE_MODES,
+    "more_capacity": MORE_CAPACITIES, "device": DEVICES,
+}
 
 
 class ConfigError(ValueError):
@@ -27,9 +35,12 @@ class ConfigError(ValueError):
 class Config:
     """Everything that defines a run. Field names are the CLI's flag names (``--inner-lr`` sets inner_lr).
 
+    The Attributes section below is the one description of each field: ``python -m cml train --help`` prints
+    it for every flag (:mod:`cml.fieldhelp`), with the presets' defaults and :data:`FIELD_CHOICES`.
+
     Attributes:
-        method: one of ``maml``, ``cml``, ``noisy-maml``, ``more-maml``, ``cl`` (see README, "Methods").
-        task: ``sinusoid`` or a few-shot image data set (see ``cml.data.DATASETS``).
+        method: the meta-learning method (README, "Methods").
+        task: ``sinusoid`` regression or a few-shot image data set (README, "Data sets").
         data: path of the data set's root (None for ``sinusoid``; for ``fonts``, an optional cache folder).
         ways, shots, queries: N-way K-shot with Q queries per class (regression: ``shots`` support points,
             ``queries`` query points).
@@ -108,13 +119,8 @@ class Config:
             if value not in allowed:
                 raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
 
-        one_of("method", METHODS)
-        one_of("task", TASKS)
-        one_of("co_learner", CO_LEARNERS)
-        one_of("backend", BACKENDS)
-        one_of("noise_mode", ("absolute", "relative"))
-        one_of("more_capacity", ("width", "blocks"))
-        one_of("device", ("cpu", "cuda", "auto"))
+        for name, allowed in FIELD_CHOICES.items():
+            one_of(name, allowed)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.type in ("bool",) and not isinstance(value, bool):

@@ -27,7 +27,7 @@ def run_name(method: str, seed: int) -> str:
 
 
 def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[int], splits=None,
-              record: bool = True) -> dict[str, Any]:
+              record: bool = True, tensorboard: bool = False) -> dict[str, Any]:
     """Trains every (method, seed) cell not yet finished, then writes and returns ``aggregate.json``.
 
     Args:
@@ -37,12 +37,15 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
         methods, seeds: the grid.
         splits: preloaded data splits shared by all cells (loaded once from ``base`` when None).
         record: attach the learning-dynamics recorder (``base.record_interval`` must then be > 0).
+        tensorboard: write TensorBoard events into each run folder from its records (:mod:`cml.tensorboard`),
+            live while a cell trains; a cell finished earlier is exported from its records.
 
     Raises:
         ConfigError: if ``out`` holds a sweep with another grid or base config.
     """
     from analysis.recorders import Recorder
 
+    from .tensorboard import LiveExport, export_run
     from .trainer import TaskSource, Trainer
 
     out = Path(out)
@@ -68,15 +71,22 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
             cfg = cell_config(base, method, int(seed))
             run_dir = out / run_name(method, int(seed))
             if (run_dir / "test.json").exists() and records.read_json(run_dir / "test.json")["step"] >= cfg.steps:
+                if tensorboard:
+                    export_run(run_dir)
                 continue
             resume = (run_dir / "checkpoint.pt").exists()
             if run_dir.exists() and not resume:
                 shutil.rmtree(run_dir)  # nothing recoverable: no checkpoint was written
             recorder = Recorder(run_dir) if record and cfg.record_interval else None
             trainer = Trainer(cfg, run_dir, splits=splits, resume=resume, recorder=recorder)
+            live = LiveExport(run_dir) if tensorboard else None
+            if live is not None:
+                trainer.log_hooks.append(lambda _, live=live: live.update())
             trainer.train()
             if recorder is not None:
                 recorder.finish(trainer)
+            if live is not None:
+                live.close()
     return aggregate(out)
 
 

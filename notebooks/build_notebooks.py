@@ -6,7 +6,7 @@ generated, so that every notebook keeps the same structure:
 1. a markdown cell saying what the notebook reproduces and how long it takes;
 2. a code cell tagged ``parameters`` (papermill's convention) with quick defaults and the paper's settings in
    comments; papermill, or a test, overrides them by inserting a cell after it;
-3. a setup cell (imports; the repository root on ``sys.path`` when ``cml`` is not installed);
+3. a setup cell (imports from the installed packages: ``pip install -e .``, as ``make`` does);
 4. a cell that trains the sweeps with :func:`cml.sweep.run_sweep` unless ``RUNS`` names existing folders;
 5. cells that draw the figure or table with :mod:`figures` and show it.
 
@@ -25,15 +25,8 @@ HERE = Path(__file__).resolve().parent
 
 SETUP = '''\
 %matplotlib inline
-import sys
+# cml, analysis and figures are installed packages (`pip install -e .` in the checkout; README, "Notebooks").
 from pathlib import Path
-
-try:
-    import cml  # noqa: F401
-except ModuleNotFoundError:
-    # Running from a checkout without installing: the repository root is the first folder above with cml/.
-    root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "cml" / "__init__.py").is_file())
-    sys.path.insert(0, str(root))
 
 from IPython.display import Markdown, display
 

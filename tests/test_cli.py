@@ -96,3 +96,15 @@ def test_resume_flag_continues_a_run(tmp_path, capsys):
     assert run(capsys, *common, "--steps", "20", "--resume")[0] == 0
     lines = (tmp_path / "sinusoid-maml-s0" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(l)["step"] for l in lines] == [10, 20]
+
+
+def test_download_of_fonts_says_they_are_rendered_locally(capsys):
+    code, _, err = run(capsys, "data", "download", "fonts", "--root", "unused")
+    assert code == 2
+    assert "rendered locally" in err and "python -m cml data info --task fonts" in err
+
+
+def test_missing_omniglot_path_names_the_download_command(tmp_path, capsys):
+    code, _, err = run(capsys, "data", "info", "--task", "omniglot", "--data", str(tmp_path / "absent"))
+    assert code == 2
+    assert f"python -m cml data download omniglot --root {tmp_path / 'absent'}" in err
