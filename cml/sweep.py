@@ -4,7 +4,7 @@ Layout of a sweep folder::
 
     sweep.json                 the grid: base config, methods, seeds
     <method>-s<seed>/          one run folder per cell (see cml.records)
-    aggregate.json             per method: mean and 95% CI (Student t) across seeds of each test metric
+    aggregate.json             per method: mean and 95% CI (Student t; 3+ seeds) across seeds of each test metric
 
 A run whose ``test.json`` exists is finished and skipped; one with a checkpoint is resumed; one without is
 started again. A claim drawn from one seed is not a claim: aggregate.json says how many seeds back each mean.
@@ -98,8 +98,11 @@ def cell_config(base: Config, method: str, seed: int) -> Config:
 
 
 def aggregate(out: Path) -> dict[str, Any]:
-    """Mean and 95% CI across seeds of each finished run's test metrics, per method; writes aggregate.json."""
-    from analysis.stats import mean_ci95
+    """Mean and 95% CI across seeds of each finished run's test metrics, per method; writes aggregate.json.
+
+    The interval follows the reporting policy (:func:`analysis.stats.seed_ci95`): null with fewer than 3 seeds.
+    """
+    from analysis.stats import seed_ci95
 
     spec = records.read_json(Path(out) / "sweep.json")
     result: dict[str, Any] = {}
@@ -112,7 +115,7 @@ def aggregate(out: Path) -> dict[str, Any]:
         for metric in TEST_METRICS:
             values = [t[metric] for t in tests if metric in t]
             if values:
-                mean, ci = mean_ci95(values)
+                mean, ci = seed_ci95(values)
                 entry[metric] = {"mean": mean, "ci95": ci, "values": values}
         result[method] = entry
     records.write_json(Path(out) / "aggregate.json", result)
