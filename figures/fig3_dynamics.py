@@ -141,12 +141,20 @@ def _draw(ax: Axes, b: Band, method: str, **overrides) -> None:
                     label="_seed", zorder=1)
     ax.plot(b.steps, b.mean, **style.line_kwargs(method, len(b.steps), **overrides))
     if np.isfinite(b.lo).any():
-        ax.fill_between(b.steps, b.lo, b.hi, color=colour, alpha=0.18, lw=0)
+        if len(b.steps) == 1:  # a band of one point has no width: draw it as an interval bar
+            ax.errorbar(b.steps, b.mean, yerr=[b.mean - b.lo, b.hi - b.mean], fmt="none", ecolor=colour, alpha=0.5,
+                        elinewidth=4)
+        else:
+            ax.fill_between(b.steps, b.lo, b.hi, color=colour, alpha=0.18, lw=0)
 
 
 def _step_axis(ax: Axes) -> None:
-    # Outer steps are whole numbers: a run with one record must not get ticks at 5.5.
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+    # Outer steps are whole numbers: a run with one record must not get ticks at 1.95.
+    lo, hi = ax.get_xlim()
+    if hi - lo < 2:
+        middle = round((lo + hi) / 2)
+        ax.set_xlim(middle - 1, middle + 1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5, min_n_ticks=1))
     ax.set_xlabel("outer step")
 
 
@@ -433,7 +441,7 @@ def figure(
         if any(1 < n < MIN_SEEDS_FOR_CI for n in counts):
             handles["thin line, (d) open marker:\none seed (no interval with < 3 seeds)"] = Line2D(
                 [], [], color="0.3", lw=0.8, alpha=0.6, marker="o", markerfacecolor="white", markersize=4)
-        if min(counts) == 1 and any(isinstance(c, PolyCollection) for c in a_axes[0].collections):
+        if min(counts) == 1 and any(isinstance(c, PolyCollection) for c in a_axes[0].collections) or a_axes[0].containers:
             handles["(a) band, one seed: 95% CI over\nvalidation tasks"] = Patch(facecolor="0.45", alpha=0.3, lw=0)
         fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(len(handles), 4),
                    fontsize=7.5)

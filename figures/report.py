@@ -188,7 +188,7 @@ def results_pages(runs: Sequence[Run]) -> list[Figure]:
                          va="top")
                 top -= 0.04
                 continue
-            top = draw_table(fig, top, cols, rows, [0.11, 0.06, 0.15, 0.2, 0.15, 0.1, 0.13, 0.1]) - 0.035
+            top = draw_table(fig, top, cols, rows, [0.10, 0.06, 0.14, 0.19, 0.14, 0.12, 0.15, 0.10], width=0.86) - 0.035
     return pages
 
 

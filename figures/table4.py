@@ -163,7 +163,7 @@ def _columns(table: Sequence[Row], sep: str = "\n") -> list[str]:
     head = table[0].header
     # "± 95% CI" in the header only where some row has 3+ seeds (and so an interval).
     mean = ("mean ± 95% CI across seeds" if any(r.values.has_interval for r in table) else
-            "mean across seeds (no CI: < 3 seeds)")
+            f"mean across seeds{sep}(no CI: < 3 seeds)")
     return ["method", f"params{sep}(train)", f"params{sep}(test)", f"{head}:{sep}{mean}",
             f"{head} per seed{sep}(± 95% CI over its test tasks)", "seeds"]
 
@@ -237,7 +237,30 @@ def figure(source: Sequence[Row] | Run | str | Path | Iterable[Run | str | Path]
                      fontweight="bold")
         bold = {(best + 1, 3)} if best is not None else set()
         bottom = draw_table(fig, 0.93, _columns(table), [_cells(r) for r in table],
-                            [0.12, 0.12, 0.12, 0.26, 0.29, 0.09], fontsize=8, bold=bold)
-        fig.text(0.06, bottom - 0.02, "\n".join(textwrap.wrap(CAPTION, 118)), fontsize=7.8, va="top",
-                 linespacing=1.45)
+                            [0.12, 0.12, 0.12, 0.26, 0.29, 0.09], fontsize=8, width=0.86, bold=bold)
+        caption = textwrap.wrap(CAPTION, 118)
+        fig.text(0.06, bottom - 0.02, "\n".join(caption), fontsize=7.8, va="top", linespacing=1.45)
+        chart_top = bottom - 0.02 - len(caption) * 7.8 * 1.45 / (72 * figsize[1]) - 0.06
+        if chart_top > 0.3:
+            _chart(fig.add_axes((0.12, 0.1, 0.8, chart_top - 0.1)), table)
     return fig
+
+
+def _chart(ax, table: Sequence[Row]) -> None:
+    """The table's values as a dot plot: each seed (open), the mean (filled), the interval across seeds (3+)."""
+    scale = 100.0 if table[0].metric == "acc" else 1.0
+    for i, r in enumerate(table):
+        s = style.method_style(r.method)
+        values = [scale * r.values.values[k] for k in r.values.seeds]
+        ax.scatter([i] * len(values), values, s=22, facecolor="white", edgecolor=s.colour, marker=s.marker, zorder=3)
+        if r.values.has_interval:
+            ax.errorbar([i], [scale * r.mean], yerr=[scale * r.ci95], fmt="none", ecolor=s.colour, capsize=4,
+                        elinewidth=1.3)
+        ax.scatter([i], [scale * r.mean], s=46, color=s.colour, marker=s.marker, zorder=4)
+    ax.set_xticks(range(len(table)), [f"{r.label}\n{r.params_test:,} params\nat test time" for r in table])
+    ax.set_xlim(-0.6, len(table) - 0.4)
+    ax.set_ylabel(f"{table[0].header}" + (" (higher is better)" if table[0].metric == "acc" else
+                                          " (lower is better)"))
+    ax.set_title("The table's values: each seed (open marker), the mean (filled) and, with 3+ seeds, "
+                 "the 95% CI across seeds", fontsize=9)
+    ax.grid(axis="y", color="0.9", lw=0.6)

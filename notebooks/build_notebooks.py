@@ -104,7 +104,8 @@ def fig3() -> nbformat.NotebookNode:
                "(a) validation accuracy and loss against the outer step; (b) cosine similarity of the meta- and\n"
                "co-learner gradients on ψ (CML), whole and per block; (c) the norm of ψ's gradient; (d) CKA between\n"
                "query representations before and after adaptation, per layer. Then the four claims, checked with\n"
-               "95% CIs across seeds. The default task is the font-glyph data set (no download).", []),
+               "95% CIs across seeds, which need 3 or more seeds (with fewer, each seed is shown and no claim is\n"
+               "made). The default task is the font-glyph data set (no download).", []),
         ("code", '''\
 # Parameters (tagged "parameters": papermill and the tests override them in a cell below).
 PRESET = "quick"          # paper: "paper" (Conv-4 with 64 filters, conv co-learner, alpha 0.5, 30,000 steps)
@@ -112,7 +113,7 @@ TASK = "fonts"            # paper: "miniimagenet" or "omniglot" (set DATA to the
 DATA = None               # e.g. "../shared/data/omniglot"; None for fonts and sinusoid
 WAYS, SHOTS = 5, 1        # paper: 5-way 1-shot and 5-shot
 METHODS = ["maml", "noisy-maml", "cml"]
-SEEDS = [0, 1]            # paper: [0, 1, 2] (bands are 95% CIs across seeds; one seed is not a claim)
+SEEDS = [0, 1, 2]         # 3+ seeds for intervals across seeds and claims; fewer: each seed is shown
 STEPS = 600               # paper: 30000
 TEST_TASKS = 200          # paper: 600
 RECORD_INTERVAL = 10      # paper-scale runs: 100
