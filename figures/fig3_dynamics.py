@@ -136,9 +136,12 @@ def _draw(ax: Axes, b: Band, method: str, **overrides) -> None:
     colour = overrides.get("color", style.method_style(method).colour)
     if b.seeds > 1 and not np.isfinite(b.lo).any():
         # No interval across so few seeds: show each seed, thin, behind the mean.
+        ms = style.method_style(method)
+        # A single point is no line: it gets an open marker, as the seeds in (d).
+        point = dict(marker=ms.marker, markerfacecolor="white", markersize=4) if len(b.steps) == 1 else {}
         for curve in b.per_seed:
-            ax.plot(b.steps, curve, color=colour, lw=0.8, alpha=0.5, linestyle=style.method_style(method).linestyle,
-                    label="_seed", zorder=1)
+            ax.plot(b.steps, curve, color=colour, lw=0.8, alpha=0.8 if point else 0.5, linestyle=ms.linestyle,
+                    label="_seed", zorder=1, **point)
     ax.plot(b.steps, b.mean, **style.line_kwargs(method, len(b.steps), **overrides))
     if np.isfinite(b.lo).any():
         if len(b.steps) == 1:  # a band of one point has no width: draw it as an interval bar
