@@ -98,13 +98,12 @@ def _live_tensorboard(trainer):
 def cmd_tensorboard(args: argparse.Namespace) -> int:
     from figures.runs import find_runs
 
-    from .tensorboard import TENSORBOARD_DIR, export_run
+    from .tensorboard import export_run
 
     runs = find_runs([Path(r) for r in args.runs])
     for run in runs:
         # Under --logdir, each run keeps its sweep folder's name above its own, so runs stay apart.
-        logdir = (Path(args.logdir) / run.path.parent.name / run.path.name / TENSORBOARD_DIR
-                  if args.logdir else None)
+        logdir = Path(args.logdir) / run.path.parent.name / run.path.name if args.logdir else None
         print(export_run(run.path, logdir))
     print(f"{len(runs)} run(s); view with: tensorboard --logdir {args.logdir or ' '.join(args.runs)}",
           file=sys.stderr)
@@ -246,7 +245,7 @@ def _prog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=_prog(), description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=_prog(), description=__doc__.splitlines()[0].replace("``", ""))
     p.add_argument("--version", action="version", version=f"cml {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -317,8 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("tensorboard", help="write TensorBoard event files from the records of run or sweep folders")
     b.add_argument("runs", nargs="+", help="run folders, sweep folders, or folders above them")
-    b.add_argument("--logdir", help="write the events under this folder (LOGDIR/<sweep>/<run>/tensorboard) "
-                                    "instead of into each run folder's tensorboard/")
+    b.add_argument("--logdir", help="write the events under this folder (LOGDIR/<sweep>/<run>) instead of into "
+                                    "each run folder's tensorboard/")
     b.set_defaults(func=cmd_tensorboard)
 
     m = sub.add_parser("demo", help="the README's main job: MAML vs CML on sinusoid and the font data set")

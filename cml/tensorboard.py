@@ -13,8 +13,8 @@ different numbers. Every number in a record becomes a scalar series; a nested re
   ``representations/silhouette_after/mean``, ... at the last step;
 - ``test.json`` -> ``test/acc``, ``test/acc_ci95``, ``test/params/train``, ... at the last step.
 
-Events go into ``<run folder>/tensorboard/`` (``tensorboard --logdir runs/`` then lists every run), or under
-another folder given to :func:`export_run`. An export first removes the event files it wrote before, so
+Events go into ``<run folder>/tensorboard/`` (``tensorboard --logdir runs/`` then lists every run), or into
+another folder given to :func:`export_run` (``cml tensorboard --logdir DIR`` uses ``DIR/<sweep>/<run>``). An export first removes the event files it wrote before, so
 exporting again, or resuming a run, never leaves duplicate points.
 """
 

@@ -89,7 +89,7 @@ def test_export_of_a_sweep_equals_its_records_and_replaces_old_events(figure_run
     written = [Path(p) for p in capsys.readouterr().out.split()]
     assert len(written) == 10  # five methods, two seeds
     run_dir = figure_runs["fonts"] / "cml-s1"
-    logdir = tmp_path / "tb" / "fonts" / "cml-s1" / TENSORBOARD_DIR
+    logdir = tmp_path / "tb" / "fonts" / "cml-s1"
     assert logdir in written
     events = read_events(logdir)
     assert_events_equal_records(events, run_dir)
