@@ -332,11 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs a command. Errors in the user's input (config, data, run folders) end with a one-line message
     naming the value and exit status 2; anything else is a bug and keeps its traceback."""
+    args = build_parser().parse_args(argv)  # first: --help and --version need no torch import
     from .data.base import DataError
     from .meta import NonFiniteLossError
     from .records import RunFolderError
 
-    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ConfigError, DataError, NonFiniteLossError, RunFolderError, FileNotFoundError, FileExistsError) as e:
