@@ -6,7 +6,7 @@ Layout of a sweep folder::
     sweep.json                 the grid: the config every cell starts from, bases, methods, seeds
     <variant>-s<seed>/         one run folder per cell (see cml.records; variant: cml.methods.variant_key,
                                e.g. cml-s0 on MAML, boil_cml-s0 on BOIL)
-    aggregate.json             per variant: mean and 95% CI (Student t) across seeds of each test metric
+    aggregate.json             per variant: mean and 95% CI (Student t; 3+ seeds) across seeds of each test metric
 
 A run whose ``test.json`` exists is finished and skipped; one with a checkpoint is resumed; one without is
 started again. A claim drawn from one seed is not a claim: aggregate.json says how many seeds back each mean.
@@ -26,8 +26,8 @@ TEST_METRICS = ("acc", "acc_dagger", "mse", "mse_dagger", "mse_before")
 
 
 def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[int], splits=None,
-              record: bool = True, bases: Sequence[str] | None = None, preset_name: str | None = None
-              ) -> dict[str, Any]:
+              record: bool = True, bases: Sequence[str] | None = None, preset_name: str | None = None,
+              tensorboard: bool = False) -> dict[str, Any]:
     """Trains every (base learner, method, seed) cell not yet finished, then writes and returns
     ``aggregate.json``.
 
@@ -40,11 +40,14 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
         bases: the base learners (default: ``base.base`` alone).
         preset_name: the preset ``base`` came from; a cell of another base learner takes that base's preset
             values (MAML++'s switches, Sharp-MAML's radii) unless ``base`` set them otherwise.
+        tensorboard: write TensorBoard events into each run folder from its records (:mod:`cml.tensorboard`),
+            live while a cell trains; a cell finished earlier is exported from its records.
 
     Raises:
         ConfigError: if ``out`` holds a sweep with another grid or base config.
     """
     from .recording import Recorder
+    from .tensorboard import LiveExport, export_run
     from .trainer import TaskSource, Trainer
 
     out = Path(out)
@@ -70,14 +73,21 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
         run_dir = out / records.run_folder_name(cfg.variant, cfg.seed)
         test = run_dir / records.TEST
         if test.exists() and records.read_json(test)["step"] >= cfg.steps:
+            if tensorboard:
+                export_run(run_dir)
             continue
         resume = (run_dir / records.CHECKPOINT).exists()
         if run_dir.exists() and not resume:
             shutil.rmtree(run_dir)  # nothing recoverable: no checkpoint was written
         recorder = Recorder(run_dir) if record and cfg.record_interval else None
         trainer = Trainer(cfg, run_dir, splits=splits, resume=resume, recorder=recorder)
+        live = LiveExport(run_dir) if tensorboard else None
+        if live is not None:
+            trainer.log_hooks.append(lambda _, live=live: live.update())
         trainer.train()
         trainer.finish_recording()
+        if live is not None:
+            live.close()
     return aggregate(out)
 
 
@@ -107,8 +117,11 @@ def cell_config(start: Config, base: str, method: str, seed: int, preset_name: s
 
 
 def aggregate(out: Path) -> dict[str, Any]:
-    """Mean and 95% CI across seeds of each finished run's test metrics, per variant; writes aggregate.json."""
-    from analysis.stats import mean_ci95
+    """Mean and 95% CI across seeds of each finished run's test metrics, per variant; writes aggregate.json.
+
+    The interval follows the reporting policy (:func:`analysis.stats.seed_ci95`): null with fewer than 3 seeds.
+    """
+    from analysis.stats import seed_ci95
 
     spec = records.read_json(Path(out) / records.SWEEP)
     result: dict[str, Any] = {}
@@ -123,7 +136,7 @@ def aggregate(out: Path) -> dict[str, Any]:
         for metric in TEST_METRICS:
             values = [t[metric] for t in tests if metric in t]
             if values:
-                mean, ci = mean_ci95(values)
+                mean, ci = seed_ci95(values)
                 entry[metric] = {"mean": mean, "ci95": ci, "values": values}
         result[variant] = entry
     records.write_json(Path(out) / records.AGGREGATE, result)
