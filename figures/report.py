@@ -147,7 +147,8 @@ def _result_cells(method: str, rs: Sequence[Run], regression: bool) -> list[str]
     second = values("mse_before").mean_text(1.0, ".3f") if regression else values("loss").mean_text(1.0, ".3f")
     seconds = sum(t.get("train_time", 0.0) for t in tests.values()) / len(tests)
     first = next(iter(tests.values()))
-    return [style.label(method), str(len(tests)), main.mean_text(scale, fmt), "\n".join(main.seed_lines(scale, fmt)),
+    # "Sharp-MAML + CML" is wider than the method column: the method added goes on a second line.
+    return [style.label(method).replace(" + ", "\n+ "), str(len(tests)), main.mean_text(scale, fmt), "\n".join(main.seed_lines(scale, fmt)),
             dagger.mean_text(scale, fmt), second, f"{first['params']['train']:,} / {first['params']['test']:,}",
             f"{seconds:.0f}"]
 
@@ -172,9 +173,9 @@ def results_pages(runs: Sequence[Run]) -> list[Figure]:
         mean = "mean ± 95% CI\nacross seeds" if any("±" in r[2] for r in rows) else "mean across\nseeds (no CI:\n< 3 seeds)"
         cols = (["method", "seeds", f"test MSE:\n{mean}", "test MSE per seed\n(± 95% CI over\nits test tasks)",
                  f"MSE with φ:\n{mean}", "MSE before\nadaptation\n(mean)", "params\ntrain / test",
-                 "training time\nper run (s)"] if reg else
+                 "training\ntime per\nrun (s)"] if reg else
                 ["method", "seeds", f"accuracy (%):\n{mean}", "accuracy (%) per seed\n(± 95% CI over\nits test tasks)",
-                 f"acc. with φ (%):\n{mean}", "test loss\n(mean)", "params\ntrain / test", "training time\nper run (s)"])
+                 f"acc. with φ (%):\n{mean}", "test loss\n(mean)", "params\ntrain / test", "training\ntime per\nrun (s)"])
         height = (table_height(style.PAGE[1], rows, cols, 7.5) if rows else 0.02) + 0.05
         if fig is None or top - height < 0.04:
             with style.figure_style():
