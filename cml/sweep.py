@@ -6,7 +6,7 @@ Layout of a sweep folder::
     sweep.json                 the grid: the config every cell starts from, bases, methods, seeds
     <variant>-s<seed>/         one run folder per cell (see cml.records; variant: cml.methods.variant_key,
                                e.g. cml-s0 on MAML, boil_cml-s0 on BOIL)
-    aggregate.json             per variant: mean and 95% CI (Student t) across seeds of each test metric
+    aggregate.json             per variant: mean and 95% CI (Student t; 3+ seeds) across seeds of each test metric
 
 A cell is finished only when every record it should have exists and parses (:func:`cell_finished`); a
 finished cell is skipped, an unfinished one with a checkpoint is resumed (which writes its missing records
@@ -30,7 +30,7 @@ TEST_METRICS = ("acc", "acc_dagger", "mse", "mse_dagger", "mse_before")
 
 def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[int], splits=None,
               record: bool = True, bases: Sequence[str] | None = None, preset_name: str | None = None,
-              restart: bool = False) -> dict[str, Any]:
+              restart: bool = False, tensorboard: bool = False) -> dict[str, Any]:
     """Trains every (base learner, method, seed) cell not yet finished, then writes and returns
     ``aggregate.json``.
 
@@ -45,6 +45,8 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
             values (MAML++'s switches, Sharp-MAML's radii) unless ``base`` set them otherwise.
         restart: move a damaged ``sweep.json`` or a cell with a damaged file aside (nothing is deleted) and
             write it again, instead of stopping with the error.
+        tensorboard: write TensorBoard events into each run folder from its records (:mod:`cml.tensorboard`),
+            live while a cell trains; a cell finished earlier is exported from its records.
 
     Raises:
         ConfigError: if ``out`` holds a sweep with another grid or base config.
@@ -58,7 +60,7 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
             "preset": preset_name}
     with records.FolderLock(out):  # one sweep process per folder
         out.mkdir(parents=True, exist_ok=True)
-        _run_cells(out, base, spec, cells, splits, record, restart)
+        _run_cells(out, base, spec, cells, splits, record, restart, tensorboard)
         return aggregate(out)
 
 
@@ -80,8 +82,9 @@ def _read_spec(spec_path: Path, restart: bool) -> dict[str, Any] | None:
 
 
 def _run_cells(out: Path, base: Config, spec: dict[str, Any], cells: Sequence[Config], splits, record: bool,
-               restart: bool) -> None:
+               restart: bool, tensorboard: bool) -> None:
     from .recording import Recorder
+    from .tensorboard import LiveExport, export_run
     from .trainer import TaskSource, Trainer
 
     spec_path = out / records.SWEEP
@@ -101,6 +104,8 @@ def _run_cells(out: Path, base: Config, spec: dict[str, Any], cells: Sequence[Co
         run_dir = out / records.run_folder_name(cfg.variant, cfg.seed)
         recording = record and cfg.record_interval > 0
         if cell_finished(run_dir, cfg, recording):
+            if tensorboard:
+                export_run(run_dir)
             continue
         with records.FolderLock(run_dir):
             recorder = Recorder(run_dir) if recording else None
@@ -113,8 +118,13 @@ def _run_cells(out: Path, base: Config, spec: dict[str, Any], cells: Sequence[Co
                     raise
                 print(f"moved damaged {run_dir} aside to {records.move_aside(run_dir)}", file=sys.stderr)
                 trainer = Trainer(cfg, run_dir, splits=splits, recorder=recorder)
+            live = LiveExport(run_dir) if tensorboard else None
+            if live is not None:
+                trainer.log_hooks.append(lambda _, live=live: live.update())
             trainer.train()
             trainer.finish_recording()
+            if live is not None:
+                live.close()
 
 
 def cell_finished(run_dir: Path, cfg: Config, recording: bool) -> bool:
@@ -178,8 +188,11 @@ def cell_config(start: Config, base: str, method: str, seed: int, preset_name: s
 
 
 def aggregate(out: Path) -> dict[str, Any]:
-    """Mean and 95% CI across seeds of each finished run's test metrics, per variant; writes aggregate.json."""
-    from analysis.stats import mean_ci95
+    """Mean and 95% CI across seeds of each finished run's test metrics, per variant; writes aggregate.json.
+
+    The interval follows the reporting policy (:func:`analysis.stats.seed_ci95`): null with fewer than 3 seeds.
+    """
+    from analysis.stats import seed_ci95
 
     spec = records.read_json(Path(out) / records.SWEEP)
     result: dict[str, Any] = {}
@@ -194,7 +207,7 @@ def aggregate(out: Path) -> dict[str, Any]:
         for metric in TEST_METRICS:
             values = [t[metric] for t in tests if metric in t]
             if values:
-                mean, ci = mean_ci95(values)
+                mean, ci = seed_ci95(values)
                 entry[metric] = {"mean": mean, "ci95": ci, "values": values}
         result[variant] = entry
     records.write_json(Path(out) / records.AGGREGATE, result)

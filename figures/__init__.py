@@ -9,7 +9,10 @@ never imports the trainer: a figure can be redrawn from a copied folder on a mac
 - :mod:`figures.fig4_tsne`: Figure 4, t-SNE of query features before and after adaptation;
 - :mod:`figures.table4`: Table 4, parameter counts and accuracy of MAML, More-MAML, CL, CML, CML†;
 - :mod:`figures.claims`: the paper's four claims checked with confidence intervals across seeds;
-- :mod:`figures.report`: all of the above in one PDF (``python -m cml report``);
+- :mod:`figures.report`: all of the above in one PDF (``python -m cml report``), every page the size
+  :data:`figures.style.PAGE`;
+- :mod:`figures.summary`: the interval policy (3+ seeds for an interval across seeds, else each seed) that
+  every table, figure and claim follows; :mod:`figures.tables`: the tables drawn on a page;
 - :func:`figures.style.save`: write a figure as PNG and PDF.
 """
 
