@@ -8,6 +8,8 @@ never imports the trainer: a figure can be redrawn from a copied folder on a mac
 - :mod:`figures.fig3_dynamics`: Figure 3, convergence, gradient cosine and norms on psi, CKA;
 - :mod:`figures.fig4_tsne`: Figure 4, t-SNE of query features before and after adaptation;
 - :mod:`figures.table4`: Table 4, parameter counts and accuracy of MAML, More-MAML, CL, CML, CML†;
+- :mod:`figures.table1`: Table 1, each base learner alone and with CML, the paired gain per seed, and the
+  claim "CML improves <base>" per base;
 - :mod:`figures.claims`: the paper's four claims checked with confidence intervals across seeds;
 - :mod:`figures.report`: all of the above in one PDF (``python -m cml report``), every page the size
   :data:`figures.style.PAGE`;

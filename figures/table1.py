@@ -104,10 +104,11 @@ def _value(values: SeedValues, metric: str, sep: str) -> str:
     """The mean across seeds (± its CI with 3+ seeds); with fewer seeds, each seed's value below it."""
     if not values.n:
         return "–"
+    seeds = values.seed_lines(*_scale_fmt(metric), task_ci=False)
+    if values.n == 1:
+        return seeds[0]
     text = values.mean_text(*_scale_fmt(metric))
-    if values.n < MIN_SEEDS_FOR_CI:
-        text += sep + sep.join(values.seed_lines(*_scale_fmt(metric), task_ci=False))
-    return text
+    return f"mean {text}{sep}" + sep.join(seeds) if values.n < MIN_SEEDS_FOR_CI else text
 
 
 def _gain_per_seed(row: BaseRow, sep: str) -> str:
@@ -136,8 +137,9 @@ def _header(metric: str, sep: str = "\n") -> list[str]:
 
 
 CAPTION = ("alone: the base learner by itself; + CML: with the co-learner (φ dropped at test time); + CML†: "
-           "predicting with φ. Each value cell is the mean across seeds. Paired gain: + CML minus alone on the "
-           "same seed (MSE: alone minus + CML; positive is better), then its mean. " + POLICY)
+           "predicting with φ. A value cell is the mean across seeds, with fewer than 3 seeds followed by each seed's "
+           "value (one seed: that value alone). Paired gain: + CML minus alone on the same seed (MSE: alone minus "
+           "+ CML; positive is better), then its mean. " + POLICY)
 
 
 def markdown(source: Run | str | Iterable[Run | str]) -> str:
@@ -155,7 +157,8 @@ def markdown(source: Run | str | Iterable[Run | str]) -> str:
 
 
 def figure(source: Run | str | Iterable[Run | str], figsize: tuple[float, float] = style.PAGE) -> Figure:
-    """Table 1 on a report page (:data:`style.PAGE`): one table per setting, then the caption.
+    """Table 1 on a report page (:data:`style.PAGE`): one table per setting, the caption, and where the page has
+    room the paired gains as a dot plot (each seed, the mean, and with 3+ seeds the 95% CI across seeds).
 
     Raises:
         ValueError: if no run is of a base alone or a base with CML.
@@ -169,10 +172,11 @@ def figure(source: Run | str | Iterable[Run | str], figsize: tuple[float, float]
         fig = Figure(figsize=figsize)
         fig.suptitle("Table 1: CML as a plug-in to each base learner", fontsize=13, y=0.975, fontweight="bold")
         top = 0.93
+        drawn = {}
         for setting, table in tables.items():
             cells = [_cells(r) for r in table]
             header = _header(table[0].metric)
-            # A page holds what fits; the rest of the settings are named, not drawn over the caption.
+            # A page holds what fits; a setting that does not is named, not drawn over the caption.
             if top - 0.03 - table_height(figsize[1], cells, header, fontsize) < 0.2:
                 fig.text(0.06, top - 0.01, f"{setting.label}: does not fit on this page; see Table 1 in the "
                                            f"notebook (figures.table1.markdown)", fontsize=8, va="top")
@@ -181,10 +185,40 @@ def figure(source: Run | str | Iterable[Run | str], figsize: tuple[float, float]
             seeds = min(len(r.paired_seeds) for r in table)
             fig.text(0.06, top, f"{setting.label} ({policy_note(seeds)})", fontsize=10, va="top",
                      fontweight="bold")
-            top = draw_table(fig, top - 0.025, header, cells, widths, fontsize=fontsize, width=0.88) - 0.035
+            top = draw_table(fig, top - 0.025, header, cells, widths, fontsize=fontsize, width=0.86) - 0.035
+            drawn[setting] = table
         caption = textwrap.wrap(CAPTION, 118)
         fig.text(0.06, top, "\n".join(caption), fontsize=7.8, va="top", linespacing=1.45)
+        chart_top = top - len(caption) * 7.8 * 1.45 / (72 * figsize[1]) - 0.07
+        if chart_top > 0.3 and drawn:
+            n = len(drawn)
+            for i, (setting, table) in enumerate(drawn.items()):
+                ax = fig.add_axes((0.1 + i * 0.86 / n, 0.1, 0.86 / n - 0.08, chart_top - 0.1))
+                _gain_chart(ax, table, setting.label)
     return fig
+
+
+def _gain_chart(ax, table: list[BaseRow], title: str) -> None:
+    """The paired gains of one setting: each seed (open), the mean (filled), the 95% CI across 3+ seeds."""
+    scale = _scale_fmt(table[0].metric)[0]
+    colour = style.method_style("cml").colour
+    for i, row in enumerate(table):
+        gains = row.gains()
+        if not gains.n:
+            continue
+        ax.scatter([i] * gains.n, [scale * gains.values[s] for s in gains.seeds], s=22, facecolor="white",
+                   edgecolor=colour, zorder=3)
+        if gains.has_interval:
+            ax.errorbar([i], [scale * gains.mean], yerr=[scale * gains.ci95], fmt="none", ecolor=colour, capsize=4,
+                        elinewidth=1.3)
+        ax.scatter([i], [scale * gains.mean], s=46, color=colour, zorder=4)
+    ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
+    ax.set_xticks(range(len(table)), [r.label for r in table])
+    ax.set_xlim(-0.6, len(table) - 0.4)
+    ax.set_ylabel("paired gain of + CML (" + ("points" if table[0].metric == "acc" else "MSE reduction") + ")")
+    ax.set_title(f"{title}: open = one seed, filled = mean,\nbar = 95% CI across 3+ seeds; above 0: CML better",
+                 fontsize=8.5)
+    ax.grid(axis="y", color="0.9", lw=0.6)
 
 
 def claims(source: Run | str | Iterable[Run | str]) -> list[Claim]:
@@ -198,11 +232,12 @@ def claims(source: Run | str | Iterable[Run | str]) -> list[Claim]:
             text = f"CML improves {row.label}: better test performance with the co-learner than without"
             if not seeds:
                 continue
-            unit = "points" if row.metric == "acc" else "MSE"
-            scale = _scale_fmt(row.metric)[0]
+            unit = "points" if row.metric == "acc" else "MSE reduction"
+            scale, fmt = _scale_fmt(row.metric)
+            least = int(fmt[1:-1])  # the table's decimals, more where a value would print as zero
             gains = row.gains()
             if len(seeds) < MIN_SEEDS_FOR_CI:
-                d = _decimals(*(scale * g for g in gains.values.values()), least=2)
+                d = _decimals(*(scale * g for g in gains.values.values()), least=least)
                 per = ", ".join(f"seed {s}: {scale * gains.values[s]:+.{d}f}" for s in gains.seeds)
                 evidence = (f"{_few_seeds(seeds)} Gain of CML over {row.label} alone ({unit}), {per}."
                             if len(seeds) > 1 else
@@ -212,7 +247,7 @@ def claims(source: Run | str | Iterable[Run | str]) -> list[Claim]:
                 out.append(Claim(f"improves-{row.base}", text, None, evidence, seeds, setting.label))
                 continue
             diff, ci = scale * gains.mean, scale * gains.ci95
-            d = _decimals(diff, ci, least=2)
+            d = _decimals(diff, ci, least=least)
             supported = diff - ci > 0
             where = "above 0" if supported else ("below 0" if diff + ci < 0 else "includes 0")
             out.append(Claim(f"improves-{row.base}", text, bool(supported),

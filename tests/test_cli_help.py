@@ -102,7 +102,7 @@ def test_preset_values_vary_by_method_or_by_base_never_by_both_together():
     # preset_defaults describes a value as the maml base's per method, or the none method's per base; a preset
     # value that depended on a (method, base) pair jointly would be misdescribed.
     none, maml = METHODS[0], "maml"
-    resolved = _resolved()
+    resolved = _resolved(every=True)
     for name in (f.name for f in dataclasses.fields(Config) if f.name not in ("base", "method", "task", "data")):
         for p in PRESETS:
             for t in TASKS:
