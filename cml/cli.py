@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -65,25 +66,29 @@ def _config_from_args(args: argparse.Namespace) -> Config:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import records
     from .trainer import Trainer
 
     cfg = _config_from_args(args)
-    from .records import run_folder_name
+    if args.resume and args.restart:
+        raise ConfigError("--resume continues a run and --restart moves it aside to train afresh; pass one")
+    run_dir = Path(args.out) / (args.name or records.run_folder_name(cfg.variant, cfg.seed, cfg.task))
+    with records.FolderLock(run_dir):  # one writer per run folder, for the whole run
+        if args.restart and run_dir.exists():
+            print(f"moved {run_dir} aside to {records.move_aside(run_dir)}", file=sys.stderr)
+        recorder = None
+        if cfg.record_interval:
+            from .recording import Recorder
 
-    run_dir = Path(args.out) / (args.name or run_folder_name(cfg.variant, cfg.seed, cfg.task))
-    recorder = None
-    if cfg.record_interval:
-        from .recording import Recorder
-
-        recorder = Recorder(run_dir)
-    trainer = Trainer(cfg, run_dir, resume=args.resume, recorder=recorder)
-    counts = trainer_counts(trainer)
-    print(f"run folder: {run_dir}\n{counts}", file=sys.stderr)
-    live = _live_tensorboard(trainer) if args.tensorboard else None
-    result = trainer.train()
-    trainer.finish_recording()
-    if live is not None:
-        live.close()
+            recorder = Recorder(run_dir)
+        trainer = Trainer(cfg, run_dir, resume=args.resume, recorder=recorder)
+        counts = trainer_counts(trainer)
+        print(f"run folder: {run_dir}\n{counts}", file=sys.stderr)
+        live = _live_tensorboard(trainer) if args.tensorboard else None
+        result = trainer.train()
+        trainer.finish_recording()
+        if live is not None:
+            live.close()
     print(format_result(result))
     return 0
 
@@ -131,17 +136,29 @@ def result_name(r: dict[str, Any]) -> str:
     return display_name(get_base(base).label if base in BASES else base, base, r["method"])
 
 
+def _mean_ci(r: dict[str, Any], key: str, scale: float, fmt: str, unit: str = "") -> str:
+    # A CI over one task does not exist (None): say so rather than print "± nan".
+    ci = r.get(f"{key}_ci95")
+    if ci is None or ci != ci:
+        return f"{scale * r[key]:{fmt}}{unit} (95% CI unavailable: {r['tasks']} task)"
+    return f"{scale * r[key]:{fmt}} ± {scale * ci:{fmt}}{unit}"
+
+
+def _tasks(r: dict[str, Any]) -> str:
+    return f"{r['tasks']} task{'' if r['tasks'] == 1 else 's'}"
+
+
 def format_result(r: dict[str, Any]) -> str:
     """One line of test results; phi's predictions are CML† for cml (for cl, its second head)."""
     if "acc" in r:
-        text = f"{result_name(r)}: test accuracy {100 * r['acc']:.2f} ± {100 * r['acc_ci95']:.2f}% over {r['tasks']} tasks"
+        text = f"{result_name(r)}: test accuracy {_mean_ci(r, 'acc', 100, '.2f', '%')} over {_tasks(r)}"
         if "acc_dagger" in r:
-            text += f"; {_phi_label(r['method'])} {100 * r['acc_dagger']:.2f} ± {100 * r['acc_dagger_ci95']:.2f}%"
+            text += f"; {_phi_label(r['method'])} {_mean_ci(r, 'acc_dagger', 100, '.2f', '%')}"
         return text
-    text = f"{result_name(r)}: test MSE {r['mse']:.4f} ± {r['mse_ci95']:.4f} over {r['tasks']} tasks " \
+    text = f"{result_name(r)}: test MSE {_mean_ci(r, 'mse', 1, '.4f')} over {_tasks(r)} " \
            f"(before adaptation {r['mse_before']:.3f})"
     if "mse_dagger" in r:
-        text += f"; {_phi_label(r['method'])} {r['mse_dagger']:.4f} ± {r['mse_dagger_ci95']:.4f}"
+        text += f"; {_phi_label(r['method'])} {_mean_ci(r, 'mse_dagger', 1, '.4f')}"
     return text
 
 
@@ -270,7 +287,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     bases = _split_list(args.bases, "--bases", BASES)
     methods = _split_list(args.methods, "--methods", METHODS + tuple(LEGACY))
     run_sweep(Path(args.out), cfg, methods=methods, seeds=seeds, bases=bases, preset_name=args.preset,
-              tensorboard=args.tensorboard)
+              restart=args.restart, tensorboard=args.tensorboard)
     return 0
 
 
@@ -300,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs", help="parent folder of run folders (default runs/)")
     t.add_argument("--name", help="run folder name (default TASK-VARIANT-sSEED, e.g. fonts-boil_cml-s0)")
     t.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    t.add_argument("--restart", action="store_true",
+                   help="move the run folder aside (to NAME.aside-TIME; nothing is deleted) and train afresh")
     t.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
     _add_config_flags(t, skip=_AXES)
     t.set_defaults(func=cmd_train)
@@ -364,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", default="quick", metavar=_choices(PRESETS), help=PRESET_HELP)
     s.add_argument("--out", required=True, help="the sweep folder (one run folder per cell and seed inside)")
     s.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
+    s.add_argument("--restart", action="store_true",
+                   help="move a damaged sweep.json or damaged cells aside (nothing is deleted) and redo them")
     s.set_defaults(method="none", base="maml")
     _add_config_flags(s, skip=_AXES + ("seed",))
     s.set_defaults(func=cmd_sweep)
@@ -400,4 +421,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (ConfigError, DataError, NonFiniteLossError, RunFolderError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except PermissionError as e:
+        # An --out, --data or -o the user may not write or read: theirs to fix, not a bug.
+        print(f"error: permission denied: {e.filename or e}; choose a folder you can write (--out) or fix its "
+              f"permissions", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # Records turn a full disk into a DiskFullError; this catches the other writes (the report's PDF).
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: disk full while writing {e.filename or 'a file'}; free space there and run the command "
+              f"again", file=sys.stderr)
         return 2

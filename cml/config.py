@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ def in_channels_of(task: str) -> int:
 
 def needs_data_path(task: str) -> bool:
     return task not in NO_DATA_TASKS
+# The largest float32: a step size, weight or noise scale above it overflows inside the float32 update.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 class ConfigError(ValueError):
@@ -190,12 +193,14 @@ class Config:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if isinstance(self.method, str) and isinstance(self.base, str):
             # Configs written before bases existed: ``maml``, ``noisy-maml``, ``more-maml`` on the maml base.
             try:
                 object.__setattr__(self, "method", upgrade(self.base, self.method))
             except ValueError as e:
                 raise ConfigError(str(e)) from None
+
         def one_of(name: str, allowed: tuple[str, ...]) -> None:
             value = getattr(self, name)
             if value not in allowed:
@@ -203,17 +208,6 @@ class Config:
 
         for name, allowed in FIELD_CHOICES.items():
             one_of(name, allowed)
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type in ("bool",) and not isinstance(value, bool):
-                raise ConfigError(f"{f.name} must be a boolean (true/false), got {value!r}")
-            if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ConfigError(f"{f.name} must be an integer, got {value!r}")
-            if f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ConfigError(f"{f.name} must be a number, got {value!r}")
-            if f.type == "float | None" and value is not None and (
-                    isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ConfigError(f"{f.name} must be a number or null, got {value!r}")
         for name in ("ways", "shots", "queries", "image_size", "filters", "hidden", "meta_batch", "steps",
                      "inner_steps", "test_inner_steps", "val_tasks", "test_tasks", "record_tasks", "hops",
                      "graph_layers"):
@@ -223,7 +217,17 @@ class Config:
             value = getattr(self, name)
             if not value > 0 or value != value or value == float("inf"):
                 raise ConfigError(f"{name} (a step size) must be positive and finite, got {value}")
-        for name in ("gamma", "noise_std", "min_meta_lr", "sharp_rho_lower", "sharp_rho_upper"):
+        for name in ("gamma", "noise_std"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ConfigError(f"{name} must be non-negative and finite, got {getattr(self, name)}")
+        for name in ("inner_lr", "meta_lr", "gamma", "noise_std"):
+            if getattr(self, name) > FLOAT32_MAX:
+                raise ConfigError(f"{name} must be at most {FLOAT32_MAX:.4g} (the largest float32), got "
+                                  f"{getattr(self, name)!r}")
+        if not self.is_regression and self.ways < 2:
+            raise ConfigError(f"ways must be at least 2 for classification (one class is always right), "
+                              f"got {self.ways}")
+        for name in ("min_meta_lr", "sharp_rho_lower", "sharp_rho_upper"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
         if self.head_inner_lr is not None and not (0 <= self.head_inner_lr < float("inf")):
@@ -302,8 +306,12 @@ class Config:
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> "Config":
         """Builds a config, rejecting unknown keys (a typo must not be silently ignored)."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source} must be a mapping of config fields to values, got a "
+                              f"{type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(map(repr, set(values) - known)) if any(not isinstance(k, str) for k in values) \
+            else sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown key(s) in {source}: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
         return cls(**values)
@@ -318,13 +326,41 @@ class Config:
 
     @classmethod
     def load(cls, path: Path) -> "Config":
+        """The config saved in a run folder.
+
+        Raises:
+            ConfigError: if there is no file at ``path``.
+            RunFolderError: if the file is damaged or holds an invalid config (naming the file and the fix).
+        """
+        from .records import damaged, read_json
+
+        if not Path(path).is_file():
+            raise ConfigError(f"no config at {path}; is this a run folder written by `python -m cml train`?")
+        values = read_json(Path(path))
         try:
-            values = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"no config at {path}; is this a run folder written by `python -m cml train`?") from None
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path} is not valid JSON ({e}); the run folder is damaged") from None
-        return cls.from_dict(values, source=str(path))
+            return cls.from_dict(values, source=str(path))
+        except ConfigError as e:
+            raise damaged(Path(path), f"not a valid config ({e})") from None
+
+
+_TYPE_CHECKS = {
+    "bool": (lambda v: isinstance(v, bool), "a boolean (true/false)"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "float | None": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
+                     "a number or null"),
+}
+
+
+def _check_types(cfg: Config) -> None:
+    # Types first, so that every later check compares values of the declared type.
+    for f in dataclasses.fields(cfg):
+        ok, kind = _TYPE_CHECKS[f.type]
+        value = getattr(cfg, f.name)
+        if not ok(value):
+            raise ConfigError(f"{f.name} must be {kind}, got {value!r}")
 
 
 # Settings shared by a preset across methods; method-specific ones (noise, capacity) are added by `preset`.

@@ -136,8 +136,8 @@ class Recorder:
         fb, fa = before["flat"].cpu().numpy(), after["flat"].cpu().numpy()
         labels = task.query[1].cpu().numpy()
         eb, ea = tsne_embed(fb, fa, seed=cfg.seed)
-        np.savez_compressed(self.run_dir / records.FEATURES, before=fb, after=fa, labels=labels,
-                            embed_before=eb, embed_after=ea)
+        records.atomic_savez(self.run_dir / records.FEATURES, before=fb, after=fa, labels=labels,
+                             embed_before=eb, embed_after=ea)
         result["tsne_task"] = {
             "silhouette_before": silhouette(fb, labels), "silhouette_after": silhouette(fa, labels),
             "points": int(len(labels)),
@@ -166,7 +166,7 @@ class Recorder:
             if after_co is not None:
                 out["after_dagger"].append(after_co.squeeze(1).cpu().numpy())
         arrays = {k: np.stack(v) for k, v in out.items() if v}
-        np.savez_compressed(self.run_dir / records.FITS, x=grid.squeeze(1).cpu().numpy(), shots=cfg.shots, **arrays)
+        records.atomic_savez(self.run_dir / records.FITS, x=grid.squeeze(1).cpu().numpy(), shots=cfg.shots, **arrays)
 
 
 def _cka_or_nan(x: Tensor, y: Tensor, debiased: bool) -> float:

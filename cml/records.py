@@ -1,19 +1,50 @@
-"""Run-folder files: JSON lines, JSON and checkpoints, each written so that a crash never leaves half a file.
+"""Run-folder files: JSON lines, JSON, checkpoints and arrays, each written so that a crash never leaves half a file.
 
 A run folder holds ``config.json``, ``metrics.jsonl`` (training), ``val.jsonl`` (validation),
 ``checkpoint.pt`` (model, optimizer and RNG state), ``test.json`` (the final test) and, for analysis runs,
-``dynamics.jsonl``, ``representations.json`` and ``features.npz``. Figures read only these files, and so does
-:mod:`cml.tensorboard`, which writes ``tensorboard/`` (event files) from them on request.
+``dynamics.jsonl``, ``representations.json`` and ``features.npz`` (or ``fits.npz``). Figures read only these files,
+and so does :mod:`cml.tensorboard`, which writes ``tensorboard/`` (event files) from them on request.
+
+Reliability (README, "Reliability"):
+
+- every whole-file record is written to a temp file beside it, fsynced, then renamed over the old one, so a
+  crash or a full disk leaves either the old file or the new one, never half of one; JSON-lines records are
+  appended and fsynced, and a last line cut short by a crash is ignored by every reader;
+- one writer per run or sweep folder: :class:`FolderLock` (a lock file beside the folder naming host and PID,
+  held with ``flock`` so that a killed writer's lock is recognised as stale and taken over), and the holder
+  removes the temp files a killed writer left;
+- every damaged or foreign file is a :class:`RunFolderError` made by :func:`damaged`: one line naming the
+  file, what is wrong with it and the command that fixes it; a full disk is a :class:`DiskFullError` naming
+  the folder and the space needed.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import errno
+import io
 import json
 import math
 import os
+import shutil
+import signal
+import socket
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
+
+CHECKPOINT = "checkpoint.pt"
+SWEEP = "sweep.json"
+AGGREGATE = "aggregate.json"
+LOCK_SUFFIX = ".lock"
+# A folder moved out of the way by --restart is renamed <name><ASIDE><UTC time>; figures skip such folders.
+ASIDE = ".aside-"
+# Test hook for the fault-injection tests: "NAME:N:PHASE" kills this process with SIGKILL the N-th time
+# record NAME reaches PHASE ("partial": half its bytes written; "written": all written, not yet renamed;
+# "done": renamed or appended). Unset in normal use; reading it costs one dictionary lookup per write.
+FAULT_ENV = "CML_TEST_KILL"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 # The names of a run folder's files, made once: the trainer, sweeps, recorders and figures import them.
@@ -41,7 +72,43 @@ def run_folder_name(variant: str, seed: int, task: str | None = None) -> str:
 
 
 class RunFolderError(ValueError):
-    """A run folder's file is missing, damaged or not written by cml."""
+    """A run folder's file is missing, damaged or not written by cml; the message says how to fix it."""
+
+
+class DiskFullError(RunFolderError):
+    """A record could not be written for lack of space; the older records and checkpoints are intact."""
+
+
+class FolderLockedError(RunFolderError):
+    """Another process is writing the folder."""
+
+
+# How to repair each kind of damaged file. A record computed from the checkpoint is written again by
+# continuing the run; a damaged config or checkpoint means starting the run again, with the old folder kept.
+_RESTART = ("rerun the run's train or sweep command with --restart: that moves {folder} aside (nothing is "
+            "deleted) and trains it afresh")
+_FIXES = {
+    "config.json": _RESTART,
+    CHECKPOINT: _RESTART,
+    SWEEP: ("rerun the sweep with --restart: it moves {name} aside and writes it again from the command line; "
+            "the cells are kept"),
+    AGGREGATE: "rerun the sweep command: it writes {name} again from the cells' test.json",
+}
+_RESUME = ("rerun the run's train command with --resume, or its sweep command: either writes {name} again "
+           "from the checkpoint")
+
+
+def damaged(path: Path, problem: str, fix: str | None = None) -> RunFolderError:
+    """The one error for a damaged or foreign file: ``<path>: <problem>; <fix>``.
+
+    Args:
+        path: the file.
+        problem: what is wrong with it, e.g. ``"not valid JSON (line 3)"``.
+        fix: the command that repairs it; default: the fix for that file name (see ``_FIXES``).
+    """
+    path = Path(path)
+    fix = fix if fix is not None else _FIXES.get(path.name, _RESUME)
+    return RunFolderError(f"{path}: {problem}; {fix.format(folder=path.parent, name=path.name)}")
 
 
 def _clean(value: Any) -> Any:
@@ -55,37 +122,66 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(_clean(record), sort_keys=True) + "\n")
+# -- writing ---------------------------------------------------------------------------------------------
+
+_fault_counts: dict[tuple[str, str], int] = {}
 
 
-def read_jsonl(path: Path, drop_partial_last: bool = False) -> list[dict[str, Any]]:
-    """All records of a JSON-lines file; a missing file or a damaged line is an error naming it.
-
-    Args:
-        drop_partial_last: ignore a last line that is not valid JSON (one cut short by a crash while it was
-            appended); any other damaged line is still an error.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; was the run trained with the settings that write it?")
-    lines = path.read_text().splitlines()
-    out = []
-    for i, line in enumerate(lines, start=1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                if drop_partial_last and i == len(lines):
-                    break
-                raise RunFolderError(f"{path}, line {i}: not valid JSON ({e}); the run folder is damaged") from None
-    return out
+def _fault_point(path: Path, phase: str) -> None:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    name, nth, when = spec.split(":")
+    if Path(path).name != name or phase != when:
+        return
+    key = (name, phase)
+    _fault_counts[key] = _fault_counts.get(key, 0) + 1
+    if _fault_counts[key] == int(nth):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
-def truncate_jsonl(path: Path, keep: Iterable[dict[str, Any]]) -> None:
-    """Rewrites a JSON-lines file with only ``keep`` (used on resume to drop lines past the checkpoint)."""
-    atomic_write_text(path, "".join(json.dumps(_clean(r), sort_keys=True) + "\n" for r in keep))
+def _size(n: int | None) -> str:
+    if n is None:
+        return "an unknown amount"
+    if n < 1024:
+        return f"{n} bytes"
+    exponent = min(3, int(math.log(n, 1024)))
+    return f"{n / 1024 ** exponent:.1f} {('KB', 'MB', 'GB')[exponent - 1]}"
+
+
+def _disk_full(path: Path, needed: int) -> DiskFullError:
+    folder = Path(path).parent
+    try:
+        free: int | None = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    return DiskFullError(f"disk full: writing {Path(path).name} into {folder} needs {_size(needed)} and "
+                         f"{_size(free)} is free; earlier records and the last checkpoint there are kept: free "
+                         f"space, then rerun the same command (for train, with --resume)")
+
+
+def _write_all(fd: int, data: bytes, path: Path) -> None:
+    # In two halves so that the fault-injection tests can stop a write in its middle.
+    view = memoryview(data)
+    for chunk, phase in ((view[: len(view) // 2], "partial"), (view[len(view) // 2:], None)):
+        while chunk:
+            chunk = chunk[os.write(fd, chunk):]
+        if phase:
+            _fault_point(path, phase)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the folder's entry is: fsync the folder (not possible everywhere).
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _temp_beside(path: Path) -> tuple[int, str]:
@@ -94,39 +190,273 @@ def _temp_beside(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Writes ``data`` to a temp file beside ``path``, fsyncs it and renames it over ``path``.
+
+    Raises:
+        DiskFullError: if the disk is full (the old ``path``, if any, is unchanged; the temp file is removed).
+    """
     path = Path(path)
-    fd, tmp = _temp_beside(path)
+    tmp = None
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        fd, tmp = _temp_beside(path)
+        try:
+            _write_all(fd, data, path)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fault_point(path, "written")
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp = None
+        _fsync_dir(path.parent)
+    except OSError as e:
+        if e.errno in _DISK_FULL:
+            raise _disk_full(path, len(data)) from None
         raise
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    _fault_point(path, "done")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(_clean(record), indent=2, sort_keys=True) + "\n")
 
 
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` into memory, then :func:`atomic_write_bytes`: a crash or a full disk keeps the old file."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_savez(path: Path, **arrays: Any) -> None:
+    """``numpy.savez_compressed`` into memory, then :func:`atomic_write_bytes`."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Appends one JSON line and fsyncs it. A full disk removes what was appended of the line."""
+    path = Path(path)
+    data = (json.dumps(_clean(record), sort_keys=True) + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            start = os.fstat(fd).st_size
+            try:
+                _write_all(fd, data, path)
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, start)  # no half line left behind by a full disk
+                raise
+        finally:
+            os.close(fd)
+    except OSError as e:
+        if e.errno in _DISK_FULL:
+            raise _disk_full(path, len(data)) from None
+        raise
+    _fault_point(path, "done")
+
+
+def truncate_jsonl(path: Path, keep: Iterable[dict[str, Any]]) -> None:
+    """Rewrites a JSON-lines file with only ``keep`` (used on resume to drop lines past the checkpoint)."""
+    atomic_write_text(path, "".join(json.dumps(_clean(r), sort_keys=True) + "\n" for r in keep))
+
+
+# -- reading ---------------------------------------------------------------------------------------------
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise damaged(path, f"not UTF-8 text (byte {e.start}); damaged or not written by cml") from None
+
+
+def read_jsonl(path: Path, drop_partial_last: bool = True) -> list[dict[str, Any]]:
+    """All records of a JSON-lines file; a missing file or a damaged line is an error naming it.
+
+    Args:
+        drop_partial_last: ignore a last line that is not valid JSON: records are appended, so a crash while
+            appending can leave only the last line cut short. Any other damaged line is an error.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; was the run trained with the settings that write it?")
+    lines = _text(path).splitlines()
+    out = []
+    for i, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as e:
+                if drop_partial_last and i == len(lines):
+                    break
+                raise damaged(path, f"line {i} is not valid JSON ({e.msg})", _RESTART) from None
+            if not isinstance(value, dict) or not isinstance(value.get("step"), int):
+                raise damaged(path, f"line {i} is not a record with an integer step", _RESTART)
+            out.append(value)
+    return out
+
+
 def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; a damaged file (not UTF-8, not JSON, not an object) is :func:`damaged`."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; has the run finished?")
-    return json.loads(path.read_text())
+    try:
+        value = json.loads(_text(path))
+    except json.JSONDecodeError as e:
+        raise damaged(path, f"not valid JSON ({e.msg} at line {e.lineno}; cut short?)") from None
+    if not isinstance(value, dict):
+        raise damaged(path, f"holds a JSON {type(value).__name__} where an object was expected; not written by cml")
+    return value
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file in the same folder, then rename: a crash leaves the old file intact."""
-    import torch
+def load_npz(path: Path) -> dict[str, Any]:
+    """The arrays of an ``.npz`` record (no pickles); a truncated or foreign file is :func:`damaged`."""
+    import zipfile
+    import zlib
+
+    import numpy as np
 
     path = Path(path)
-    fd, tmp = _temp_beside(path)
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
         raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError) as e:
+        raise damaged(path, f"not a readable .npz archive ({type(e).__name__}; cut short?)") from None
+
+
+# -- one writer per folder ---------------------------------------------------------------------------------
+
+def remove_temp_files(folder: Path) -> list[Path]:
+    """Removes the temp files a killed writer left in ``folder`` (call only while holding its lock)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    left = [p for p in folder.glob(".*.tmp") if p.is_file()]
+    for p in left:
+        p.unlink(missing_ok=True)
+    return left
+
+
+def move_aside(folder: Path) -> Path:
+    """Renames ``folder`` to ``<folder><ASIDE><UTC time>`` (a new name if taken) and returns the new path."""
+    folder = Path(folder)
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = folder.with_name(f"{folder.name}{ASIDE}{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder.with_name(f"{folder.name}{ASIDE}{stamp}-{n}")
+    os.rename(folder, target)
+    return target
+
+
+def lock_path(folder: Path) -> Path:
+    """The lock file of a folder: ``.<name>.lock`` beside it (so that moving the folder aside keeps it)."""
+    folder = Path(folder).absolute()
+    return folder.parent / f".{folder.name}{LOCK_SUFFIX}"
+
+
+def _holder_text(info: dict[str, Any] | None) -> str:
+    if not info:
+        return "a process that left no host or PID"
+    return f"PID {info.get('pid')} on host {info.get('host')} (since {info.get('since')})"
+
+
+def _read_holder(fd: int) -> dict[str, Any] | None:
+    try:
+        raw = os.pread(fd, 4096, 0)
+        info = json.loads(raw.decode("utf-8")) if raw.strip() else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+class FolderLock:
+    """One writer per run or sweep folder, for the life of the writer (a context manager).
+
+    The lock file ``.<name>.lock`` beside the folder holds the writer's host, PID and start time, and is held
+    with ``flock``. The kernel drops a ``flock`` when its process dies, so a lock file whose ``flock`` can be
+    taken is stale (its writer was killed): it is taken over with a warning naming the dead holder. On
+    acquiring, the temp files of a killed writer are removed from the folder.
+
+    Raises:
+        FolderLockedError: on entry, if a live process holds the folder (naming its host and PID).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.path = lock_path(self.folder)
+        self._fd: int | None = None
+
+    def __enter__(self) -> "FolderLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise FolderLockedError(
+                    f"{self.folder} is being written by {_holder_text(holder)} (lock {self.path}); two writers "
+                    f"would mix their records: wait for it to finish, stop it, or choose another --out/--name"
+                ) from None
+            # A holder that was releasing may have removed the file we opened: lock the file at the path.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        stale = _read_holder(fd)
+        if stale is not None:
+            warnings.warn(f"{self.folder}: took over the lock of {_holder_text(stale)}, which is no longer "
+                          f"running (killed?)", stacklevel=2)
+        info = {"host": socket.gethostname(), "pid": os.getpid(),
+                "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        try:
+            os.ftruncate(fd, 0)
+            _write_all(fd, json.dumps(info).encode("utf-8"), self.path)
+            os.fsync(fd)
+        except OSError as e:
+            self.path.unlink(missing_ok=True)
+            os.close(fd)
+            if e.errno in _DISK_FULL:
+                raise _disk_full(self.path, 200) from None
+            raise
+        self._fd = fd
+        remove_temp_files(self.folder)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        # Unlink while still holding the flock, then close (which drops it): a waiter that opened the old
+        # file sees that it is no longer at the path and retries.
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = None

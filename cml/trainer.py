@@ -25,6 +25,9 @@ from .records import CHECKPOINT
 from .seeds import generator
 from .sinusoid import SinusoidSampler
 
+# What every checkpoint holds (see Trainer.save_checkpoint); a file without these keys is not a cml checkpoint.
+CHECKPOINT_KEYS = ("model", "optimizer", "train_gen", "noise_gen", "step", "elapsed", "config")
+
 
 class Sampler(Protocol):
     def sample(self) -> Task: ...
@@ -131,7 +134,8 @@ def summarize(cfg: Config, res: EvalResult, where: str = "evaluation") -> dict[s
     def put(key: str, values: list[float]) -> None:
         if values:
             mean, ci = normal_ci95(values)
-            out[key], out[key + "_ci95"] = mean, ci
+            # One task has no CI: None (null in test.json, "unavailable" on screen), never NaN.
+            out[key], out[key + "_ci95"] = mean, ci if math.isfinite(ci) else None
 
     if cfg.is_regression:
         put("mse", res.meta_loss)
@@ -177,8 +181,8 @@ class Trainer:
         if resume:
             cfg = self._check_resume(cfg)
         elif (self.run_dir / CHECKPOINT).exists():
-            raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it, or "
-                                  f"choose another --out/--name")
+            raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it, --restart "
+                                  f"to move it aside and train afresh, or choose another --out/--name")
         self.cfg = cfg
         self.tasks = TaskSource(cfg, splits, self.device)
         self.model = build_model(cfg, self.tasks.in_channels)
@@ -233,13 +237,31 @@ class Trainer:
         }, self.run_dir / CHECKPOINT)
 
     def _load_checkpoint(self) -> None:
+        path = self.run_dir / CHECKPOINT
         state = load_checkpoint(self.run_dir)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.train_gen.set_state(state["train_gen"])
-        self.noise_gen.set_state(state["noise_gen"])
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-        self.window = list(state.get("window", []))
+        saved = _checkpoint_config(state, path)
+        differ = sorted(k for k, v in saved.to_dict().items()
+                        if k not in ("steps", "progress") and self.cfg.to_dict()[k] != v)
+        if differ:
+            raise records.damaged(path, f"written by a run with other settings than its config.json "
+                                        f"({', '.join(differ)} {'differs' if len(differ) == 1 else 'differ'}); it belongs to another run")
+        step = state["step"]
+        if not isinstance(step, int) or step < 0:
+            raise records.damaged(path, f"its step {step!r} is not a count of steps")
+        if self.cfg.steps < step:
+            raise ConfigError(f"--steps {self.cfg.steps} is fewer than the {step} steps {self.run_dir} has "
+                              f"trained; a run cannot be shortened: resume with --steps {step} or more")
+        _load_weights(self.model, state["model"], path)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.train_gen.set_state(state["train_gen"])
+            self.noise_gen.set_state(state["noise_gen"])
+            self.elapsed = float(state["elapsed"])
+            self.window = [dict(w) for w in state.get("window", [])]
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise records.damaged(path, f"its optimizer or generator state does not fit this run "
+                                        f"({type(e).__name__})") from None
+        self.step = step
         # Lines written after the checkpoint belong to steps that will be trained again; a line cut short
         # by a crash is dropped with them.
         for name in records.STEP_RECORDS:
@@ -280,6 +302,16 @@ class Trainer:
             group["lr"] = meta_lr_at(cfg, self.step)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        # After the update, noise included: a non-finite weight stops training before any checkpoint holds it.
+        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            last = f"the last good checkpoint ({self.run_dir / CHECKPOINT})" if (
+                self.run_dir / CHECKPOINT).exists() else "no checkpoint (none was written yet)"
+            noisy = cfg.spec.gradient_noise
+            cause = "lower --noise-std or --meta-lr" if noisy else "lower --meta-lr"
+            raise NonFiniteLossError(f"non-finite weights ({', '.join(bad[:3])}) after the update of outer step "
+                                     f"{self.step + 1}{' (noise included)' if noisy else ''}; "
+                                     f"training stopped and kept {last}; {cause}")
         return {"meta_loss": mg.meta_loss, "co_loss": mg.co_loss, "meta_acc": mg.meta_acc, "co_acc": mg.co_acc,
                 "grad_norm_psi": psi_norm}
 
@@ -362,24 +394,60 @@ def _mean_metrics(window: list[dict[str, float | None]]) -> dict[str, float | No
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """A run's checkpoint, loaded with ``weights_only=True`` (no code execution)."""
+    """A run's checkpoint, loaded with ``weights_only=True`` (no code execution), with every key it must hold.
+
+    Raises:
+        FileNotFoundError: if there is none.
+        RunFolderError: if it is truncated, foreign, or lacks a key (naming the file and the fix).
+    """
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; is {run_dir} a run folder that finished a step?")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which, and what to do
-        raise records.RunFolderError(f"cannot read checkpoint {path} ({type(e).__name__}); it is damaged or "
-                                     f"not written by cml: train the run again") from None
+        raise records.damaged(path, f"cannot read checkpoint ({type(e).__name__}); it is damaged or not "
+                                    f"written by cml") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise records.damaged(path, f"lacks {', '.join(missing)}; it is not a cml checkpoint")
+    return state
+
+
+def _checkpoint_config(state: dict[str, Any], path: Path) -> Config:
+    try:
+        return Config.from_dict(state["config"], source=f"the config inside {path}")
+    except ConfigError as e:
+        raise records.damaged(path, f"holds an invalid config ({e})") from None
+
+
+def _load_weights(model: MetaModel, weights: Any, path: Path) -> None:
+    """``model.load_state_dict`` with a one-line error naming what does not fit (another method's weights)."""
+    if not isinstance(weights, dict):
+        raise records.damaged(path, "its model entry is not a state dict")
+    own = model.state_dict()
+    missing, extra = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
+    shapes = sorted(k for k in set(own) & set(weights)
+                    if not isinstance(weights[k], Tensor) or weights[k].shape != own[k].shape)
+    if missing or extra or shapes:
+        parts = [f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                 for label, keys in (("missing", missing), ("unexpected", extra), ("other shapes of", shapes)) if keys]
+        raise records.damaged(path, f"its weights do not fit this run's model ({'; '.join(parts)}); they were "
+                                    f"written by another method or architecture")
+    model.load_state_dict(weights)
 
 
 def load_model(run_dir: Path, in_channels: int | None = None) -> tuple[MetaModel, Config]:
     """The trained model and config of a run folder."""
+    path = Path(run_dir) / CHECKPOINT
     state = load_checkpoint(run_dir)
-    cfg = Config.from_dict(state["config"], source=str(Path(run_dir) / CHECKPOINT))
+    cfg = _checkpoint_config(state, path)
     if in_channels is None:
-        first = next(v for k, v in state["model"].items() if k.endswith("weight") and v.ndim in (2, 4))
+        first = next((v for k, v in state["model"].items() if isinstance(v, Tensor) and k.endswith("weight")
+                      and v.ndim in (2, 4)), None) if isinstance(state["model"], dict) else None
+        if first is None:
+            raise records.damaged(path, "holds no weight matrix to size the model by; it is not a cml checkpoint")
         in_channels = int(first.shape[1])
     model = build_model(cfg, in_channels)
-    model.load_state_dict(state["model"])
+    _load_weights(model, state["model"], path)
     return model, cfg

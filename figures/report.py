@@ -11,7 +11,8 @@ Pages, in order:
 7. the four claims, checked with their evidence.
 
 A figure whose records are absent is replaced by a page naming the missing records and the command that
-writes them; the report only fails when no run folder is found at all.
+writes them. The report fails (one line naming the file, exit code 2 from the CLI) when no run folder is found
+at all, or when a record is damaged: a page drawn around a damaged file would hide it.
 """
 
 from __future__ import annotations
@@ -268,9 +269,15 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
     Raises:
         NoRunsError: if no run folder is found (a FileNotFoundError, so the CLI reports it in one line).
         FileNotFoundError: if a path does not exist.
+        FileExistsError: if ``output`` is a folder.
+        RunFolderError: if a record is damaged (naming it and the command that writes it again).
     """
-    runs = find_runs(paths)
     output = Path(output)
+    if output.is_dir():
+        raise FileExistsError(f"-o {output} is a folder; name the PDF to write, e.g. -o {output / 'report.pdf'}")
+    runs = find_runs(paths)
+    for run in runs:  # a damaged record stops the report with its name, whichever page would have read it
+        run.check()
     output.parent.mkdir(parents=True, exist_ok=True)
     groups = group_by_setting(runs)
     sinusoid = [r for r in runs if r.is_regression]
@@ -319,6 +326,8 @@ def _write_pages(path: Path, metadata_: dict[str, str], runs: Sequence[Run], con
         for title, build, group in pages:
             try:
                 built = build()
+            except records.RunFolderError:
+                raise
             except (MissingRecordError, ValueError) as e:
                 built = missing_page(title, e, reproduce_command(group) if isinstance(e, MissingRecordError) else
                                      _command_for_value_error(title, group))

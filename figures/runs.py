@@ -8,7 +8,6 @@ either, or any folder above them, and returns :class:`Run` objects whose loaders
 
 from __future__ import annotations
 
-import json
 import shlex
 import warnings
 from collections.abc import Iterable, Sequence
@@ -79,6 +78,18 @@ class NoRunsError(FileNotFoundError):
     """None of the given paths holds a run folder."""
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# The config fields a figure identifies and groups runs by, with their types: checked when a run is loaded.
+_IDENTITY_FIELDS = (("method", "a string", lambda v: isinstance(v, str)),
+                    ("task", "a string", lambda v: isinstance(v, str)),
+                    ("seed", "an integer", _is_int),
+                    ("shots", "an integer", _is_int),
+                    ("ways", "an integer", _is_int))
+
+
 class Setting(NamedTuple):
     """What makes runs comparable: the task and its N-way K-shot shape (ways is None for regression)."""
 
@@ -116,19 +127,20 @@ class Run:
 
         Raises:
             MissingRecordError: if ``path`` has no ``config.json``.
-            ValueError: if ``config.json`` is not a JSON object with ``method``, ``task`` and ``seed``.
+            RunFolderError: (a ValueError) if ``config.json`` is damaged, or lacks or mistypes ``method``,
+                ``task``, ``seed``, ``shots`` or ``ways`` (the fields a figure groups runs by).
         """
         path = Path(path)
         cfg_path = path / records.CONFIG
         if not cfg_path.is_file():
             raise MissingRecordError(path, records.CONFIG, "this is not a run folder written by `python -m cml`")
-        try:
-            config = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{cfg_path} is not valid JSON ({e}); the run folder is damaged") from None
-        missing = [k for k in ("method", "task", "seed", "shots") if not isinstance(config, dict) or k not in config]
+        config = records.read_json(cfg_path)
+        missing = [k for k in ("method", "task", "seed", "shots") if k not in config]
         if missing:
-            raise ValueError(f"{cfg_path} lacks {', '.join(missing)}; it was not written by `python -m cml`")
+            raise records.damaged(cfg_path, f"lacks {', '.join(missing)}; it was not written by `python -m cml`")
+        for key, kind, ok in _IDENTITY_FIELDS:
+            if key in config and not ok(config[key]):
+                raise records.damaged(cfg_path, f"{key} must be {kind}, got {config[key]!r}")
         return cls(path, config)
 
     # -- identity -----------------------------------------------------------------------------------
@@ -191,6 +203,18 @@ class Run:
             raise MissingRecordError(self.path, filename, hint)
         return self.path / filename
 
+    def check(self) -> None:
+        """Reads every record the folder holds, so that a damaged one is found before any figure is drawn.
+
+        Raises:
+            RunFolderError: naming the first damaged record and the command that writes it again.
+        """
+        for name, read in ((records.TEST, self.test), (records.VAL, self.val), (records.METRICS, self.metrics),
+                           (records.DYNAMICS, self.dynamics), (records.REPRESENTATIONS, self.representations),
+                           (records.FEATURES, self.features), (records.FITS, self.fits)):
+            if self.has(name):
+                read()
+
     def test(self) -> dict[str, Any]:
         """``test.json``: the final test (means and 95% CIs over test tasks, parameter counts)."""
         return records.read_json(self.require(records.TEST))
@@ -213,13 +237,11 @@ class Run:
 
     def features(self) -> dict[str, np.ndarray]:
         """``features.npz``: one test task's query features and t-SNE map before and after adaptation."""
-        with np.load(self.require(records.FEATURES), allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        return records.load_npz(self.require(records.FEATURES))
 
     def fits(self) -> dict[str, np.ndarray]:
         """``fits.npz``: three sinusoid test curves, support points and predictions (Figure 2)."""
-        with np.load(self.require(records.FITS), allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        return records.load_npz(self.require(records.FITS))
 
 
 def _runs_in_sweep(folder: Path) -> list[Run]:
@@ -238,6 +260,10 @@ def _runs_in_sweep(folder: Path) -> list[Run]:
         warnings.warn(f"sweep {folder}: {len(absent)} of {len(absent) + len(runs)} cells not started "
                       f"({', '.join(absent)}); run the sweep with those methods and seeds to train them", stacklevel=3)
     return runs
+
+
+def _aside(found: Path, root: Path) -> bool:
+    return any(records.ASIDE in part for part in found.relative_to(root).parts)
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Run]:
@@ -266,11 +292,12 @@ def find_runs(paths: Iterable[str | Path]) -> list[Run]:
             found.append(Run.load(path))
         elif path.is_dir():
             # A parent of sweeps or runs: the shallowest sweep.json or config.json on each branch.
-            sweeps = sorted(p.parent for p in path.rglob(records.SWEEP))
+            # Folders moved aside by --restart are kept for the user, not reported.
+            sweeps = sorted(p.parent for p in path.rglob(records.SWEEP) if not _aside(p, path))
             for sweep in sweeps:
                 found += _runs_in_sweep(sweep)
             for cfg in sorted(path.rglob(records.CONFIG)):
-                if not any(s in cfg.parents for s in sweeps):
+                if not any(s in cfg.parents for s in sweeps) and not _aside(cfg, path):
                     found.append(Run.load(cfg.parent))
     unique: dict[Path, Run] = {}
     for run in found:

@@ -107,4 +107,5 @@ def test_export_of_a_damaged_record_names_the_file(tmp_path, capsys):
                                                      "steps": 4}))
     (run_dir / "metrics.jsonl").write_text('{"step": 1, "meta_loss": 1.0}\nnot json\n{"step": 3}\n')
     assert main(["tensorboard", str(run_dir)]) == 2
-    assert "metrics.jsonl, line 2: not valid JSON" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "metrics.jsonl: line 2 is not valid JSON" in err and err.count("\n") == 1
