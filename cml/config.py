@@ -50,6 +50,8 @@ def in_channels_of(task: str) -> int:
 
 def needs_data_path(task: str) -> bool:
     return task not in NO_DATA_TASKS
+
+
 # The largest float32: a step size, weight or noise scale above it overflows inside the float32 update.
 FLOAT32_MAX = 3.4028234663852886e38
 

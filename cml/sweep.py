@@ -104,8 +104,9 @@ def _run_cells(out: Path, base: Config, spec: dict[str, Any], cells: Sequence[Co
         run_dir = out / records.run_folder_name(cfg.variant, cfg.seed)
         recording = record and cfg.record_interval > 0
         if cell_finished(run_dir, cfg, recording):
-            if tensorboard:
-                export_run(run_dir)
+            if tensorboard:  # the export writes into the cell's folder: one writer at a time there too
+                with records.FolderLock(run_dir):
+                    export_run(run_dir)
             continue
         with records.FolderLock(run_dir):
             recorder = Recorder(run_dir) if recording else None
