@@ -8,7 +8,12 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["mean_ci95", "normal_ci95"]
+__all__ = ["MIN_SEEDS_FOR_CI", "mean_ci95", "normal_ci95", "seed_ci95"]
+
+#: The fewest seeds over which a Student-t interval is reported. With 2 the t quantile is 12.7: two runs of a
+#: cosine give intervals like 0.04 ± 1.58, wider than the quantity's range, which inform no one. Below this,
+#: figures and tables show each seed's value and no interval, and say so.
+MIN_SEEDS_FOR_CI = 3
 
 
 def _as_values(values: Sequence[float]) -> np.ndarray:
@@ -71,3 +76,17 @@ def normal_ci95(values: Sequence[float]) -> tuple[float, float]:
     if v.size == 1:
         return mean, math.nan
     return mean, float(1.96 * v.std(ddof=1) / math.sqrt(v.size))
+
+
+def seed_ci95(values: Sequence[float]) -> tuple[float, float]:
+    """Mean across seeds and its Student-t 95% half-width, under the reporting policy.
+
+    Args:
+        values: (n,) one value per seed, all finite.
+
+    Returns:
+        ``(mean, half_width)`` as :func:`mean_ci95`, except that the half-width is NaN with fewer than
+        :data:`MIN_SEEDS_FOR_CI` seeds: no interval is reported then.
+    """
+    mean, ci = mean_ci95(values)
+    return mean, ci if len(values) >= MIN_SEEDS_FOR_CI else math.nan

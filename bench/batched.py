@@ -31,11 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cml.config import Config  # noqa: E402
-from cml.data.base import ClassPool, Splits  # noqa: E402
-from cml.trainer import Trainer  # noqa: E402
+from cml.config import Config
+from cml.data.base import ClassPool, Splits
+from cml.trainer import Trainer
 
 #: name -> (image size, channels, shots)
 SETTINGS = {"28px 1-shot": (28, 1, 1), "84px 5-shot": (84, 3, 5)}

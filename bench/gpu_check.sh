@@ -15,6 +15,9 @@ if [ -z "${PY:-}" ]; then
   done
   PY=${PY:-.venv/bin/python}
 fi
+# bench/ imports the checkout's packages as installed ones (`make` installs them editable); a GPU machine's
+# python may lack that install, so the checkout goes on the path instead.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c 'import sys, torch; ok = torch.cuda.is_available(); print("torch", torch.__version__, "CUDA", torch.version.cuda, torch.cuda.get_device_name(0) if ok else "NO CUDA DEVICE"); sys.exit(0 if ok else 1)'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 # The CUDA tests must run, not skip: -rs lists any skip with its reason.

@@ -20,7 +20,8 @@ for what adapts, its rates, its multi-step loss and its SAM steps written out), 
 alone, and the trainer's step of the base + CML with a linear co-learner; the table's ratios are base/minimal
 (goal <= 1.05) and +CML/base (goal <= 1.05).
 
-Run: ``.venv/bin/python bench/step_time.py [--rounds 20] [--filters 64] [--inner-steps 5]``
+Run: ``.venv/bin/python bench/step_time.py [--rounds 20] [--filters 64] [--inner-steps 5]`` (``make bench``; the
+package installed, as ``make`` does: ``pip install -e .``)
      ``.venv/bin/python bench/step_time.py --bases maml,maml++,boil,sharp-maml,anil --inner-steps 2``
 """
 
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import weakref
 from contextlib import contextmanager
@@ -37,14 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cml.recording import Recorder  # noqa: E402
-from cml.config import Config  # noqa: E402
-from cml.data.base import ClassPool, Splits, TaskSampler  # noqa: E402
-from cml.models import build_model, init_parameters  # noqa: E402
-from cml.seeds import generator  # noqa: E402
-from cml.trainer import Trainer  # noqa: E402
+from cml.config import Config
+from cml.data.base import ClassPool, Splits, TaskSampler
+from cml.models import build_model, init_parameters
+from cml.recording import Recorder
+from cml.seeds import generator
+from cml.trainer import Trainer
 
 
 class SavedTensorMeter:

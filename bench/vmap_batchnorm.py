@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cml.batched import BatchedBackend  # noqa: E402
-from cml.config import Config  # noqa: E402
-from cml.data.base import Task  # noqa: E402
-from cml.meta import HigherBackend, outer_gradient  # noqa: E402
-from cml.models import build_model, init_parameters  # noqa: E402
+from cml.batched import BatchedBackend
+from cml.config import Config
+from cml.data.base import Task
+from cml.meta import HigherBackend, outer_gradient
+from cml.models import build_model, init_parameters
 
 
 class KernelBatchedBackend(BatchedBackend):

@@ -1,4 +1,4 @@
-"""``python -m cml``: train, evaluate, count parameters, manage data, sweep, report, demo.
+"""``python -m cml``: train, evaluate, count parameters, manage data, sweep, report, TensorBoard, demo.
 
 Every flag of ``train`` that sets a config field is generated from :class:`cml.config.Config`, so the CLI and
 the config cannot drift apart: ``--inner-lr 0.1`` sets ``inner_lr``, ``--first-order``/``--no-first-order``
@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import __version__
 from .bases import BASES, get_base
-from .config import BACKENDS, DEVICES, PRESETS, TASKS, Config, ConfigError, preset
+from .config import BACKENDS, DEVICES, FIELD_CHOICES, PRESETS, TASKS, Config, ConfigError, preset
 from .methods import LEGACY, LEGACY_BASE, METHODS, display_name, get_method
 from .sweep import ENGINES
 
@@ -30,15 +31,38 @@ _AXES = ("base", "method", "task")
 
 
 def _add_config_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
-    group = p.add_argument_group("config overrides (defaults come from --preset)")
+    from .fieldhelp import attribute_docs, field_help, preset_defaults
+
+    group = p.add_argument_group("config overrides (a flag left out keeps the value that --preset, --base and "
+                                  "--method give it; the defaults below say where they differ)")
+    docs, defaults = attribute_docs(Config), preset_defaults()
     for f in dataclasses.fields(Config):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
+        text = field_help(f.name, docs, defaults)
         if f.type == "bool":
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            group.add_argument(flag, dest=f.name, type=_TYPES[f.type], default=None, metavar=f.name.upper())
+            # Choices are listed in the help but checked by Config, the one place that validates a value.
+            metavar = _choices(FIELD_CHOICES[f.name]) if f.name in FIELD_CHOICES else f.name.upper()
+            group.add_argument(flag, dest=f.name, type=_TYPES[f.type], default=None, metavar=metavar, help=text)
+
+
+TENSORBOARD_HELP = ("also write TensorBoard event files into each run folder's tensorboard/, from its records "
+                    "(losses, accuracies, psi gradient norms and cosines, CKA at the end), updated at every log line")
+PRESET_HELP = ("quick (minutes on a CPU) or paper (the authors' settings); sets every config flag left out "
+               "(default quick)")
+
+
+def _choices(values: Sequence[str]) -> str:
+    return "{" + ",".join(values) + "}"
+
+
+def _field_help(name: str) -> str:
+    from .fieldhelp import field_help
+
+    return field_help(name)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -110,9 +134,36 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer = Trainer(cfg, run_dir, resume=args.resume, recorder=recorder)
         counts = trainer_counts(trainer)
         print(f"run folder: {run_dir}\n{counts}", file=sys.stderr)
+        live = _live_tensorboard(trainer) if args.tensorboard else None
         result = trainer.train()
         trainer.finish_recording()
+        if live is not None:
+            live.close()
     print(format_result(result))
+    return 0
+
+
+def _live_tensorboard(trainer):
+    from .tensorboard import LiveExport
+
+    live = LiveExport(trainer.run_dir)
+    trainer.log_hooks.append(lambda _: live.update())
+    print(f"TensorBoard events: {live.logdir} (tensorboard --logdir {live.logdir})", file=sys.stderr)
+    return live
+
+
+def cmd_tensorboard(args: argparse.Namespace) -> int:
+    from figures.runs import find_runs
+
+    from .tensorboard import export_run
+
+    runs = find_runs([Path(r) for r in args.runs])
+    for run in runs:
+        # Under --logdir, each run keeps its sweep folder's name above its own, so runs stay apart.
+        logdir = Path(args.logdir) / run.path.parent.name / run.path.name if args.logdir else None
+        print(export_run(run.path, logdir))
+    print(f"{len(runs)} run(s); view with: tensorboard --logdir {args.logdir or ' '.join(args.runs)}",
+          file=sys.stderr)
     return 0
 
 
@@ -247,9 +298,13 @@ def cmd_data(args: argparse.Namespace) -> int:
     from . import data
 
     if args.data_cmd == "download":
+        if args.name == "fonts":
+            raise ConfigError("fonts needs no download: it is rendered locally from the fonts matplotlib ships "
+                              "(on first use, then cached); `python -m cml data info --task fonts` renders it and "
+                              "prints its splits")
         if args.name != "omniglot":
-            raise ConfigError(f"only omniglot can be downloaded; {args.name!r} must be obtained by hand "
-                              f"(README, 'Data sets')")
+            raise ConfigError(f"only omniglot can be downloaded; get {args.name!r} from its source and point "
+                              f"--data at it (README, 'Data sets')")
         from .data.omniglot import download_omniglot
 
         for path in download_omniglot(args.root):
@@ -301,7 +356,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"--{ray_given[0].replace('_', '-')} places Ray trials; add --engine ray or remove it")
     out = Path(args.out)
     result = run_sweep(out, cfg, methods=methods, seeds=seeds, bases=bases, preset_name=args.preset or DEFAULT_PRESET,
-                       restart=args.restart, grid=grid, engine=args.engine, ray_options=options)
+                       restart=args.restart, tensorboard=args.tensorboard, grid=grid, engine=args.engine,
+                       ray_options=options)
     # Printed whatever --progress says: the one place a sweep's results are shown.
     print(summary(result, out / records.AGGREGATE))
     return 0
@@ -315,23 +371,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prog() -> str:
+    # The same parser serves `python -m cml` and the installed `cml` script; usage lines name the one typed.
+    return "cml" if Path(sys.argv[0]).name == "cml" else "python -m cml"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cml", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=_prog(), description=__doc__.splitlines()[0].replace("``", ""))
+    p.add_argument("--version", action="version", version=f"cml {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="meta-train one base learner + method into a run folder")
-    t.add_argument("--method", help=f"what is added to the base: one of {', '.join(METHODS)} "
-                                    f"(maml, noisy-maml, more-maml: the older names on MAML); required unless "
-                                    f"--config sets it")
-    t.add_argument("--base", help=f"the base learner: one of {', '.join(BASES)} (default maml)")
-    t.add_argument("--task", help=f"one of {', '.join(TASKS)}; required unless --config sets it")
-    t.add_argument("--preset", help=f"one of {', '.join(PRESETS)} (default {DEFAULT_PRESET})")
+    t.add_argument("--method", metavar=_choices(METHODS),
+                   help=_field_help("method") + "; required unless --config sets it")
+    t.add_argument("--base", metavar=_choices(BASES), help=_field_help("base") + " (default maml)")
+    t.add_argument("--task", metavar=_choices(TASKS), help=_field_help("task") + "; required unless --config sets it")
+    t.add_argument("--preset", metavar=_choices(PRESETS), help=PRESET_HELP)
     t.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
     t.add_argument("--out", default="runs", help="parent folder of run folders (default runs/)")
     t.add_argument("--name", help="run folder name (default TASK-VARIANT-sSEED, e.g. fonts-boil_cml-s0)")
     t.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     t.add_argument("--restart", action="store_true",
                    help="move the run folder aside (to NAME.aside-TIME; nothing is deleted) and train afresh")
+    t.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
     _add_config_flags(t, skip=_AXES)
     t.set_defaults(func=cmd_train)
 
@@ -340,56 +402,67 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="a folder of class folders (root/<class>/*.png); default: the run's test split")
     e.add_argument("--invert", action="store_true",
                    help="invert the folder's grayscale images (dark strokes on light paper, as Omniglot's PNGs)")
-    e.add_argument("--ways", type=int)
-    e.add_argument("--shots", type=int)
-    e.add_argument("--queries", type=int)
+    e.add_argument("--ways", type=int, help="classes per task (must be the run's own; default: the run's)")
+    e.add_argument("--shots", type=int, help="support examples per class (default: the run's)")
+    e.add_argument("--queries", type=int, help="query examples per class (default: the run's)")
     e.add_argument("--tasks", type=int, help="number of test tasks (default: the run's test_tasks)")
     e.add_argument("--inner-steps", type=int, help="adaptation steps (default: the run's test_inner_steps)")
-    e.add_argument("--seed", type=int)
+    e.add_argument("--seed", type=int, help="seed of the test tasks (default: the run's, reproducing its test.json)")
     e.add_argument("--device", choices=DEVICES, help="where to evaluate (default: the run's device)")
     e.add_argument("--backend", choices=BACKENDS,
                    help="engine (default: the run's; batched adapts the tasks in chunks, auto the faster on the device)")
-    e.add_argument("--no-progress", action="store_true")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("params", help="parameter counts of every method at train and test time")
-    c.add_argument("--task", default="omniglot")
-    c.add_argument("--bases", default="maml", help=f"comma-separated base learners ({', '.join(BASES)})")
-    c.add_argument("--preset", default="paper")
-    c.add_argument("--co-learner", dest="co_learner")
-    c.add_argument("--more-capacity", dest="more_capacity")
-    c.add_argument("--filters", type=int)
-    c.add_argument("--ways", type=int)
-    c.add_argument("--image-size", dest="image_size", type=int)
+    c.add_argument("--task", default="omniglot", metavar=_choices(TASKS),
+                   help="the task whose model is counted (default omniglot)")
+    c.add_argument("--bases", default="maml",
+                   help=f"comma-separated base learners, each one of {', '.join(BASES)} (default maml)")
+    c.add_argument("--preset", default="paper", metavar=_choices(PRESETS),
+                   help="the preset whose model sizes are counted (default paper)")
+    c.add_argument("--co-learner", dest="co_learner", metavar=_choices(FIELD_CHOICES["co_learner"]),
+                   help="the co-learner head (default: the preset's)")
+    c.add_argument("--more-capacity", dest="more_capacity", metavar=_choices(FIELD_CHOICES["more_capacity"]),
+                   help="how More gets its extra parameters (default: the preset's)")
+    c.add_argument("--filters", type=int, help="channels of every Conv-4 block (default: the preset's)")
+    c.add_argument("--ways", type=int, help="classes per task, the heads' outputs (default: the preset's)")
+    c.add_argument("--image-size", dest="image_size", type=int,
+                   help="side of the input images (default: the preset's)")
     c.set_defaults(func=cmd_params)
 
     d = sub.add_parser("data", help="download or describe data sets")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
     dl = dsub.add_parser("download", help="download a data set (omniglot), verifying its SHA-256")
-    dl.add_argument("name")
-    dl.add_argument("--root", required=True)
+    dl.add_argument("name", help="the data set: omniglot (fonts is rendered locally; the others come from their "
+                                 "own sources, README 'Data sets')")
+    dl.add_argument("--root", required=True, help="the folder to download and unpack into")
     info = dsub.add_parser("info", help="classes and images per split")
-    info.add_argument("--task", required=True)
-    info.add_argument("--data")
-    info.add_argument("--image-size", type=int, default=28)
-    info.add_argument("--seed", type=int, default=0)
+    info.add_argument("--task", required=True, metavar=_choices(TASKS), help="the data set to describe")
+    info.add_argument("--data", help="its root folder (fonts: an optional cache folder; graph: an optional .npz)")
+    info.add_argument("--image-size", type=int, default=28, help="side of the images as loaded (default 28)")
+    info.add_argument("--seed", type=int, default=0,
+                      help="passed to the loader (fonts: its distortions; splits never depend on it) (default 0)")
     d.set_defaults(func=cmd_data)
 
     s = sub.add_parser("sweep", help="bases x methods x --grid fields x seeds on one task into one folder, by this "
                                       "process or Ray Tune; resumes unfinished runs")
-    s.add_argument("--bases", help=f"comma-separated base learners ({', '.join(BASES)}; default maml, or the "
-                                   f"--config file's base)")
+    s.add_argument("--bases", help=f"comma-separated base learners, each one of {', '.join(BASES)} (default maml, "
+                                   f"or the --config file's base)")
     s.add_argument("--methods", default="none,noisy,cml",
-                   help=f"comma-separated methods ({', '.join(METHODS)}; none is the base alone)")
-    s.add_argument("--seeds", default="0,1,2")
+                   help=f"comma-separated methods, each one of {', '.join(METHODS)} (none is the base alone; "
+                        f"{', '.join(LEGACY)}: the older names on MAML) (default none,noisy,cml)")
+    s.add_argument("--seeds", default="0,1,2",
+                   help="comma-separated seeds; intervals across seeds need 3 or more (default 0,1,2)")
     s.add_argument("--grid", action="append", metavar="FIELD=V1,V2,...",
                    help="vary any other config field, e.g. --grid gamma=0,0.5,1 --grid co_learner=linear,conv "
                         "(repeatable; every combination is a cell, named by its values: cml-gamma_0.5-co_learner_conv-s0)")
-    s.add_argument("--task", help="required unless --config sets it")
-    s.add_argument("--preset", help=f"one of {', '.join(PRESETS)} (default {DEFAULT_PRESET})")
+    s.add_argument("--task", metavar=_choices(TASKS), help=_field_help("task") + "; required unless --config sets it")
+    s.add_argument("--preset", metavar=_choices(PRESETS), help=PRESET_HELP)
     s.add_argument("--config", metavar="FILE",
                    help=_CONFIG_HELP + "; its base, method and seed are the cells' (--bases, --methods, --seeds)")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="the sweep folder (one run folder per cell and seed inside)")
+    s.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
     s.add_argument("--engine", choices=ENGINES, default="local",
                    help="local: the cells one after another in this process (default); ray: one Ray Tune trial "
                         "per cell (needs ray[tune])")
@@ -405,13 +478,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sweep)
 
     r = sub.add_parser("report", help="a multi-page PDF from run or sweep folders")
-    r.add_argument("runs", nargs="+")
-    r.add_argument("-o", "--output", required=True)
+    r.add_argument("runs", nargs="+", help="run folders, sweep folders, or folders above them")
+    r.add_argument("-o", "--output", required=True, help="the PDF to write (A4 pages)")
     r.set_defaults(func=cmd_report)
 
+    b = sub.add_parser("tensorboard", help="write TensorBoard event files from the records of run or sweep folders")
+    b.add_argument("runs", nargs="+", help="run folders, sweep folders, or folders above them")
+    b.add_argument("--logdir", help="write the events under this folder (LOGDIR/<sweep>/<run>) instead of into "
+                                    "each run folder's tensorboard/")
+    b.set_defaults(func=cmd_tensorboard)
+
     m = sub.add_parser("demo", help="the README's main job: MAML vs CML on sinusoid and the font data set")
-    m.add_argument("--out", default="runs/demo")
-    m.add_argument("--report", default="reports/demo.pdf")
+    m.add_argument("--out", default="runs/demo", help="parent folder of the demo's sweep folders (default runs/demo)")
+    m.add_argument("--report", default="reports/demo.pdf", help="the PDF to write (default reports/demo.pdf)")
     m.add_argument("--steps", type=int, help="override the outer steps of every demo run (for a faster look)")
     m.add_argument("--test-tasks", type=int, help="override the number of test tasks of every demo run")
     m.set_defaults(func=cmd_demo)
@@ -421,11 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs a command. Errors in the user's input (config, data, run folders) end with a one-line message
     naming the value and exit status 2; anything else is a bug and keeps its traceback."""
+    args = build_parser().parse_args(argv)  # first: --help and --version need no torch import
     from .data.base import DataError
     from .meta import NonFiniteLossError
     from .records import RunFolderError
 
-    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ConfigError, DataError, NonFiniteLossError, RunFolderError, FileNotFoundError, FileExistsError) as e:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .bases import BASES, base_options, get_base
-from .methods import METHODS, get_method, upgrade
+from .methods import LEGACY, METHODS, get_method, upgrade
 
 TASKS = ("sinusoid", "omniglot", "fonts", "folder", "miniimagenet", "cifar-fs", "fc100", "flower", "graph")
 #: Tasks whose images are RGB (the rest are one-channel), and tasks that need no ``--data`` path (generated, or an
@@ -24,7 +24,18 @@ NO_DATA_TASKS = ("sinusoid", "fonts", "graph")
 CO_LEARNERS = ("linear", "conv")
 BACKENDS = ("higher", "func", "batched", "auto")
 PRESETS = ("quick", "paper")
+NOISE_MODES = ("absolute", "relative")
+MORE_CAPACITIES = ("width", "blocks")
+SHARP_VARIANTS = ("lower", "upper", "both")
 DEVICES = ("cpu", "cuda", "auto")
+#: The allowed values of every enumerated field: checked by ``Config`` and listed by the CLI's ``--help``.
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    "base": BASES, "method": METHODS, "task": TASKS, "co_learner": CO_LEARNERS, "backend": BACKENDS,
+    "noise_mode": NOISE_MODES, "more_capacity": MORE_CAPACITIES, "sharp_variant": SHARP_VARIANTS, "device": DEVICES,
+}
+#: Older values a field still accepts (read as a current one on construction), listed by ``--help`` beside
+#: :data:`FIELD_CHOICES`.
+FIELD_ALIASES: dict[str, tuple[str, ...]] = {"method": tuple(LEGACY)}
 
 
 def in_channels_of(task: str) -> int:
@@ -39,6 +50,8 @@ def in_channels_of(task: str) -> int:
 
 def needs_data_path(task: str) -> bool:
     return task not in NO_DATA_TASKS
+
+
 # The largest float32: a step size, weight or noise scale above it overflows inside the float32 update.
 FLOAT32_MAX = 3.4028234663852886e38
 
@@ -62,6 +75,9 @@ def _check_graph(cfg: "Config") -> None:
 @dataclass(frozen=True)
 class Config:
     """Everything that defines a run. Field names are the CLI's flag names (``--inner-lr`` sets inner_lr).
+
+    The Attributes section below is the one description of each field: ``python -m cml train --help`` prints
+    it for every flag (:mod:`cml.fieldhelp`), with the presets' defaults and :data:`FIELD_CHOICES`.
 
     Attributes:
         base: the base learner: how a task is adapted and the outer step taken (``maml``, ``maml++``, ``boil``,
@@ -192,15 +208,8 @@ class Config:
             if value not in allowed:
                 raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
 
-        one_of("base", BASES)
-        one_of("method", METHODS)
-        one_of("sharp_variant", ("lower", "upper", "both"))
-        one_of("task", TASKS)
-        one_of("co_learner", CO_LEARNERS)
-        one_of("backend", BACKENDS)
-        one_of("noise_mode", ("absolute", "relative"))
-        one_of("more_capacity", ("width", "blocks"))
-        one_of("device", DEVICES)
+        for name, allowed in FIELD_CHOICES.items():
+            one_of(name, allowed)
         for name in ("ways", "shots", "queries", "image_size", "filters", "hidden", "meta_batch", "steps",
                      "inner_steps", "test_inner_steps", "val_tasks", "test_tasks", "record_tasks", "hops",
                      "graph_layers"):

@@ -127,19 +127,20 @@ def _trial(space: dict[str, Any]) -> None:
     start = Config.from_dict(params["start"])
     splits = None if start.is_regression else _splits(start)
     run_dir = Path(params["run_dir"])
-    train_cell(run_dir, cfg, splits=splits, record=params["record"], restart=params["restart"])
+    train_cell(run_dir, cfg, splits=splits, record=params["record"], restart=params["restart"],
+               tensorboard=params["tensorboard"])
     test = records.read_json(run_dir / records.TEST)
     tune.report({k: v for k, v in test.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
 
 
 def run_cells(start: Config, pending: Sequence[tuple[Path, Config]], record: bool, restart: bool,
-              options: RayOptions) -> None:
+              options: RayOptions, tensorboard: bool = False) -> None:
     """Trains ``pending`` cells as Ray Tune trials, one per cell, and waits for all of them.
 
     Args:
         start: the sweep's start config (each worker loads the data splits from it, as the local engine does).
         pending: (run folder, config) of each cell to train.
-        record, restart: as :func:`cml.sweep.run_sweep`.
+        record, restart, tensorboard: as :func:`cml.sweep.run_sweep`.
         options: placement (:class:`RayOptions`).
 
     Raises:
@@ -157,7 +158,7 @@ def run_cells(start: Config, pending: Sequence[tuple[Path, Config]], record: boo
         threads = int(options.cpus_per_trial) if options.cpus_per_trial >= 1 else 1
         # Folders are absolute: a trial on another node must find the same folder (shared file system).
         cells = [{"run_dir": str(Path(run_dir).resolve()), "config": cfg.to_dict(), "start": start.to_dict(),
-                  "record": record, "restart": restart, "cwd": cwd, "threads": threads}
+                  "record": record, "restart": restart, "tensorboard": tensorboard, "cwd": cwd, "threads": threads}
                  for run_dir, cfg in pending]
         out = Path(pending[0][0]).resolve().parent
         resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}

@@ -2,7 +2,8 @@
 
 A run folder holds ``config.json``, ``metrics.jsonl`` (training), ``val.jsonl`` (validation),
 ``checkpoint.pt`` (model, optimizer and RNG state), ``test.json`` (the final test) and, for analysis runs,
-``dynamics.jsonl``, ``representations.json`` and ``features.npz`` (or ``fits.npz``). Figures read only these files.
+``dynamics.jsonl``, ``representations.json`` and ``features.npz`` (or ``fits.npz``). Figures read only these files,
+and so does :mod:`cml.tensorboard`, which writes ``tensorboard/`` (event files) from them on request.
 
 Reliability (README, "Reliability"):
 

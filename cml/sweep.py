@@ -8,7 +8,7 @@ Layout of a sweep folder::
     <variant>-s<seed>/         one run folder per cell (see cml.records; variant: cml.methods.variant_key,
                                e.g. cml-s0 on MAML, boil_cml-s0 on BOIL); with a --grid, the grid values
                                come before the seed: cml-gamma_0.5-co_learner_conv-s0
-    aggregate.json             per cell: mean and 95% CI (Student t) across seeds of each test metric
+    aggregate.json             per cell: mean and 95% CI (Student t; 3+ seeds) across seeds of each test metric
 
 Both engines train a cell with the one function :func:`train_cell`, so a cell's records do not depend on
 the engine that ran it.
@@ -104,8 +104,8 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
 
 def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[int], splits=None,
               record: bool = True, bases: Sequence[str] | None = None, preset_name: str | None = None,
-              restart: bool = False, grid: dict[str, list[Any]] | None = None, engine: str = "local",
-              ray_options=None) -> dict[str, Any]:
+              restart: bool = False, tensorboard: bool = False, grid: dict[str, list[Any]] | None = None,
+              engine: str = "local", ray_options=None) -> dict[str, Any]:
     """Trains every (base learner, method, grid point, seed) cell not yet finished, then writes and returns
     ``aggregate.json``.
 
@@ -122,6 +122,8 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
             values (MAML++'s switches, Sharp-MAML's radii) unless ``base`` set them otherwise.
         restart: move a damaged ``sweep.json`` or a cell with a damaged file aside (nothing is deleted) and
             write it again, instead of stopping with the error.
+        tensorboard: write TensorBoard events into each run folder from its records (:mod:`cml.tensorboard`),
+            live while a cell trains; a cell finished earlier is exported from its records.
         grid: any other config fields and their values (:func:`parse_grid`); every combination is a cell.
         engine: ``local`` (cells one after another in this process) or ``ray`` (one Ray Tune trial per cell).
         ray_options: the Ray engine's :class:`cml.ray_engine.RayOptions` (defaults when None).
@@ -148,19 +150,27 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
     with records.FolderLock(out):  # one sweep process per folder
         out.mkdir(parents=True, exist_ok=True)
         _write_spec(out, spec, restart)
-        pending = [(out / name, cfg) for name, cfg in cells
-                   if not cell_finished(out / name, cfg, record and cfg.record_interval > 0)]
+        pending = []
+        for name, cfg in cells:
+            if not cell_finished(out / name, cfg, record and cfg.record_interval > 0):
+                pending.append((out / name, cfg))
+            elif tensorboard:  # the export writes into the cell's folder: one writer at a time there too
+                from .tensorboard import export_run
+
+                with records.FolderLock(out / name):
+                    export_run(out / name)
         if engine == "ray":
             from .ray_engine import RayOptions, run_cells
 
-            run_cells(base, pending, record=record, restart=restart, options=ray_options or RayOptions())
+            run_cells(base, pending, record=record, restart=restart, options=ray_options or RayOptions(),
+                      tensorboard=tensorboard)
         else:
             if pending and splits is None and not base.is_regression:
                 from .trainer import TaskSource
 
                 splits = TaskSource(base).splits
             for run_dir, cfg in pending:
-                train_cell(run_dir, cfg, splits=splits, record=record, restart=restart)
+                train_cell(run_dir, cfg, splits=splits, record=record, restart=restart, tensorboard=tensorboard)
         return aggregate(out)
 
 
@@ -189,7 +199,8 @@ def sweep_cells(start: Config, bases: Sequence[str], methods: Sequence[str], see
     return cells
 
 
-def train_cell(run_dir: Path, cfg: Config, splits=None, record: bool = True, restart: bool = False) -> None:
+def train_cell(run_dir: Path, cfg: Config, splits=None, record: bool = True, restart: bool = False,
+               tensorboard: bool = False) -> None:
     """Trains one cell into its run folder, resuming from its checkpoint if it has one: the one function both
     engines call, so that a cell's records do not depend on the engine.
 
@@ -199,6 +210,7 @@ def train_cell(run_dir: Path, cfg: Config, splits=None, record: bool = True, res
         splits: preloaded data splits (loaded from ``cfg`` when None).
         record: attach the learning-dynamics recorder when ``cfg.record_interval`` > 0.
         restart: move a cell whose files are damaged aside and train it afresh, instead of stopping.
+        tensorboard: write TensorBoard events into the run folder, updated at every log line.
     """
     from .recording import Recorder
     from .trainer import Trainer
@@ -216,8 +228,16 @@ def train_cell(run_dir: Path, cfg: Config, splits=None, record: bool = True, res
                 raise
             print(f"moved damaged {run_dir} aside to {records.move_aside(run_dir)}", file=sys.stderr)
             trainer = Trainer(cfg, run_dir, splits=splits, recorder=recorder)
+        live = None
+        if tensorboard:
+            from .tensorboard import LiveExport
+
+            live = LiveExport(run_dir)
+            trainer.log_hooks.append(lambda _, live=live: live.update())
         trainer.train()
         trainer.finish_recording()
+        if live is not None:
+            live.close()
 
 
 def _read_spec(spec_path: Path, restart: bool) -> dict[str, Any] | None:
@@ -331,9 +351,10 @@ def aggregate(out: Path) -> dict[str, Any]:
     """Mean and 95% CI across seeds of each finished cell's test metrics; writes aggregate.json.
 
     Keys are cell names (:func:`cml.records.cell_name`: the variant, then the grid values); with a grid, each
-    entry also holds ``grid``, the cell's values of the gridded fields.
+    entry also holds ``grid``, the cell's values of the gridded fields. The interval follows the reporting
+    policy (:func:`analysis.stats.seed_ci95`): null with fewer than 3 seeds.
     """
-    from analysis.stats import mean_ci95
+    from analysis.stats import seed_ci95
 
     spec = records.read_json(Path(out) / records.SWEEP)
     result: dict[str, Any] = {}
@@ -351,7 +372,7 @@ def aggregate(out: Path) -> dict[str, Any]:
             for metric in TEST_METRICS:
                 values = [t[metric] for t in tests if metric in t]
                 if values:
-                    mean, ci = mean_ci95(values)
+                    mean, ci = seed_ci95(values)
                     entry[metric] = {"mean": mean, "ci95": ci, "values": values}
             result[records.cell_name(variant, point)] = entry
     records.write_json(Path(out) / records.AGGREGATE, result)
@@ -378,5 +399,5 @@ def summary(result: dict[str, Any], path: Path) -> str:
         lines.append(f"{name:{width}s} {entry['seeds']:5d}  " + "  ".join(cells))
     if not result:
         lines.append("(no finished cell)")
-    note = ("acc in %; " if "acc" in metrics else "") + "± is the 95% CI across seeds (n/a with one seed)"
+    note = ("acc in %; " if "acc" in metrics else "") + "± is the 95% CI across seeds (n/a with fewer than 3)"
     return "\n".join(lines + [note, f"aggregate: {path}"])

@@ -197,6 +197,9 @@ class Trainer:
         self.elapsed = 0.0
         self.window: list[dict[str, float | None]] = []
         self.recorder = recorder
+        #: Called as ``hook(trainer)`` after each step that appended to metrics.jsonl or val.jsonl (e.g. the
+        #: live TensorBoard export, which reads those records).
+        self.log_hooks: list[Callable[["Trainer"], None]] = []
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self._load_checkpoint()
@@ -336,8 +339,12 @@ class Trainer:
                 records.append_jsonl(self.run_dir / records.METRICS, {"step": self.step, "time": self.elapsed, **line})
                 bar.set_postfix({k: f"{v:.3g}" for k, v in line.items() if v is not None})
                 self.window = []
-            if cfg.val_interval and self.step % cfg.val_interval == 0:
+            validated = bool(cfg.val_interval) and self.step % cfg.val_interval == 0
+            if validated:
                 records.append_jsonl(self.run_dir / records.VAL, {"step": self.step, **self.validate()})
+            if validated or not self.window:  # the window empties when a metrics line is written
+                for hook in self.log_hooks:
+                    hook(self)
             if (cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0) or self.step == cfg.steps:
                 self.save_checkpoint()
         bar.close()
@@ -345,6 +352,8 @@ class Trainer:
         done = val_path.exists() and any(r["step"] == self.step for r in records.read_jsonl(val_path))
         if not done:  # a run resumed after its last checkpoint has validated already
             records.append_jsonl(val_path, {"step": self.step, **self.validate()})
+            for hook in self.log_hooks:
+                hook(self)
         return self.test()
 
     def test(self) -> dict[str, Any]:

@@ -10,8 +10,13 @@ never imports the trainer: a figure can be redrawn from a copied folder on a mac
 - :mod:`figures.table4`: Table 4, parameter counts and accuracy of MAML, More-MAML, CL, CML, CML†;
 - :mod:`figures.ablation`: test accuracy and CML† against γ, one line per co-learner type (a ``--grid gamma=...``
   sweep), MAML as the reference line;
+- :mod:`figures.table1`: Table 1, each base learner alone and with CML, the paired gain per seed, and the
+  claim "CML improves <base>" per base;
 - :mod:`figures.claims`: the paper's four claims checked with confidence intervals across seeds;
-- :mod:`figures.report`: all of the above in one PDF (``python -m cml report``);
+- :mod:`figures.report`: all of the above in one PDF (``python -m cml report``), every page the size
+  :data:`figures.style.PAGE`;
+- :mod:`figures.summary`: the interval policy (3+ seeds for an interval across seeds, else each seed) that
+  every table, figure and claim follows; :mod:`figures.tables`: the tables drawn on a page;
 - :func:`figures.style.save`: write a figure as PNG and PDF.
 """
 

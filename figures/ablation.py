@@ -6,7 +6,8 @@ Drawn from the runs of a sweep with a ``--grid gamma=...`` (and usually ``--grid
     python -m cml sweep --task fonts --methods cml --grid gamma=0,0.5,1 --grid co_learner=linear,conv \\
         --seeds 0,1,2 --out runs/ablation
 
-Interval policy (as in every figure here): with at least :data:`MIN_SEEDS_FOR_CI` seeds a point is the mean
+Interval policy (:mod:`figures.summary`, as in every figure here): with at least
+:data:`analysis.stats.MIN_SEEDS_FOR_CI` seeds a point is the mean
 across seeds and its band the 95% Student-t interval; with fewer, each seed is drawn as its own point and no
 interval is drawn (a t-interval from two seeds is too wide to read, and from one it does not exist).
 
@@ -24,16 +25,16 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from analysis.stats import MIN_SEEDS_FOR_CI, seed_ci95
 from cml.config import CO_LEARNERS
 from cml.methods import get_method
 
 from . import style
+from .summary import policy_note
 from .runs import Run, as_runs, group_by_setting
 
-__all__ = ["MIN_SEEDS_FOR_CI", "GRID_FIELD", "has_gamma_grid", "cells", "figure"]
+__all__ = ["GRID_FIELD", "has_gamma_grid", "cells", "figure"]
 
-#: Fewer seeds than this: each seed is shown and no t-interval is drawn.
-MIN_SEEDS_FOR_CI = 3
 #: The gridded field on the x axis.
 GRID_FIELD = "gamma"
 # One look per co-learner type: Okabe-Ito colours, line styles and markers that survive grayscale.
@@ -62,12 +63,9 @@ def _metric(run: Run, dagger: bool) -> float | None:
 
 
 def _summary(values: Sequence[float]) -> dict[str, Any]:
-    from analysis.stats import mean_ci95
-
-    if len(values) >= MIN_SEEDS_FOR_CI:
-        mean, ci = mean_ci95(values)
-        return {"mean": mean, "ci95": ci, "values": list(values)}
-    return {"mean": float(np.mean(values)), "ci95": None, "values": list(values)}
+    # The reporting policy (figures.summary): no interval across fewer than MIN_SEEDS_FOR_CI seeds.
+    mean, ci = seed_ci95(values)
+    return {"mean": mean, "ci95": ci if math.isfinite(ci) else None, "values": list(values)}
 
 
 def cells(runs: Sequence[Run]) -> dict[str, Any]:
@@ -173,22 +171,21 @@ def figure(runs: Sequence[Run] | Any) -> Figure:
     regression = setting.is_regression
     what = "test MSE" if regression else "test accuracy (%)"
     seeds = numbers["seeds"]
-    interval = ("bands: 95% t-interval across seeds" if seeds >= MIN_SEEDS_FOR_CI else
-                f"each seed drawn (fewer than {MIN_SEEDS_FOR_CI} seeds: no interval)")
+    interval = policy_note(seeds)
     with style.figure_style():
-        fig = Figure(figsize=(8.27, 7.4))
-        axes = [fig.add_axes((0.08, 0.52, 0.42, 0.37)), None]
+        fig = Figure(figsize=style.PAGE)
+        axes = [fig.add_axes((0.08, 0.62, 0.40, 0.28)), None]
         # Own y axes: CML† at γ = 0 is an untrained head (near chance), which would flatten panel (a).
-        axes[1] = fig.add_axes((0.57, 0.52, 0.40, 0.37))
+        axes[1] = fig.add_axes((0.57, 0.62, 0.40, 0.28))
         _draw_panel(axes[0], numbers, "test", what, base_labels)
         axes[0].set_title("(a) meta-learner θ (the test-time model)")
         _draw_panel(axes[1], numbers, "dagger", what, base_labels)
         axes[1].set_title("(b) CML†: predicting with the co-learner φ")
         handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.435), ncol=3, fontsize=8,
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.565), ncol=3, fontsize=8,
                    frameon=False)
-        fig.suptitle(f"γ × co-learner ablation, {setting.label}: {seeds} seeds, {interval}", fontsize=10, y=0.97)
-        _table(fig.add_axes((0.08, 0.04, 0.89, 0.33)), numbers, regression, base_labels)
+        fig.suptitle(f"γ × co-learner ablation, {setting.label}\n{seeds} seeds; {interval}", fontsize=10, y=0.97)
+        _table(fig.add_axes((0.08, 0.22, 0.89, 0.29)), numbers, regression, base_labels)
     return fig
 
 

@@ -3,18 +3,22 @@
 1. *CML beats random noise*: CML's test accuracy (sinusoid: MSE) is better than noisy-MAML's.
 2. *The meta- and co-learner gradients on psi are dissimilar*: their mean cosine similarity over the
    recorded steps is below :data:`COSINE_THRESHOLD`.
-3. *CML's psi gradients are larger than MAML's*: the mean norm of psi's meta-gradient over training, as a
-   ratio CML / MAML, is above 1.
+3. *CML's psi gradients are larger than MAML's*: the mean norm of psi's meta-gradient over the recorded steps
+   (``dynamics.jsonl``, as Figure 3c), as a ratio CML / MAML, is above 1.
 4. *CML changes its representations more during adaptation*: its CKA between query representations before
    and after adaptation is lower than MAML's at every recorded layer.
 
-Rules, the same for all four: seeds are the unit of replication. A claim needs at least two seeds that both
-methods share (the same seed draws the same test tasks for every method, so differences are paired by seed);
-it is supported when the 95% Student-t confidence interval across seeds (:func:`analysis.stats.mean_ci95`)
-lies entirely on the claimed side, and not supported otherwise (also when the interval straddles the line:
-the evidence then says so). With a single seed the numbers are reported with the run's own across-task or
-across-step spread, and ``supported`` is None: a single seed is not a claim. Missing records also give
-None, with the command that writes them.
+Rules, the same for all four: seeds are the unit of replication, and the same seed draws the same test tasks
+for every method, so differences are paired by seed. With at least :data:`analysis.stats.MIN_SEEDS_FOR_CI`
+(3) seeds that both methods share, a claim is supported when the 95% Student-t confidence interval across
+seeds (:func:`analysis.stats.seed_ci95`) lies entirely on the claimed side, and not supported otherwise (also
+when the interval straddles the line: the evidence then says so). With fewer, each seed's numbers are
+reported, no interval across seeds is computed, and ``supported`` is None: two seeds are not a claim (their t
+interval is 12.7 standard errors wide), nor is one (reported with the run's own across-task or across-step
+spread). Missing records also give None, with the command that writes them.
+
+Each quantity has one source, the one its figure draws: test results from ``test.json``, cosines and
+gradient norms from ``dynamics.jsonl`` (Figure 3b-c), CKA from ``representations.json`` (Figure 3d).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.stats import mean_ci95, normal_ci95
+from analysis.stats import MIN_SEEDS_FOR_CI, normal_ci95, seed_ci95
 
 from .fig3_dynamics import layer_label
 from .runs import MissingRecordError, Run, as_runs, group_by_method, group_by_setting, reproduce_command
@@ -88,6 +92,20 @@ def _pm(mean: float, ci: float, fmt: str = ".3f") -> str:
     return f"{mean:{fmt}} ± {ci:{fmt}}" if math.isfinite(ci) else f"{mean:{fmt}}"
 
 
+def _decimals(*values: float, least: int = 3, most: int = 8) -> int:
+    """Enough decimals that no non-zero value prints as zero: +0.000 ± 0.000 must never be read as a result."""
+    d = least
+    # Rounding noise (a CI of 1e-17 from identical differences) is zero, not a value to show.
+    while d < most and any(abs(v) > 1e-12 and math.isfinite(v) and round(abs(v), d) == 0 for v in values):
+        d += 1
+    return d
+
+
+def _few_seeds(seeds: Sequence[int]) -> str:
+    return (f"{len(seeds)} seeds, fewer than {MIN_SEEDS_FOR_CI}: not a claim; no interval across seeds "
+            f"is computed, each seed is shown. Train --seeds 0,1,2 (or more) to test the claim.")
+
+
 def _paired(a: Mapping[int, float], b: Mapping[int, float]) -> list[int]:
     return sorted(s for s in set(a) & set(b) if _finite(a[s]) and _finite(b[s]))
 
@@ -131,10 +149,15 @@ def judge_beats_noise(cml: Mapping[int, float], noisy: Mapping[int, float], metr
                 f"Train more seeds (--seeds 0,1,2) to test the claim.")
         return Claim(key, CLAIM_TEXT[key], None, text, seeds)
     sign = 1.0 if metric == "acc" else -1.0  # positive difference = CML better
+    better = "accuracy gain" if metric == "acc" else "MSE reduction"
     diffs = [sign * scale * (cml[s] - noisy[s]) for s in seeds]
-    d, dci = mean_ci95(diffs)
-    mc, cc = mean_ci95([scale * cml[s] for s in seeds])
-    mn, cn = mean_ci95([scale * noisy[s] for s in seeds])
+    if len(seeds) < MIN_SEEDS_FOR_CI:
+        per = "; ".join(f"seed {s}: CML {scale * cml[s]:{fmt}}, noisy-MAML {scale * noisy[s]:{fmt}}, {better} of CML "
+                        f"{d:+{fmt}}{unit}" for s, d in zip(seeds, diffs))
+        return Claim(key, CLAIM_TEXT[key], None, f"{_few_seeds(seeds)} {name}: {per}.", seeds)
+    d, dci = seed_ci95(diffs)
+    mc, cc = seed_ci95([scale * cml[s] for s in seeds])
+    mn, cn = seed_ci95([scale * noisy[s] for s in seeds])
     lo, hi = d - dci, d + dci
     if lo > 0:
         supported, verdict = True, "the interval of the improvement lies above 0"
@@ -142,7 +165,6 @@ def judge_beats_noise(cml: Mapping[int, float], noisy: Mapping[int, float], metr
         supported, verdict = False, "noisy-MAML is better: the interval lies below 0"
     else:
         supported, verdict = False, "the interval of the improvement includes 0: no evidence either way"
-    better = "accuracy gain" if metric == "acc" else "MSE reduction"
     text = (f"{name}: CML {_pm(mc, cc, fmt)}, noisy-MAML {_pm(mn, cn, fmt)} (mean ± 95% CI across "
             f"{len(seeds)} seeds); paired {better} of CML {d:+{fmt}} ± {dci:{fmt}}{unit} "
             f"[{lo:+{fmt}}, {hi:+{fmt}}]: {verdict}.")
@@ -177,7 +199,11 @@ def judge_dissimilar_gradients(cos_by_seed: Mapping[int, Sequence[float]],
         text = (f"single seed: not a claim. Seed {s}: mean cosine {_pm(m, ci)} over {steps[s]} recorded steps "
                 f"(CI across steps, which are correlated), {100 * negative[s]:.0f}% of steps below 0; {rule}.")
         return Claim(key, CLAIM_TEXT[key], None, text, seeds)
-    m, ci = mean_ci95([means[s] for s in seeds])
+    if len(seeds) < MIN_SEEDS_FOR_CI:
+        per = "; ".join(f"seed {s}: mean cosine {means[s]:.3f} over {steps[s]} recorded steps, "
+                        f"{100 * negative[s]:.0f}% of steps below 0" for s in seeds)
+        return Claim(key, CLAIM_TEXT[key], None, f"{_few_seeds(seeds)} {per}; {rule}.", seeds)
+    m, ci = seed_ci95([means[s] for s in seeds])
     supported = m + ci < threshold
     where = (f"its upper bound {m + ci:.3f} is below {threshold}" if supported else
              f"its upper bound {m + ci:.3f} is not below {threshold}")
@@ -189,35 +215,39 @@ def judge_dissimilar_gradients(cos_by_seed: Mapping[int, Sequence[float]],
 
 def judge_larger_gradients(cml: Mapping[int, float], maml: Mapping[int, float],
                            spread: Mapping[str, Mapping[int, float]] | None = None) -> Claim:
-    """Claim 3 from each seed's mean norm of psi's meta-gradient over training.
+    """Claim 3 from each seed's mean norm of psi's meta-gradient over its recorded steps.
 
     Args:
-        cml, maml: ``{seed: mean grad_norm_psi over training}``.
+        cml, maml: ``{seed: mean grad_norm_psi over the steps recorded in dynamics.jsonl}`` (Figure 3c's values).
         spread: with a single shared seed, ``{"cml": {seed: ci}, "maml": {seed: ci}}`` of each run's 95% CI
-            over logged steps, quoted in the evidence.
+            over its recorded steps, quoted in the evidence.
     """
     key = "larger-gradients"
     seeds = _paired(cml, maml)
+    what = "mean ‖∇ψ L‖₂ over the recorded steps (dynamics.jsonl, as Figure 3c)"
     if not seeds:
         return Claim(key, CLAIM_TEXT[key], None, "CML and MAML share no seed with recorded gradient norms; train "
-                     "both with the same --seeds", [])
+                     "both with the same --seeds and --record-interval K", [])
     if len(seeds) == 1:
         s = seeds[0]
         sp = spread or {}
-        text = (f"single seed: not a claim. Seed {s}: mean ‖∇ψ L‖₂ over training CML "
+        text = (f"single seed: not a claim. Seed {s}: {what}: CML "
                 f"{_pm(cml[s], sp.get('cml', {}).get(s, math.nan))}, MAML "
-                f"{_pm(maml[s], sp.get('maml', {}).get(s, math.nan))} (CI across logged steps), ratio "
+                f"{_pm(maml[s], sp.get('maml', {}).get(s, math.nan))} (CI across recorded steps), ratio "
                 f"{cml[s] / maml[s]:.2f}.")
         return Claim(key, CLAIM_TEXT[key], None, text, seeds)
     ratios = [cml[s] / maml[s] for s in seeds]
-    r, rci = mean_ci95(ratios)
-    mc, cc = mean_ci95([cml[s] for s in seeds])
-    mm, cm = mean_ci95([maml[s] for s in seeds])
+    if len(seeds) < MIN_SEEDS_FOR_CI:
+        per = "; ".join(f"seed {s}: CML {cml[s]:.3f}, MAML {maml[s]:.3f}, ratio {r:.2f}" for s, r in zip(seeds, ratios))
+        return Claim(key, CLAIM_TEXT[key], None, f"{_few_seeds(seeds)} {what}: {per}.", seeds)
+    r, rci = seed_ci95(ratios)
+    mc, cc = seed_ci95([cml[s] for s in seeds])
+    mm, cm = seed_ci95([maml[s] for s in seeds])
     supported = r - rci > 1
     verdict = ("the ratio's interval lies above 1" if supported else
                "MAML's are larger: the ratio's interval lies below 1" if r + rci < 1 else
                "the ratio's interval includes 1")
-    text = (f"mean ‖∇ψ L‖₂ over training: CML {_pm(mc, cc)}, MAML {_pm(mm, cm)}; per-seed ratio CML/MAML "
+    text = (f"{what}: CML {_pm(mc, cc)}, MAML {_pm(mm, cm)}; per-seed ratio CML/MAML "
             f"{_pm(r, rci, '.2f')} (95% CI across {len(seeds)} seeds): {verdict}.")
     return Claim(key, CLAIM_TEXT[key], bool(supported), text, seeds)
 
@@ -240,25 +270,43 @@ def judge_lower_cka(cml: Mapping[int, Mapping[str, float]], maml: Mapping[int, M
     if len(seeds) == 1:
         s = seeds[0]
         tc = task_ci or {}
-        parts = [f"{layer_label(layer)}: MAML {_pm(maml[s][layer], tc.get('maml', {}).get(s, {}).get(layer, math.nan))}, "
-                 f"CML {_pm(cml[s][layer], tc.get('cml', {}).get(s, {}).get(layer, math.nan))}" for layer in layers]
+        parts = []
+        for layer in layers:
+            ci_m = tc.get("maml", {}).get(s, {}).get(layer, math.nan)
+            ci_c = tc.get("cml", {}).get(s, {}).get(layer, math.nan)
+            fmt = f".{_decimals(ci_m, ci_c, maml[s][layer] - cml[s][layer])}f"
+            parts.append(f"{layer_label(layer)}: MAML {_pm(maml[s][layer], ci_m, fmt)}, "
+                         f"CML {_pm(cml[s][layer], ci_c, fmt)}")
         return Claim(key, CLAIM_TEXT[key], None, f"single seed: not a claim. Seed {s} (95% CI over tasks): "
                      + "; ".join(parts) + ".", seeds)
+    if len(seeds) < MIN_SEEDS_FOR_CI:
+        parts = []
+        for layer in layers:
+            ls = [s for s in seeds if _finite(maml[s].get(layer)) and _finite(cml[s].get(layer))]
+            diffs = [maml[s][layer] - cml[s][layer] for s in ls]
+            dec = _decimals(*diffs)
+            parts.append(f"{layer_label(layer)}: " + ", ".join(
+                f"seed {s} MAML {maml[s][layer]:.{dec}f}, CML {cml[s][layer]:.{dec}f} (MAML − CML {d:+.{dec}f})"
+                for s, d in zip(ls, diffs)))
+        return Claim(key, CLAIM_TEXT[key], None, f"{_few_seeds(seeds)} linear CKA before vs after adaptation, "
+                     "per layer: " + "; ".join(parts) + ".", seeds)
     parts, verdicts, used = [], [], set()
     for layer in layers:
         ls = [s for s in seeds if _finite(maml[s].get(layer)) and _finite(cml[s].get(layer))]
-        if len(ls) < 2:
-            parts.append(f"{layer_label(layer)}: fewer than 2 seeds with a defined CKA")
+        if len(ls) < MIN_SEEDS_FOR_CI:
+            parts.append(f"{layer_label(layer)}: fewer than {MIN_SEEDS_FOR_CI} seeds with a defined CKA")
             verdicts.append(False)
             continue
         used |= set(ls)
-        d, dci = mean_ci95([maml[s][layer] - cml[s][layer] for s in ls])
-        mm, cm = mean_ci95([maml[s][layer] for s in ls])
-        mc, cc = mean_ci95([cml[s][layer] for s in ls])
+        d, dci = seed_ci95([maml[s][layer] - cml[s][layer] for s in ls])
+        mm, cm = seed_ci95([maml[s][layer] for s in ls])
+        mc, cc = seed_ci95([cml[s][layer] for s in ls])
+        # Strictly above 0, printed with enough decimals to show it: a CI of +0.000 ± 0.000 is not "lower".
         ok = d - dci > 0
         verdicts.append(ok)
-        parts.append(f"{layer_label(layer)}: MAML {_pm(mm, cm)}, CML {_pm(mc, cc)}, MAML − CML {d:+.3f} ± {dci:.3f} "
-                     f"({'lower' if ok else 'not lower'})")
+        dec = _decimals(d, dci, mm - mc)
+        parts.append(f"{layer_label(layer)}: MAML {mm:.{dec}f} ± {cm:.{dec}f}, CML {mc:.{dec}f} ± {cc:.{dec}f}, "
+                     f"MAML − CML {d:+.{dec}f} ± {dci:.{dec}f} ({'lower' if ok else 'not lower'})")
     supported = all(verdicts)
     text = (f"linear CKA before vs after adaptation, mean ± 95% CI across {len(used or seeds)} seeds, per layer: "
             + "; ".join(parts)
@@ -304,9 +352,8 @@ def _larger(by_method: dict[str, list[Run]]) -> Claim:
     for m in ("cml", "maml"):
         means[m], spread[m] = {}, {}
         for r in by_method[m]:
-            # metrics.jsonl logs the norm (before any noise) averaged over every step of each log interval:
-            # all of training, not only the recorded steps.
-            v = [x["grad_norm_psi"] for x in r.metrics() if _finite(x.get("grad_norm_psi"))]
+            # dynamics.jsonl, the records Figure 3c draws: one source for the figure and the claim.
+            v = [x["grad_norm_psi"] for x in r.dynamics() if _finite(x.get("grad_norm_psi"))]
             if v:
                 means[m][r.seed], spread[m][r.seed] = normal_ci95(v) if len(v) > 1 else (v[0], math.nan)
     return judge_larger_gradients(means["cml"], means["maml"], spread)

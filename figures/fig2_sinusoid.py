@@ -66,9 +66,9 @@ def figure(
     seed: int | None = None,
     show_before: bool = False,
     show_dagger: bool = False,
+    figsize: tuple[float, float] = style.PAGE,
 ) -> Figure:
-    """Figure 2: one column per shots value present, one row per test curve (one row of curves if a single
-    shots value is present).
+    """Figure 2: one column per shots value present, one row per test curve.
 
     Args:
         source: run or sweep folders (or :class:`Run` objects); sinusoid runs with ``fits.npz``.
@@ -77,6 +77,7 @@ def figure(
         seed: the seed whose runs are drawn (default: the lowest shared one, per shots value).
         show_before: also draw each method's prediction before adaptation (thin, dotted, faded).
         show_dagger: also draw CML† (CML's co-learner phi after adaptation), if ``cml`` is drawn.
+        figsize: the page size (default: the report's page).
 
     Returns:
         The figure; each panel is titled with its shots value and carries each method's mean squared error
@@ -96,11 +97,10 @@ def figure(
     if bad:
         raise ValueError(f"curves {bad} are not recorded; fits.npz holds curves 0..{n_rec - 1}")
     shots_values = list(fits)
-    # One shots value: its curves side by side (a row); several: a column per shots value, a row per curve.
-    transpose = len(shots_values) == 1
-    nrows, ncols = (1, len(curves)) if transpose else (len(curves), len(shots_values))
+    # A column per shots value, a row per curve: on the portrait page, the curves stack.
+    nrows, ncols = len(curves), len(shots_values)
     with style.figure_style():
-        fig = Figure(figsize=(max(3.3 * ncols, 7.0), 2.6 * nrows + 1.2), layout="constrained")
+        fig = Figure(figsize=figsize, layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True)
         for j, shots in enumerate(shots_values):
             cells = fits[shots]
@@ -112,7 +112,7 @@ def figure(
                                   stacklevel=2)
             x = ref["x"]
             for i, c in enumerate(curves):
-                row, col = (0, i) if transpose else (i, j)
+                row, col = i, j
                 ax = axes[row, col]
                 truth = ref["truth"][c]
                 ax.plot(x, truth, color="black", lw=1.4, label="ground truth", zorder=3)

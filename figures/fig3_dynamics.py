@@ -9,10 +9,14 @@
 (d) linear CKA between each layer's query representations before and after adaptation, MAML against CML:
     lower CKA means adaptation changes the representation more.
 
-Where several seeds exist, lines are the mean across seeds at each recorded step and bands the 95% Student-t
-confidence interval across seeds (:func:`analysis.stats.mean_ci95`); with one seed, (a) bands are the
-run's own 95% CI over validation tasks and (b)-(c) have no band. Records: ``val.jsonl``,
-``metrics.jsonl``, ``dynamics.jsonl`` and ``representations.json`` (train with ``--record-interval K``).
+Panels run (a) to (d) from the top of the page down. Intervals follow :mod:`figures.summary`: with 3 or more
+seeds per method, lines are the mean across seeds at each recorded step and shaded bands the 95% Student-t
+confidence interval across seeds (:func:`analysis.stats.seed_ci95`); with 2, each seed is drawn as a thin line
+beside the mean and there is no band; with one seed, (a)'s bands are the run's own 95% CI over validation tasks
+and (b)-(c) have no band. (d) is a dot plot (its axis spans the values, not 0 to 1, because the differences
+that matter are in the second and third decimal): a mean with its across-seed interval (clipped at 1, CKA's
+maximum) with 3+ seeds, else each seed's value. Records: ``val.jsonl``, ``metrics.jsonl``,
+``dynamics.jsonl`` and ``representations.json`` (train with ``--record-interval K``).
 """
 
 from __future__ import annotations
@@ -23,12 +27,17 @@ from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
-from analysis.stats import mean_ci95
+from analysis.stats import MIN_SEEDS_FOR_CI, seed_ci95
 
 from . import style
 from .runs import MissingRecordError, Run, as_runs, group_by_method, group_by_setting
+from .summary import policy_note
 
 __all__ = [
     "Band",
@@ -61,8 +70,9 @@ class Band:
     Attributes:
         steps: (n,) outer steps.
         mean: (n,) mean across seeds.
-        lo, hi: (n,) lower and upper 95% bounds (NaN where no interval: one seed).
+        lo, hi: (n,) lower and upper 95% bounds (NaN where no interval: 2 seeds, or one without its own CI).
         seeds: how many seeds each point averages (the smallest over the curve).
+        per_seed: (seeds, n) each seed's curve, drawn when there is no interval across seeds.
     """
 
     steps: np.ndarray
@@ -70,6 +80,7 @@ class Band:
     lo: np.ndarray
     hi: np.ndarray
     seeds: int
+    per_seed: np.ndarray
 
 
 def _rolling(values: np.ndarray, window: int) -> np.ndarray:
@@ -82,13 +93,17 @@ def _rolling(values: np.ndarray, window: int) -> np.ndarray:
 
 def band(per_seed: Sequence[dict[int, float]], smooth: int = 1,
          own_ci: Sequence[dict[int, float]] | None = None) -> Band:
-    """Mean and 95% CI across seeds at the steps every seed recorded.
+    """Mean across seeds, and its 95% CI across seeds where the policy allows one, at the steps every seed recorded.
 
     Args:
         per_seed: one ``{step: value}`` per seed (non-finite values are dropped: an undefined cosine).
         smooth: trailing rolling mean over this many records, applied per seed before averaging.
         own_ci: with a single seed, that seed's own 95% CI half-width per step (e.g. over validation
             tasks) to draw as the band; ignored with several seeds.
+
+    Returns:
+        The curve; with fewer than :data:`analysis.stats.MIN_SEEDS_FOR_CI` seeds (and more than one) its
+        bounds are NaN and ``per_seed`` is what to draw.
 
     Raises:
         ValueError: if no seed has a value, or the seeds share no recorded step.
@@ -108,20 +123,42 @@ def band(per_seed: Sequence[dict[int, float]], smooth: int = 1,
         mean = values[0]
         if own_ci is not None and own_ci[0]:
             ci = _rolling(np.array([own_ci[0].get(s, math.nan) for s in steps], dtype=float), smooth)
-            return Band(x, mean, mean - ci, mean + ci, 1)
+            return Band(x, mean, mean - ci, mean + ci, 1, values)
         nan = np.full_like(mean, math.nan)
-        return Band(x, mean, nan, nan, 1)
-    stats = [mean_ci95(values[:, i]) for i in range(values.shape[1])]
+        return Band(x, mean, nan, nan, 1, values)
+    stats = [seed_ci95(values[:, i]) for i in range(values.shape[1])]
     mean = np.array([m for m, _ in stats])
     ci = np.array([c for _, c in stats])
-    return Band(x, mean, mean - ci, mean + ci, len(cleaned))
+    return Band(x, mean, mean - ci, mean + ci, len(cleaned), values)
 
 
 def _draw(ax: Axes, b: Band, method: str, **overrides) -> None:
+    colour = overrides.get("color", style.method_style(method).colour)
+    if b.seeds > 1 and not np.isfinite(b.lo).any():
+        # No interval across so few seeds: show each seed, thin, behind the mean.
+        ms = style.method_style(method)
+        # A single point is no line: it gets an open marker, as the seeds in (d).
+        point = dict(marker=ms.marker, markerfacecolor="white", markersize=4) if len(b.steps) == 1 else {}
+        for curve in b.per_seed:
+            ax.plot(b.steps, curve, color=colour, lw=0.8, alpha=0.8 if point else 0.5, linestyle=ms.linestyle,
+                    label="_seed", zorder=1, **point)
     ax.plot(b.steps, b.mean, **style.line_kwargs(method, len(b.steps), **overrides))
     if np.isfinite(b.lo).any():
-        colour = overrides.get("color", style.method_style(method).colour)
-        ax.fill_between(b.steps, b.lo, b.hi, color=colour, alpha=0.18, lw=0)
+        if len(b.steps) == 1:  # a band of one point has no width: draw it as an interval bar
+            ax.errorbar(b.steps, b.mean, yerr=[b.mean - b.lo, b.hi - b.mean], fmt="none", ecolor=colour, alpha=0.5,
+                        elinewidth=4)
+        else:
+            ax.fill_between(b.steps, b.lo, b.hi, color=colour, alpha=0.18, lw=0)
+
+
+def _step_axis(ax: Axes) -> None:
+    # Outer steps are whole numbers: a run with one record must not get ticks at 1.95.
+    lo, hi = ax.get_xlim()
+    if hi - lo < 2:
+        middle = round((lo + hi) / 2)
+        ax.set_xlim(middle - 1, middle + 1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5, min_n_ticks=1))
+    ax.set_xlabel("outer step")
 
 
 def _smooth_note(smooth: int) -> str:
@@ -189,7 +226,7 @@ def _panel_a(axes: Sequence[Axes], by_method: dict[str, list[Run]], methods: Seq
         ax_left.set_title("(a) validation accuracy")
         ax_right.set_title("(a) validation loss")
     for ax in axes:
-        ax.set_xlabel("outer step")
+        _step_axis(ax)
 
 
 def _pct(x: float | None) -> float | None:
@@ -220,7 +257,7 @@ def _panel_blocks(axes: Sequence[Axes], by_method: dict[str, list[Run]], methods
             if any(any(v is not None for v in p.values()) for p in per):
                 _draw(ax, band(per, smooth), m)
     for ax in axes:
-        ax.set_xlabel("outer step")
+        _step_axis(ax)
 
 
 def _check_dynamics(by_method: dict[str, list[Run]], methods: Sequence[str], key: str) -> None:
@@ -236,55 +273,68 @@ def _check_dynamics(by_method: dict[str, list[Run]], methods: Sequence[str], key
 # -- (d) CKA ----------------------------------------------------------------------------------------------
 
 
-def cka_summary(runs: Sequence[Run], debiased: bool = False) -> dict[str, tuple[float, float, int]]:
-    """Per layer: (mean, 95% CI half-width, seeds) of CKA before vs after adaptation.
+def cka_summary(runs: Sequence[Run], debiased: bool = False) -> dict[str, tuple[float, float, int, list[float]]]:
+    """Per layer: (mean, 95% CI half-width, seeds, per-seed values) of CKA before vs after adaptation.
 
-    With several seeds, the mean and Student-t CI across the seeds' per-run means; with one seed, that run's
-    mean and its CI over the recorded tasks. Layers where CKA was undefined for every task are left out.
+    The mean is over the seeds' per-run means (each over the run's recorded tasks); the half-width is the
+    Student-t interval across them, NaN with fewer than 3 seeds (:func:`analysis.stats.seed_ci95`). Layers
+    where CKA was undefined for every task are left out.
     """
     reps = [r.representations() for r in runs]
     key = "cka_debiased" if debiased else "cka"
     layers = list(dict.fromkeys(layer for rep in reps for layer in rep.get("layers", rep.get(key, {}))))
-    out: dict[str, tuple[float, float, int]] = {}
+    out: dict[str, tuple[float, float, int, list[float]]] = {}
     for layer in layers:
         cells = [rep.get(key, {}).get(layer) for rep in reps]
         means = [c["mean"] for c in cells if c and c.get("mean") is not None and math.isfinite(c["mean"])]
-        if not means:
-            continue
-        if len(means) == 1:
-            cell = next(c for c in cells if c and c.get("mean") is not None)
-            ci = cell.get("ci95")
-            out[layer] = (means[0], math.nan if ci is None else float(ci), 1)
-        else:
-            mean, ci = mean_ci95(means)
-            out[layer] = (mean, ci, len(means))
+        if means:
+            mean, ci = seed_ci95(means)
+            out[layer] = (mean, ci, len(means), means)
     return out
 
 
 def _panel_d(ax: Axes, by_method: dict[str, list[Run]], methods: Sequence[str], debiased: bool) -> None:
     summaries = {m: cka_summary(by_method[m], debiased) for m in methods}
     layers = list(dict.fromkeys(layer for s in summaries.values() for layer in s))
-    width = 0.8 / max(len(methods), 1)
+    offset = 0.7 / max(len(methods), 1)
     x = np.arange(len(layers))
+    extent: list[float] = []
+    labels: list[tuple[float, float, str, str]] = []
     for k, m in enumerate(methods):
         s = style.method_style(m)
-        pos = x - 0.4 + width * (k + 0.5)
-        means = np.array([summaries[m].get(layer, (math.nan,))[0] for layer in layers])
-        cis = np.array([summaries[m].get(layer, (math.nan, math.nan))[1] for layer in layers])
-        ax.bar(pos, np.nan_to_num(means), width * 0.92, color=s.colour, hatch=s.hatch, edgecolor="white",
-               lw=0.5, label=s.label, yerr=np.where(np.isfinite(cis), cis, 0), capsize=2.5,
-               error_kw=dict(lw=0.9, ecolor="0.15"))
-        for p, v in zip(pos, means):
-            # Values inside the bars' feet, clear of the error bars: CKA near 1 differs in the 2nd-3rd decimal.
-            ax.text(p, 0.03, f"{v:.3f}" if np.isfinite(v) else "n/a", ha="center", va="bottom", fontsize=6.5,
-                    rotation=90, color="black",
-                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
+        for i, layer in enumerate(layers):
+            if layer not in summaries[m]:
+                continue
+            mean, ci, n, values = summaries[m][layer]
+            pos = x[i] + offset * (k - (len(methods) - 1) / 2)
+            if math.isfinite(ci):
+                # CKA is at most 1: the interval is cut there rather than drawn past the possible.
+                lo, hi = mean - ci, min(mean + ci, 1.0)
+                ax.errorbar(pos, mean, yerr=[[mean - lo], [hi - mean]], fmt="none", ecolor=s.colour, elinewidth=1.2,
+                            capsize=3)
+                extent += [lo, hi]
+            else:
+                ax.scatter([pos] * n, values, s=16, facecolor="white", edgecolor=s.colour, linewidth=1.0,
+                           marker=s.marker, zorder=3)
+                extent += list(values)
+            ax.scatter([pos], [mean], s=34, color=s.colour, marker=s.marker, zorder=4)
+            extent.append(mean)
+            labels.append((pos, max(mean, *(values if not math.isfinite(ci) else [min(mean + ci, 1.0)])),
+                           f"{mean:.3f}", s.colour))
+    if extent:
+        lo, hi = min(extent), max(extent)
+        span = max(hi - lo, 0.004)
+        ax.set_ylim(lo - 0.08 * span, hi + 0.3 * span)  # room above for the value labels
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+        ax.set_yticks([t for t in ax.get_yticks() if lo - 0.08 * span <= t <= 1.0])  # no tick past CKA's maximum
+        for pos, top, text, colour in labels:
+            ax.text(pos, top + 0.03 * span, text, rotation=90, ha="center", va="bottom", fontsize=7, color="black")
+    ax.axhline(1.0, color="0.6", lw=0.7, ls="--", zorder=0)
     ax.set_xticks(x, [layer_label(layer) for layer in layers])
-    ax.set_ylim(0, 1.15)
-    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_xlim(-0.6, len(layers) - 0.4)
     ax.set_ylabel(("debiased linear CKA" if debiased else "linear CKA") + ", before vs after")
     ax.set_title("(d) " + ("debiased CKA" if debiased else "CKA") + " per layer")
-    ax.set_xlabel("layer")
+    ax.set_xlabel("layer (dashed: CKA 1, representation unchanged)")
 
 
 # -- the figure -------------------------------------------------------------------------------------------
@@ -296,6 +346,7 @@ def figure(
     smooth: int = 1,
     debiased_cka: bool = True,
     log_norm: bool = False,
+    figsize: tuple[float, float] = style.PAGE,
 ) -> Figure:
     """Figure 3 for the runs of one setting (one task, ways and shots).
 
@@ -309,6 +360,7 @@ def figure(
             (c), written in the axis labels; validation curves are never smoothed.
         debiased_cka: add a panel with the debiased CKA beside the plain one.
         log_norm: logarithmic y axis for the gradient norms (c).
+        figsize: the page size (default: the report's page, A4 portrait; panels (a) to (d) from top to bottom).
 
     Returns:
         The figure; axes carry the panel letter in their titles.
@@ -340,50 +392,64 @@ def figure(
     norm_blocks = _blocks(dyn_all, "grad_norm_blocks")
     nb = max(len(cos_blocks), len(norm_blocks))
 
+    drawn = set(conv) | set(cos) | set(norm) | set(cka)
+    counts = sorted({len(by_method[m]) for m in drawn})
     with style.figure_style():
-        fig = Figure(figsize=(max(12.5, 2.6 * (nb + 1)), 11.5), layout="constrained")
-        top, mid, bottom = fig.subfigures(3, 1, height_ratios=[1.15, 1, 1])
-        left, right = top.subfigures(1, 2, width_ratios=[1, 1])
-        a_axes = left.subplots(1, 2)
+        fig = Figure(figsize=figsize, layout="constrained")
+        fig.get_layout_engine().set(h_pad=0.06, hspace=0.04)
+        a_fig, b_fig, c_fig, d_fig = fig.subfigures(4, 1, height_ratios=[1.05, 1, 1, 1.15])
+        a_axes = a_fig.subplots(1, 2)
         _panel_a(a_axes, by_method, conv, smooth, setting.is_regression)
-        d_axes = right.subplots(1, 2 if debiased_cka else 1, squeeze=False)[0]
+
+        b_axes = b_fig.subplots(1, 1 + len(cos_blocks), sharey=True, squeeze=False,
+                                gridspec_kw={"width_ratios": [1.3] + [1] * len(cos_blocks)})[0]
+        _panel_blocks(b_axes, by_method, cos, smooth, "cos_psi", "cos_blocks", cos_blocks)
+        for ax, name in zip(b_axes, ["whole ψ", *cos_blocks]):
+            ax.axhline(0, color="0.35", lw=0.8, ls="-", zorder=0)
+            ax.set_title(f"(b) {name}")
+            # A cosine lives in [-1, 1]; the axis shows all of it, whatever the spread between seeds.
+            ax.set_ylim(-1.05, 1.05)
+        b_axes[0].set_ylabel("cosine similarity" + _smooth_note(smooth))
+        b_fig.suptitle("(b) cosine similarity of the meta- and co-learner gradients on ψ, cos(∇ψ L_meta, ∇ψ γL_co): "
+                       "whole ψ and per block", fontsize=9)
+
+        c_axes = c_fig.subplots(
+            1, 1 + len(norm_blocks), squeeze=False, gridspec_kw={"width_ratios": [1.3] + [1] * len(norm_blocks)})[0]
+        _panel_blocks(c_axes, by_method, norm, smooth, "grad_norm_psi", "grad_norm_blocks", norm_blocks)
+        for ax, name in zip(c_axes, ["whole ψ", *norm_blocks]):
+            ax.set_title(f"(c) {name}")
+            if log_norm:
+                ax.set_yscale("log")
+            else:
+                # Norms are non-negative; the band's lower bound may not be.
+                ax.set_ylim(bottom=0)
+        c_axes[0].set_ylabel("‖∇ψ L‖₂" + (" (log scale)" if log_norm else "") + _smooth_note(smooth))
+        c_fig.suptitle("(c) norm of ψ's meta-gradient (before noisy-MAML's noise), whole ψ and per block", fontsize=9)
+
+        d_axes = d_fig.subplots(1, 2 if debiased_cka else 1, squeeze=False)[0]
         _panel_d(d_axes[0], by_method, cka, debiased=False)
         if debiased_cka:
             _panel_d(d_axes[1], by_method, cka, debiased=True)
 
-        b_axes = mid.subplots(1, 1 + len(cos_blocks), sharey=True, squeeze=False,
-                              gridspec_kw={"width_ratios": [1.35] + [1] * len(cos_blocks)})[0]
-        _panel_blocks(b_axes, by_method, cos, smooth, "cos_psi", "cos_blocks", cos_blocks)
-        for ax, name in zip(b_axes, ["whole ψ", *cos_blocks]):
-            ax.axhline(0, color="0.35", lw=0.8, ls="-", zorder=0)
-            ax.set_title(f"(b) cosine, {name}")
-            # A cosine lives in [-1, 1]; a wide CI band (two seeds: t = 12.7) must not stretch the axis.
-            ax.set_ylim(-1.05, 1.05)
-        b_axes[0].set_ylabel("cosine similarity" + _smooth_note(smooth))
-        b_axes[0].annotate("cos(∇ψ L_meta, ∇ψ γL_co)", xy=(0.02, 0.97), xycoords="axes fraction", va="top",
-                           fontsize=7, color="0.3")
-
-        c_axes = bottom.subplots(
-            1, 1 + len(norm_blocks), squeeze=False, gridspec_kw={"width_ratios": [1.35] + [1] * len(norm_blocks)})[0]
-        _panel_blocks(c_axes, by_method, norm, smooth, "grad_norm_psi", "grad_norm_blocks", norm_blocks)
-        for ax, name in zip(c_axes, ["whole ψ", *norm_blocks]):
-            ax.set_title(f"(c) gradient norm, {name}")
-            if log_norm:
-                ax.set_yscale("log")
-            else:
-                # Norms are non-negative; the band's lower bound may not be (few seeds).
-                ax.set_ylim(bottom=0)
-        c_axes[0].set_ylabel("‖∇ψ L‖₂" + (" (log scale)" if log_norm else "") + _smooth_note(smooth))
-
         handles: dict[str, object] = {}
-        for ax in [*a_axes, *d_axes, *b_axes, *c_axes]:
+        for ax in [*a_axes, *b_axes, *c_axes, *d_axes]:
             for h, lab in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(lab, h)
-        seeds = sorted({len(v) for v in by_method.values()})
-        bands = ("bands: 95% CI across seeds (Student t)" if max(seeds) > 1 else
-                 "one seed: (a) bands are 95% CIs over validation tasks; (b), (c) have no band")
-        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=len(handles))
+        # What the marks other than the methods' lines mean, so that every mark on the page is in the legend.
+        if max(counts) >= MIN_SEEDS_FOR_CI:
+            handles["shaded band: 95% CI across seeds (Student t);\noverlapping bands mix their colours"] = Patch(
+                facecolor="0.45", alpha=0.3, lw=0)
+            handles["(d) bar: 95% CI across seeds, cut at 1"] = Line2D([], [], color="0.3", marker="_", markersize=8,
+                                                                       lw=1.2)
+        if any(1 < n < MIN_SEEDS_FOR_CI for n in counts):
+            handles["thin line, (d) open marker:\none seed (no interval with < 3 seeds)"] = Line2D(
+                [], [], color="0.3", lw=0.8, alpha=0.6, marker="o", markerfacecolor="white", markersize=4)
+        if min(counts) == 1 and any(isinstance(c, PolyCollection) for c in a_axes[0].collections) or a_axes[0].containers:
+            handles["(a) band, one seed: 95% CI over\nvalidation tasks"] = Patch(facecolor="0.45", alpha=0.3, lw=0)
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(len(handles), 4),
+                   fontsize=7.5)
+        seeds_text = "/".join(map(str, counts))
         fig.suptitle(f"Figure 3: learning dynamics, {setting.label}\n"
-                     f"{'/'.join(map(str, seeds))} seed{'s' if max(seeds) > 1 else ''} per method; lines: mean; "
-                     f"{bands}", fontsize=11)
+                     f"{seeds_text} seed{'s' if max(counts) > 1 else ''} per method; thick lines: mean across seeds\n"
+                     f"{policy_note(min(counts))}", fontsize=10)
     return fig

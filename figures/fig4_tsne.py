@@ -34,7 +34,8 @@ def silhouette_text(reps: dict, when: str) -> str:
     mean, ci = summary.get("mean"), summary.get("ci95")
     if mean is not None and math.isfinite(mean):
         ci_text = f" ± {ci:.3f}" if ci is not None and math.isfinite(ci) else ""
-        lines.append(f"mean of {reps.get('tasks', '?')} tasks: {mean:.3f}{ci_text}")
+        lines.append(f"mean of {reps.get('tasks', '?')} tasks: {mean:.3f}{ci_text}" +
+                     (" (95% CI over tasks)" if ci_text else ""))
     return "\n".join(lines)
 
 
@@ -42,6 +43,7 @@ def figure(
     source: Run | str | Iterable[Run | str],
     methods: Sequence[str] = ("maml", "cml"),
     seed: int | None = None,
+    figsize: tuple[float, float] = style.PAGE,
 ) -> Figure:
     """Figure 4 for the runs of one image setting.
 
@@ -50,6 +52,7 @@ def figure(
             ``representations.json`` (train with ``--record-interval K``).
         methods: one row per method, top to bottom.
         seed: the seed drawn (default: the lowest seed every method has).
+        figsize: the page size (default: the report's page).
 
     Returns:
         The figure: ``len(methods)`` rows x 2 columns (before, after adaptation).
@@ -80,7 +83,7 @@ def figure(
     data = {m: (r.features(), r.representations()) for m, r in chosen.items()}
 
     with style.figure_style():
-        fig = Figure(figsize=(8.2, 3.9 * len(methods) + 0.9), layout="constrained")
+        fig = Figure(figsize=figsize, layout="constrained")
         axes = fig.subplots(len(methods), 2, squeeze=False)
         classes = sorted({int(c) for feats, _ in data.values() for c in np.unique(feats["labels"])})
         for i, m in enumerate(methods):
@@ -115,7 +118,12 @@ def figure(
                     ax.spines[side].set_visible(True)
         handles, labels = axes[0, 0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 10), title="query class")
-        points = int(data[methods[0]][0]["labels"].shape[0])
-        fig.suptitle(f"Figure 4: t-SNE of head-input features, {setting.label} (seed {seed}, {points} queries; "
-                     f"silhouette in feature space)", fontsize=10.5)
+        labels0 = data[methods[0]][0]["labels"]
+        points, per_class = int(labels0.shape[0]), int(labels0.shape[0]) // max(len(np.unique(labels0)), 1)
+        trained = chosen[methods[0]].config.get("queries")
+        # The map draws its own task, with more queries than training may have used: say both.
+        queries = (f"{points} query points, {per_class} per class, drawn for this map"
+                   + (f" (the runs trained and tested with {trained} per class)" if trained != per_class else ""))
+        fig.suptitle(f"Figure 4: t-SNE of head-input features, {setting.label}, seed {seed}\n{queries};\n"
+                     f"silhouette scores are computed in feature space, not on the map", fontsize=10)
     return fig

@@ -43,10 +43,11 @@ from . import claims as claims_mod
 from . import ablation, fig2_sinusoid, fig3_dynamics, fig4_tsne, style, table1, table4
 from .runs import (MissingRecordError, Run, find_runs, group_by_method, group_by_setting,
                    reproduce_command, sweep_folders)
+from .summary import POLICY, SeedValues
+from .tables import draw_table, table_height
 
 __all__ = ["write_report", "title_pages", "results_pages", "missing_page", "claims_pages", "auto_smooth"]
 
-A4 = (8.27, 11.69)
 REPORT_TITLE = "Cooperative Meta-Learning: results and learning dynamics"
 # Config fields shown per setting on the title page (the ones that change what a number means).
 _SUMMARY_FIELDS = ("data", "steps", "meta_batch", "meta_lr", "inner_lr", "inner_steps", "test_inner_steps", "queries",
@@ -57,7 +58,7 @@ _GRAPH_FIELDS = ("hops", "max_nodes", "graph_layers", "graph_modulation")
 
 
 def _text_pages(title: str, blocks: Sequence[tuple[str, str]], width: int = 100) -> list[Figure]:
-    """A4 pages: a title, then (heading, body) blocks in a monospaced font wrapped to ``width`` characters,
+    """Pages (:data:`style.PAGE`): a title, then (heading, body) blocks in a monospaced font wrapped to ``width`` characters,
     continued on a new page (same title, "continued") when a block does not fit."""
     head_h, body_h = _line_height(10.5, 1.6), _line_height(7.6, 1.35)
     pages: list[Figure] = []
@@ -65,7 +66,7 @@ def _text_pages(title: str, blocks: Sequence[tuple[str, str]], width: int = 100)
 
     def new_page() -> tuple[Figure, float]:
         with style.figure_style():
-            page = Figure(figsize=A4)
+            page = Figure(figsize=style.PAGE)
             page.suptitle(title + (" (continued)" if pages else ""), fontsize=14, y=0.975, fontweight="bold")
         pages.append(page)
         return page, 0.935
@@ -164,75 +165,69 @@ def title_pages(runs: Sequence[Run], contents: Sequence[str], gridded: Sequence[
 
 
 def _result_cells(method: str, rs: Sequence[Run], regression: bool) -> list[str] | None:
-    from analysis.stats import mean_ci95
-
-    tests = [r.test() for r in rs if r.has(records.TEST)]
+    tests = {r.seed: r.test() for r in rs if r.has(records.TEST)}
     if not tests:
         return None
     metric = "mse" if regression else "acc"
     scale, fmt = (1.0, ".4f") if regression else (100.0, ".2f")
 
-    def cell(key: str, scale: float = scale, fmt: str = fmt) -> str:
-        values = [t[key] for t in tests if t.get(key) is not None]
-        if not values:
-            return "—"
-        if len(values) > 1:
-            m, ci = mean_ci95(values)
-        else:
-            m, ci = values[0], tests[0].get(f"{key}_ci95")
-        ci_text = f" ± {scale * ci:{fmt}}" if ci is not None and math.isfinite(ci) else ""
-        return f"{scale * m:{fmt}}{ci_text}"
+    def values(key: str) -> SeedValues:
+        return SeedValues({s: float(t[key]) for s, t in tests.items() if t.get(key) is not None},
+                          {s: float(t[f"{key}_ci95"]) for s, t in tests.items() if t.get(f"{key}_ci95") is not None})
 
-    over = f"{len(tests)} seeds" if len(tests) > 1 else f"{tests[0].get('tasks')} tasks"
+    main, dagger = values(metric), values(f"{metric}_dagger")
     # The second metric is a loss (or MSE): never in percent.
-    second = cell("mse_before") if regression else cell("loss", 1.0, ".3f")
-    seconds = sum(t.get("train_time", 0.0) for t in tests) / len(tests)
-    return [style.label(method), str(len(tests)), cell(metric), cell(f"{metric}_dagger"), second, over,
-            f"{tests[0]['params']['train']:,}", f"{seconds:.0f}"]
+    second = values("mse_before").mean_text(1.0, ".3f") if regression else values("loss").mean_text(1.0, ".3f")
+    seconds = sum(t.get("train_time", 0.0) for t in tests.values()) / len(tests)
+    first = next(iter(tests.values()))
+    # "Sharp-MAML + CML" is wider than the method column: the method added goes on a second line.
+    return [style.label(method).replace(" + ", "\n+ "), str(len(tests)), main.mean_text(scale, fmt), "\n".join(main.seed_lines(scale, fmt)),
+            dagger.mean_text(scale, fmt), second, f"{first['params']['train']:,} / {first['params']['test']:,}",
+            f"{seconds:.0f}"]
+
+
+RESULTS_NOTE = (
+    "Means are over the seeds of each row. " + POLICY + " The per-seed column gives each run's value with its own "
+    "95% CI over its test tasks (normal approximation), a different quantity: the precision of one run. "
+    "\"with φ\": predicting with the co-learner head (CML† for CML; CL's second branch). params: counted at train "
+    "time / at test time. Training time: wall-clock seconds of one run's training, mean over its seeds."
+)
 
 
 def results_pages(runs: Sequence[Run]) -> list[Figure]:
-    """The results: per setting, each method's test metric, the metric with phi and a second metric, with 95%
-    CIs; as many A4 pages as the settings need."""
-    note = ("mean ± 95% CI: across seeds (Student t) with several seeds, else across test tasks (normal). "
-            "\"with φ\": predicting with the co-learner head (CML† for CML; CL's second branch). "
-            "train s: mean training time per run in seconds.")
-    row_h = 0.021  # one table row, as a fraction of the page
+    """The results: per setting, each method's test metric (mean across seeds, and per seed), the metric with
+    phi and a second metric; as many pages as the settings need."""
     pages: list[Figure] = []
     fig, top = None, 0.0
     for setting, group in group_by_setting(runs).items():
         reg = setting.is_regression
         rows = [c for m, rs in group_by_method(group).items() if (c := _result_cells(m, rs, reg)) is not None]
-        height = row_h * (max(len(rows), 1) + 1)
-        if fig is None or top - height - 0.05 < 0.04:
+        # "± 95% CI" in a header only where some row of the table has 3+ seeds (and so an interval).
+        mean = "mean ± 95% CI\nacross seeds" if any("±" in r[2] for r in rows) else "mean across\nseeds (no CI:\n< 3 seeds)"
+        cols = (["method", "seeds", f"test MSE:\n{mean}", "test MSE per seed\n(± 95% CI over\nits test tasks)",
+                 f"MSE with φ:\n{mean}", "MSE before\nadaptation\n(mean)", "params\ntrain / test",
+                 "training\ntime per\nrun (s)"] if reg else
+                ["method", "seeds", f"accuracy (%):\n{mean}", "accuracy (%) per seed\n(± 95% CI over\nits test tasks)",
+                 f"acc. with φ (%):\n{mean}", "test loss\n(mean)", "params\ntrain / test", "training\ntime per\nrun (s)"])
+        height = (table_height(style.PAGE[1], rows, cols, 7.5) if rows else 0.02) + 0.05
+        if fig is None or top - height < 0.04:
             with style.figure_style():
-                fig = Figure(figsize=A4)
+                fig = Figure(figsize=style.PAGE)
                 fig.suptitle("Results: test performance per setting" + (" (continued)" if pages else ""),
                              fontsize=14, y=0.975, fontweight="bold")
-                fig.text(0.06, 0.95, "\n".join(textwrap.wrap(note, 125)), fontsize=7.8, va="top", linespacing=1.4)
+                fig.text(0.06, 0.95, "\n".join(textwrap.wrap(RESULTS_NOTE, 125)), fontsize=7.8, va="top",
+                         linespacing=1.4)
             pages.append(fig)
-            top = 0.88
+            top = 0.87
         with style.figure_style():
-            ax = fig.add_axes((0.06, top - height - 0.02, 0.88, height + 0.02))
-            ax.axis("off")
-            ax.set_title(setting.label, loc="left", fontsize=10, fontweight="bold")
-            top -= height + 0.075
+            fig.text(0.06, top, setting.label, fontsize=10, fontweight="bold", va="top")
+            top -= 0.02
             if not rows:
-                ax.text(0, 0.5, "no finished run (no test.json): run the sweep again to finish it", fontsize=8)
+                fig.text(0.06, top, "no finished run (no test.json): run the sweep again to finish it", fontsize=8,
+                         va="top")
+                top -= 0.04
                 continue
-            cols = (["method", "seeds", "test MSE", "MSE with φ", "MSE before adapt.", "CI over", "params",
-                     "train s"] if reg else
-                    ["method", "seeds", "accuracy (%)", "acc. with φ (%)", "test loss", "CI over", "params",
-                     "train s"])
-            t = ax.table(cellText=rows, colLabels=cols, bbox=(0, 0, 1, height / (height + 0.02)), cellLoc="center",
-                         colWidths=[0.13, 0.07, 0.17, 0.17, 0.16, 0.11, 0.1, 0.09])
-            t.auto_set_font_size(False)
-            t.set_fontsize(7.5)
-            for (i, _), c in t.get_celld().items():
-                c.set_edgecolor("0.75")
-                if i == 0:
-                    c.set_facecolor("0.92")
-                    c.set_text_props(weight="bold")
+            top = draw_table(fig, top, cols, rows, [0.10, 0.06, 0.14, 0.19, 0.14, 0.12, 0.15, 0.10], width=0.86) - 0.035
     return pages
 
 
@@ -245,14 +240,19 @@ def missing_page(title: str, error: Exception, command: str | None) -> list[Figu
     return _text_pages(f"{title}: not available", blocks, width=95)
 
 
-def _line_height(fontsize: float, spacing: float = 1.3, page_height: float = A4[1]) -> float:
+def _line_height(fontsize: float, spacing: float = 1.3, page_height: float = style.PAGE[1]) -> float:
     # Height of one text line as a fraction of the page (points / (inches * 72)).
     return fontsize * spacing / (page_height * 72.0)
 
 
+CLAIMS_NOTE = ("Supported: the 95% Student-t CI across 3 or more seeds lies on the claimed side. Fewer than 3 seeds is "
+               "not a claim: each seed is shown and no interval across seeds is computed. Seeds are paired (the same "
+               "seed draws the same test tasks for every method).")
+
+
 def claims_pages(claims: Sequence[claims_mod.Claim], empty: str = "no runs") -> list[Figure]:
-    """The claims, each with its verdict and evidence, over as many A4 pages as they need (``empty``: the
-    page's text when there is no claim to check)."""
+    """The claims, each with its verdict and evidence, over as many pages as they need (``empty``: the page's
+    text when there is no claim to check)."""
     marks = {True: "SUPPORTED", False: "NOT SUPPORTED", None: "INSUFFICIENT EVIDENCE"}
     colours = {True: "#009E73", False: "#D55E00", None: "0.35"}
     pages: list[Figure] = []
@@ -264,13 +264,13 @@ def claims_pages(claims: Sequence[claims_mod.Claim], empty: str = "no runs") -> 
         need = head_h * (1 + len(claim_lines)) + body_h * len(body) + 0.012
         if fig is None or y - need < 0.03:
             with style.figure_style():
-                fig = Figure(figsize=A4)
+                fig = Figure(figsize=style.PAGE)
                 fig.suptitle("Claims: why CML works, checked against the records" +
                              (" (continued)" if pages else ""), fontsize=13, y=0.975, fontweight="bold")
-                fig.text(0.06, 0.945, "supported: the 95% CI across seeds lies on the claimed side; one seed is not "
-                         "a claim. Seeds are paired (same seed = same test tasks).", fontsize=7.8)
+                fig.text(0.06, 0.95, "\n".join(textwrap.wrap(CLAIMS_NOTE, 125)), fontsize=7.8, va="top",
+                         linespacing=1.4)
             pages.append(fig)
-            y = 0.92
+            y = 0.905
         fig.text(0.06, y, marks[c.supported], fontsize=9, fontweight="bold", va="top", color=colours[c.supported])
         fig.text(0.94, y, c.setting, fontsize=8.5, va="top", ha="right", color="0.35")
         y -= head_h
@@ -388,6 +388,11 @@ def _command_for_value_error(title: str, group: Sequence[Run]) -> str | None:
         return ("python -m cml sweep --task fonts --methods maml,cml --seeds 0,1,2 --out runs/fonts "
                 "--record-interval 5")
     if title.startswith("Figure 2"):
-        return ("python -m cml sweep --task sinusoid --methods maml,cml --seeds 0 --shots 5 --out runs/sin5 "
-                "--record-interval 5")
+        # The shots value the figure lacks a method at (the one its message names), else the preset's 10.
+        sin = [r for r in group if r.is_regression]
+        lacking = [s for s in sorted({r.shots for r in sin})
+                   if {"maml", "cml"} - {r.method for r in sin if r.shots == s}]
+        shots = lacking[0] if lacking else 10
+        return (f"python -m cml sweep --task sinusoid --methods maml,cml --seeds 0 --shots {shots} "
+                f"--out runs/sin{shots} --record-interval 5")
     return reproduce_command(group) if group else None

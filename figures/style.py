@@ -24,6 +24,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 __all__ = [
+    "PAGE",
     "MethodStyle",
     "METHOD_STYLES",
     "BLOCK_COLOURS",
@@ -35,6 +36,11 @@ __all__ = [
     "figure_style",
     "save",
 ]
+
+
+#: The one page size of the report (A4 portrait, inches): text pages and figures alike are laid out for it, so
+#: a printed or zoomed report keeps one scale from page to page.
+PAGE: tuple[float, float] = (8.27, 11.69)
 
 
 @dataclass(frozen=True)

@@ -1,28 +1,32 @@
-"""Table 1: CML as a plug-in. For each base learner, test accuracy without and with CML (and CML†), mean ±
-95% CI across seeds, the paired difference per seed, and the number of seeds; and the claim "CML improves
-<base>" per base, decided by the paired difference's 95% CI across seeds.
+"""Table 1: CML as a plug-in. For each base learner, test accuracy without and with CML (and CML†), the paired
+difference per seed and its mean, and the number of seeds; and the claim "CML improves <base>" per base,
+decided by the paired difference's 95% CI across seeds.
 
 Seeds pair the two cells: the same seed draws the same test tasks and the same initial psi and theta for the
-base alone and for the base with CML, so their difference per seed is the unit of replication. With fewer than
-two paired seeds a difference is shown but no interval, and the claim is "insufficient evidence".
+base alone and for the base with CML, so their difference per seed is the unit of replication. Intervals follow
+the report's policy (:mod:`figures.summary`): with 3 or more seeds, means with their 95% Student-t CI across
+seeds; with fewer, each seed's value, no interval, and the claim is "insufficient evidence".
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from matplotlib.figure import Figure
 
-from analysis.stats import mean_ci95
+from analysis.stats import MIN_SEEDS_FOR_CI
 from cml import records
 
 from . import style
-from .claims import Claim
+from .claims import Claim, _decimals, _few_seeds
 from .runs import BASE_ORDER, Run, Setting, as_runs, group_by_setting
+from .summary import POLICY, SeedValues, policy_note
+from .tables import draw_table, table_height
 
-__all__ = ["BaseRow", "rows", "markdown", "figure", "claims"]
+__all__ = ["BaseRow", "rows", "markdown", "figure", "claims", "CAPTION"]
 
 
 @dataclass(frozen=True)
@@ -32,43 +36,36 @@ class BaseRow:
     Attributes:
         base: the base learner (``maml``, ``boil``...).
         label: its printed name.
-        alone, cml, dagger: per seed, the test metric of the base alone, with CML, and CML† (phi's predictions).
+        alone, cml, dagger: the test metric of the base alone, with CML, and CML† (phi's predictions), per seed
+            with each run's 95% CI over its test tasks.
         metric: ``acc`` (a fraction) or ``mse``.
     """
 
     base: str
     label: str
-    alone: dict[int, float]
-    cml: dict[int, float]
-    dagger: dict[int, float]
+    alone: SeedValues
+    cml: SeedValues
+    dagger: SeedValues
     metric: str
 
     @property
     def paired_seeds(self) -> list[int]:
-        return sorted(set(self.alone) & set(self.cml))
+        return sorted(set(self.alone.values) & set(self.cml.values))
 
-    def differences(self) -> list[float]:
+    def gains(self) -> SeedValues:
         """CML minus the base alone, per paired seed (for MSE, base minus CML: positive is always better)."""
         sign = 1.0 if self.metric == "acc" else -1.0
-        return [sign * (self.cml[s] - self.alone[s]) for s in self.paired_seeds]
+        return SeedValues({s: sign * (self.cml.values[s] - self.alone.values[s]) for s in self.paired_seeds})
+
+    def differences(self) -> list[float]:
+        """The paired gains in seed order."""
+        g = self.gains()
+        return [g.values[s] for s in g.seeds]
 
     def difference(self) -> tuple[float, float]:
-        """Mean paired difference and its Student-t 95% CI half-width (NaN with fewer than two seeds)."""
-        d = self.differences()
-        if not d:
-            return math.nan, math.nan
-        if len(d) == 1:
-            return d[0], math.nan
-        return mean_ci95(d)
-
-
-def _summary(values: dict[int, float]) -> tuple[float, float]:
-    v = list(values.values())
-    if not v:
-        return math.nan, math.nan
-    if len(v) == 1:
-        return v[0], math.nan
-    return mean_ci95(v)
+        """Mean paired gain and its 95% CI half-width across seeds (NaN below 3 seeds; both NaN without any)."""
+        g = self.gains()
+        return (g.mean, g.ci95) if g.n else (math.nan, math.nan)
 
 
 def rows(source: Run | str | Iterable[Run | str]) -> dict[Setting, list[BaseRow]]:
@@ -78,58 +75,90 @@ def rows(source: Run | str | Iterable[Run | str]) -> dict[Setting, list[BaseRow]
     out: dict[Setting, list[BaseRow]] = {}
     for setting, runs in group_by_setting(as_runs(source)).items():
         metric = "mse" if setting.is_regression else "acc"
-        by_base: dict[str, dict[str, dict[int, float]]] = {}
+        # base -> column -> ({seed: value}, {seed: that run's CI over its test tasks})
+        by_base: dict[str, dict[str, tuple[dict[int, float], dict[int, float]]]] = {}
         for run in runs:
             if run.addon not in ("none", "cml") or not run.has(records.TEST):
                 continue
             test = run.test()
-            cells = by_base.setdefault(run.base, {"none": {}, "cml": {}, "dagger": {}})
-            if test.get(metric) is not None:
-                cells[run.addon].setdefault(run.seed, float(test[metric]))
-            if run.addon == "cml" and test.get(f"{metric}_dagger") is not None:
-                cells["dagger"].setdefault(run.seed, float(test[f"{metric}_dagger"]))
+            cells = by_base.setdefault(run.base, {"none": ({}, {}), "cml": ({}, {}), "dagger": ({}, {})})
+            for column, key in ((run.addon, metric), ("dagger", f"{metric}_dagger")):
+                if column == "dagger" and run.addon != "cml":
+                    continue
+                if test.get(key) is not None and run.seed not in cells[column][0]:
+                    cells[column][0][run.seed] = float(test[key])
+                    if test.get(f"{key}_ci95") is not None:
+                        cells[column][1][run.seed] = float(test[f"{key}_ci95"])
         order = sorted(by_base, key=lambda b: (BASE_ORDER.index(b) if b in BASE_ORDER else len(BASE_ORDER), b))
-        out[setting] = [BaseRow(b, BASE_TABLE[b].label if b in BASE_TABLE else b, by_base[b]["none"],
-                                by_base[b]["cml"], by_base[b]["dagger"], metric) for b in order]
+        out[setting] = [BaseRow(b, BASE_TABLE[b].label if b in BASE_TABLE else b,
+                                *(SeedValues(*by_base[b][c]) for c in ("none", "cml", "dagger")), metric)
+                        for b in order]
     return out
 
 
-def _fmt(mean: float, ci: float, metric: str) -> str:
-    if not math.isfinite(mean):
+def _scale_fmt(metric: str) -> tuple[float, str]:
+    return (100.0, ".2f") if metric == "acc" else (1.0, ".4f")
+
+
+def _value(values: SeedValues, metric: str, sep: str) -> str:
+    """The mean across seeds (± its CI with 3+ seeds); with fewer seeds, each seed's value below it."""
+    if not values.n:
         return "–"
-    scale, fmt = (100.0, ".2f") if metric == "acc" else (1.0, ".4f")
-    text = format(scale * mean, fmt)
-    return text + (f" ± {format(scale * ci, fmt)}" if math.isfinite(ci) else "")
+    seeds = values.seed_lines(*_scale_fmt(metric), task_ci=False)
+    if values.n == 1:
+        return seeds[0]
+    text = values.mean_text(*_scale_fmt(metric))
+    return f"mean {text}{sep}" + sep.join(seeds) if values.n < MIN_SEEDS_FOR_CI else text
 
 
-def _cells(row: BaseRow) -> list[str]:
-    diff, ci = row.difference()
-    per_seed = ", ".join(_fmt(d, math.nan, row.metric).lstrip() for d in row.differences()) or "–"
-    return [row.label, _fmt(*_summary(row.alone), row.metric), _fmt(*_summary(row.cml), row.metric),
-            _fmt(*_summary(row.dagger), row.metric), _fmt(diff, ci, row.metric), per_seed,
-            str(len(row.paired_seeds))]
+def _gain_per_seed(row: BaseRow, sep: str) -> str:
+    g = row.gains()
+    if not g.n:
+        return "–"
+    scale, fmt = _scale_fmt(row.metric)
+    return sep.join(f"s{s}: {scale * g.values[s]:+{fmt}}" for s in g.seeds)
 
 
-def _header(metric: str) -> list[str]:
+def _cells(row: BaseRow, sep: str = "\n") -> list[str]:
+    gains = row.gains()
+    scale, fmt = _scale_fmt(row.metric)
+    mean_gain = "–" if not gains.n else f"{scale * gains.mean:+{fmt}}"
+    if gains.has_interval:
+        mean_gain += f" ± {scale * gains.ci95:{fmt}}"
+    return [row.label, _value(row.alone, row.metric, sep), _value(row.cml, row.metric, sep),
+            _value(row.dagger, row.metric, sep), mean_gain, _gain_per_seed(row, sep), str(len(row.paired_seeds))]
+
+
+def _header(metric: str, sep: str = "\n") -> list[str]:
     unit = "acc. %" if metric == "acc" else "MSE"
-    return ["base", f"alone ({unit})", f"+ CML ({unit})", f"+ CML† ({unit})", "paired gain", "gain per seed", "seeds"]
+    gain = "points" if metric == "acc" else "MSE reduction"
+    return ["base", f"alone{sep}({unit})", f"+ CML{sep}({unit})", f"+ CML†{sep}({unit})",
+            f"paired gain{sep}({gain})", "gain per seed", f"paired{sep}seeds"]
+
+
+CAPTION = ("alone: the base learner by itself; + CML: with the co-learner (φ dropped at test time); + CML†: "
+           "predicting with φ. A value cell is the mean across seeds, with fewer than 3 seeds followed by each seed's "
+           "value (one seed: that value alone). Paired gain: + CML minus alone on the same seed (MSE: alone minus "
+           "+ CML; positive is better), then its mean. " + POLICY)
 
 
 def markdown(source: Run | str | Iterable[Run | str]) -> str:
-    """Table 1 as markdown, one table per setting (the README's table)."""
+    """Table 1 as markdown, one table per setting (the README's table), with the interval policy under it."""
     blocks = []
     for setting, table in rows(source).items():
         if not table:
             continue
-        head = _header(table[0].metric)
+        head = _header(table[0].metric, " ")
         lines = [f"**{setting.label}**", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-        lines += ["| " + " | ".join(_cells(r)) + " |" for r in table]
+        lines += ["| " + " | ".join(_cells(r, "; ")) + " |" for r in table]
+        lines += ["", f"{policy_note(min(len(r.paired_seeds) for r in table))}. {POLICY}"]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
 
-def figure(source: Run | str | Iterable[Run | str]) -> Figure:
-    """Table 1 as an A4-wide figure page: one table per setting.
+def figure(source: Run | str | Iterable[Run | str], figsize: tuple[float, float] = style.PAGE) -> Figure:
+    """Table 1 on a report page (:data:`style.PAGE`): one table per setting, the caption, and where the page has
+    room the paired gains as a dot plot (each seed, the mean, and with 3+ seeds the 95% CI across seeds).
 
     Raises:
         ValueError: if no run is of a base alone or a base with CML.
@@ -137,29 +166,65 @@ def figure(source: Run | str | Iterable[Run | str]) -> Figure:
     tables = {s: t for s, t in rows(source).items() if t}
     if not tables:
         raise ValueError("Table 1 needs runs of a base learner alone and with CML (--methods none,cml)")
-    n_rows = sum(len(t) + 3 for t in tables.values())
-    fig = Figure(figsize=(8.27, max(3.0, 1.2 + 0.32 * n_rows)))
-    fig.suptitle("Table 1: CML as a plug-in to each base learner", fontsize=12, fontweight="bold")
-    top = 0.90
-    height = 0.80 / max(1, len(tables))
-    for setting, table in tables.items():
-        ax = fig.add_axes((0.03, top - height, 0.94, height))
-        ax.axis("off")
-        ax.set_title(setting.label, fontsize=10, loc="left")
-        t = ax.table(cellText=[_cells(r) for r in table], colLabels=_header(table[0].metric), loc="upper center",
-                     cellLoc="center")
-        t.auto_set_font_size(False)
-        t.set_fontsize(8)
-        t.scale(1.0, 1.4)
-        top -= height
-    fig.text(0.03, 0.02, "Mean ± Student-t 95% CI across seeds; paired gain: + CML minus alone per seed (MSE: alone "
-                         "minus + CML), its mean ± 95% CI. No interval with one seed.", fontsize=7)
+    widths = [0.13, 0.15, 0.15, 0.15, 0.16, 0.16, 0.10]
+    fontsize = 8.0
+    with style.figure_style():
+        fig = Figure(figsize=figsize)
+        fig.suptitle("Table 1: CML as a plug-in to each base learner", fontsize=13, y=0.975, fontweight="bold")
+        top = 0.93
+        drawn = {}
+        for setting, table in tables.items():
+            cells = [_cells(r) for r in table]
+            header = _header(table[0].metric)
+            # A page holds what fits; a setting that does not is named, not drawn over the caption.
+            if top - 0.03 - table_height(figsize[1], cells, header, fontsize) < 0.2:
+                fig.text(0.06, top - 0.01, f"{setting.label}: does not fit on this page; see Table 1 in the "
+                                           f"notebook (figures.table1.markdown)", fontsize=8, va="top")
+                top -= 0.03
+                continue
+            seeds = min(len(r.paired_seeds) for r in table)
+            fig.text(0.06, top, f"{setting.label} ({policy_note(seeds)})", fontsize=10, va="top",
+                     fontweight="bold")
+            top = draw_table(fig, top - 0.025, header, cells, widths, fontsize=fontsize, width=0.86) - 0.035
+            drawn[setting] = table
+        caption = textwrap.wrap(CAPTION, 118)
+        fig.text(0.06, top, "\n".join(caption), fontsize=7.8, va="top", linespacing=1.45)
+        chart_top = top - len(caption) * 7.8 * 1.45 / (72 * figsize[1]) - 0.07
+        if chart_top > 0.3 and drawn:
+            n = len(drawn)
+            for i, (setting, table) in enumerate(drawn.items()):
+                ax = fig.add_axes((0.1 + i * 0.86 / n, 0.1, 0.86 / n - 0.08, chart_top - 0.1))
+                _gain_chart(ax, table, setting.label)
     return fig
 
 
+def _gain_chart(ax, table: list[BaseRow], title: str) -> None:
+    """The paired gains of one setting: each seed (open), the mean (filled), the 95% CI across 3+ seeds."""
+    scale = _scale_fmt(table[0].metric)[0]
+    colour = style.method_style("cml").colour
+    for i, row in enumerate(table):
+        gains = row.gains()
+        if not gains.n:
+            continue
+        ax.scatter([i] * gains.n, [scale * gains.values[s] for s in gains.seeds], s=22, facecolor="white",
+                   edgecolor=colour, zorder=3)
+        if gains.has_interval:
+            ax.errorbar([i], [scale * gains.mean], yerr=[scale * gains.ci95], fmt="none", ecolor=colour, capsize=4,
+                        elinewidth=1.3)
+        ax.scatter([i], [scale * gains.mean], s=46, color=colour, zorder=4)
+    ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
+    ax.set_xticks(range(len(table)), [r.label for r in table])
+    ax.set_xlim(-0.6, len(table) - 0.4)
+    ax.set_ylabel("paired gain of + CML (" + ("points" if table[0].metric == "acc" else "MSE reduction") + ")")
+    ax.set_title(f"{title}: open = one seed, filled = mean,\nbar = 95% CI across 3+ seeds; above 0: CML better",
+                 fontsize=8.5)
+    ax.grid(axis="y", color="0.9", lw=0.6)
+
+
 def claims(source: Run | str | Iterable[Run | str]) -> list[Claim]:
-    """"CML improves <base>" for every base with paired seeds: supported when the paired gain's 95% CI lies
-    above 0, not supported otherwise, insufficient evidence with fewer than two paired seeds."""
+    """"CML improves <base>" for every base with paired seeds: supported when the paired gain's 95% CI across
+    3 or more seeds lies above 0, not supported otherwise, insufficient evidence (``None``, each seed's gain
+    quoted) with fewer than :data:`analysis.stats.MIN_SEEDS_FOR_CI` paired seeds."""
     out = []
     for setting, table in rows(source).items():
         for row in table:
@@ -167,17 +232,25 @@ def claims(source: Run | str | Iterable[Run | str]) -> list[Claim]:
             text = f"CML improves {row.label}: better test performance with the co-learner than without"
             if not seeds:
                 continue
-            diff, ci = row.difference()
-            unit = "points" if row.metric == "acc" else "MSE"
-            scale = 100.0 if row.metric == "acc" else 1.0
-            if len(seeds) < 2:
-                out.append(Claim(f"improves-{row.base}", text, None,
-                                 f"gain {scale * diff:+.2f} {unit} on one seed ({seeds[0]}); a single seed is not a "
-                                 f"claim", seeds, setting.label))
+            unit = "points" if row.metric == "acc" else "MSE reduction"
+            scale, fmt = _scale_fmt(row.metric)
+            least = int(fmt[1:-1])  # the table's decimals, more where a value would print as zero
+            gains = row.gains()
+            if len(seeds) < MIN_SEEDS_FOR_CI:
+                d = _decimals(*(scale * g for g in gains.values.values()), least=least)
+                per = ", ".join(f"seed {s}: {scale * gains.values[s]:+.{d}f}" for s in gains.seeds)
+                evidence = (f"{_few_seeds(seeds)} Gain of CML over {row.label} alone ({unit}), {per}."
+                            if len(seeds) > 1 else
+                            f"single seed: not a claim. Gain of CML over {row.label} alone on seed {seeds[0]}: "
+                            f"{scale * gains.values[seeds[0]]:+.{d}f} {unit}. Train --seeds 0,1,2 (or more) to "
+                            f"test the claim.")
+                out.append(Claim(f"improves-{row.base}", text, None, evidence, seeds, setting.label))
                 continue
+            diff, ci = scale * gains.mean, scale * gains.ci95
+            d = _decimals(diff, ci, least=least)
             supported = diff - ci > 0
             where = "above 0" if supported else ("below 0" if diff + ci < 0 else "includes 0")
             out.append(Claim(f"improves-{row.base}", text, bool(supported),
-                             f"paired gain {scale * diff:+.2f} ± {scale * ci:.2f} {unit} (95% CI across "
-                             f"{len(seeds)} seeds, {where})", seeds, setting.label))
+                             f"paired gain {diff:+.{d}f} ± {ci:.{d}f} {unit} (95% CI across {len(seeds)} seeds, "
+                             f"{where})", seeds, setting.label))
     return out

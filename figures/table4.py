@@ -1,29 +1,29 @@
 """Table 4: is CML's gain just more parameters? MAML, More-MAML, CL, CML and CML† with their parameter
-counts at train and at test time and their test accuracy with a 95% confidence interval.
+counts at train and at test time and their test accuracy (sinusoid: MSE).
 
 CML† is CML evaluated through its co-learner phi (``acc_dagger``); it keeps phi at test time, so its test
-count is ``params.test_dagger``. With several seeds the interval is the Student-t 95% CI across the seeds'
-test accuracies (as in ``aggregate.json``); with one seed it is that run's normal 95% CI over its test tasks,
-and the table says which.
+count is ``params.test_dagger``. Intervals follow :mod:`figures.summary`: the mean across seeds with its 95%
+Student-t CI when there are 3 or more seeds, and in a separate column each seed's value with that run's 95% CI
+over its test tasks. A value is bold only when its interval across seeds clears every other row's.
 """
 
 from __future__ import annotations
 
-import math
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from matplotlib.figure import Figure
 
-from analysis.stats import mean_ci95
 from cml import records
 
 from . import style
 from .runs import Run, Setting, as_runs, group_by_method, group_by_setting
+from .summary import POLICY, SeedValues
+from .tables import draw_table
 
-__all__ = ["Row", "TABLE4_METHODS", "rows", "rows_from_aggregate", "markdown", "figure"]
+__all__ = ["Row", "TABLE4_METHODS", "rows", "rows_from_aggregate", "markdown", "best_row", "figure"]
 
 #: The paper's Table 4 rows (CML† follows CML when CML is present).
 TABLE4_METHODS = ("maml", "more-maml", "cl", "cml")
@@ -37,55 +37,62 @@ class Row:
         method: ``maml`` ... ``cml``, or ``cml-dagger`` for CML†.
         params_train, params_test: parameter counts at train and at test time.
         metric: ``acc`` (classification, a fraction) or ``mse`` (sinusoid).
-        mean, ci95: the test metric and its 95% CI half-width (NaN when none can be given).
-        seeds: seeds behind the mean.
-        ci_over: what the interval is over: ``"3 seeds"`` or ``"600 tasks"``.
+        values: the test metric per seed, with each run's 95% CI over its test tasks.
     """
 
     method: str
     params_train: int
     params_test: int
     metric: str
-    mean: float
-    ci95: float
-    seeds: int
-    ci_over: str
+    values: SeedValues
 
     @property
     def label(self) -> str:
         return style.label(self.method)
 
+    @property
+    def mean(self) -> float:
+        return self.values.mean
+
+    @property
+    def ci95(self) -> float:
+        """95% CI half-width across seeds; NaN with fewer than 3 seeds (see :mod:`figures.summary`)."""
+        return self.values.ci95
+
+    @property
+    def seeds(self) -> int:
+        return self.values.n
+
+    @property
+    def _scale_fmt(self) -> tuple[float, str]:
+        return (100.0, ".2f") if self.metric == "acc" else (1.0, ".4f")
+
     def value_text(self) -> str:
-        """``"71.68 ± 1.23"`` (accuracy in %) or ``"0.4123 ± 0.0210"`` (MSE)."""
-        scale, fmt = (100.0, ".2f") if self.metric == "acc" else (1.0, ".4f")
-        ci = "n/a" if not math.isfinite(self.ci95) else format(scale * self.ci95, fmt)
-        return f"{format(scale * self.mean, fmt)} ± {ci}"
+        """The mean across seeds, ``"71.68 ± 1.23"`` with 3+ seeds, else ``"71.68"``."""
+        return self.values.mean_text(*self._scale_fmt)
+
+    def seed_text(self, sep: str = "\n") -> str:
+        """Each seed's value with its run's 95% CI over test tasks, one per line."""
+        return sep.join(self.values.seed_lines(*self._scale_fmt))
 
     @property
     def header(self) -> str:
-        return "accuracy (%) ± 95% CI" if self.metric == "acc" else "test MSE ± 95% CI"
+        return "accuracy (%)" if self.metric == "acc" else "test MSE"
 
 
 def _metric_of(setting: Setting) -> str:
     return "mse" if setting.is_regression else "acc"
 
 
-def _row(method: str, key: str, tests: Sequence[dict[str, Any]], metric: str) -> Row:
-    values = [t[metric] for t in tests if t.get(metric) is not None]
+def _row(method: str, key: str, runs: Sequence[Run], metric: str) -> Row:
+    tests = {r.seed: r.test() for r in runs}
+    values = {s: float(t[metric]) for s, t in tests.items() if t.get(metric) is not None}
     if not values:
         raise ValueError(f"no {metric} in the test.json of {method}")
-    params = tests[0]["params"]
+    task_ci = {s: float(tests[s][f"{metric}_ci95"]) for s in values if tests[s].get(f"{metric}_ci95") is not None}
+    params = next(iter(tests.values()))["params"]
     test_count = params.get("test_dagger", params["train"]) if key == "cml-dagger" else params["test"]
-    if len(values) > 1:
-        mean, ci = mean_ci95(values)
-        over = f"{len(values)} seeds"
-    else:
-        mean = values[0]
-        ci = tests[0].get(f"{metric}_ci95")
-        ci = math.nan if ci is None else float(ci)
-        over = f"{tests[0].get('tasks', '?')} tasks"
-    return Row(key, int(params["train"]), int(test_count), metric.split("_")[0], float(mean), float(ci),
-               len(values), over)
+    return Row(key, int(params["train"]), int(test_count), metric.split("_")[0], SeedValues(values, task_ci))
 
 
 def rows(source: Run | str | Path | Iterable[Run | str | Path], methods: Sequence[str] | None = None) -> list[Row]:
@@ -112,26 +119,27 @@ def rows(source: Run | str | Path | Iterable[Run | str | Path], methods: Sequenc
                          f"({', '.join(by_method)})")
     out = []
     for m in wanted:
-        tests = [r.test() for r in by_method[m]]
-        out.append(_row(m, m, tests, metric))
-        if m == "cml" and all(t.get(f"{metric}_dagger") is not None for t in tests):
-            out.append(_row(m, "cml-dagger", tests, f"{metric}_dagger"))
+        out.append(_row(m, m, by_method[m], metric))
+        if m == "cml" and all(r.test().get(f"{metric}_dagger") is not None for r in by_method[m]):
+            out.append(_row(m, "cml-dagger", by_method[m], f"{metric}_dagger"))
     return out
 
 
-def rows_from_aggregate(aggregate: dict[str, Any] | str | Path, methods: Sequence[str] | None = None) -> list[Row]:
-    """Table rows from a sweep's ``aggregate.json`` (a path to it or its sweep folder, or its contents).
+def rows_from_aggregate(aggregate: str | Path, methods: Sequence[str] | None = None) -> list[Row]:
+    """Table rows from a sweep's ``aggregate.json`` (a path to it or to its sweep folder).
 
-    With one seed, ``aggregate.json`` holds no interval (its CI is across seeds): the row's CI is NaN; use
-    :func:`rows` on the run folders for the across-task interval.
+    ``aggregate.json`` keeps each method's values in the order of the sweep's seeds that finished; the seeds
+    are read from ``sweep.json`` beside it. It holds no interval over test tasks: use :func:`rows` on the run
+    folders for those.
 
     Raises:
-        FileNotFoundError: if the file is missing.
+        FileNotFoundError: if a file is missing.
         ValueError: if none of ``methods`` is in it.
     """
-    if not isinstance(aggregate, dict):
-        path = Path(aggregate)
-        aggregate = records.read_json(path / records.AGGREGATE if path.is_dir() else path)
+    path = Path(aggregate)
+    folder = path if path.is_dir() else path.parent
+    aggregate = records.read_json(folder / records.AGGREGATE)
+    seeds = records.read_json(folder / records.SWEEP)["seeds"]
     metric = "acc" if any("acc" in e for e in aggregate.values()) else "mse"
     wanted = [m for m in (methods or TABLE4_METHODS) if m in aggregate]
     if not wanted:
@@ -141,52 +149,76 @@ def rows_from_aggregate(aggregate: dict[str, Any] | str | Path, methods: Sequenc
     for m in wanted:
         entry = aggregate[m]
         params = entry["params"]
+        finished = [s for s in seeds if (folder / records.run_folder_name(m, s) / records.TEST).is_file()]
         for key, name in ((m, metric), ("cml-dagger", f"{metric}_dagger")):
             if key == "cml-dagger" and (m != "cml" or name not in entry):
                 continue
-            cell = entry[name]
-            ci = cell.get("ci95")
+            values = dict(zip(finished, map(float, entry[name]["values"])))
             test_count = params.get("test_dagger", params["train"]) if key == "cml-dagger" else params["test"]
-            out.append(Row(key, int(params["train"]), int(test_count), metric, float(cell["mean"]),
-                           math.nan if ci is None else float(ci), int(entry["seeds"]), f"{entry['seeds']} seeds"))
+            out.append(Row(key, int(params["train"]), int(test_count), metric, SeedValues(values)))
     return out
 
 
-def _columns(table: Sequence[Row]) -> list[str]:
-    return ["method", "params (train)", "params (test)", table[0].header, "CI over"]
+def _columns(table: Sequence[Row], sep: str = "\n") -> list[str]:
+    head = table[0].header
+    # "± 95% CI" in the header only where some row has 3+ seeds (and so an interval).
+    mean = ("mean ± 95% CI across seeds" if any(r.values.has_interval for r in table) else
+            f"mean across seeds{sep}(no CI: < 3 seeds)")
+    return ["method", f"params{sep}(train)", f"params{sep}(test)", f"{head}:{sep}{mean}",
+            f"{head} per seed{sep}(± 95% CI over its test tasks)", "seeds"]
 
 
-def _cells(r: Row) -> list[str]:
-    return [r.label, f"{r.params_train:,}", f"{r.params_test:,}", r.value_text(), r.ci_over]
+def _cells(r: Row, sep: str = "\n") -> list[str]:
+    return [r.label, f"{r.params_train:,}", f"{r.params_test:,}", r.value_text(), r.seed_text(sep), str(r.seeds)]
 
 
 def markdown(table: Sequence[Row]) -> str:
-    """The rows as a GitHub-flavoured markdown table (the best mean in bold)."""
+    """The rows as a GitHub-flavoured markdown table (a best value in bold only under :func:`best_row`'s rule)."""
     if not table:
         raise ValueError("no rows to format")
-    best = _best(table)
-    cols = _columns(table)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---", "---:", "---:", "---:", "---"]) + "|"]
+    best = best_row(table)
+    lines = ["| " + " | ".join(_columns(table, " ")) + " |", "|" + "|".join(["---", "---:", "---:", "---:", "---", "---:"]) + "|"]
     for i, r in enumerate(table):
-        cells = _cells(r)
+        cells = _cells(r, "; ")
         if i == best:
             cells[3] = f"**{cells[3]}**"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _best(table: Sequence[Row]) -> int:
-    means = [r.mean for r in table]
-    return max(range(len(means)), key=lambda i: means[i]) if table[0].metric == "acc" else \
-        min(range(len(means)), key=lambda i: means[i])
+def best_row(table: Sequence[Row]) -> int | None:
+    """The row to bold: the best mean, only if every row has an interval across seeds (3+ seeds) and the best
+    row's interval lies clear of every other row's. None otherwise: a lead inside the noise is not a win."""
+    if not table or not all(r.values.has_interval for r in table):
+        return None
+    higher = table[0].metric == "acc"
+    order = sorted(range(len(table)), key=lambda i: table[i].mean, reverse=higher)
+    best, rest = table[order[0]], [table[i] for i in order[1:]]
+    if higher:
+        clear = all(best.mean - best.ci95 > r.mean + r.ci95 for r in rest)
+    else:
+        clear = all(best.mean + best.ci95 < r.mean - r.ci95 for r in rest)
+    return order[0] if clear else None
 
 
-def figure(source: Sequence[Row] | Run | str | Path | Iterable[Run | str | Path], title: str | None = None) -> Figure:
-    """Table 4 drawn as a matplotlib table (for the report and notebooks).
+CAPTION = (
+    "params (train) counts every parameter trained, the co-learner φ included; params (test) those used at test "
+    "time (φ is dropped, so CML costs what MAML costs). CML† is CML predicting with φ after adaptation, which keeps "
+    "φ at test time. " + POLICY + " The per-seed column gives each run's value with its own 95% CI over its test "
+    "tasks (normal approximation): the precision of one run, not the spread between runs. A value is in bold only "
+    "when its interval across seeds lies clear of every other row's; otherwise none is."
+)
+
+
+def figure(source: Sequence[Row] | Run | str | Path | Iterable[Run | str | Path], title: str | None = None,
+           figsize: tuple[float, float] = style.PAGE) -> Figure:
+    """Table 4 drawn on a page (for the report and notebooks): the table, then a caption saying what the
+    counts and intervals are.
 
     Args:
         source: rows from :func:`rows` / :func:`rows_from_aggregate`, or folders to build them from.
         title: the figure's title (default: "Table 4" with the setting when known).
+        figsize: the page size (default: the report's page).
     """
     items = list(source) if not isinstance(source, (Run, str, Path)) else [source]
     if items and all(isinstance(r, Row) for r in items):
@@ -197,24 +229,38 @@ def figure(source: Sequence[Row] | Run | str | Path | Iterable[Run | str | Path]
         setting_label = runs[0].setting.label
     if not table:
         raise ValueError("no rows to draw")
-    best = _best(table)
+    best = best_row(table)
     with style.figure_style():
-        fig = Figure(figsize=(8.0, 0.45 * len(table) + 1.3), layout="constrained")
-        ax = fig.add_subplot()
-        ax.axis("off")
-        cells = [_cells(r) for r in table]
-        t = ax.table(cellText=cells, colLabels=_columns(table), loc="center", cellLoc="center",
-                     colLoc="center", colWidths=[0.16, 0.16, 0.16, 0.32, 0.16])
-        t.auto_set_font_size(False)
-        t.set_fontsize(9)
-        t.scale(1, 1.5)
-        for (i, j), cell in t.get_celld().items():
-            cell.set_edgecolor("0.75")
-            if i == 0:
-                cell.set_text_props(weight="bold")
-                cell.set_facecolor("0.92")
-            elif i - 1 == best and j == 3:
-                cell.set_text_props(weight="bold")
+        fig = Figure(figsize=figsize)
         fig.suptitle(title or ("Table 4: parameters and test performance" +
-                               (f", {setting_label}" if setting_label else "")), fontsize=11)
+                               (f", {setting_label}" if setting_label else "")), fontsize=13, y=0.975,
+                     fontweight="bold")
+        bold = {(best + 1, 3)} if best is not None else set()
+        bottom = draw_table(fig, 0.93, _columns(table), [_cells(r) for r in table],
+                            [0.12, 0.12, 0.12, 0.26, 0.29, 0.09], fontsize=8, width=0.86, bold=bold)
+        caption = textwrap.wrap(CAPTION, 118)
+        fig.text(0.06, bottom - 0.02, "\n".join(caption), fontsize=7.8, va="top", linespacing=1.45)
+        chart_top = bottom - 0.02 - len(caption) * 7.8 * 1.45 / (72 * figsize[1]) - 0.06
+        if chart_top > 0.3:
+            _chart(fig.add_axes((0.12, 0.1, 0.8, chart_top - 0.1)), table)
     return fig
+
+
+def _chart(ax, table: Sequence[Row]) -> None:
+    """The table's values as a dot plot: each seed (open), the mean (filled), the interval across seeds (3+)."""
+    scale = 100.0 if table[0].metric == "acc" else 1.0
+    for i, r in enumerate(table):
+        s = style.method_style(r.method)
+        values = [scale * r.values.values[k] for k in r.values.seeds]
+        ax.scatter([i] * len(values), values, s=22, facecolor="white", edgecolor=s.colour, marker=s.marker, zorder=3)
+        if r.values.has_interval:
+            ax.errorbar([i], [scale * r.mean], yerr=[scale * r.ci95], fmt="none", ecolor=s.colour, capsize=4,
+                        elinewidth=1.3)
+        ax.scatter([i], [scale * r.mean], s=46, color=s.colour, marker=s.marker, zorder=4)
+    ax.set_xticks(range(len(table)), [f"{r.label}\n{r.params_test:,} params\nat test time" for r in table])
+    ax.set_xlim(-0.6, len(table) - 0.4)
+    ax.set_ylabel(f"{table[0].header}" + (" (higher is better)" if table[0].metric == "acc" else
+                                          " (lower is better)"))
+    ax.set_title("The table's values: each seed (open marker), the mean (filled) and, with 3+ seeds, "
+                 "the 95% CI across seeds", fontsize=9)
+    ax.grid(axis="y", color="0.9", lw=0.6)

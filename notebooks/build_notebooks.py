@@ -6,7 +6,7 @@ generated, so that every notebook keeps the same structure:
 1. a markdown cell saying what the notebook reproduces and how long it takes;
 2. a code cell tagged ``parameters`` (papermill's convention) with quick defaults and the paper's settings in
    comments; papermill, or a test, overrides them by inserting a cell after it;
-3. a setup cell (imports; the repository root on ``sys.path`` when ``cml`` is not installed);
+3. a setup cell (imports from the installed packages: ``pip install -e .``, as ``make`` does);
 4. a cell that trains the sweeps with :func:`cml.sweep.run_sweep` unless ``RUNS`` names existing folders;
 5. cells that draw the figure or table with :mod:`figures` and show it.
 
@@ -25,15 +25,8 @@ HERE = Path(__file__).resolve().parent
 
 SETUP = '''\
 %matplotlib inline
-import sys
+# cml, analysis and figures are installed packages (`pip install -e .` in the checkout; README, "Notebooks").
 from pathlib import Path
-
-try:
-    import cml  # noqa: F401
-except ModuleNotFoundError:
-    # Running from a checkout without installing: the repository root is the first folder above with cml/.
-    root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "cml" / "__init__.py").is_file())
-    sys.path.insert(0, str(root))
 
 from IPython.display import Markdown, display
 
@@ -111,7 +104,8 @@ def fig3() -> nbformat.NotebookNode:
                "(a) validation accuracy and loss against the outer step; (b) cosine similarity of the meta- and\n"
                "co-learner gradients on ψ (CML), whole and per block; (c) the norm of ψ's gradient; (d) CKA between\n"
                "query representations before and after adaptation, per layer. Then the four claims, checked with\n"
-               "95% CIs across seeds. The default task is the font-glyph data set (no download).", []),
+               "95% CIs across seeds, which need 3 or more seeds (with fewer, each seed is shown and no claim is\n"
+               "made). The default task is the font-glyph data set (no download).", []),
         ("code", '''\
 # Parameters (tagged "parameters": papermill and the tests override them in a cell below).
 PRESET = "quick"          # paper: "paper" (Conv-4 with 64 filters, conv co-learner, alpha 0.5, 30,000 steps)
@@ -119,7 +113,7 @@ TASK = "fonts"            # paper: "miniimagenet" or "omniglot" (set DATA to the
 DATA = None               # e.g. "../shared/data/omniglot"; None for fonts and sinusoid
 WAYS, SHOTS = 5, 1        # paper: 5-way 1-shot and 5-shot
 METHODS = ["maml", "noisy-maml", "cml"]
-SEEDS = [0, 1]            # paper: [0, 1, 2] (bands are 95% CIs across seeds; one seed is not a claim)
+SEEDS = [0, 1, 2]         # 3+ seeds for intervals across seeds and claims; fewer: each seed is shown
 STEPS = 600               # paper: 30000
 TEST_TASKS = 200          # paper: 600
 RECORD_INTERVAL = 10      # paper-scale runs: 100
@@ -236,9 +230,10 @@ def table1() -> nbformat.NotebookNode:
     return _notebook("table1", [
         ("md", "# Table 1: CML as a plug-in to each base learner\n\n"
                "Meta-trains each base learner (MAML, MAML++, BOIL, Sharp-MAML; ANIL too if listed) alone and with\n"
-               "CML on the same seeds, and tabulates test accuracy ± 95% CI across seeds, CML†, the paired gain per\n"
-               "seed, and the claim \"CML improves <base>\" decided by the paired gain's 95% CI. The quick defaults\n"
-               "take tens of minutes on a CPU; the paper's settings are in the comments.", []),
+               "CML on the same seeds, and tabulates test accuracy (mean across seeds, with its 95% CI from 3 seeds on;\n"
+               "each seed's value with fewer), CML†, the paired gain per seed, and the claim \"CML improves <base>\"\n"
+               "decided by the paired gain's 95% CI across 3 or more seeds. The quick defaults take tens of minutes\n"
+               "on a CPU; the paper's settings are in the comments.", []),
         ("code", '''\
 # Parameters (tagged "parameters": papermill and the tests override them in a cell below).
 PRESET = "quick"          # paper: "paper" (each base's own paper settings, 600 test tasks)
@@ -247,7 +242,7 @@ DATA = None
 WAYS, SHOTS = 5, 1        # paper: 5-way 1-shot and 5-shot
 BASES = ["maml", "maml++", "boil", "sharp-maml"]
 METHODS = ["none", "cml"]
-SEEDS = [0, 1, 2]         # paper: [0, 1, 2]; the claim needs at least two paired seeds
+SEEDS = [0, 1, 2]         # paper: [0, 1, 2]; intervals and the claim need at least three paired seeds
 STEPS = 600               # paper: each base's preset (30,000 for MAML, BOIL and Sharp-MAML; 50,000 for MAML++)
 TEST_TASKS = 600          # paper: 600
 OVERRIDES = {}            # any other cml.config.Config field

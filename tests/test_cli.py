@@ -139,3 +139,15 @@ def test_legacy_method_name_on_another_base_is_one_line(tmp_path, capsys):
     code, _, err = run(capsys, "train", "--method", "cml", "--task", "sinusoid", "--msl", "--out", str(tmp_path),
                        "--no-progress")
     assert code == 2 and "msl is an option of base 'maml++'" in err
+
+
+def test_download_of_fonts_says_they_are_rendered_locally(capsys):
+    code, _, err = run(capsys, "data", "download", "fonts", "--root", "unused")
+    assert code == 2
+    assert "rendered locally" in err and "python -m cml data info --task fonts" in err
+
+
+def test_missing_omniglot_path_names_the_download_command(tmp_path, capsys):
+    code, _, err = run(capsys, "data", "info", "--task", "omniglot", "--data", str(tmp_path / "absent"))
+    assert code == 2
+    assert f"python -m cml data download omniglot --root {tmp_path / 'absent'}" in err

@@ -152,3 +152,11 @@ def test_http_error_and_unreachable_server(server: _Server, tmp_path: Path) -> N
     with pytest.raises(DataError, match="could not reach"):
         download_omniglot(tmp_path, "http://127.0.0.1:9/python/", files=(SMALL1,), progress=False)
     assert not list(tmp_path.iterdir())
+
+
+def test_progress_is_a_tqdm_bar_on_stderr(server: _Server, tmp_path: Path, capsys) -> None:
+    download_omniglot(tmp_path, server.url, files=(SMALL2,), progress=True)
+    err = capsys.readouterr().err
+    size = (tmp_path / SMALL2).stat().st_size
+    # tqdm's byte bar: the file's name, 100% and the total in binary units.
+    assert SMALL2 in err and "100%" in err and f"{size / 1024 ** 2:.2f}M" in err

@@ -192,8 +192,12 @@ def test_band_mean_ci_and_smoothing():
     b = {1: 3.0, 2: 4.0, 3: 5.0, 4: 6.0}
     bd = fig3_dynamics.band([a, b])
     assert list(bd.steps) == [1, 2, 3] and bd.seeds == 2  # step 4 lacks a finite value in seed a
-    m, ci = mean_ci95([1.0, 3.0])
-    assert bd.mean[0] == pytest.approx(m) and bd.hi[0] - bd.mean[0] == pytest.approx(ci)
+    # Two seeds: the mean and each seed's curve, and no interval (the policy of figures.summary).
+    assert bd.mean[0] == pytest.approx(2.0) and np.isnan(bd.lo).all() and np.isnan(bd.hi).all()
+    assert bd.per_seed.tolist() == [[1.0, 2.0, 3.0], [3.0, 4.0, 5.0]]
+    three = fig3_dynamics.band([a, b, {1: 2.0, 2: 2.5, 3: 3.5}])
+    m, ci = mean_ci95([1.0, 3.0, 2.0])
+    assert three.mean[0] == pytest.approx(m) and three.hi[0] - three.mean[0] == pytest.approx(ci)
     smooth = fig3_dynamics.band([b], smooth=2)
     assert list(smooth.steps) == [2, 3, 4] and list(smooth.mean) == [3.5, 4.5, 5.5]
     assert np.isnan(smooth.lo).all()
@@ -207,39 +211,84 @@ def test_fig3_image_panels_and_content(figure_runs):
     fig = fig3_dynamics.figure([figure_runs["fonts"]])
     axes = fig.axes
     assert len(axes) == 2 + 2 + 5 + 5  # (a) acc, loss; (d) CKA, debiased; (b), (c): whole psi + 4 blocks
+    # Panels in reading order, top to bottom: a, b, c, d (positions once the layout has run).
+    fig.draw_without_rendering()
+    letters = [ax.get_title()[1] for ax in sorted(axes, key=lambda ax: (-round(ax.get_window_extent().y0),
+                                                                        ax.get_window_extent().x0))]
+    assert letters == sorted(letters) and letters[0] == "a" and letters[-1] == "d"
     by_title = {ax.get_title(): ax for ax in axes}
     acc = by_title["(a) validation accuracy"]
     assert _line_labels(acc) == ["MAML", "noisy-MAML", "CML"]
     assert acc.get_ylabel() == "validation accuracy (%)" and acc.get_xlabel() == "outer step"
-    assert any(isinstance(c, PolyCollection) for c in acc.collections)  # 2 seeds: CI bands
-    cos = by_title["(b) cosine, whole ψ"]
+    # 2 seeds: no interval band; each seed drawn as its own thin line (3 methods x 2 seeds).
+    assert not any(isinstance(c, PolyCollection) for c in acc.collections)
+    assert sum(line.get_label() == "_seed" for line in acc.get_lines()) == 6
+    cos = by_title["(b) whole ψ"]
     assert _line_labels(cos) == ["CML"] and cos.get_ylabel() == "cosine similarity"
     assert any(np.allclose(line.get_ydata(), 0) for line in cos.get_lines())  # the zero line
     for block in ("block1", "block2", "block3", "block4"):
-        assert _line_labels(by_title[f"(b) cosine, {block}"]) == ["CML"]
-        assert _line_labels(by_title[f"(c) gradient norm, {block}"]) == ["MAML", "noisy-MAML", "CML"]
-    norm = by_title["(c) gradient norm, whole ψ"]
+        assert _line_labels(by_title[f"(b) {block}"]) == ["CML"]
+        assert _line_labels(by_title[f"(c) {block}"]) == ["MAML", "noisy-MAML", "CML"]
+    norm = by_title["(c) whole ψ"]
     assert norm.get_ylabel() == "‖∇ψ L‖₂"
-    # Each recorded step of 6 (record interval 2) is a point of the norm curves.
-    assert list(norm.get_lines()[0].get_xdata()) == [2, 4, 6]
+    # Each recorded step of 6 (record interval 2) is a point of the norm curves; ticks are whole steps.
+    assert list(norm.get_lines()[-1].get_xdata()) == [2, 4, 6]
+    for ax in axes:
+        if ax.get_xlabel() == "outer step":
+            assert all(float(t).is_integer() for t in ax.get_xticks()), ax.get_title()
     cka = by_title["(d) CKA per layer"]
     assert [t.get_text() for t in cka.get_xticklabels()] == ["block1", "block2", "block3", "head input"]
-    bars = [c for c in cka.containers if isinstance(c, BarContainer)]
-    assert [b.get_label() for b in bars] == ["MAML", "CML"] and all(len(b) == 4 for b in bars)
+    assert not [c for c in cka.containers if isinstance(c, BarContainer)]  # a dot plot: its axis need not hold 0
+    points = np.concatenate([c.get_offsets()[:, 1] for c in cka.collections])
+    lo, hi = cka.get_ylim()
+    assert lo > 0 and lo >= points.min() - 0.1 * (points.max() - points.min())  # the axis starts at the data
     assert "(d) debiased CKA per layer" in by_title
+    # Every mark is in the legend: the methods, and what a thin line / open marker is.
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:3] == ["MAML", "noisy-MAML", "CML"] and any("one seed" in t for t in legend)
     assert "Figure 3: learning dynamics, fonts, 5-way 1-shot" in fig.get_suptitle()
+    assert "fewer than 3 seeds" in fig.get_suptitle()
 
 
-def test_fig3_bar_heights_are_the_seed_means(figure_runs):
+def test_fig3_cka_points_are_the_seeds_and_their_mean(figure_runs):
     runs = find_runs([figure_runs["fonts"]])
     summary = fig3_dynamics.cka_summary(group_by_method(runs)["cml"])
     values = [Run.load(figure_runs["fonts"] / f"cml-s{s}").representations()["cka"]["block1"]["mean"] for s in (0, 1)]
-    assert summary["block1"][0] == pytest.approx(np.mean(values)) and summary["block1"][2] == 2
+    mean, ci, n, per_seed = summary["block1"]
+    assert mean == pytest.approx(np.mean(values)) and n == 2 and per_seed == values and np.isnan(ci)
     fig = fig3_dynamics.figure(runs, debiased_cka=False, methods=["maml", "cml"])
     cka = next(ax for ax in fig.axes if ax.get_title() == "(d) CKA per layer")
-    cml_bars = [c for c in cka.containers if isinstance(c, BarContainer)][1]
-    assert cml_bars[0].get_height() == pytest.approx(np.mean(values))
+    # At block1 (x = 0), CML's marks (right of MAML's) are its two seeds and their mean; no error bar.
+    marks = np.concatenate([c.get_offsets() for c in cka.collections])
+    cml_marks = sorted(y for x, y in marks if 0 < x < 0.5)
+    assert cml_marks == pytest.approx(sorted([*values, np.mean(values)]))
+    assert not cka.containers  # no error bars with 2 seeds
+    assert f"{np.mean(values):.3f}" in [t.get_text() for t in cka.texts]  # the value printed beside the mean
     assert len(fig.axes) == 2 + 1 + 5 + 5
+
+
+def _cka_run(folder: Path, method: str, seed: int, cka: dict[str, float]) -> Run:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"method": method, "task": "fonts", "seed": seed, "shots": 1,
+                                                     "ways": 5}))
+    (folder / "representations.json").write_text(json.dumps(
+        {"layers": list(cka), "cka": {k: {"mean": v, "ci95": 0.01} for k, v in cka.items()}}))
+    return Run.load(folder)
+
+
+def test_fig3_cka_interval_with_three_seeds_is_cut_at_one(tmp_path):
+    from matplotlib.figure import Figure
+
+    runs = {m: [_cka_run(tmp_path / f"{m}-s{s}", m, s, {"block1": v, "flat": 0.9 + 0.01 * s})
+                for s, v in enumerate(values)]
+            for m, values in (("maml", (0.999, 0.99, 0.9999)), ("cml", (0.95, 0.97, 0.96)))}
+    ax = Figure().subplots()
+    fig3_dynamics._panel_d(ax, runs, ["maml", "cml"], debiased=False)
+    mean, ci = mean_ci95([0.999, 0.99, 0.9999])
+    assert mean + ci > 1  # the raw interval passes CKA's maximum ...
+    tops = [seg[:, 1].max() for c in ax.collections if hasattr(c, "get_segments") for seg in c.get_segments()]
+    assert max(tops) == pytest.approx(1.0)  # ... the drawn one stops at it
+    assert max(ax.get_yticks()) <= 1.0
 
 
 def test_fig3_sinusoid_smoothing_label_and_blocks(figure_runs):
@@ -248,9 +297,9 @@ def test_fig3_sinusoid_smoothing_label_and_blocks(figure_runs):
     assert len(fig.axes) == 2 + 2 + 3 + 3  # MLP: layer1 and layer2
     assert by_title["(a) validation MSE"].get_ylabel() == "validation MSE after adaptation"
     assert by_title["(a) training loss"].get_ylabel() == "training query loss (MSE) (rolling mean, 3 records)"
-    assert by_title["(b) cosine, whole ψ"].get_ylabel() == "cosine similarity (rolling mean, 3 records)"
-    assert by_title["(c) gradient norm, layer2"].get_yscale() == "log"
-    assert by_title["(b) cosine, whole ψ"].get_ylim() == pytest.approx((-1.05, 1.05))
+    assert by_title["(b) whole ψ"].get_ylabel() == "cosine similarity (rolling mean, 3 records)"
+    assert by_title["(c) layer2"].get_yscale() == "log"
+    assert by_title["(b) whole ψ"].get_ylim() == pytest.approx((-1.05, 1.05))
 
 
 def test_fig3_missing_dynamics_names_folder_and_flag(tmp_path, figure_runs):
@@ -282,6 +331,10 @@ def test_fig4_rows_columns_classes_and_silhouettes(figure_runs):
     assert not axes[0].get_shared_x_axes().joined(axes[0], axes[2])
     feats = Run.load(figure_runs["fonts"] / "maml-s0").features()
     assert sum(len(c.get_offsets()) for c in axes[0].collections) == len(feats["labels"])
+    # The caption counts the map's own queries and says the runs used another number.
+    points = len(feats["labels"])
+    assert f"{points} query points, {points // 5} per class, drawn for this map" in fig.get_suptitle()
+    assert "trained and tested with 5 per class" in fig.get_suptitle()
 
 
 def test_fig4_refuses_sinusoid_and_missing_seed(figure_runs):
@@ -301,13 +354,16 @@ def test_table4_rows_params_and_intervals(figure_runs):
     assert [r.method for r in rows] == ["maml", "more-maml", "cl", "cml", "cml-dagger"]
     agg = json.loads((figure_runs["fonts"] / "aggregate.json").read_text())
     maml = rows[0]
-    assert maml.mean == pytest.approx(agg["maml"]["acc"]["mean"]) and maml.ci95 == pytest.approx(agg["maml"]["acc"]["ci95"])
-    assert maml.ci_over == "2 seeds" and maml.seeds == 2
+    assert maml.mean == pytest.approx(agg["maml"]["acc"]["mean"]) and maml.seeds == 2
+    # Two seeds: no interval across seeds, in the table as in aggregate.json; each seed is listed.
+    assert np.isnan(maml.ci95) and agg["maml"]["acc"]["ci95"] is None
+    assert maml.value_text() == f"{100 * maml.mean:.2f}" and maml.seed_text().count("s") == 2
     assert rows[1].params_train == pytest.approx(agg["cml"]["params"]["train"], rel=0.05)  # parameter-matched
     single = table4.rows([figure_runs["sin5"]])
     test = json.loads((figure_runs["sin5"] / "maml-s0" / "test.json").read_text())
-    # One seed: the interval is the run's own over its test tasks.
-    assert single[0].ci_over == "20 tasks" and single[0].ci95 == pytest.approx(test["mse_ci95"])
+    # One seed: its value, with the run's own interval over its test tasks in the per-seed column.
+    assert np.isnan(single[0].ci95) and single[0].values.task_ci[0] == pytest.approx(test["mse_ci95"])
+    assert single[0].seed_text() == f"s0: {test['mse']:.4f} ± {test['mse_ci95']:.4f}"
     cml, dagger = rows[3], rows[4]
     params = agg["cml"]["params"]
     assert (cml.params_train, cml.params_test) == (params["train"], params["test"])
@@ -320,22 +376,40 @@ def test_table4_from_aggregate_matches_runs(figure_runs):
     from_agg = {r.method: r for r in table4.rows_from_aggregate(figure_runs["fonts"], methods=["maml", "noisy-maml", "cml"])}
     assert set(from_runs) == set(from_agg) == {"maml", "noisy-maml", "cml", "cml-dagger"}
     for m in from_runs:
-        assert from_runs[m] == from_agg[m]
+        a, b = from_runs[m], from_agg[m]
+        assert (a.method, a.params_train, a.params_test, a.metric) == (b.method, b.params_train, b.params_test, b.metric)
+        assert dict(a.values.values) == dict(b.values.values)
 
 
 def test_table4_markdown_and_figure(figure_runs):
     rows = table4.rows([figure_runs["fonts"]])
     text = table4.markdown(rows)
     lines = text.strip().splitlines()
-    assert lines[0] == "| method | params (train) | params (test) | accuracy (%) ± 95% CI | CI over |"
+    assert lines[0] == ("| method | params (train) | params (test) | accuracy (%): mean across seeds (no CI: < 3 seeds) | "
+                        "accuracy (%) per seed (± 95% CI over its test tasks) | seeds |")
     assert len(lines) == 2 + 5 and lines[-1].startswith("| CML† |")
-    assert text.count("**") == 2  # one best value in bold
+    assert "**" not in text  # 2 seeds: no interval, so no win to mark
     fig = table4.figure(rows)
     table = fig.axes[0].tables[0]
     cells = table.get_celld()
     assert max(i for i, _ in cells) == 5 and cells[(5, 0)].get_text().get_text() == "CML†"
+    assert tuple(fig.get_size_inches()) == pytest.approx(style.PAGE)
     sin = table4.markdown(table4.rows([figure_runs["sin"]]))
-    assert "test MSE ± 95% CI" in sin
+    assert "test MSE: mean across seeds (no CI: < 3 seeds)" in sin
+
+
+def test_table4_bolds_only_a_win_clear_of_every_other_interval():
+    from figures.summary import SeedValues
+
+    def row(method, values):
+        return table4.Row(method, 10, 10, "acc", SeedValues(dict(enumerate(values))))
+
+    clear = [row("maml", [0.50, 0.52, 0.51]), row("cml", [0.70, 0.71, 0.72])]
+    assert table4.best_row(clear) == 1 and table4.markdown(clear).count("**") == 2
+    overlapping = [row("maml", [0.50, 0.70, 0.60]), row("cml", [0.55, 0.75, 0.65])]
+    assert table4.best_row(overlapping) is None
+    two_seeds = [row("maml", [0.50, 0.51]), row("cml", [0.90, 0.91])]
+    assert table4.best_row(two_seeds) is None  # no interval: no claim of a win
 
 
 # -- claims: synthetic records (deterministic, fast) ---------------------------------------------------------
@@ -346,12 +420,16 @@ def test_claim_beats_noise_supported_refuted_and_single_seed():
     assert c.supported is True and c.seeds == [0, 1, 2] and "paired accuracy gain of CML +10.00" in c.evidence
     c = claims_mod.judge_beats_noise({0: 0.60, 1: 0.61, 2: 0.60}, {0: 0.70, 1: 0.72, 2: 0.71})
     assert c.supported is False and "noisy-MAML is better" in c.evidence
-    c = claims_mod.judge_beats_noise({0: 0.70, 1: 0.60}, {0: 0.65, 1: 0.66})
+    c = claims_mod.judge_beats_noise({0: 0.70, 1: 0.60, 2: 0.65}, {0: 0.65, 1: 0.66, 2: 0.64})
     assert c.supported is False and "includes 0" in c.evidence
     c = claims_mod.judge_beats_noise({0: 0.70}, {0: 0.60}, task_ci={"cml": 0.01, "noisy-maml": 0.02})
     assert c.supported is None and c.evidence.startswith("single seed: not a claim") and "70.00 ± 1.00" in c.evidence
-    c = claims_mod.judge_beats_noise({0: 0.2, 1: 0.21}, {0: 0.3, 1: 0.31}, metric="mse")  # lower MSE is better
-    assert c.supported is True
+    c = claims_mod.judge_beats_noise({0: 0.2, 1: 0.21, 2: 0.2}, {0: 0.3, 1: 0.31, 2: 0.3}, metric="mse")
+    assert c.supported is True  # lower MSE is better
+    # Two seeds: each seed's numbers, no interval, no verdict.
+    c = claims_mod.judge_beats_noise({0: 0.90, 1: 0.91}, {0: 0.60, 1: 0.61})
+    assert c.supported is None and "fewer than 3" in c.evidence and "±" not in c.evidence
+    assert "seed 0: CML 90.00, noisy-MAML 60.00" in c.evidence
     assert claims_mod.judge_beats_noise({0: 0.7}, {1: 0.6}).supported is None
 
 
@@ -370,8 +448,10 @@ def test_claim_dissimilar_gradients_threshold():
 def test_claim_larger_gradients_ratio():
     c = claims_mod.judge_larger_gradients({0: 3.0, 1: 3.3, 2: 2.9}, {0: 1.5, 1: 1.6, 2: 1.5})
     assert c.supported is True and "ratio CML/MAML 2." in c.evidence
-    c = claims_mod.judge_larger_gradients({0: 1.0, 1: 1.1}, {0: 2.0, 1: 2.1})
+    c = claims_mod.judge_larger_gradients({0: 1.0, 1: 1.1, 2: 1.0}, {0: 2.0, 1: 2.1, 2: 2.2})
     assert c.supported is False and "below 1" in c.evidence
+    c = claims_mod.judge_larger_gradients({0: 3.0, 1: 3.3}, {0: 1.5, 1: 1.6})
+    assert c.supported is None and "±" not in c.evidence and "ratio 2.00" in c.evidence
     assert claims_mod.judge_larger_gradients({0: 3.0}, {0: 1.0}).supported is None
 
 
@@ -386,6 +466,15 @@ def test_claim_lower_cka_every_layer():
     assert claims_mod.judge_lower_cka({0: {"flat": 0.5}}, {0: {"flat": 0.9}}).supported is None
 
 
+def test_claim_lower_cka_never_calls_a_zero_difference_lower():
+    maml = {s: {"flat": 0.99990 + 0.00002 * s} for s in range(3)}
+    same = claims_mod.judge_lower_cka(maml, maml)
+    assert same.supported is False and "(lower)" not in same.evidence
+    tiny = claims_mod.judge_lower_cka({s: {"flat": v["flat"] - 0.00004} for s, v in maml.items()}, maml)
+    # A real difference of 4e-5 is printed with the decimals that show it, never as +0.000 ± 0.000.
+    assert "+0.000 ± 0.000" not in tiny.evidence and "+0.00004" in tiny.evidence
+
+
 def _synthetic_run(folder: Path, method: str, seed: int, acc: float, cos: list[float] | None,
                    norm: float, cka: float) -> None:
     folder.mkdir(parents=True)
@@ -393,11 +482,12 @@ def _synthetic_run(folder: Path, method: str, seed: int, acc: float, cos: list[f
                                                      "ways": 5, "steps": 10}))
     (folder / "test.json").write_text(json.dumps({"acc": acc, "acc_ci95": 0.01, "tasks": 100,
                                                    "params": {"train": 10, "test": 8}}))
-    (folder / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "grad_norm_psi": norm + 0.01 * s}) + "\n"
+    # metrics.jsonl's norms are deliberately other numbers: the claim must read dynamics.jsonl, as Figure 3c does.
+    (folder / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "grad_norm_psi": 100.0 / norm}) + "\n"
                                                   for s in range(1, 4)))
-    if cos is not None:
-        (folder / "dynamics.jsonl").write_text("".join(json.dumps({"step": i + 1, "cos_psi": c, "grad_norm_psi": norm})
-                                                       + "\n" for i, c in enumerate(cos)))
+    (folder / "dynamics.jsonl").write_text("".join(
+        json.dumps({"step": i + 1, "grad_norm_psi": norm, **({"cos_psi": c} if cos is not None else {})}) + "\n"
+        for i, c in enumerate(cos if cos is not None else [None] * 3)))
     (folder / "representations.json").write_text(json.dumps({"layers": ["block1", "flat"], "tasks": 5, "cka": {
         "block1": {"mean": cka + 0.04, "ci95": 0.01}, "flat": {"mean": cka, "ci95": 0.01}}}))
 
@@ -412,6 +502,9 @@ def test_claims_from_synthetic_run_folders(tmp_path):
     assert all(c.supported is True for c in result), [c.evidence for c in result]
     assert all(c.setting == "fonts, 5-way 1-shot" and c.seeds == [0, 1, 2] for c in result)
     assert set(result[0].to_dict()) == {"key", "claim", "supported", "evidence", "seeds", "setting"}
+    # One source per quantity: the gradient-norm claim quotes dynamics.jsonl's means (Figure 3c's values).
+    cml_norm, _ = mean_ci95([3.0 + 0.1 * s for s in range(3)])
+    assert f"CML {cml_norm:.3f}" in result[2].evidence and "dynamics.jsonl" in result[2].evidence
     # Without the cosine records, claim 2 is insufficient and says how to record them.
     for s in range(3):
         (tmp_path / f"cml-s{s}" / "dynamics.jsonl").unlink()
@@ -428,8 +521,9 @@ def test_claims_on_real_runs_have_a_verdict_per_setting(figure_runs):
     assert five[0].supported is None and "no noisy-maml run" in five[0].evidence
     assert all(c.supported is None and "single seed" in c.evidence for c in five[1:])
     ten = [c for c in result if c.setting == "sinusoid, 10-shot"]
-    assert all(c.supported in (True, False) and c.seeds == [0, 1] for c in ten)
-    assert all("across 2 seeds" in c.evidence for c in ten)
+    # Two seeds: per-seed numbers, no interval across seeds, no verdict.
+    assert all(c.supported is None and c.seeds == [0, 1] for c in ten)
+    assert all("fewer than 3" in c.evidence and "across 2 seeds" not in c.evidence for c in ten)
 
 
 def test_sweep_with_unstarted_cells_warns_once(tmp_path, figure_runs):
@@ -453,3 +547,48 @@ def test_figures_never_import_the_trainer():
     # Records and the two tables (pure data: names, labels, what each base and method does), never the trainer.
     allowed = {"cml", "cml.records", "cml.methods", "cml.bases"}
     assert {m for m in out.split() if not m.startswith("cml.bases.")} <= allowed, out
+
+
+def _table1_runs(root: Path, seeds: int) -> Path:
+    """Synthetic test records of MAML and BOIL, alone and with CML (CML better by 1-3 points on every seed)."""
+    accs = {("maml", "none"): (0.90, 0.91, 0.89), ("maml", "cml"): (0.92, 0.93, 0.91),
+            ("boil", "none"): (0.93, 0.94, 0.92), ("boil", "cml"): (0.94, 0.97, 0.93)}
+    for (base, method), values in accs.items():
+        for s in range(seeds):
+            folder = root / f"{base}-{method}-s{s}"  # figures identify a run by its config, not its folder
+            folder.mkdir(parents=True)
+            (folder / "config.json").write_text(json.dumps(
+                {"base": base, "method": method, "task": "fonts", "seed": s, "shots": 1, "ways": 5}))
+            test = {"step": 10, "acc": values[s], "acc_ci95": 0.02, "params": {"train": 2, "test": 1}}
+            if method == "cml":
+                test.update(acc_dagger=values[s] + 0.005, acc_dagger_ci95=0.02)
+            (folder / "test.json").write_text(json.dumps(test))
+    return root
+
+
+@pytest.mark.parametrize("seeds", [2, 3])
+def test_table1_follows_the_interval_policy_on_an_a4_page(tmp_path, seeds):
+    from figures import table1
+
+    runs = find_runs([_table1_runs(tmp_path, seeds)])
+    (table,) = table1.rows(runs).values()
+    assert [r.base for r in table] == ["maml", "boil"] and [len(r.paired_seeds) for r in table] == [seeds] * 2
+    text = table1.markdown(runs)
+    verdicts = {c.key: c.supported for c in table1.claims(runs)}
+    fig = table1.figure(runs)
+    assert tuple(fig.get_size_inches()) == pytest.approx(style.PAGE)  # the report's one page size
+    page = " ".join(t.get_text() for t in fig.texts) + " ".join(
+        t.get_text() for ax in fig.axes for t in ax.texts) + " ".join(
+        c.get_text().get_text() for ax in fig.axes for tab in ax.tables for c in tab.get_celld().values())
+    if seeds < 3:
+        # No interval across seeds anywhere; each seed's value is shown; the claim is not made.
+        assert "±" not in text and "±" not in page
+        assert "s0: 90.00" in text and "s1: 91.00" in text and "s1: +2.00" in text
+        assert verdicts == {"improves-maml": None, "improves-boil": None}
+        assert "fewer than 3 seeds" in page
+    else:
+        assert "90.00 ± 2.48" in text  # 90, 91, 89 %: sd 1, t(2) = 4.303, 4.303 / sqrt(3) = 2.48
+        assert "+2.00 ± 0.00" in text and "s2" not in text.split("|")[2]  # 3 seeds: means, not each seed
+        # MAML gains 2 points on every seed; BOIL 1, 3, 1: its interval (+1.67 ± 2.87) includes 0.
+        assert verdicts == {"improves-maml": True, "improves-boil": False}
+        assert "3+ seeds: 95% Student-t CIs across seeds" in page

@@ -81,7 +81,7 @@ def test_report_pages_hold_the_figures(full_report, figure_runs):  # noqa: F811
     for fig3 in texts[3:6]:
         assert "outer step" in fig3 and "cosine similarity" in fig3 and "‖∇ψ L‖₂" in fig3 and "head input" in fig3
     assert "t-SNE 1" in texts[6] and "silhouette" in texts[6] and "query class" in texts[6]
-    assert "CML†" in texts[7] and "params (train)" in texts[7]
+    assert "CML†" in texts[7] and "params (train)" in texts[7] and "per seed" in texts[7]
     claims = " ".join(texts[10:])
     assert "CML beats random noise" in claims and "single seed: not a claim" in claims and "seeds: 0, 1" in claims
 
@@ -129,3 +129,28 @@ def test_unfinished_run_gives_a_missing_table_page(figure_runs, tmp_path):  # no
     table = next(t for t in texts if "Table 4: parameters and performance, sinusoid, 5-shot: not available" in t)
     assert "cml-s0 has no test.json: the run has not finished" in table
     assert any("Figure 2: sinusoid regression" in t for t in texts)  # drawn from fits.npz, still there
+
+
+def test_every_page_has_the_same_size(full_report):
+    sizes = {(round(float(p.mediabox.width)), round(float(p.mediabox.height)))
+             for p in pypdf.PdfReader(str(full_report)).pages}
+    assert sizes == {(595, 842)}  # A4 portrait, text pages and figures alike
+
+
+def test_a_two_seed_report_prints_no_interval_across_seeds(figure_runs, tmp_path):  # noqa: F811
+    import re
+
+    # Every method of the fonts sweep has seeds 0 and 1: the policy allows no interval across seeds.
+    texts = _texts(write_report([figure_runs["fonts"]], tmp_path / "two.pdf"))
+    # The intervals that may remain are each run's own, over its tasks: per-seed cells "s0: 56.80 ± 10.04"
+    # (results, Table 4) and t-SNE silhouettes "(95% CI over tasks)". Nothing else carries a ±.
+    own = re.compile(r"s\d+: [-\d.]+ ± [\d.]+|: [-\d.]+ ± [\d.]+ \(95% CI over tasks\)|\(± 95% CI over its test tasks\)")
+    for i, text in enumerate(texts):
+        assert "±" not in own.sub("", text), (i, own.sub("", text)[:400])
+        assert "across 2 seeds" not in text
+    claims = " ".join(t for t in texts if "Claims: why CML works" in t)
+    # The paper's four claims and Table 1's "CML improves MAML" (the sweep has MAML alone and with CML).
+    assert claims.count("INSUFFICIENT EVIDENCE") == 5 and claims.count("fewer than 3: not a claim") == 5
+    assert "CML improves MAML" in claims
+    fig3 = next(t for t in texts if "Figure 3: learning dynamics" in t and "outer step" in t)
+    assert "fewer than 3 seeds: each seed shown, no interval across seeds" in fig3

@@ -57,3 +57,12 @@ def test_bad_input_raises(fn) -> None:
 @pytest.mark.parametrize("fn", [mean_ci95, normal_ci95])
 def test_constant_values_have_zero_half_width(fn) -> None:
     assert fn([0.25, 0.25, 0.25]) == (0.25, 0.0)
+
+
+def test_seed_ci95_reports_no_interval_below_three_seeds() -> None:
+    from analysis.stats import MIN_SEEDS_FOR_CI, seed_ci95
+
+    assert MIN_SEEDS_FOR_CI == 3
+    mean, half = seed_ci95([0.1, 0.3])
+    assert mean == pytest.approx(0.2) and math.isnan(half)  # mean_ci95 would give 1.27: no information
+    assert seed_ci95([0.1, 0.3, 0.2]) == mean_ci95([0.1, 0.3, 0.2])

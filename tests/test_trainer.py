@@ -191,12 +191,35 @@ def test_add_noise_scales_as_documented():
 
 
 def test_noisy_maml_step_differs_from_maml_step_only_by_the_noise(tmp_path):
+    from cml.seeds import generator
+    from cml.trainer import add_noise
+
     maml = Trainer(sinusoid(method="maml", steps=1), tmp_path / "maml")
     noisy = Trainer(sinusoid(method="noisy-maml", noise_std=0.5, steps=1), tmp_path / "noisy")
+    for a, b in zip(maml.model.parameters(), noisy.model.parameters()):
+        assert torch.equal(a, b)  # same seed: same initialisation
+
+    def capture(trainer):
+        # The gradients the optimizer applies, taken at the moment of its step.
+        seen, step = {}, trainer.optimizer.step
+
+        def wrapped(*args, **kwargs):
+            seen.update({n: p.grad.clone() for n, p in trainer.model.named_parameters()})
+            return step(*args, **kwargs)
+
+        trainer.optimizer.step = wrapped
+        return seen
+
+    applied = {"maml": capture(maml), "noisy": capture(noisy)}
     maml.outer_step(False)
     noisy.outer_step(False)
-    diff = [(a - b).abs().max().item() for a, b in zip(maml.model.parameters(), noisy.model.parameters())]
-    assert max(diff) > 0
+    # The noise noisy-maml's first step must draw: the run's noise stream, fresh, on MAML's gradient.
+    expected = {n: g.clone() for n, g in applied["maml"].items()}
+    add_noise(expected, noisy.cfg, generator(noisy.cfg.seed, "noise"))
+    assert set(applied["noisy"]) == set(expected)
+    for name, g in applied["noisy"].items():
+        assert torch.equal(g, expected[name]), name  # the un-noised update plus exactly the drawn noise
+        assert not torch.equal(g, applied["maml"][name]), name  # and the noise is not zero
 
 
 def test_resume_between_log_lines_matches_uninterrupted_run(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@
 * ``cifar-fs``, ``fc100``: CIFAR-100 with Bertinetto et al.'s and Oreshkin et al.'s splits, RGB.
 * ``flower``: VGG Flower (Oxford 102) with Meta-Dataset's class split, RGB.
 
-Where to get each and the layouts expected: ``cml/data/DATASETS.md``.
+Where to get each and the layouts expected: the README's "Data sets" section.
 """
 
 from __future__ import annotations
@@ -184,8 +184,8 @@ def load_splits(name: str, root: str | Path | None, image_size: int, *, seed: in
                         f"{', '.join(accepted) or 'none'}")
     if name in ("omniglot",) and root is None:
         raise DataError("the omniglot data set needs --data PATH: a folder holding images_background.zip and "
-                        "images_evaluation.zip (cml.data.omniglot.download_omniglot fetches them), or the small "
-                        "zips")
+                        "images_evaluation.zip (`python -m cml data download omniglot --root PATH` fetches them), or "
+                        "the small zips")
     return loader(root, image_size, seed=seed, **options)
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from cml.data.base import DataError
 
@@ -28,14 +29,6 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _report(name: str, done: int, total: int | None) -> None:
-    if total:
-        sys.stderr.write(f"\r{name}: {done / 1e6:.1f} / {total / 1e6:.1f} MB ({100 * done / total:.0f}%)")
-    else:
-        sys.stderr.write(f"\r{name}: {done / 1e6:.1f} MB")
-    sys.stderr.flush()
 
 
 def fetch_file(
@@ -53,7 +46,7 @@ def fetch_file(
         dest: the final path. If it already exists with the expected hash, nothing is downloaded.
         sha256: the expected hex digest; None skips verification (the caller must have decided to trust the
             source explicitly).
-        progress: write a progress line to stderr.
+        progress: show a tqdm progress bar (on stderr).
         timeout: seconds to wait for the server on each network operation.
 
     Returns:
@@ -108,6 +101,9 @@ def fetch_file(
         remaining = int(length) if length is not None and length.isdigit() else None
         total = offset + remaining if remaining is not None else None
         received = 0
+        # tqdm writes to stderr; a resumed download starts the bar at the bytes already on disk.
+        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
+                   disable=not progress)
         try:
             with open(part, mode) as out:
                 while True:
@@ -116,16 +112,14 @@ def fetch_file(
                         break
                     out.write(chunk)
                     received += len(chunk)
-                    if progress:
-                        _report(dest.name, offset + received, total)
+                    bar.update(len(chunk))
         except (OSError, http.client.HTTPException) as exc:
             raise DataError(
                 f"the connection dropped while downloading {url} after {offset + received} bytes ({exc}); "
                 f"rerun to resume from {part}"
             ) from exc
         finally:
-            if progress:
-                sys.stderr.write("\n")
+            bar.close()
         if remaining is not None and received < remaining:
             raise DataError(
                 f"the connection dropped while downloading {url}: got {offset + received} of {total} bytes; "

@@ -56,7 +56,7 @@ DEFAULT_MIN_FACES = 5
 DEFAULT_DUPLICATE_THRESHOLD = 0.05
 #: Script families held out for validation and testing; every other family is training data. Each held-out split
 #: mixes a script with a symbol family (about 15% of the classes each with the default parameters: see
-#: DATASETS.md), so neither is a single homogeneous kind of shape.
+#: the README's "The fonts data set, measured"), so neither is a single homogeneous kind of shape.
 VAL_FAMILIES = ("Georgian", "Arrows")
 TEST_FAMILIES = ("Armenian", "Cyrillic", "Geometric shapes", "Currency")
 #: Fonts that draw every code point as a placeholder, never a real glyph.

@@ -122,7 +122,7 @@ def verify_file(path: Path, *, verify: bool = True) -> None:
     if actual != expected:
         raise DataError(
             f"checksum mismatch for {path}: expected SHA-256 {expected}, got {actual}; the file is corrupted or "
-            f"not the official one: delete it and download it again (cml.data.omniglot.download_omniglot)"
+            f"not the official one: delete it and download it again (python -m cml data download omniglot --root {path.parent})"
         )
 
 
@@ -145,7 +145,7 @@ def scan_omniglot(root: str | Path, *, verify: bool = True) -> dict[str, dict[st
     if not base.is_dir():
         raise DataError(
             f"Omniglot root {base} is not a folder; point --data at the folder holding images_background.zip and "
-            f"images_evaluation.zip (download them with cml.data.omniglot.download_omniglot)"
+            f"images_evaluation.zip (download them with `python -m cml data download omniglot --root {base}`)"
         )
     found: dict[str, dict[str, list[Character]]] = {}
     seen: set[str] = set()
@@ -178,7 +178,7 @@ def scan_omniglot(root: str | Path, *, verify: bool = True) -> dict[str, dict[st
         raise DataError(
             f"no Omniglot data under {base}: expected any of {', '.join(OMNIGLOT_FILES)} (or their unpacked "
             f"folders, or <alphabet>/<character>/*.png); download the official files with "
-            f"cml.data.omniglot.download_omniglot({str(base)!r})"
+            f"`python -m cml data download omniglot --root {base}`"
         )
     return found
 
@@ -240,7 +240,7 @@ def load_omniglot(
         if not full:
             raise DataError(
                 f"the Vinyals split needs images_background and images_evaluation under {base} (found: "
-                f"{', '.join(found)}); download them with cml.data.omniglot.download_omniglot({str(base)!r}) or "
+                f"{', '.join(found)}); download them with `python -m cml data download omniglot --root {base}` or "
                 f"use split='lake'"
             )
         ordered = [c for stem in ("images_background", "images_evaluation")

@@ -1,0 +1,162 @@
+"""TensorBoard event files written from a run folder's records, live (``--tensorboard``) or afterwards
+(``python -m cml tensorboard RUNS...``).
+
+Both read the same files the figures read, never the trainer's state, so TensorBoard and the report cannot show
+different numbers. Every number in a record becomes a scalar series; a nested record is flattened with ``/``:
+
+- ``metrics.jsonl`` -> ``train/meta_loss``, ``train/co_loss``, ``train/meta_acc``, ``train/co_acc``,
+  ``train/grad_norm_psi``, ``train/time`` (one point per log line);
+- ``val.jsonl`` -> ``val/acc``, ``val/loss``, ``val/mse``, ... with their ``_ci95`` (one point per validation);
+- ``dynamics.jsonl`` -> ``dynamics/grad_norm_psi``, ``dynamics/grad_norm_blocks/block1``, ``dynamics/cos_psi``,
+  ``dynamics/cos_blocks/block1``, ... (one point per recorded step);
+- ``representations.json`` -> ``representations/cka/<layer>/mean``, ``representations/cka_debiased/...``,
+  ``representations/silhouette_after/mean``, ... at the last step;
+- ``test.json`` -> ``test/acc``, ``test/acc_ci95``, ``test/params/train``, ... at the last step.
+
+Events go into ``<run folder>/tensorboard/`` (``tensorboard --logdir runs/`` then lists every run), or into
+another folder given to :func:`export_run` (``cml tensorboard --logdir DIR`` uses ``DIR/<sweep>/<run>``). An
+export first removes the event files it wrote before, so exporting again, or resuming a run, never leaves
+duplicate points. The record files' names are :mod:`cml.records`' constants.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from . import records
+from .config import ConfigError
+
+__all__ = ["TENSORBOARD_DIR", "RECORDS", "scalars", "export_run", "LiveExport"]
+
+#: The folder of a run's event files, inside the run folder.
+TENSORBOARD_DIR = "tensorboard"
+#: Record files exported, with their tag prefix; JSON lines give one point per line (at its ``step``), JSON
+#: files one point at the run's last step.
+RECORDS: tuple[tuple[str, str], ...] = (
+    (records.METRICS, "train"),
+    (records.VAL, "val"),
+    (records.DYNAMICS, "dynamics"),
+    (records.REPRESENTATIONS, "representations"),
+    (records.TEST, "test"),
+)
+_EVENTS = "events.out.tfevents.*"
+
+
+def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, float]]:
+    # Numbers only: None (an undefined value), strings, lists and booleans are not scalars.
+    if isinstance(value, dict):
+        for k in sorted(value):
+            yield from _flatten(f"{prefix}/{k}", value[k])
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        yield prefix, float(value)
+
+
+def _last_step(run_dir: Path) -> int | None:
+    for name in (records.TEST, records.METRICS):
+        path = run_dir / name
+        if path.is_file() and path.stat().st_size:
+            lines = (records.read_jsonl(path, drop_partial_last=True) if name in records.STEP_RECORDS
+                     else [records.read_json(path)])
+            if lines:
+                return max(int(r["step"]) for r in lines)
+    try:
+        return int(json.loads((run_dir / records.CONFIG).read_text())["steps"])
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
+
+
+def scalars(run_dir: str | Path) -> dict[str, dict[int, float]]:
+    """Every scalar in a run folder's records: ``{tag: {step: value}}`` (see the module docstring for tags).
+
+    Args:
+        run_dir: a run folder (with ``config.json``).
+
+    Raises:
+        RunFolderError: if a record file is damaged (a line that is not JSON), naming it.
+        FileNotFoundError: if ``run_dir`` is not a run folder.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / records.CONFIG).is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json); give a run or sweep folder "
+                                f"written by `python -m cml train` or `sweep`")
+    out: dict[str, dict[int, float]] = {}
+    last = _last_step(run_dir)
+    for name, prefix in RECORDS:
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        if name in records.STEP_RECORDS:
+            # A line cut short by a crash (or still being written) is not exported yet.
+            lines = records.read_jsonl(path, drop_partial_last=True)
+        else:
+            if last is None:
+                continue
+            lines = [{"step": last, **records.read_json(path)}]
+        for line in lines:
+            step = int(line["step"])
+            for tag, value in _flatten(prefix, {k: v for k, v in line.items() if k != "step"}):
+                out.setdefault(tag, {})[step] = value
+    return out
+
+
+def _writer(logdir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # torch's writer needs the tensorboard package
+        raise ConfigError("TensorBoard output needs the tensorboard package: pip install tensorboard "
+                          "(or pip install 'cml[tensorboard]')") from None
+    logdir.mkdir(parents=True, exist_ok=True)
+    for old in logdir.glob(_EVENTS):
+        old.unlink()
+    return SummaryWriter(log_dir=str(logdir))
+
+
+def export_run(run_dir: str | Path, logdir: str | Path | None = None) -> Path:
+    """Writes one run's records as TensorBoard events, replacing events written there before.
+
+    Args:
+        run_dir: the run folder.
+        logdir: where the event file goes (default ``<run_dir>/tensorboard``).
+
+    Returns:
+        The folder holding the event file.
+    """
+    live = LiveExport(run_dir, logdir)
+    live.close()
+    return live.logdir
+
+
+class LiveExport:
+    """Event files that follow a run while it trains: :meth:`update` after each log line writes the points
+    added to the records since the last call; :meth:`close` writes the rest (CKA, test) and closes the file.
+
+    Created after the trainer (which, on resume, has cut the records back to the checkpoint), it starts from a
+    fresh event file holding every record already in the folder.
+    """
+
+    def __init__(self, run_dir: str | Path, logdir: str | Path | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.logdir = Path(logdir) if logdir is not None else self.run_dir / TENSORBOARD_DIR
+        self._writer = _writer(self.logdir)
+        self._written: set[tuple[str, int]] = set()
+        self.update()
+
+    def update(self) -> int:
+        """Writes the points not written yet; returns how many."""
+        n = 0
+        for tag, series in scalars(self.run_dir).items():
+            for step in sorted(series):
+                if (tag, step) not in self._written:
+                    self._writer.add_scalar(tag, series[step], global_step=step)
+                    self._written.add((tag, step))
+                    n += 1
+        self._writer.flush()
+        return n
+
+    def close(self) -> None:
+        self.update()
+        self._writer.close()
