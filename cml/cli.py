@@ -24,6 +24,7 @@ from .sweep import ENGINES
 
 DEFAULT_PRESET = "quick"
 _TYPES = {"int": int, "float": float, "str": str, "str | None": str, "float | None": float}
+_FROM_CONFIG = " Default: the --config file's; required without one."
 _CONFIG_HELP = ("a JSON file of config fields (any run's config.json is one); flags given beside it override it, "
                 "fields it leaves out keep the preset's value")
 # Chosen by their own flags (the base and method pick the preset's values before the overrides apply).
@@ -382,10 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="meta-train one base learner + method into a run folder")
-    t.add_argument("--method", metavar=_choices(METHODS),
-                   help=_field_help("method") + "; required unless --config sets it")
-    t.add_argument("--base", metavar=_choices(BASES), help=_field_help("base") + " (default maml)")
-    t.add_argument("--task", metavar=_choices(TASKS), help=_field_help("task") + "; required unless --config sets it")
+    t.add_argument("--method", metavar=_choices(METHODS), help=_field_help("method") + _FROM_CONFIG)
+    t.add_argument("--base", metavar=_choices(BASES), help=_field_help("base"))
+    t.add_argument("--task", metavar=_choices(TASKS), help=_field_help("task") + _FROM_CONFIG)
     t.add_argument("--preset", metavar=_choices(PRESETS), help=PRESET_HELP)
     t.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
     t.add_argument("--out", default="runs", help="parent folder of run folders (default runs/)")
@@ -457,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grid", action="append", metavar="FIELD=V1,V2,...",
                    help="vary any other config field, e.g. --grid gamma=0,0.5,1 --grid co_learner=linear,conv "
                         "(repeatable; every combination is a cell, named by its values: cml-gamma_0.5-co_learner_conv-s0)")
-    s.add_argument("--task", metavar=_choices(TASKS), help=_field_help("task") + "; required unless --config sets it")
+    s.add_argument("--task", metavar=_choices(TASKS), help=_field_help("task") + _FROM_CONFIG)
     s.add_argument("--preset", metavar=_choices(PRESETS), help=PRESET_HELP)
     s.add_argument("--config", metavar="FILE",
                    help=_CONFIG_HELP + "; its base, method and seed are the cells' (--bases, --methods, --seeds)")

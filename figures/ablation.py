@@ -26,7 +26,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from analysis.stats import MIN_SEEDS_FOR_CI, seed_ci95
-from cml.config import CO_LEARNERS
 from cml.methods import get_method
 
 from . import style
@@ -46,6 +45,13 @@ _REFERENCE_COLOUR = "0.3"
 def has_gamma_grid(runs: Sequence[Run]) -> bool:
     """Whether the runs hold a γ grid: runs of a sweep whose ``--grid`` varies ``gamma``."""
     return any(GRID_FIELD in r.grid for r in runs)
+
+
+def _co_order(co: str) -> tuple[int, str]:
+    """Co-learner types in the config's order (linear, then conv), unknown ones after."""
+    from cml.config import CO_LEARNERS  # not at import: figures load only records and the two tables
+
+    return (CO_LEARNERS.index(co) if co in CO_LEARNERS else len(CO_LEARNERS), co)
 
 
 def _is_base_alone(run: Run) -> bool:
@@ -89,9 +95,7 @@ def cells(runs: Sequence[Run]) -> dict[str, Any]:
                          "whose cells have finished")
     per: dict[tuple[str, str], dict[float, dict[str, list[float]]]] = {}
     def order(r: Run) -> tuple:
-        co = str(r.config["co_learner"])
-        return (r.base, CO_LEARNERS.index(co) if co in CO_LEARNERS else len(CO_LEARNERS), co,
-                float(r.config["gamma"]), r.seed)
+        return (r.base, _co_order(str(r.config["co_learner"])), float(r.config["gamma"]), r.seed)
 
     for run in sorted(gridded, key=order):
         point = per.setdefault((run.base, str(run.config["co_learner"])), {}).setdefault(
@@ -107,8 +111,7 @@ def cells(runs: Sequence[Run]) -> dict[str, Any]:
     if not alone:
         # The γ = 0 cells are the base learner exactly; one co-learner's, so that no seed counts twice.
         zero = [r for r in gridded if float(r.config["gamma"]) == 0.0]
-        first = min((str(r.config["co_learner"]) for r in zero), default=None,
-                    key=lambda co: (CO_LEARNERS.index(co) if co in CO_LEARNERS else len(CO_LEARNERS), co))
+        first = min((str(r.config["co_learner"]) for r in zero), default=None, key=_co_order)
         alone = [r for r in zero if str(r.config["co_learner"]) == first]
         source = f"the γ = 0 cells ({first} co-learner), which are the base learner exactly"
     by_seed = {r.seed: v for r in alone if (v := _metric(r, False)) is not None}  # one value per seed

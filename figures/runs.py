@@ -451,6 +451,10 @@ def _rebuild(runs: Sequence[Run], preset_name: str, grid: dict[str, list[Any]]) 
 DEFAULT_RECORD_INTERVAL = 5
 
 
+# Config fields repeated on the command line when the runs' config.json is not a valid config (older versions).
+_COMMAND_FIELDS = ("data", "ways", "shots", "steps", "filters", "co_learner", "gamma")
+
+
 def reproduce_command(runs: Sequence[Run], record_interval: int | None = None, out: str | Path | None = None,
                       record: bool = True) -> str:
     """A ``python -m cml sweep`` command that trains ``runs``' cells again, each with its run's whole config.
@@ -482,12 +486,23 @@ def reproduce_command(runs: Sequence[Run], record_interval: int | None = None, o
     if out is None:
         sweeps = sweep_folders(runs)
         out = f"{sweeps[0] if sweeps else Path('runs') / cfg['task']}-recorded"
-    preset_name = _sweep_preset(runs)
-    if preset_name is None:  # runs trained by `train`: the preset that needs the fewest flags
-        from cml.config import PRESETS
+    from cml.config import PRESETS, ConfigError
 
-        preset_name = min(PRESETS, key=lambda p: len(_rebuild(runs, p, grid)[0]))
-    overrides, stuck = _rebuild(runs, preset_name, grid)
+    preset_name = _sweep_preset(runs)
+    try:
+        if preset_name is None:  # runs trained by `train`: the preset that needs the fewest flags
+            preset_name = min(PRESETS, key=lambda p: len(_rebuild(runs, p, grid)[0]))
+        overrides, stuck = _rebuild(runs, preset_name, grid)
+    except ConfigError as e:
+        # A config.json that is no longer a valid config (written by an older cml, or by hand): the fields
+        # that change what a number means, as they are.
+        warnings.warn(f"a config.json of these runs is not a valid config ({e}); the command repeats only "
+                      f"{', '.join(_COMMAND_FIELDS)}",
+                      stacklevel=2)
+        preset_name = preset_name or "quick"
+        overrides = {f: cfg[f] for f in _COMMAND_FIELDS if cfg.get(f) is not None
+                     and not (f in ("ways", "filters") and cfg["task"] == "sinusoid")}
+        stuck = []
     if stuck:
         warnings.warn(f"the runs differ in {', '.join(stuck)} in a way one sweep cannot repeat; the command "
                       f"trains them with the preset's values", stacklevel=2)
