@@ -215,7 +215,7 @@ def _fsync_dir(folder: Path) -> None:
         return
     try:
         os.fsync(fd)
-    except OSError:
+    except OSError:  # some file systems refuse fsync on a folder; the rename itself is still atomic there
         pass
     finally:
         os.close(fd)
