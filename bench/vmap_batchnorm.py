@@ -10,22 +10,22 @@ Run: ``.venv/bin/python bench/vmap_batchnorm.py``
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 
-from cml.batched import BatchedBackend
+from cml.engines import BatchedBackend, HigherBackend
+from cml.layers import batch_norm_kernel
 from cml.config import Config
 from cml.data.base import Task
-from cml.meta import HigherBackend, outer_gradient
+from cml.meta import outer_gradient
 from cml.models import build_model, init_parameters
 
 
 class KernelBatchedBackend(BatchedBackend):
     """The batched engine with PyTorch's batch-norm kernel under vmap (what it must not do)."""
 
-    norm_context = staticmethod(contextlib.nullcontext)
+    vmap_norm = staticmethod(batch_norm_kernel)
 
 
 def error(got: dict, want: dict) -> float:

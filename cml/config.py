@@ -129,7 +129,7 @@ class Config:
         sharp_rho_lower: Sharp-MAML: the inner-step perturbation radius rho (0: none).
         sharp_rho_upper: Sharp-MAML: the outer-step (SAM) perturbation radius rho (0: none).
         backend: ``higher`` (the per-task engine), ``func`` (the independent torch.func implementation),
-            ``batched`` (every task of a meta-batch at once: :mod:`cml.batched`) or ``auto`` (the faster on the
+            ``batched`` (every task of a meta-batch at once: :mod:`cml.engines.batched`) or ``auto`` (the faster on the
             run's device; the trainer writes the one it chose into ``config.json``).
         seed: seeds every generator of the run.
         log_interval: outer steps between ``metrics.jsonl`` lines.

@@ -19,6 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .layers import NormFn
+
 
 class GraphConv(nn.Linear):
     """One GCN layer, ``relu(A_hat (h W^T) + b)``, with padding rows kept at zero.
@@ -78,7 +80,7 @@ class GCN(nn.Module):
         for i in range(1, layers + 1):
             self.add_module(f"layer{i}", GraphConv(in_channels if i == 1 else hidden, hidden))
 
-    def forward(self, x: Tensor, step: int = 0) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, step: int = 0, norm: NormFn | None = None) -> dict[str, Tensor]:
         m = x.shape[1]
         if x.ndim != 3 or x.shape[2] != m + self.in_channels:
             raise ValueError(f"packed subgraphs must be (n, M, M + {self.in_channels}), got {tuple(x.shape)}")

@@ -1,145 +1,74 @@
-"""The functional core: one inner loop, the outer losses of every base learner and method, and the
-meta-gradient.
+"""The objective, written once: a task's inner loop, its weighted query losses, the meta-gradient over a
+meta-batch and MAML-style evaluation, for every base learner, method and engine.
 
-Parameters travel as ``dict[str, Tensor]`` and are never mutated. The inner loop reads a small
-:class:`InnerSpec` (which tensors adapt, each with its step size per step; the derivative order; the support
-loss; Sharp-MAML's radius), built from the base-learner and method tables by :func:`inner_spec`; it never sees
-the whole config. Two engines evaluate the same maths:
+Parameters travel as ``dict[str, Tensor]`` and are never mutated. What varies is read from the tables, once per
+call, into two small frozen plans:
 
-- :class:`HigherBackend` (the trainer's engine): higher's ``monkeypatch`` for the functional forward and
-  higher's ``DifferentiableSGD`` (through ``get_diff_optim``) for the differentiable inner step, public API only.
-- :class:`FuncBackend`: ``torch.func.functional_call`` and ``torch.autograd.grad(create_graph=True)``.
+- :class:`InnerSpec` (:func:`inner_spec`): which tensors adapt, each with its step size per step (the base's
+  ``role_rates``, ``adapts`` and ``step_rates`` hooks; the method decides phi), the derivative order, the support
+  loss (the method's ``support_loss``) and the point each step's gradient is taken at (the base's
+  ``inner_point``: Sharp-MAML);
+- :class:`Plan` (:func:`training_plan`, :func:`evaluation_plan`): the inner spec, the weights of the query
+  losses after each inner step (the base's ``query_weights``: MAML++'s multi-step loss), the task's loss and
+  whether the co-learner's query loss enters the outer objective.
 
-Tests hold the two to the same meta-gradients in float64. Tasks are processed one at a time with one
-backward each (gradients accumulated), which keeps one task's second-order graph alive at a time; keeping
-every task's graph for a single backward, as the authors' code does, measured ~45% more peak memory here.
+:func:`task_objective` and :func:`eval_objective` are pure functions of an engine's primitives
+(:mod:`cml.engines.base`): the per-task engines call them task by task, the batched engine ``vmap``s them. The
+reductions (:func:`meta_gradient`, :func:`evaluate_tasks`) consume what the engine's ``map_tasks`` yields, a task
+or a stack of tasks at a time, so a new loss, base behaviour or engine is written once.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence, Union
+from functools import partial
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
-import higher
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
+from .bases import get_base
 from .config import Config
 from .data.base import Task
-from .models import inner_rates, rate_key, role_of
+from .engines.base import Engine, Order, Params, Primitives, Rate
+from .roles import role_of
 
-Params = dict[str, Tensor]
-# A step size: a number, or a 0-d tensor (a learnable MAML++ rate, differentiated through).
-Rate = Union[float, Tensor]
-# "second": differentiate through the inner loop; "first": the inner gradients are constants (first-order
-# MAML), adapted parameters still depend on the initial ones with Jacobian I; "none": no graph (evaluation).
-Order = Literal["second", "first", "none"]
+if TYPE_CHECKING:
+    from .methods import HeadsLoss
 
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite."""
 
 
-class HigherBackend:
-    """Functional forward and differentiable SGD through higher's public API.
-
-    The differentiable optimiser has one parameter group per adapted tensor, so that each step's per-tensor
-    rates reach it through ``override={"lr": [...]}`` (higher's documented way to pass tensors, learnable
-    ones included, as optimiser settings).
-    """
-
-    name = "higher"
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.names = [n for n, _ in model.named_parameters()]
-        # copy_initial_weights=False: the module's own parameters are the starting fast weights, so
-        # meta-gradients reach them (higher's documented MAML setting).
-        self.fmodel = higher.monkeypatch(model, copy_initial_weights=False, track_higher_grads=True)
-        self._diffopts: dict[tuple[tuple[str, ...], Order], higher.optim.DifferentiableOptimizer] = {}
-
-    def forward(self, params: Params, x: Tensor, return_features: bool = False, step: int = 0):
-        return self.fmodel(x, params=[params[n] for n in self.names], return_features=return_features, step=step)
-
-    def _diffopt(self, adapt: Sequence[str], order: Order) -> higher.optim.DifferentiableOptimizer:
-        key = (tuple(adapt), order)
-        if key not in self._diffopts:
-            named = dict(self.model.named_parameters())
-            sgd = torch.optim.SGD([{"params": [named[n]]} for n in adapt], lr=1.0)
-            callback = (lambda grads: [None if g is None else g.detach() for g in grads]) if order == "first" else None
-            self._diffopts[key] = higher.optim.get_diff_optim(
-                sgd, self.model.parameters(), fmodel=self.fmodel, track_higher_grads=order != "none",
-                grad_callback=callback,
-            )
-        return self._diffopts[key]
-
-    def sgd_step(self, params: Params, loss: Tensor, rates: dict[str, Rate], order: Order,
-                 at: Params | None = None) -> Params:
-        """``params - rate * grad loss``; with ``at``, the gradient is taken at ``at`` (Sharp-MAML's perturbed
-        point): higher steps ``at`` and the result is shifted back by ``at - params``."""
-        names = list(rates)
-        point = params if at is None else at
-        new = self._diffopt(names, order).step(loss, params=[point[n] for n in self.names],
-                                               override={"lr": [rates[n] for n in names]})
-        new = dict(zip(self.names, new))
-        if at is not None:
-            new = {n: (new[n] - (at[n] - params[n]) if n in rates else params[n]) for n in self.names}
-        return new
-
-
-class FuncBackend:
-    """Functional forward with ``torch.func.functional_call``; inner SGD with ``torch.autograd.grad``."""
-
-    name = "func"
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.names = [n for n, _ in model.named_parameters()]
-
-    def forward(self, params: Params, x: Tensor, return_features: bool = False, step: int = 0):
-        return torch.func.functional_call(self.model, params, (x,), {"return_features": return_features, "step": step})
-
-    def sgd_step(self, params: Params, loss: Tensor, rates: dict[str, Rate], order: Order,
-                 at: Params | None = None) -> Params:
-        """``params - rate * grad loss``, the gradient taken at ``at`` when given (Sharp-MAML)."""
-        names = list(rates)
-        point = params if at is None else at
-        grads = torch.autograd.grad(loss, [point[n] for n in names], create_graph=order == "second",
-                                    allow_unused=True)
-        new = dict(params)
-        for n, g in zip(names, grads):
-            if g is None:
-                continue
-            p = params[n] if order != "none" else params[n].detach()
-            new[n] = p - rates[n] * (g if order == "second" else g.detach())
-            if order == "none":
-                new[n] = new[n].detach().requires_grad_()
-        return new
-
-
-Backend = HigherBackend | FuncBackend
-
-
-def make_backend(name: str, model: nn.Module) -> Backend:
-    """The engine ``name`` (``higher``, ``func``, ``batched``: :mod:`cml.batched`; ``auto``: the faster one on
-    the device the model's parameters are on, :func:`cml.batched.resolve_backend`)."""
-    from .batched import BatchedBackend, resolve_backend
-
-    name = resolve_backend(name, next(model.parameters()).device) if name == "auto" else name
-    if name == "higher":
-        return HigherBackend(model)
-    if name == "func":
-        return FuncBackend(model)
-    if name == "batched":
-        return BatchedBackend(model)
-    raise ValueError(f"unknown backend {name!r}; choose 'higher', 'func', 'batched' or 'auto'")
-
-
 def task_loss(cfg: Config, out: Tensor, y: Tensor) -> Tensor:
     """MSE for regression, cross-entropy for classification."""
     return F.mse_loss(out, y) if cfg.is_regression else F.cross_entropy(out, y)
+
+
+def inner_rates(cfg: Config, names: Iterable[str], test_time: bool = False) -> dict[str, float]:
+    """Which tensors the inner loop adapts, each with its base step size (the one place that decides it).
+
+    psi and theta take the base learner's role rates (BOIL: head 0; ANIL: body 0), filtered by its ``adapts``
+    hook (MAML++ keeps BatchNorm weights out); a rate of 0 means not adapted. phi is adapted only by a method
+    that adapts it while meta-training (CL), at theta's rate; at test time every method adapts psi and theta
+    only. ``inner_lr.*`` is never adapted.
+    """
+    base = get_base(cfg.base)
+    roles = base.role_rates(cfg)
+    out: dict[str, float] = {}
+    for name in names:
+        role = role_of(name)
+        if role == "phi":
+            rate = roles["theta"] if (cfg.spec.phi_in_inner_loop and not test_time) else 0.0
+        elif role in ("psi", "theta"):
+            rate = roles[role]
+        else:
+            rate = 0.0
+        if rate and base.adapts(cfg, name):
+            out[name] = float(rate)
+    return out
 
 
 @dataclass(frozen=True)
@@ -150,120 +79,168 @@ class InnerSpec:
         steps: SGD steps.
         rates: per adapted tensor, its step size at each step (``len == steps``); tensors absent are not
             adapted (phi for CML, BOIL's head, ANIL's body).
-        order: ``second``, ``first`` or ``none`` (see :data:`Order`).
+        order: ``second``, ``first`` or ``none`` (see :data:`cml.engines.base.Order`).
         loss: the support loss from ``(meta_out, co_out, y)``.
-        sam_rho: Sharp-MAML's lower-level radius (0: the plain gradient).
+        point: None, or the base's inner gradient point (``point(prims, loss_fn, params, names, order)``:
+            Sharp-MAML's perturbed parameters).
     """
 
     steps: int
     rates: dict[str, tuple[Rate, ...]]
     order: Order
-    loss: Callable[[Tensor, Tensor | None, Tensor], Tensor]
-    sam_rho: float = 0.0
+    loss: HeadsLoss
+    point: Callable | None = None
 
     def rates_at(self, k: int) -> dict[str, Rate]:
         return {n: r[k] for n, r in self.rates.items()}
 
 
-def support_loss(cfg: Config, test_time: bool = False) -> Callable[[Tensor, Tensor | None, Tensor], Tensor]:
-    """The inner loss: the meta-learner's alone, so phi gets no inner gradient (CML's asymmetry); a method
-    that adapts phi (CL) adds phi's loss while meta-training. At test time it is the meta-learner's for all."""
-    with_phi = cfg.spec.phi_in_inner_loop and not test_time
-
-    def loss(meta: Tensor, co: Tensor | None, y: Tensor) -> Tensor:
-        out = task_loss(cfg, meta, y)
-        if with_phi:
-            out = out + cfg.gamma * task_loss(cfg, co, y)
-        return out
-
-    return loss
-
-
 def inner_spec(cfg: Config, params: Params, steps: int, order: Order, test_time: bool = False) -> InnerSpec:
-    """The inner loop of ``cfg``'s base and method: which tensors adapt (:func:`cml.models.inner_rates`), at
-    which rate per step (MAML++'s learnable rates are read from ``params``, so meta-gradients reach them), the
-    support loss and Sharp-MAML's lower-level radius. ``test_time`` selects MAML's inference for every
-    method (adapt psi and theta on the meta-learner's loss; phi dropped)."""
-    rates: dict[str, tuple[Rate, ...]] = {}
-    for name, rate in inner_rates(cfg, params, test_time).items():
-        if cfg.learn_inner_lr:
-            learned = params[f"inner_lr.{rate_key(name)}"]  # (inner_rate_steps,)
-            rates[name] = tuple(learned[min(k, learned.shape[0] - 1)] for k in range(steps))
-        else:
-            rates[name] = (rate,) * steps
-    # Sharpness-aware steps regularise meta-training; test-time adaptation takes plain gradient steps.
-    # (The radii are Sharp-MAML's options: the config refuses them under any other base.)
-    lower = cfg.sharp_variant in ("lower", "both") and not test_time
-    rho = cfg.sharp_rho_lower if lower else 0.0
-    return InnerSpec(steps, rates, order, support_loss(cfg, test_time), rho)
+    """The inner loop of ``cfg``'s base and method (see :class:`InnerSpec`). ``test_time`` selects MAML's
+    inference for every method: adapt psi and theta on the meta-learner's loss with plain gradient steps."""
+    base = get_base(cfg.base)
+    rates = {name: base.step_rates(cfg, params, name, rate, steps)
+             for name, rate in inner_rates(cfg, params, test_time).items()}
+    point = None if test_time else base.inner_point(cfg)
+    return InnerSpec(steps, rates, order, cfg.spec.support_loss(partial(task_loss, cfg), cfg.gamma, test_time), point)
 
 
-def adapt(backend: Backend, spec: InnerSpec, params: Params, support: tuple[Tensor, Tensor]) -> list[Params]:
+def adapt(prims: Primitives, spec: InnerSpec, params: Params, support: tuple[Tensor, Tensor]) -> list[Params]:
     """The inner loop: ``spec.steps`` SGD steps on the support loss. Returns the parameters before and after
     every step (``[params, after step 1, ..., after step N]``); the last entry is the adapted model.
 
-    Step ``k`` (from 0) runs the forward with per-step BatchNorm row ``k``. With ``spec.sam_rho`` > 0
-    (Sharp-MAML's lower level), the step's gradient is taken at ``params + e``, ``e = rho g / (||g|| + 1e-12)``
-    with ``g`` the support gradient at ``params`` (joint norm over the adapted tensors; the graph through ``e``
-    is kept at second order).
+    Step ``k`` (from 0) runs the forward with per-step norm row ``k``; its gradient is taken at
+    ``spec.point(...)`` when the base gives one (Sharp-MAML), else at the current parameters.
     """
     x, y = support
     trajectory = [params]
     for k in range(spec.steps):
-        meta, co = backend.forward(params, x, step=k)[:2]
-        loss = spec.loss(meta, co, y)
+        def loss_fn(p: Params, k: int = k) -> Tensor:
+            meta, co = prims.forward(p, x, step=k)[:2]
+            return spec.loss(meta, co, y)
+
         rates = spec.rates_at(k)
-        at = None
-        if spec.sam_rho:
-            names = list(rates)
-            grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=spec.order == "second",
-                                        allow_unused=True)
-            grads = [torch.zeros_like(params[n]) if g is None else (g if spec.order == "second" else g.detach())
-                     for n, g in zip(names, grads)]
-            norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))
-            at = dict(params)
-            for n, g in zip(names, grads):
-                at[n] = params[n] + spec.sam_rho * g / (norm + 1e-12)
-            meta, co = backend.forward(at, x, step=k)[:2]
-            loss = spec.loss(meta, co, y)
-        params = backend.sgd_step(params, loss, rates, spec.order, at=at)
+        at = spec.point(prims, loss_fn, params, list(rates), spec.order) if spec.point is not None else None
+        params = prims.step(params, loss_fn, rates, spec.order, at=at)
         trajectory.append(params)
     return trajectory
 
 
-def msl_weights(steps: int, outer_step: int, anneal_steps: int) -> list[float]:
-    """MAML++'s multi-step loss weights of the query losses after each of ``steps`` inner steps.
+@dataclass(frozen=True)
+class Plan:
+    """One outer step's (or one evaluation's) objective, read from the tables once.
 
-    They start at 1/N each; non-final weights decay as ``max(1/N - e/(N E), 0.03/N)`` and the final one grows
-    as ``min(1/N + e (N-1)/(N E), 1 - (N-1) 0.03/N)``, ``e`` the outer step, ``E`` = ``anneal_steps``. From
-    ``e >= E`` only the final step counts: ``[0, ..., 0, 1]``. (N = 5, E = 15, e = 5: [0.133 x4, 0.467].)
-
-    References: Antoniou, Edwards & Storkey, How to train your MAML, ICLR 2019 (the reference code's
-    ``get_per_step_loss_importance_vector``, with epochs here expressed in outer steps).
+    Attributes:
+        inner: the inner loop.
+        weights: the weight of the query losses after each inner step (the last one alone, or MAML++'s
+            multi-step loss).
+        loss: the task's loss ``loss(out, y)``.
+        co_term: the co-learner's query loss enters the outer objective (weighted by ``gamma``).
+        has_co: the model has a co-learner head (its predictions are measured: CML†).
+        classification: accuracies are measured.
+        gamma: the co-learner's weight.
     """
-    if outer_step >= anneal_steps:
-        return [0.0] * (steps - 1) + [1.0]
-    n = steps
-    decay = 1.0 / n / anneal_steps
-    floor = 0.03 / n
-    weights = [max(1.0 / n - outer_step * decay, floor) for _ in range(n - 1)]
-    weights.append(min(1.0 / n + outer_step * (n - 1) * decay, 1.0 - (n - 1) * floor))
-    return weights
+
+    inner: InnerSpec
+    weights: tuple[float, ...]
+    loss: Callable[[Tensor, Tensor], Tensor]
+    co_term: bool
+    has_co: bool
+    classification: bool
+    gamma: float
+
+    def hits(self, out: Tensor | None, y: Tensor) -> Tensor:
+        """The fraction of correct predictions (a 0-d tensor; zero where there is nothing to count)."""
+        if out is None or not self.classification:
+            return y.new_zeros((), dtype=torch.get_default_dtype())
+        return (out.argmax(1) == y).to(out.dtype).mean()
+
+
+def _plan(cfg: Config, inner: InnerSpec, weights: tuple[float, ...]) -> Plan:
+    spec = cfg.spec
+    return Plan(inner, weights, partial(task_loss, cfg), spec.co_learner and spec.phi_in_outer_loss,
+                spec.co_learner, not cfg.is_regression, cfg.gamma)
 
 
 def outer_order(cfg: Config, outer_step: int) -> Order:
-    """First order where the config asks for it, and for MAML++'s first ``first_order_steps`` outer steps."""
-    return "first" if cfg.first_order or outer_step < cfg.first_order_steps else "second"
+    """The derivative order of outer step ``outer_step`` (the base's ``outer_order`` hook)."""
+    return get_base(cfg.base).outer_order(cfg, outer_step)
+
+
+def training_plan(cfg: Config, params: Params, outer_step: int = 0, order: Order | None = None) -> Plan:
+    """The objective of outer step ``outer_step`` (from 0): its derivative order (unless ``order`` is given) and
+    query-loss weights come from the base learner."""
+    base = get_base(cfg.base)
+    order = base.outer_order(cfg, outer_step) if order is None else order
+    return _plan(cfg, inner_spec(cfg, params, cfg.inner_steps, order), tuple(base.query_weights(cfg, outer_step)))
+
+
+def evaluation_plan(cfg: Config, params: Params, steps: int) -> Plan:
+    """MAML-style evaluation with ``steps`` inner steps: no graph, the meta-learner's loss, the last step."""
+    return _plan(cfg, inner_spec(cfg, params, steps, "none", test_time=True), (0.0,) * (steps - 1) + (1.0,))
+
+
+def query_losses(prims: Primitives, plan: Plan, trajectory: Sequence[Params],
+                 query: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(meta loss, co loss, meta accuracy, co accuracy)`` of one task from its adapted trajectory.
+
+    Both heads' query losses after inner step ``k`` are weighted by ``plan.weights[k - 1]`` (the co-learner's
+    with the same weights); the co-learner's reads the adapted features psi' (not detached) through phi, which the
+    inner loop left unchanged, so its gradient reaches psi and theta through the inner loop. The accuracies are
+    the last step's. A quantity that does not exist is a zero (``vmap`` maps tensors only): ``plan`` says which.
+    """
+    xq, yq = query
+    meta_loss: Tensor | None = None
+    co_loss: Tensor | None = None
+    meta = co = None
+    for k, w in enumerate(plan.weights, start=1):
+        if w == 0:
+            continue
+        meta, co = prims.forward(trajectory[k], xq, step=k - 1)[:2]
+        m = plan.loss(meta, yq)
+        c = plan.loss(co, yq) if co is not None and plan.co_term else None
+        if w != 1.0:
+            m, c = w * m, (None if c is None else w * c)
+        meta_loss = m if meta_loss is None else meta_loss + m
+        if c is not None:
+            co_loss = c if co_loss is None else co_loss + c
+    if not plan.weights[-1]:
+        meta, co = prims.forward(trajectory[-1], xq, step=len(plan.weights) - 1)[:2]
+    assert meta_loss is not None, "query-loss weights must not all be zero"
+    zero = meta_loss.new_zeros(())
+    return meta_loss, zero if co_loss is None else co_loss, plan.hits(meta, yq), plan.hits(co, yq)
+
+
+def task_objective(prims: Primitives, params: Params, support: tuple[Tensor, Tensor],
+                   query: tuple[Tensor, Tensor], *, plan: Plan) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One task's query losses and accuracies after adaptation (:func:`query_losses`): the function every engine
+    maps over a meta-batch."""
+    return query_losses(prims, plan, adapt(prims, plan.inner, params, support), query)
+
+
+def eval_objective(prims: Primitives, params: Params, support: tuple[Tensor, Tensor],
+                   query: tuple[Tensor, Tensor], *, plan: Plan) -> tuple[Tensor, ...]:
+    """One task's ``(loss before adaptation, meta loss, meta accuracy, co loss, co accuracy)`` on the query set,
+    adapting with the meta-learner's loss."""
+    xq, yq = query
+    with torch.no_grad():
+        pre = plan.loss(prims.forward(params, xq)[0], yq)
+    adapted = adapt(prims, plan.inner, params, support)[-1]
+    with torch.no_grad():
+        meta, co = prims.forward(adapted, xq, step=plan.inner.steps - 1)[:2]
+        zero = pre.new_zeros(())
+        co_loss = zero if co is None else plan.loss(co, yq)
+        return pre, plan.loss(meta, yq), plan.hits(meta, yq), co_loss, plan.hits(co, yq)
 
 
 @dataclass
 class TaskLosses:
-    """The query losses of one task after adaptation (MAML++'s multi-step loss: the weighted sum over steps),
-    the final step's accuracies, and the adapted parameters."""
+    """The query losses of one task after adaptation, the final step's accuracies, and the adapted parameters
+    (the per-task view of :func:`task_objective`, for tests and diagnostics)."""
 
     meta: Tensor
     co: Tensor | None
-    meta_acc: float
+    meta_acc: float | None
     co_acc: float | None
     adapted: Params
 
@@ -271,47 +248,14 @@ class TaskLosses:
         return self.meta if self.co is None else self.meta + gamma * self.co
 
 
-def _accuracy(cfg: Config, out: Tensor | None, y: Tensor) -> float | None:
-    if out is None or cfg.is_regression:
-        return None
-    return (out.argmax(1) == y).float().mean().item()
-
-
-def task_losses(backend: Backend, cfg: Config, params: Params, task: Task, order: Order,
+def task_losses(backend: Primitives, cfg: Config, params: Params, task: Task, order: Order,
                 outer_step: int = 0) -> TaskLosses:
-    """Adapts on the support set, then evaluates both heads on the query set with the adapted parameters.
-
-    For ``cml`` the co-learner's query loss reads the adapted features psi' (not detached) through phi,
-    which the inner loop left unchanged, so its gradient reaches psi and theta through the inner loop. With
-    the multi-step loss both heads' query losses after every inner step are weighted by :func:`msl_weights`
-    (the co-learner's with the same weights).
-    """
-    spec = inner_spec(cfg, params, cfg.inner_steps, order)
-    trajectory = adapt(backend, spec, params, task.support)
-    xq, yq = task.query
-    n = cfg.inner_steps
-    weights = msl_weights(n, outer_step, cfg.msl_anneal_steps) if cfg.msl else [0.0] * (n - 1) + [1.0]
-    meta_loss: Tensor | None = None
-    co_loss: Tensor | None = None
-    for k, w in enumerate(weights, start=1):
-        if w == 0:
-            continue
-        meta, co = backend.forward(trajectory[k], xq, step=k - 1)[:2]
-        m = task_loss(cfg, meta, yq)
-        c = None if co is None or not cfg.spec.phi_in_outer_loss else task_loss(cfg, co, yq)
-        if w != 1.0:
-            m, c = w * m, (None if c is None else w * c)
-        meta_loss = m if meta_loss is None else meta_loss + m
-        if c is not None:
-            co_loss = c if co_loss is None else co_loss + c
-    final_meta, final_co = (meta, co) if weights[-1] else backend.forward(trajectory[-1], xq, step=n - 1)[:2]
-    return TaskLosses(
-        meta=meta_loss,
-        co=co_loss,
-        meta_acc=_accuracy(cfg, final_meta, yq),
-        co_acc=_accuracy(cfg, final_co, yq),
-        adapted=trajectory[-1],
-    )
+    """:func:`task_objective` for one task on a per-task engine, with the adapted parameters."""
+    plan = training_plan(cfg, params, outer_step, order)
+    trajectory = adapt(backend, plan.inner, params, task.support)
+    meta, co, meta_hits, co_hits = query_losses(backend, plan, trajectory, task.query)
+    return TaskLosses(meta, co if plan.co_term else None, meta_hits.item() if plan.classification else None,
+                      co_hits.item() if plan.classification and plan.has_co else None, trajectory[-1])
 
 
 @dataclass
@@ -331,78 +275,62 @@ class MetaGradient:
     meta_part: Params | None = None
 
 
-def meta_gradient(backend: Backend, cfg: Config, params: Params, tasks: Sequence[Task],
+def meta_gradient(backend: Engine, cfg: Config, params: Params, tasks: Sequence[Task],
                   split: bool = False, outer_step: int = 0) -> MetaGradient:
     """The outer gradient: mean over tasks of grad [L_m(psi', theta'; query) + gamma L_c(psi', phi; query)].
 
-    One backward per task accumulates into the result. With ``split``, a second backward of the same
-    graph gives the meta-learner's part alone (the recorders' gradient-diversity measurement).
-    ``outer_step`` (from 0) sets MAML++'s multi-step-loss weights and derivative order.
+    One backward per chunk the engine yields (a task on the per-task engines, the meta-batch on the batched
+    one) accumulates into the result. With ``split``, a second backward of the same graph gives the
+    meta-learner's part alone (the recorders' gradient-diversity measurement). ``outer_step`` (from 0) sets the
+    base's query-loss weights and derivative order.
 
     Raises:
         NonFiniteLossError: if a task's loss is NaN or infinite.
     """
-    if hasattr(backend, "meta_gradient"):  # the batched engine: every task at once (cml.batched)
-        return backend.meta_gradient(cfg, params, tasks, split, outer_step)
-    order = outer_order(cfg, outer_step)
+    plan = training_plan(cfg, params, outer_step)
     names = list(params)
     leaves = [params[n] for n in names]
     total = {n: torch.zeros_like(p) for n, p in params.items()}
     meta_part = {n: torch.zeros_like(p) for n, p in params.items()} if split else None
-    sums = {"meta": 0.0, "co": 0.0, "meta_acc": 0.0, "co_acc": 0.0}
-    n_tasks = len(tasks)
-    for task in tasks:
-        tl = task_losses(backend, cfg, params, task, order, outer_step)
-        loss = tl.total(cfg.gamma) / n_tasks
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"non-finite outer loss {loss.item()}")
-        grads = torch.autograd.grad(loss, leaves, allow_unused=True, retain_graph=split)
+    sums = [0.0, 0.0, 0.0, 0.0]  # meta loss, co loss, meta accuracy, co accuracy
+    n_tasks, seen = len(tasks), 0
+    for out in backend.map_tasks(partial(task_objective, plan=plan), params, tasks):
+        meta = out[0]
+        per_task = meta + plan.gamma * out[1] if plan.co_term else meta  # () or (k,)
+        values = per_task.detach().reshape(-1)
+        bad = (~torch.isfinite(values)).nonzero().flatten().tolist()
+        if bad:
+            raise NonFiniteLossError(f"non-finite outer loss {values[bad[0]].item()} (task {seen + bad[0] + 1} of "
+                                     f"{n_tasks})")
+        grads = torch.autograd.grad(per_task.sum() / n_tasks, leaves, allow_unused=True, retain_graph=split)
         for n, g in zip(names, grads):
             if g is not None:
                 total[n] += g
-        if split:
-            for n, g in zip(names, torch.autograd.grad(tl.meta / n_tasks, leaves, allow_unused=True)):
+        if meta_part is not None:
+            for n, g in zip(names, torch.autograd.grad(meta.sum() / n_tasks, leaves, allow_unused=True)):
                 if g is not None:
                     meta_part[n] += g
-        sums["meta"] += tl.meta.item()
-        if tl.co is not None:
-            sums["co"] += tl.co.item()
-        if tl.meta_acc is not None:
-            sums["meta_acc"] += tl.meta_acc
-        if tl.co_acc is not None:
-            sums["co_acc"] += tl.co_acc
-    has_co, cls = cfg.has_co_learner, not cfg.is_regression
+        for i, t in enumerate(out):
+            sums[i] += t.detach().sum().item()
+        seen += values.numel()
     return MetaGradient(
         total=total,
-        meta_loss=sums["meta"] / n_tasks,
-        co_loss=sums["co"] / n_tasks if (has_co and cfg.spec.phi_in_outer_loss) else None,
-        meta_acc=sums["meta_acc"] / n_tasks if cls else None,
-        co_acc=sums["co_acc"] / n_tasks if (cls and has_co) else None,
+        meta_loss=sums[0] / n_tasks,
+        co_loss=sums[1] / n_tasks if plan.co_term else None,
+        meta_acc=sums[2] / n_tasks if plan.classification else None,
+        co_acc=sums[3] / n_tasks if (plan.classification and plan.has_co) else None,
         meta_part=meta_part,
     )
 
 
-def upper_rho(cfg: Config) -> float:
-    """Sharp-MAML's upper-level (SAM) radius; 0 for every other base and for the ``lower`` variant."""
-    return cfg.sharp_rho_upper if cfg.sharp_variant in ("upper", "both") else 0.0
-
-
-def outer_gradient(backend: Backend, cfg: Config, params: Params, tasks: Sequence[Task], split: bool = False,
+def outer_gradient(backend: Engine, cfg: Config, params: Params, tasks: Sequence[Task], split: bool = False,
                    outer_step: int = 0) -> MetaGradient:
-    """The gradient the outer optimiser steps with: :func:`meta_gradient`, or for Sharp-MAML's upper level
-    that gradient taken again at ``params + rho g / ||g||`` on the same tasks (SAM; the descent then starts
-    from ``params``). What it returns (losses, accuracies, the split) is measured at the point it was taken.
+    """The gradient the outer optimiser steps with: :func:`meta_gradient`, formed by the base learner's
+    ``outer_gradient`` hook (Sharp-MAML's upper level takes it again at an ascended point)."""
+    def compute(at: Params, split: bool) -> MetaGradient:
+        return meta_gradient(backend, cfg, at, tasks, split=split, outer_step=outer_step)
 
-    References: Foret et al., Sharpness-Aware Minimization, ICLR 2021; Abbas et al., Sharp-MAML, ICML 2022.
-    """
-    rho = upper_rho(cfg)
-    mg = meta_gradient(backend, cfg, params, tasks, split=split and not rho, outer_step=outer_step)
-    if not rho:
-        return mg
-    norm = math.sqrt(sum(float(g.pow(2).sum()) for g in mg.total.values()))
-    with torch.no_grad():
-        ascended = {n: (p + rho * mg.total[n] / (norm + 1e-12)).detach().requires_grad_() for n, p in params.items()}
-    return meta_gradient(backend, cfg, ascended, tasks, split=split, outer_step=outer_step)
+    return get_base(cfg.base).outer_gradient(cfg, compute, params, split)
 
 
 @dataclass
@@ -416,30 +344,24 @@ class EvalResult:
     pre_loss: list[float]
 
 
-def evaluate_tasks(backend: Backend, cfg: Config, params: Params, tasks, steps: int) -> EvalResult:
+def evaluate_tasks(backend: Engine, cfg: Config, params: Params, tasks: Iterable[Task], steps: int) -> EvalResult:
     """MAML-style evaluation: adapt (psi, theta) on each support set with the meta-learner's loss, predict the
     query set with theta'.
 
     ``co_*`` (phi on the adapted features: CML dagger for ``cml``) are filled when the model has a co-learner;
     ``pre_loss`` is the query loss before adaptation (to show that adaptation helps).
     """
-    if hasattr(backend, "evaluate_tasks"):  # the batched engine: tasks in chunks (cml.batched)
-        return backend.evaluate_tasks(cfg, params, tasks, steps)
+    plan = evaluation_plan(cfg, params, steps)
     res = EvalResult([], [], [], [], [])
-    for task in tasks:
-        xq, yq = task.query
-        with torch.no_grad():
-            pre, _ = backend.forward(params, xq)
-            res.pre_loss.append(task_loss(cfg, pre, yq).item())
-        with torch.enable_grad():
-            adapted = adapt(backend, inner_spec(cfg, params, steps, "none", test_time=True), params, task.support)[-1]
-        with torch.no_grad():
-            meta, co = backend.forward(adapted, xq, step=steps - 1)
-            res.meta_loss.append(task_loss(cfg, meta, yq).item())
-            if not cfg.is_regression:
-                res.meta_acc.append(_accuracy(cfg, meta, yq))
-            if co is not None:
-                res.co_loss.append(task_loss(cfg, co, yq).item())
-                if not cfg.is_regression:
-                    res.co_acc.append(_accuracy(cfg, co, yq))
+    chunks: Iterator[tuple[Tensor, ...]] = backend.map_tasks(partial(eval_objective, plan=plan), params, tasks,
+                                                             evaluation=True)
+    for pre, meta, meta_hits, co, co_hits in chunks:
+        res.pre_loss.extend(pre.reshape(-1).tolist())
+        res.meta_loss.extend(meta.reshape(-1).tolist())
+        if plan.classification:
+            res.meta_acc.extend(meta_hits.reshape(-1).tolist())
+        if plan.has_co:
+            res.co_loss.extend(co.reshape(-1).tolist())
+            if plan.classification:
+                res.co_acc.extend(co_hits.reshape(-1).tolist())
     return res

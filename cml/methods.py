@@ -12,7 +12,35 @@ those names are read as ``none``, ``noisy`` and ``more`` on the ``maml`` base (:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+
+    from .config import Config
+
+    #: ``loss(meta_out, co_out, y)``: a task's loss from both heads' outputs.
+    HeadsLoss = Callable[[Tensor, "Tensor | None", Tensor], Tensor]
+
+
+def add_noise(cfg: "Config", grads: "dict[str, Tensor]", gen: "torch.Generator") -> None:
+    """The ``noisy`` method: Gaussian noise on every parameter's meta-gradient, in place.
+
+    ``absolute``: element std sigma. ``relative``: element std sigma * ||g|| / sqrt(numel), so the noise's
+    expected norm is sigma * ||g|| for each tensor. Drawn on the CPU from the run's own generator, so the
+    same seed gives the same noise on any device.
+    """
+    import torch  # the table is read before torch is imported (cml.bases' docstring)
+
+    for name in sorted(grads):
+        g = grads[name]
+        std = cfg.noise_std
+        if cfg.noise_mode == "relative":
+            std = cfg.noise_std * g.norm().item() / math.sqrt(g.numel())
+        g += std * torch.randn(g.shape, generator=gen, dtype=g.dtype).to(g.device)
 
 
 @dataclass(frozen=True)
@@ -26,7 +54,8 @@ class Method:
         phi_in_inner_loop: phi is adapted, and its support loss counted, in the inner loop while meta-training
             (CL's symmetric branches); CML never adapts phi.
         phi_in_outer_loss: the outer loss adds gamma times phi's query loss on the adapted features.
-        gradient_noise: Gaussian noise is added to the meta-gradient before the outer update.
+        perturb_gradient: ``perturb_gradient(cfg, grads, generator)``: changes the meta-gradient in place before
+            the outer update, drawing from the run's ``noise`` stream (noisy: Gaussian noise); None for none.
         extra_capacity: the meta-learner's path is widened to CML's train-time parameter count.
         dagger: phi's query predictions are reported beside theta's (CML†).
         summary: one line for help texts and the README.
@@ -39,11 +68,31 @@ class Method:
     co_learner: bool = False
     phi_in_inner_loop: bool = False
     phi_in_outer_loss: bool = False
-    gradient_noise: bool = False
+    perturb_gradient: Callable[["Config", "dict[str, Tensor]", "torch.Generator"], None] | None = None
     extra_capacity: bool = False
     dagger: bool = False
     summary: str = ""
     defaults: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def gradient_noise(self) -> bool:
+        """Whether the method perturbs the meta-gradient (its weights can then blow up through the noise)."""
+        return self.perturb_gradient is not None
+
+    def support_loss(self, loss: Callable[["Tensor", "Tensor"], "Tensor"], gamma: float,
+                     test_time: bool = False) -> "HeadsLoss":
+        """The inner loop's loss: the meta-learner's alone, so phi gets no inner gradient (CML's asymmetry); a
+        method that adapts phi (CL) adds gamma times phi's loss while meta-training. At test time it is the
+        meta-learner's for every method."""
+        with_phi = self.phi_in_inner_loop and not test_time
+
+        def heads_loss(meta: "Tensor", co: "Tensor | None", y: "Tensor") -> "Tensor":
+            out = loss(meta, y)
+            if with_phi:
+                out = out + gamma * loss(co, y)
+            return out
+
+        return heads_loss
 
 
 METHOD_TABLE: dict[str, Method] = {m.name: m for m in (
@@ -51,7 +100,7 @@ METHOD_TABLE: dict[str, Method] = {m.name: m for m in (
     Method("cml", "CML", co_learner=True, phi_in_outer_loss=True, dagger=True,
            summary="a co-learner head phi on the adapted features, never adapted, weighted by gamma in the outer loss"),
     # sigma = 0.5 relative: the noise's norm is half the meta-gradient's (the paper does not state its sigma).
-    Method("noisy", "noisy", gradient_noise=True, defaults=(("noise_std", 0.5), ("noise_mode", "relative")),
+    Method("noisy", "noisy", perturb_gradient=add_noise, defaults=(("noise_std", 0.5), ("noise_mode", "relative")),
            summary="Gaussian noise on the meta-gradient (the paper's noise baseline)"),
     Method("more", "More", extra_capacity=True,
            summary="extra capacity in the meta-learner's path, matched to CML's train-time parameters"),

@@ -40,8 +40,9 @@ from analysis.stats import normal_ci95
 from . import records
 from .config import Config
 from .data.base import DataError
-from .meta import Backend, MetaGradient, adapt, inner_spec
-from .models import role_of
+from .engines.base import Engine
+from .meta import MetaGradient, adapt, inner_spec
+from .roles import role_of
 from .seeds import generator
 from .sinusoid import X_RANGE, SinusoidSampler
 
@@ -92,7 +93,7 @@ class Recorder:
         records.append_jsonl(self.run_dir / records.DYNAMICS,
                              {"step": step, **gradient_record(mg.total, mg.meta_part)})
 
-    def finish(self, backend: Backend, cfg: Config, source: "TaskSource", device: torch.device) -> dict[str, Any]:
+    def finish(self, backend: Engine, cfg: Config, source: "TaskSource", device: torch.device) -> dict[str, Any]:
         """End-of-training records; returns what it wrote to ``representations.json``.
 
         Args:
@@ -124,7 +125,7 @@ class Recorder:
         records.write_json(self.run_dir / records.REPRESENTATIONS, result)
         return result
 
-    def _tsne(self, backend: Backend, cfg: Config, params: dict[str, Tensor], source: "TaskSource",
+    def _tsne(self, backend: Engine, cfg: Config, params: dict[str, Tensor], source: "TaskSource",
               device: torch.device, result: dict[str, Any]) -> None:
         gen = generator(cfg.seed, "tsne")
         try:
@@ -143,7 +144,7 @@ class Recorder:
             "points": int(len(labels)),
         }
 
-    def _fits(self, backend: Backend, cfg: Config, params: dict[str, Tensor], device: torch.device) -> None:
+    def _fits(self, backend: Engine, cfg: Config, params: dict[str, Tensor], device: torch.device) -> None:
         sampler = SinusoidSampler(cfg.shots, cfg.queries, generator(cfg.seed, "fits"))
         grid = torch.linspace(*X_RANGE, 200, device=device).unsqueeze(1)  # (200, 1)
         out: dict[str, list[np.ndarray]] = {k: [] for k in

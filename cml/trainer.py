@@ -18,9 +18,11 @@ from torch import Tensor
 from . import records
 from .config import Config, ConfigError
 from .data.base import Task, TaskSampler
-from .batched import resolve_backend
-from .meta import EvalResult, MetaGradient, NonFiniteLossError, evaluate_tasks, make_backend, outer_gradient
-from .models import MetaModel, build_model, init_parameters, parameter_counts, role_of
+from .bases import get_base
+from .engines import make_backend, resolve_backend
+from .meta import EvalResult, MetaGradient, NonFiniteLossError, evaluate_tasks, outer_gradient
+from .models import MetaModel, build_model, init_parameters, parameter_counts
+from .roles import role_of
 from .records import CHECKPOINT
 from .seeds import generator
 from .sinusoid import SinusoidSampler
@@ -98,21 +100,6 @@ class TaskSource:
                                     queries, gen)
         return TaskSampler(self.splits[split], ways or cfg.ways, shots, queries, gen,
                            rotations=cfg.rotations and split == "train", split=split, device=self.device)
-
-
-def add_noise(grads: dict[str, Tensor], cfg: Config, gen: torch.Generator) -> None:
-    """The ``noisy`` method: Gaussian noise on every parameter's meta-gradient, in place.
-
-    ``absolute``: element std sigma. ``relative``: element std sigma * ||g|| / sqrt(numel), so the noise's
-    expected norm is sigma * ||g|| for each tensor. Drawn on the CPU from the run's own generator, so the
-    same seed gives the same noise on any device.
-    """
-    for name in sorted(grads):
-        g = grads[name]
-        std = cfg.noise_std
-        if cfg.noise_mode == "relative":
-            std = cfg.noise_std * g.norm().item() / math.sqrt(g.numel())
-        g += std * torch.randn(g.shape, generator=gen, dtype=g.dtype).to(g.device)
 
 
 def summarize(cfg: Config, res: EvalResult, where: str = "evaluation") -> dict[str, Any]:
@@ -294,12 +281,12 @@ class Trainer:
             self.recorder(self.step + 1, mg)
         # Before any noise: the norm of the meta-gradient the method itself produced.
         psi_norm = math.sqrt(sum(float(g.pow(2).sum()) for n, g in mg.total.items() if role_of(n) == "psi"))
-        if cfg.spec.gradient_noise:
-            add_noise(mg.total, cfg, self.noise_gen)
+        if cfg.spec.perturb_gradient is not None:
+            cfg.spec.perturb_gradient(cfg, mg.total, self.noise_gen)
         for name, p in self.model.named_parameters():
             p.grad = mg.total[name]
         for group in self.optimizer.param_groups:
-            group["lr"] = meta_lr_at(cfg, self.step)
+            group["lr"] = get_base(cfg.base).outer_lr(cfg, self.step)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         # After the update, noise included: a non-finite weight stops training before any checkpoint holds it.
@@ -373,15 +360,6 @@ class Trainer:
         if self.recorder is not None and hasattr(self.recorder, "finish"):
             return self.recorder.finish(self.backend, self.cfg, self.tasks, self.device)
         return None
-
-
-def meta_lr_at(cfg: Config, step: int) -> float:
-    """The outer learning rate at outer step ``step`` (from 0): ``meta_lr``, or with MAML++'s cosine
-    annealing ``min + (meta_lr - min) (1 + cos(pi step / steps)) / 2``. A function of the step alone, so a
-    resumed run continues the same schedule."""
-    if not cfg.cosine_lr:
-        return cfg.meta_lr
-    return cfg.min_meta_lr + 0.5 * (cfg.meta_lr - cfg.min_meta_lr) * (1 + math.cos(math.pi * step / cfg.steps))
 
 
 def _mean_metrics(window: list[dict[str, float | None]]) -> dict[str, float | None]:

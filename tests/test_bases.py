@@ -12,10 +12,11 @@ from torch import nn
 from cml.bases import BASES, get_base
 from cml.config import Config, ConfigError, preset
 from cml.data.base import Task
-from cml.meta import (FuncBackend, HigherBackend, adapt, inner_spec, meta_gradient, msl_weights, outer_gradient,
-                      task_losses)
+from cml.bases.maml_pp import msl_weights
+from cml.engines import FuncBackend, HigherBackend
+from cml.meta import adapt, inner_spec, meta_gradient, outer_gradient, task_losses
 from cml.models import MetaModel, build_model, init_parameters
-from cml.trainer import Trainer, meta_lr_at
+from cml.trainer import Trainer
 from cml import records
 
 
@@ -220,12 +221,12 @@ class ScalarFeatures(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.tensor(value))
 
-    def forward(self, x, step=0):
+    def forward(self, x, step=0, norm=None):
         return {"flat": self.weight * x}
 
 
 class ScalarHead(ScalarFeatures):
-    def forward(self, feats, step=0):
+    def forward(self, feats, step=0, norm=None):
         return self.weight * feats["flat"]
 
 
@@ -289,10 +290,10 @@ def test_derivative_order_annealing_switches_at_step_k_exactly():
 
 def test_cosine_outer_learning_rate():
     cfg = preset("quick", "sinusoid", "none", base="maml++", steps=100, meta_lr=1e-3, min_meta_lr=1e-5)
-    assert meta_lr_at(cfg, 0) == pytest.approx(1e-3)
-    assert meta_lr_at(cfg, 50) == pytest.approx((1e-3 + 1e-5) / 2)
-    assert meta_lr_at(cfg, 100) == pytest.approx(1e-5)
-    assert meta_lr_at(cfg.replace(cosine_lr=False), 70) == 1e-3
+    assert get_base(cfg.base).outer_lr(cfg, 0) == pytest.approx(1e-3)
+    assert get_base(cfg.base).outer_lr(cfg, 50) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert get_base(cfg.base).outer_lr(cfg, 100) == pytest.approx(1e-5)
+    assert get_base(cfg.base).outer_lr(cfg.replace(cosine_lr=False), 70) == 1e-3
 
 
 # -- Sharp-MAML -------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The batched engine (cml/batched.py) against the per-task engine: meta-gradients in float64 for every method x
+"""The batched engine (cml/engines/batched.py) against the per-task engine: meta-gradients in float64 for every method x
 base x order on the MLP and on Conv-4 with BatchNorm; the explicit BatchNorm it vmaps; batched evaluation;
 training records; the fallback for tasks that cannot be stacked; backend ``auto``; device-resident pools;
 ``evaluate --device``."""
@@ -13,14 +13,14 @@ import torch
 from torch.nn import functional as F
 
 from cml import records
-from cml.batched import AUTO_BACKEND, BatchedBackend, resolve_backend, stack_tasks
+from cml.engines import AUTO_BACKEND, BatchedBackend, HigherBackend, resolve_backend, stack_tasks
 from cml.bases import BASES
 from cml.cli import main
 from cml.config import Config
 from cml.data.base import TaskSampler
-from cml.meta import HigherBackend, NonFiniteLossError, evaluate_tasks, outer_gradient
+from cml.meta import NonFiniteLossError, evaluate_tasks, outer_gradient
 from cml.methods import METHODS
-from cml.models import batch_norm_explicit
+from cml.layers import batch_norm_explicit
 from cml.recording import Recorder
 from cml.seeds import generator
 from cml.trainer import Trainer

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from cml import records
-from cml.batched import BatchedBackend
+from cml.engines import BatchedBackend, FuncBackend, HigherBackend
 from cml.bases import BASES
 from cml.cli import main
 from cml.data.base import TaskSampler
-from cml.meta import FuncBackend, HigherBackend, outer_gradient
+from cml.meta import outer_gradient
 from cml.seeds import generator
 from cml.trainer import Trainer
 

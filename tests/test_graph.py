@@ -13,7 +13,8 @@ from cml.data.base import DataError
 from cml.data.graph import (GraphSplits, GraphTaskSampler, Subgraphs, build_graph, generate_sbm_graph, khop_nodes,
                             load_graph, normalized_adjacency, pack_subgraph, save_graph)
 from cml.gnn import GCN
-from cml.meta import FuncBackend, HigherBackend, meta_gradient, task_losses
+from cml.engines import FuncBackend, HigherBackend
+from cml.meta import meta_gradient, task_losses
 from cml.models import build_model, init_parameters
 
 # A hand-built graph: a path 0-1-2-3-4, a star around 1 (5, 6, 7), and node 8 alone.

@@ -9,7 +9,8 @@ from torch import nn
 
 from cml.config import Config
 from cml.data.base import Task
-from cml.meta import FuncBackend, HigherBackend, adapt, inner_spec, meta_gradient, task_losses
+from cml.engines import FuncBackend, HigherBackend
+from cml.meta import adapt, inner_spec, meta_gradient, task_losses
 from cml.models import MetaModel, build_model, init_parameters
 
 METHODS = ("maml", "cml", "noisy-maml", "more-maml", "cl")
@@ -88,12 +89,12 @@ class Scalar(nn.Module):
 
 
 class ScalarFeatures(Scalar):
-    def forward(self, x, step=0):
+    def forward(self, x, step=0, norm=None):
         return {"flat": self.weight * x}
 
 
 class ScalarHead(Scalar):
-    def forward(self, feats, step=0):
+    def forward(self, feats, step=0, norm=None):
         return self.weight * feats["flat"]
 
 

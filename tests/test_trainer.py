@@ -174,14 +174,14 @@ def test_missing_data_path_fails_before_training(tmp_path):
 
 
 def test_add_noise_scales_as_documented():
-    from cml.trainer import add_noise
+    from cml.methods import add_noise
 
     g = torch.Generator().manual_seed(0)
     grads = {"a": torch.randn(300, 200, generator=g), "b": torch.randn(5000, generator=g) * 10}
     for mode in ("relative", "absolute"):
         cfg = sinusoid(method="noisy-maml", noise_std=0.5, noise_mode=mode)
         noisy = {k: v.clone() for k, v in grads.items()}
-        add_noise(noisy, cfg, torch.Generator().manual_seed(1))
+        add_noise(cfg, noisy, torch.Generator().manual_seed(1))
         for k in grads:
             noise = noisy[k] - grads[k]
             if mode == "relative":
@@ -192,7 +192,7 @@ def test_add_noise_scales_as_documented():
 
 def test_noisy_maml_step_differs_from_maml_step_only_by_the_noise(tmp_path):
     from cml.seeds import generator
-    from cml.trainer import add_noise
+    from cml.methods import add_noise
 
     maml = Trainer(sinusoid(method="maml", steps=1), tmp_path / "maml")
     noisy = Trainer(sinusoid(method="noisy-maml", noise_std=0.5, steps=1), tmp_path / "noisy")
@@ -215,7 +215,7 @@ def test_noisy_maml_step_differs_from_maml_step_only_by_the_noise(tmp_path):
     noisy.outer_step(False)
     # The noise noisy-maml's first step must draw: the run's noise stream, fresh, on MAML's gradient.
     expected = {n: g.clone() for n, g in applied["maml"].items()}
-    add_noise(expected, noisy.cfg, generator(noisy.cfg.seed, "noise"))
+    add_noise(noisy.cfg, expected, generator(noisy.cfg.seed, "noise"))
     assert set(applied["noisy"]) == set(expected)
     for name, g in applied["noisy"].items():
         assert torch.equal(g, expected[name]), name  # the un-noised update plus exactly the drawn noise

@@ -1,19 +1,21 @@
 """The base-learner axis: how a task is adapted and how the outer step is taken.
 
 Each base learner is one module in this package that defines ``BASE = BaseLearner(...)``; the registry below
-finds every such module, so adding a base is one new file (plus its tests): no edit to the trainer's loop, the
-CLI's parser, the figures or the run-folder format. A :class:`BaseLearner` is data: what the inner loop adapts
-and with which step sizes, which config options the base reads (each a switch of the shared machinery in
-:mod:`cml.meta` and :mod:`cml.trainer`), and the values its presets set.
+finds every such module, so adding a base is one new file (plus its tests): no edit to the engines, the trainer's
+loop, the CLI's parser, the figures or the run-folder format. A :class:`BaseLearner` row holds the base's
+*behaviour*: which tensors its inner loop adapts and at which step sizes, the point its inner gradient is taken
+at, the weights of the query losses after each inner step, the derivative order, the outer learning rate, how the
+outer gradient is formed, and any meta-parameters or norm layers of its own. Every hook defaults to MAML's
+behaviour; the objective (:mod:`cml.meta`) and the trainer call the hooks and never read a base's options.
 
-The machinery the options switch on, each implemented once:
+- MAML++ (``maml_pp.py``): multi-step loss weights, learnable per-step rates, per-step BatchNorm rows,
+  derivative-order annealing, a cosine outer learning rate;
+- Sharp-MAML (``sharp_maml.py``): the sharpness-aware inner gradient point (lower level) and the SAM outer
+  gradient (upper level);
+- BOIL and ANIL: per-role step sizes (``role_rates``) alone.
 
-- per-role inner step sizes (``role_rates``): BOIL freezes the head (rate 0), ANIL the body;
-- MAML++ (``msl``, ``learn_inner_lr``, ``per_step_bn``, ``first_order_steps``, ``cosine_lr``): the multi-step
-  loss, learnable per-tensor per-step inner rates, per-step BatchNorm weights, derivative-order annealing and
-  cosine annealing of the outer learning rate;
-- Sharp-MAML (``sharp_variant``, ``sharp_rho_lower``, ``sharp_rho_upper``): sharpness-aware perturbations of
-  the inner step (lower level) and of the outer step (upper level).
+The table is read by the CLI to build its parser, before torch is imported (a few seconds here): hooks that need
+torch import it inside their bodies, for start-up time only.
 """
 
 from __future__ import annotations
@@ -21,10 +23,20 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from ..config import Config
+    from ..engines.base import LossFn, Order, Params, Primitives, Rate
+    from ..layers import NormLayer
+    from ..meta import MetaGradient
+
+    #: ``point(prims, loss_fn, params, names, order)``: the parameters at which an inner step's gradient is taken.
+    PointFn = Callable[[Primitives, LossFn, Params, Sequence[str], Order], Params]
+    #: ``compute(params, split)``: the meta-gradient at ``params`` (:func:`cml.meta.meta_gradient` on the batch).
+    OuterFn = Callable[[Params, bool], MetaGradient]
 
 
 def maml_rates(cfg: "Config") -> dict[str, float]:
@@ -33,9 +45,47 @@ def maml_rates(cfg: "Config") -> dict[str, float]:
     return {"psi": cfg.inner_lr, "theta": cfg.inner_lr if cfg.head_inner_lr is None else cfg.head_inner_lr}
 
 
+def every_tensor(cfg: "Config", name: str) -> bool:
+    """MAML adapts every tensor of the roles its rates adapt."""
+    return True
+
+
+def constant_rates(cfg: "Config", params: "Params", name: str, rate: float, steps: int) -> tuple["Rate", ...]:
+    """The same step size at every inner step."""
+    return (rate,) * steps
+
+
+def last_step_only(cfg: "Config", outer_step: int) -> tuple[float, ...]:
+    """The query loss after the last inner step alone."""
+    return (0.0,) * (cfg.inner_steps - 1) + (1.0,)
+
+
+def config_order(cfg: "Config", outer_step: int) -> "Order":
+    """Second order, or first where the config asks for it (``first_order``)."""
+    return "first" if cfg.first_order else "second"
+
+
+def constant_lr(cfg: "Config", step: int) -> float:
+    """``meta_lr`` at every outer step."""
+    return cfg.meta_lr
+
+
+def plain_outer_gradient(cfg: "Config", compute: "OuterFn", params: "Params", split: bool) -> "MetaGradient":
+    """The meta-gradient at the meta-parameters themselves."""
+    return compute(params, split)
+
+
+def _none(cfg: "Config") -> None:
+    return None
+
+
+def _no_parameters(cfg: "Config", rates: dict[str, float]) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class BaseLearner:
-    """One base learner: a row of the table.
+    """One base learner: a row of the table, with its behaviour. Every hook defaults to MAML's.
 
     Attributes:
         name: the config value (``--base``); also the run-folder prefix.
@@ -45,6 +95,26 @@ class BaseLearner:
         role_rates: the inner step size of psi's and theta's tensors, given the config; a rate of 0 means the
             role is not adapted in the inner loop (BOIL's head, ANIL's body). phi, where a method adapts it
             (CL), takes theta's rate.
+        adapts: ``adapts(cfg, name)``: whether a tensor of an adapted role is adapted (MAML++ keeps its
+            BatchNorm weights out of the inner loop).
+        step_rates: ``step_rates(cfg, params, name, rate, steps)``: the tensor's step size at each inner step,
+            given its base rate; may read meta-parameters from ``params`` (MAML++'s learnable rates), so that
+            meta-gradients reach them.
+        inner_point: ``inner_point(cfg)``: None, or a :data:`PointFn` giving the point at which each
+            meta-training inner step's gradient is taken (Sharp-MAML's lower level). Test-time adaptation always
+            takes plain gradient steps.
+        query_weights: ``query_weights(cfg, outer_step)``: the weight of the query losses after each of the
+            ``cfg.inner_steps`` inner steps (MAML++'s multi-step loss).
+        outer_order: ``outer_order(cfg, outer_step)``: ``second`` or ``first`` (MAML++'s annealing).
+        outer_lr: ``outer_lr(cfg, step)``: the outer learning rate at outer step ``step`` (from 0), a function of
+            the step alone so that a resumed run continues its schedule (MAML++'s cosine annealing).
+        outer_gradient: ``outer_gradient(cfg, compute, params, split)``: the gradient the outer optimiser steps
+            with, from ``compute(params, split)`` (Sharp-MAML's SAM step recomputes it at an ascended point).
+        norm_layer: ``norm_layer(cfg)``: None (one BatchNorm per block), or a factory of the base's own norm
+            layers (MAML++'s per-step rows).
+        meta_parameters: ``meta_parameters(cfg, rates)``: None, or a ``ParameterDict`` of meta-parameters
+            that are not weights, stored as the model's ``inner_lr`` (MAML++'s learnable rates, built from the
+            adapted tensors' base ``rates``).
         options: the config fields that only this base reads (MAML++'s switches, Sharp-MAML's radii). The
             config refuses a value other than the field's default under any other base.
         presets: per preset name (``quick``/``paper``, and ``*`` for both), config values the base sets when
@@ -56,6 +126,15 @@ class BaseLearner:
     reference: str
     summary: str
     role_rates: Callable[["Config"], dict[str, float]] = maml_rates
+    adapts: Callable[["Config", str], bool] = every_tensor
+    step_rates: Callable[["Config", "Params", str, float, int], tuple["Rate", ...]] = constant_rates
+    inner_point: Callable[["Config"], "PointFn | None"] = _none
+    query_weights: Callable[["Config", int], tuple[float, ...]] = last_step_only
+    outer_order: Callable[["Config", int], "Order"] = config_order
+    outer_lr: Callable[["Config", int], float] = constant_lr
+    outer_gradient: Callable[["Config", "OuterFn", "Params", bool], "MetaGradient"] = plain_outer_gradient
+    norm_layer: Callable[["Config"], "NormLayer | None"] = _none
+    meta_parameters: Callable[["Config", dict[str, float]], "nn.ParameterDict | None"] = _no_parameters
     options: tuple[str, ...] = ()
     presets: dict[str, Any] = field(default_factory=dict)
 
