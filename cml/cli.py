@@ -216,7 +216,6 @@ def format_result(r: dict[str, Any]) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_folder_pool
     from .data.base import DataError, TaskSampler
-    from .sinusoid import SinusoidSampler
     from .seeds import generator
     from .trainer import TaskSource, evaluate, load_model, resolve_device
 
@@ -224,14 +223,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("shots", args.shots), ("queries", args.queries), ("test_tasks", args.tasks),
                                  ("seed", args.seed), ("test_inner_steps", args.inner_steps), ("device", args.device),
                                  ("backend", args.backend)) if v is not None}
-    if args.ways is not None and args.ways != cfg.ways and not cfg.is_regression:
+    family = cfg.family
+    if not family.classification and (args.data is not None or args.ways is not None):
+        raise ConfigError(f"--data and --ways apply to classification runs; this run is {cfg.task} regression")
+    if args.ways is not None and args.ways != cfg.ways:
         raise ConfigError(f"--ways {args.ways}: the run's heads were trained for {cfg.ways}-way tasks and have "
                           f"{cfg.ways} outputs; evaluate with --ways {cfg.ways}")
-    if cfg.is_graph and args.data is not None:
-        raise ConfigError("--data applies to image runs; a graph run is evaluated on the test classes of its own "
-                          "graph (its config's data)")
-    if cfg.is_regression and (args.data is not None or args.ways is not None):
-        raise ConfigError("--data and --ways apply to classification runs; this run is sinusoid regression")
+    if args.data is not None and not family.eval_folders:
+        raise ConfigError(f"--data applies to image runs; a {cfg.task} run is evaluated on the test classes of its "
+                          f"own data (its config's data)")
     cfg = cfg.replace(progress=not args.no_progress, **changes)
     try:
         device = resolve_device(cfg.device)
@@ -240,10 +240,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model.to(device)
     # The test stream: evaluating a run with its own settings reproduces its test.json.
     gen = generator(cfg.seed, "test")
-    if cfg.is_regression:
-        sampler = SinusoidSampler(cfg.shots, cfg.queries, gen)
-        where = f"sinusoid, {cfg.shots}-shot"
-    elif args.data is not None:
+    if args.data is not None:
         pool = load_folder_pool(args.data, cfg.image_size, invert=args.invert)
         channels = int(pool.images(0).shape[1])
         expected = int(next(p for n, p in model.named_parameters()).shape[1])
@@ -255,7 +252,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         where = f"{args.data}, {cfg.ways}-way {cfg.shots}-shot"
     else:
         sampler = TaskSource(cfg, device=device).sampler("test", gen)
-        where = f"the test split of {cfg.task}, {cfg.ways}-way {cfg.shots}-shot"
+        where = family.describe(cfg)
     result = evaluate(model, cfg, sampler, cfg.test_tasks, device, progress=cfg.progress)
     result.update(method=cfg.method, base=cfg.base, task=cfg.task)
     print(f"{where}: " + format_result(result))
@@ -265,18 +262,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_params(args: argparse.Namespace) -> int:
     from .models import parameter_counts
 
-    from .config import in_channels_of, needs_data_path
+    from .tasks import get_task
 
-    in_channels = in_channels_of(args.task)
+    task = get_task(args.task)
     bases = _split_list(args.bases, "--bases", BASES)
     print(f"{'cell':18s} {'train':>9s} {'test':>9s}   name ({args.preset} preset, {args.task})")
     for base in bases:
         for method in METHODS:
             overrides = {k: getattr(args, k) for k in ("co_learner", "filters", "ways", "image_size", "more_capacity")
                          if getattr(args, k) is not None}
-            data = "-" if needs_data_path(args.task) else None
+            data = "-" if task.needs_data else None
             cfg = preset(args.preset, args.task, method, base=base, data=data, **overrides)
-            c = parameter_counts(cfg, in_channels)
+            c = parameter_counts(cfg, task.channels)
             name = display_name(get_base(base).label, base, method)
             print(f"{cfg.variant:18s} {c['train']:9d} {c['test']:9d}   {name}")
             if "test_dagger" in c:
@@ -296,28 +293,21 @@ def _split_list(text: str, flag: str, allowed: Sequence[str] | None = None) -> l
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from . import data
+    from .tasks import TASK_TABLE, get_task
 
     if args.data_cmd == "download":
-        if args.name == "fonts":
-            raise ConfigError("fonts needs no download: it is rendered locally from the fonts matplotlib ships "
-                              "(on first use, then cached); `python -m cml data info --task fonts` renders it and "
-                              "prints its splits")
-        if args.name != "omniglot":
-            raise ConfigError(f"only omniglot can be downloaded; get {args.name!r} from its source and point "
+        entry = TASK_TABLE.get(args.name)
+        if entry is None or entry.downloader is None:
+            if entry is not None and entry.no_download:
+                raise ConfigError(entry.no_download)
+            fetchable = ", ".join(n for n, e in TASK_TABLE.items() if e.downloader is not None)
+            raise ConfigError(f"only {fetchable} can be downloaded; get {args.name!r} from its source and point "
                               f"--data at it (README, 'Data sets')")
-        from .data.omniglot import download_omniglot
-
-        for path in download_omniglot(args.root):
+        for path in entry.downloader()(args.root):
             print(path)
         return 0
-    if args.task == "graph":
-        from .data.graph import load_graph_splits
-
-        print(load_graph_splits(args.data).summary())
-        return 0
-    splits = data.load_splits(args.task, args.data, args.image_size, seed=args.seed)
-    print(splits.summary())
+    task = get_task(args.task)
+    print(task.family.data_summary(task, args.data, args.image_size, args.seed))
     return 0
 
 

@@ -15,12 +15,8 @@ from typing import Any
 
 from .bases import BASES, base_options, get_base
 from .methods import LEGACY, METHODS, get_method, upgrade
+from .tasks import TASKS, TaskEntry, TaskFamily, get_task
 
-TASKS = ("sinusoid", "omniglot", "fonts", "folder", "miniimagenet", "cifar-fs", "fc100", "flower", "graph")
-#: Tasks whose images are RGB (the rest are one-channel), and tasks that need no ``--data`` path (generated, or an
-#: optional cache or file).
-RGB_TASKS = ("miniimagenet", "cifar-fs", "fc100", "flower")
-NO_DATA_TASKS = ("sinusoid", "fonts", "graph")
 CO_LEARNERS = ("linear", "conv")
 BACKENDS = ("higher", "func", "batched", "auto")
 PRESETS = ("quick", "paper")
@@ -38,38 +34,12 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {"method": tuple(LEGACY)}
 
 
-def in_channels_of(task: str) -> int:
-    """Input channels of a task's images (1 for sinusoid's scalar inputs; the generated graph's node features and
-    the centre marker for ``graph``)."""
-    if task == "graph":
-        from .data.graph import SBM_FEATURES
-
-        return SBM_FEATURES + 1
-    return 3 if task in RGB_TASKS else 1
-
-
-def needs_data_path(task: str) -> bool:
-    return task not in NO_DATA_TASKS
-
-
 # The largest float32: a step size, weight or noise scale above it overflows inside the float32 update.
 FLOAT32_MAX = 3.4028234663852886e38
 
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field, the value and what is allowed."""
-
-
-def _check_graph(cfg: "Config") -> None:
-    """The graph task's own constraints (its model is a GCN with linear heads, its inputs are subgraphs)."""
-    if cfg.max_nodes < 2:
-        raise ConfigError(f"max_nodes must be at least 2 (the centre and a neighbour), got {cfg.max_nodes}")
-    if cfg.co_learner == "conv":
-        raise ConfigError("co_learner 'conv' needs an image task; the graph task uses co_learner 'linear'")
-    if cfg.more_capacity == "blocks":
-        raise ConfigError("more_capacity 'blocks' needs an image task; use 'width' for the graph task")
-    if cfg.rotations:
-        raise ConfigError("rotations apply to image tasks, not to the graph task")
 
 
 @dataclass(frozen=True)
@@ -226,9 +196,6 @@ class Config:
             if getattr(self, name) > FLOAT32_MAX:
                 raise ConfigError(f"{name} must be at most {FLOAT32_MAX:.4g} (the largest float32), got "
                                   f"{getattr(self, name)!r}")
-        if not self.is_regression and self.ways < 2:
-            raise ConfigError(f"ways must be at least 2 for classification (one class is always right), "
-                              f"got {self.ways}")
         for name in ("min_meta_lr", "sharp_rho_lower", "sharp_rho_upper"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
@@ -241,15 +208,7 @@ class Config:
                 raise ConfigError(f"{name} must be 0 (off/end only) or positive, got {getattr(self, name)}")
         if self.log_interval == 0:
             raise ConfigError("log_interval must be positive, got 0")
-        if self.task == "sinusoid":
-            if self.co_learner == "conv":
-                raise ConfigError("co_learner 'conv' needs an image task; sinusoid uses co_learner 'linear'")
-            if self.more_capacity == "blocks":
-                raise ConfigError("more_capacity 'blocks' needs an image task; use 'width' for sinusoid")
-            if self.rotations:
-                raise ConfigError("rotations apply to image tasks, not sinusoid")
-        if self.task == "graph":
-            _check_graph(self)
+        self.family.check(self)
         if self.more_capacity == "blocks" and self.co_learner != "conv":
             raise ConfigError("more_capacity 'blocks' mirrors the conv co-learner; set co_learner 'conv' or "
                               "more_capacity 'width'")
@@ -257,9 +216,7 @@ class Config:
         if get_method(self.method).gradient_noise and self.noise_std == 0:
             raise ConfigError(f"method {self.method!r} needs noise_std > 0 (e.g. --noise-std 0.1); with 0 it is the "
                               f"base alone (--method none)")
-        if self.task == "sinusoid" and self.data is not None:
-            raise ConfigError(f"task 'sinusoid' generates its own data; remove data={self.data!r}")
-        if needs_data_path(self.task) and self.data is None:
+        if self.task_entry.needs_data and self.data is None:
             raise ConfigError(f"task {self.task!r} needs a data path (--data PATH); see README, 'Data sets'")
 
     def _check_base(self) -> None:
@@ -269,7 +226,7 @@ class Config:
             if owner != self.base and getattr(self, option) != defaults[option]:
                 raise ConfigError(f"{option} is an option of base {owner!r}, not of {self.base!r}; remove it or "
                                   f"use --base {owner}")
-        if self.per_step_bn and self.task in ("sinusoid", "graph"):
+        if self.per_step_bn and not self.family.norm_layers:
             raise ConfigError(f"per_step_bn needs BatchNorm layers, which the {self.task} model has not; use "
                               f"--no-per-step-bn")
         rates = get_base(self.base).role_rates(self)
@@ -278,17 +235,19 @@ class Config:
                               f"(inner_lr {self.inner_lr}, head_inner_lr {self.head_inner_lr}); raise one of them")
 
     @property
-    def is_regression(self) -> bool:
-        return self.task == "sinusoid"
+    def task_entry(self) -> TaskEntry:
+        """This config's task-table entry (:class:`cml.tasks.TaskEntry`)."""
+        return get_task(self.task)
+
+    @property
+    def family(self) -> TaskFamily:
+        """This config's task family (:class:`cml.tasks.TaskFamily`): its loss, data, model and records."""
+        return get_task(self.task).family
 
     @property
     def spec(self):
         """This config's method-table entry (:class:`cml.methods.Method`)."""
         return get_method(self.method)
-
-    @property
-    def is_graph(self) -> bool:
-        return self.task == "graph"
 
     @property
     def has_co_learner(self) -> bool:
@@ -365,51 +324,11 @@ def _check_types(cfg: Config) -> None:
             raise ConfigError(f"{f.name} must be {kind}, got {value!r}")
 
 
-# Settings shared by a preset across methods; method-specific ones (noise, capacity) are added by `preset`.
-_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
-    # MAML (Finn et al., 2017) sinusoid: 1-40-40-1, alpha 0.01, meta-batch 25, Adam 1e-3, 70k steps.
-    ("paper", "sinusoid"): dict(shots=10, queries=10, hidden=40, inner_lr=0.01, inner_steps=1,
-                                test_inner_steps=10, meta_batch=25, meta_lr=1e-3, steps=70000,
-                                val_interval=1000, val_tasks=100, test_tasks=600, checkpoint_interval=1000,
-                                log_interval=100, co_learner="linear"),
-    # The authors' released settings for images: Conv-4/64, alpha 0.5, one inner step, meta-batch 4,
-    # 15 queries, Adam 1e-3, 30,000 steps, gamma 1.0, conv co-learner.
-    ("paper", "image"): dict(filters=64, inner_lr=0.5, inner_steps=1, test_inner_steps=1, meta_batch=4,
-                             queries=15, meta_lr=1e-3, steps=30000, gamma=1.0, co_learner="conv",
-                             val_interval=500, val_tasks=300, test_tasks=600, checkpoint_interval=500,
-                             log_interval=50),
-    # Minutes on 2 CPU cores.
-    ("quick", "sinusoid"): dict(shots=10, queries=10, hidden=40, inner_lr=0.01, inner_steps=1,
-                                test_inner_steps=10, meta_batch=10, meta_lr=1e-3, steps=3000,
-                                val_interval=500, val_tasks=100, test_tasks=600, checkpoint_interval=500,
-                                log_interval=50, co_learner="linear"),
-    ("quick", "image"): dict(filters=32, inner_lr=0.4, inner_steps=1, test_inner_steps=3, meta_batch=4,
-                             queries=5, meta_lr=2e-3, steps=600, gamma=1.0, co_learner="conv",
-                             val_interval=200, val_tasks=50, test_tasks=600, checkpoint_interval=200,
-                             log_interval=20),
-    # G-Meta (Huang & Zitnik, 2020): 3-way 3-shot, 24 queries per class, meta-batch 8, 5 inner steps (10 at
-    # test), 2 GCN layers of 64, 2-hop subgraphs, Adam 1e-3. G-Meta's inner step is 1e-3 on its own
-    # prototypical loss; on a linear head's cross-entropy that barely moves, so both presets use 0.1 here.
-    ("paper", "graph"): dict(ways=3, shots=3, queries=24, hidden=64, graph_layers=2, hops=2, max_nodes=32,
-                             inner_lr=0.1, inner_steps=5, test_inner_steps=10, meta_batch=8, meta_lr=1e-3,
-                             steps=10000, gamma=1.0, co_learner="linear", val_interval=500, val_tasks=300,
-                             test_tasks=600, checkpoint_interval=500, log_interval=50),
-    # Minutes on 2 CPU cores: G-Meta's task shape, fewer steps and tasks.
-    ("quick", "graph"): dict(ways=3, shots=3, queries=24, hidden=64, graph_layers=2, hops=2, max_nodes=32,
-                             inner_lr=0.1, inner_steps=5, test_inner_steps=10, meta_batch=8, meta_lr=1e-3,
-                             steps=300, gamma=1.0, co_learner="linear", val_interval=100, val_tasks=50,
-                             test_tasks=300, checkpoint_interval=100, log_interval=20),
-}
-
-
-# The resolution each image benchmark is used at in the paper's setting (Omniglot and fonts: 28).
-PAPER_IMAGE_SIZE = {"miniimagenet": 84, "flower": 84, "cifar-fs": 32, "fc100": 32}
-
-
 def preset(name: str, task: str, method: str, base: str = "maml", **overrides: Any) -> Config:
     """The ``quick`` or ``paper`` config for a task, base learner and method, with ``overrides`` applied last.
 
-    The base's own preset values (:attr:`cml.bases.BaseLearner.presets`) and the method's defaults
+    The task family's preset (:attr:`cml.tasks.TaskFamily.presets`, with the data set's paper image size), the
+    base's own preset values (:attr:`cml.bases.BaseLearner.presets`) and the method's defaults
     (:attr:`cml.methods.Method.defaults`) come between the preset and the overrides.
 
     Raises:
@@ -425,13 +344,12 @@ def preset(name: str, task: str, method: str, base: str = "maml", **overrides: A
         spec = get_method(method)
     except KeyError as e:
         raise ConfigError(str(e.args[0])) from None
-    family = task if task in ("sinusoid", "graph") else "image"
-    values: dict[str, Any] = dict(_PRESETS[(name, family)])
+    entry = get_task(task)
+    values: dict[str, Any] = dict(entry.family.presets[name])
     values.update(task=task, method=method, base=base)
-    kind = "image" if family == "image" else "sinusoid"  # a base's presets: with or without BatchNorm layers
-    if name == "paper" and task in PAPER_IMAGE_SIZE:
-        values["image_size"] = PAPER_IMAGE_SIZE[task]
-    values.update(get_base(base).preset_values(name, kind, task))
+    if name == "paper" and entry.paper_image_size is not None:
+        values["image_size"] = entry.paper_image_size
+    values.update(get_base(base).preset_values(name, entry))
     values.update(dict(spec.defaults))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Config.from_dict(values, source=f"preset {name!r} with overrides")

@@ -15,7 +15,8 @@ import inspect
 import re
 from typing import Any
 
-from .config import BASES, FIELD_ALIASES, FIELD_CHOICES, METHODS, PRESETS, TASKS, Config, needs_data_path, preset
+from .config import BASES, FIELD_ALIASES, FIELD_CHOICES, METHODS, PRESETS, TASKS, Config, preset
+from .tasks import TASK_TABLE
 
 __all__ = ["attribute_docs", "preset_defaults", "field_help"]
 
@@ -70,8 +71,10 @@ def attribute_docs(cls: type) -> dict[str, str]:
 
 #: The task groups the presets are written for, in the order help texts name them.
 def _groups() -> dict[str, tuple[str, ...]]:
-    images = tuple(t for t in TASKS if t not in ("sinusoid", "graph"))
-    return {"sinusoid": ("sinusoid",), "image tasks": images, "graph": ("graph",)}
+    groups: dict[str, tuple[str, ...]] = {}
+    for name, entry in TASK_TABLE.items():
+        groups[entry.family.help_group] = groups.get(entry.family.help_group, ()) + (name,)
+    return groups
 
 
 def _task_group(tasks: list[str]) -> str:
@@ -111,7 +114,7 @@ def _resolved(every: bool = False) -> dict[tuple[str, str, str, str], dict[str, 
     # Every task that needs a data path gets a dummy one to validate; the path itself is never read.
     return {(p, t, m, b): {n: getattr(cfg, n) for n in names}
             for p in PRESETS for t in TASKS for m, b in pairs
-            for cfg in [preset(p, t, m, base=b, data="DATA" if needs_data_path(t) else None)]}
+            for cfg in [preset(p, t, m, base=b, data="DATA" if TASK_TABLE[t].needs_data else None)]}
 
 
 def preset_defaults() -> dict[str, str]:

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from .bases import get_base
 from .config import Config
@@ -43,8 +42,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def task_loss(cfg: Config, out: Tensor, y: Tensor) -> Tensor:
-    """MSE for regression, cross-entropy for classification."""
-    return F.mse_loss(out, y) if cfg.is_regression else F.cross_entropy(out, y)
+    """The task family's loss (MSE for regression, cross-entropy for classification)."""
+    return cfg.family.loss(out, y)
 
 
 def inner_rates(cfg: Config, names: Iterable[str], test_time: bool = False) -> dict[str, float]:
@@ -102,7 +101,7 @@ def inner_spec(cfg: Config, params: Params, steps: int, order: Order, test_time:
     rates = {name: base.step_rates(cfg, params, name, rate, steps)
              for name, rate in inner_rates(cfg, params, test_time).items()}
     point = None if test_time else base.inner_point(cfg)
-    return InnerSpec(steps, rates, order, cfg.spec.support_loss(partial(task_loss, cfg), cfg.gamma, test_time), point)
+    return InnerSpec(steps, rates, order, cfg.spec.support_loss(cfg.family.loss, cfg.gamma, test_time), point)
 
 
 def adapt(prims: Primitives, spec: InnerSpec, params: Params, support: tuple[Tensor, Tensor]) -> list[Params]:
@@ -158,8 +157,8 @@ class Plan:
 
 def _plan(cfg: Config, inner: InnerSpec, weights: tuple[float, ...]) -> Plan:
     spec = cfg.spec
-    return Plan(inner, weights, partial(task_loss, cfg), spec.co_learner and spec.phi_in_outer_loss,
-                spec.co_learner, not cfg.is_regression, cfg.gamma)
+    return Plan(inner, weights, cfg.family.loss, spec.co_learner and spec.phi_in_outer_loss, spec.co_learner,
+                cfg.family.classification, cfg.gamma)
 
 
 def outer_order(cfg: Config, outer_step: int) -> Order:

@@ -1,6 +1,6 @@
 """Models: a feature extractor psi, a meta-learner head theta and, for CML, a co-learner head phi, assembled
-per run from the layers of :mod:`cml.layers` (the BatchNorm policy is stated there) and the base learner's hooks
-(its own norm layers and meta-parameters, :mod:`cml.bases`). Roles are read from parameter names
+per run: psi from the task family (:mod:`cml.tasks`), the heads from the layers of :mod:`cml.layers` (the
+BatchNorm policy is stated there), and the base learner's own norm layers and meta-parameters (:mod:`cml.bases`). Roles are read from parameter names
 (:mod:`cml.roles`); which tensor adapts at which step size is decided once, by :func:`cml.meta.inner_rates`.
 """
 
@@ -14,24 +14,16 @@ from torch import Tensor, nn
 
 from .bases import get_base
 from .config import Config, ConfigError
-from .gnn import GCN
-from .layers import BatchNorm, Conv4, ConvHead, LinearHead, MetaModel, MLP, NormLayer, pooled, reset_norm_layers
+from .layers import BatchNorm, ConvHead, LinearHead, MetaModel, NormLayer, reset_norm_layers
 from .meta import inner_rates
 from .roles import role_of
 
 
 def _build(cfg: Config, in_channels: int, width: int, meta_head: str, co_head: str | None) -> MetaModel:
-    out = 1 if cfg.is_regression else cfg.ways
+    out = cfg.family.outputs(cfg)
     base = get_base(cfg.base)
     norm_layer: NormLayer = base.norm_layer(cfg) or BatchNorm
-    if cfg.is_regression:
-        features: nn.Module = MLP(width)
-    elif cfg.is_graph:
-        features = GCN(in_channels, width, cfg.graph_layers, cfg.graph_modulation)  # a node's input row
-    else:
-        if pooled(cfg.image_size, 4) < 1:
-            raise ConfigError(f"image_size {cfg.image_size} is too small for four 2x2 poolings; use at least 16")
-        features = Conv4(in_channels, width, cfg.image_size, norm_layer)
+    features = cfg.family.features(cfg, in_channels, width, norm_layer)
 
     def head(kind: str) -> nn.Module:
         if kind == "linear":
@@ -74,7 +66,7 @@ def more_maml_width(cfg: Config, in_channels: int) -> int:
 
 
 def _base_width(cfg: Config) -> int:
-    return cfg.hidden if cfg.is_regression or cfg.is_graph else cfg.filters
+    return getattr(cfg, cfg.family.width_field)
 
 
 def build_model(cfg: Config, in_channels: int = 1) -> MetaModel:

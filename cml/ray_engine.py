@@ -103,12 +103,10 @@ _SPLITS: dict[str, Any] = {}
 
 
 def _splits(start: Config):
-    from .trainer import load_splits
-
     key = repr((start.task, start.data, start.image_size, start.split))
     if key not in _SPLITS:
         _SPLITS.clear()
-        _SPLITS[key] = load_splits(start)
+        _SPLITS[key] = start.family.load(start)
     return _SPLITS[key]
 
 
@@ -125,7 +123,7 @@ def _trial(space: dict[str, Any]) -> None:
         torch.set_num_threads(params["threads"])
     cfg = Config.from_dict(params["config"])
     start = Config.from_dict(params["start"])
-    splits = None if start.is_regression else _splits(start)
+    splits = _splits(start)
     run_dir = Path(params["run_dir"])
     train_cell(run_dir, cfg, splits=splits, record=params["record"], restart=params["restart"],
                tensorboard=params["tensorboard"])

@@ -113,15 +113,14 @@ class Recorder:
             for key, debiased in (("cka", False), ("cka_debiased", True)):
                 values = [_cka_or_nan(before[layer], after[layer], debiased) for before, after in reps]
                 result[key][layer] = _summary(values)
-        if not cfg.is_regression:
-            if cfg.queries >= 2:  # a silhouette needs two points in some class
-                for when, index in (("before", 0), ("after", 1)):
-                    values = [silhouette(r[index]["flat"].cpu().numpy(), t.query[1].cpu().numpy())
-                              for r, t in zip(reps, tasks)]
-                    result[f"silhouette_{when}"] = _summary(values)
-            self._tsne(backend, cfg, params, source, device, result)
-        else:
-            self._fits(backend, cfg, params, device)
+        if cfg.family.classification and cfg.queries >= 2:  # a silhouette needs labels, two points in some class
+            for when, index in (("before", 0), ("after", 1)):
+                values = [silhouette(r[index]["flat"].cpu().numpy(), t.query[1].cpu().numpy())
+                          for r, t in zip(reps, tasks)]
+                result[f"silhouette_{when}"] = _summary(values)
+        # The task family's end-of-training record (cml.tasks.TaskFamily.end_record).
+        writers = {records.FEATURES: self._tsne, records.FITS: self._fits}
+        writers[cfg.family.end_record](backend, cfg, params, source, device, result)
         records.write_json(self.run_dir / records.REPRESENTATIONS, result)
         return result
 
@@ -144,7 +143,8 @@ class Recorder:
             "points": int(len(labels)),
         }
 
-    def _fits(self, backend: Engine, cfg: Config, params: dict[str, Tensor], device: torch.device) -> None:
+    def _fits(self, backend: Engine, cfg: Config, params: dict[str, Tensor], source: "TaskSource",
+              device: torch.device, result: dict[str, Any]) -> None:
         sampler = SinusoidSampler(cfg.shots, cfg.queries, generator(cfg.seed, "fits"))
         grid = torch.linspace(*X_RANGE, 200, device=device).unsqueeze(1)  # (200, 1)
         out: dict[str, list[np.ndarray]] = {k: [] for k in

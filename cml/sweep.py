@@ -165,10 +165,8 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
             run_cells(base, pending, record=record, restart=restart, options=ray_options or RayOptions(),
                       tensorboard=tensorboard)
         else:
-            if pending and splits is None and not base.is_regression:
-                from .trainer import TaskSource
-
-                splits = TaskSource(base).splits
+            if pending and splits is None:
+                splits = base.family.load(base)  # once for every cell (None for generated tasks)
             for run_dir, cfg in pending:
                 train_cell(run_dir, cfg, splits=splits, record=record, restart=restart, tensorboard=tensorboard)
         return aggregate(out)
@@ -316,7 +314,7 @@ def cell_finished(run_dir: Path, cfg: Config, recording: bool) -> bool:
             return False
         if recording:
             records.read_json(run_dir / records.REPRESENTATIONS)
-            records.load_npz(run_dir / (records.FITS if cfg.is_regression else records.FEATURES))
+            records.load_npz(run_dir / cfg.family.end_record)
     except (FileNotFoundError, ConfigError, records.RunFolderError):
         return False
     return True

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from . import records
 from .config import Config, ConfigError
-from .data.base import Task, TaskSampler
+from .data.base import Task
 from .bases import get_base
 from .engines import make_backend, resolve_backend
 from .meta import EvalResult, MetaGradient, NonFiniteLossError, evaluate_tasks, outer_gradient
@@ -25,7 +25,6 @@ from .models import MetaModel, build_model, init_parameters, parameter_counts
 from .roles import role_of
 from .records import CHECKPOINT
 from .seeds import generator
-from .sinusoid import SinusoidSampler
 
 # What every checkpoint holds (see Trainer.save_checkpoint); a file without these keys is not a cml checkpoint.
 CHECKPOINT_KEYS = ("model", "optimizer", "train_gen", "noise_gen", "step", "elapsed", "config")
@@ -43,36 +42,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_splits(cfg: Config):
-    """The data set's train/val/test pools (image tasks) or class split (graph task); loading errors name the
-    path and what to do."""
-    from .data import load_splits as _load
-
-    if cfg.is_graph:
-        from .data.graph import load_graph_splits
-
-        return load_graph_splits(cfg.data)
-
-    # The data set is a fixed artefact (the fonts data set's seed-0 rendering), whatever the run's seed: runs
-    # with different seeds differ in initialisation and task order, not in their data.
-    options = {} if cfg.split == "default" else {"split": cfg.split}
-    return _load(cfg.task, cfg.data, cfg.image_size, **options)
-
-
 class TaskSource:
     """Makes the samplers of a run: one per split, each with its own generator derived from the seed.
 
+    The task family (:mod:`cml.tasks`) loads the data and makes the samplers.
+
     Args:
         cfg: the run's config.
-        splits: preloaded data splits (image tasks); loaded from ``cfg`` when None.
+        splits: preloaded data (the family's ``load(cfg)``: image pools, a graph's class split); loaded from
+            ``cfg`` when None (None again for generated tasks).
         device: where image samplers keep their classes and make tasks (None: the CPU pools themselves).
     """
 
     def __init__(self, cfg: Config, splits=None, device: torch.device | None = None) -> None:
         self.cfg = cfg
         self.device = device
-        self.splits = None if cfg.is_regression else (splits if splits is not None else load_splits(cfg))
-        if self.splits is not None:
+        self.splits = splits if splits is not None else cfg.family.load(cfg)
+        if self.splits is not None and cfg.family.classification:
             for split in ("train", "val", "test"):
                 pool = self.splits[split]
                 if len(pool) < cfg.ways:
@@ -81,25 +67,13 @@ class TaskSource:
 
     @property
     def in_channels(self) -> int:
-        if self.splits is None:
-            return 1
-        if self.cfg.is_graph:
-            return self.splits.graph.in_channels
-        return int(self.splits.train.images(0).shape[1])
+        return self.cfg.family.in_channels(self.splits)
 
     def sampler(self, split: str, gen: torch.Generator, ways: int | None = None, shots: int | None = None,
                 queries: int | None = None) -> Sampler:
         cfg = self.cfg
-        shots, queries = shots or cfg.shots, queries or cfg.queries
-        if self.splits is None:
-            return SinusoidSampler(shots, queries, gen)
-        if cfg.is_graph:
-            from .data.graph import GraphTaskSampler
-
-            return GraphTaskSampler(self.splits.subgraphs(cfg.hops, cfg.max_nodes), split, ways or cfg.ways, shots,
-                                    queries, gen)
-        return TaskSampler(self.splits[split], ways or cfg.ways, shots, queries, gen,
-                           rotations=cfg.rotations and split == "train", split=split, device=self.device)
+        return cfg.family.sampler(cfg, self.splits, split, gen, ways or cfg.ways, shots or cfg.shots,
+                                  queries or cfg.queries, self.device)
 
 
 def summarize(cfg: Config, res: EvalResult, where: str = "evaluation") -> dict[str, Any]:
@@ -124,14 +98,8 @@ def summarize(cfg: Config, res: EvalResult, where: str = "evaluation") -> dict[s
             # One task has no CI: None (null in test.json, "unavailable" on screen), never NaN.
             out[key], out[key + "_ci95"] = mean, ci if math.isfinite(ci) else None
 
-    if cfg.is_regression:
-        put("mse", res.meta_loss)
-        put("mse_dagger", res.co_loss)
-        put("mse_before", res.pre_loss)
-    else:
-        put("acc", res.meta_acc)
-        put("acc_dagger", res.co_acc)
-        put("loss", res.meta_loss)
+    for key, values in cfg.family.results(res):
+        put(key, values)
     return out
 
 
@@ -349,7 +317,7 @@ class Trainer:
                           progress=self.cfg.progress, desc="test")
         result.update(step=self.step, method=self.cfg.method, base=self.cfg.base, variant=self.cfg.variant,
                       task=self.cfg.task, shots=self.cfg.shots,
-                      ways=None if self.cfg.is_regression else self.cfg.ways,
+                      ways=self.cfg.ways if self.cfg.family.classification else None,
                       params=parameter_counts(self.cfg, self.tasks.in_channels), train_time=self.elapsed)
         records.write_json(self.run_dir / records.TEST, result)
         return result

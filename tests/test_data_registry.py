@@ -25,7 +25,7 @@ def _folder(root: Path, classes: int, per_class: int, mode: str = "L", ext: str 
 
 
 def test_names() -> None:
-    assert DATASETS == ("omniglot", "folder", "fonts", "miniimagenet", "cifar-fs", "fc100", "flower")
+    assert DATASETS == ("omniglot", "fonts", "folder", "miniimagenet", "cifar-fs", "fc100", "flower")
     with pytest.raises(DataError, match="unknown data set 'mnist'; choose one of omniglot"):
         load_splits("mnist", None, 28)
 

@@ -31,3 +31,30 @@ def test_no_module_compares_a_method_or_base_name():
             if pattern.search(line) and any(f'"{n}"' in line for n in names):
                 offenders.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+# A task branch: a comparison with a task's name, membership in a literal tuple of names, or the old
+# is_regression / is_graph properties. Only the task table (cml/tasks/) may hold task names.
+_TASK_BRANCH = re.compile(r"""task\s*(==|!=)\s*["']|task\s+(not\s+)?in\s+[(\[{]|\bis_regression\b|\bis_graph\b""")
+
+
+def _task_branches(paths):
+    out = []
+    for path in paths:
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if _TASK_BRANCH.search(line):
+                out.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    return out
+
+
+def test_no_module_outside_the_task_table_branches_on_a_task():
+    paths = [p for p in (ROOT / "cml").rglob("*.py") if "tasks" not in p.relative_to(ROOT / "cml").parts]
+    offenders = _task_branches(paths)
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_task_branch_pattern_catches_what_it_should():
+    caught = ['if cfg.task == "graph":', "if task in ('sinusoid', 'graph'):", "x = cfg.is_regression",
+              "if self.task != 'sinusoid'", "task not in ['a']"]
+    assert all(_TASK_BRANCH.search(c) for c in caught)
+    assert not _TASK_BRANCH.search("cfg.family.classification and cfg.task_entry.needs_data")

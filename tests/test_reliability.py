@@ -570,6 +570,6 @@ def test_config_from_any_dict_is_valid_or_a_config_error_naming_a_field(values):
     assert Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     for name in ("gamma", "noise_std", "inner_lr", "meta_lr"):
         assert math.isfinite(getattr(cfg, name)) and getattr(cfg, name) >= 0
-    assert cfg.is_regression or cfg.ways >= 2
+    assert not cfg.family.classification or cfg.ways >= 2
     assert all(isinstance(getattr(cfg, f), int) and getattr(cfg, f) >= 1
                for f in ("ways", "shots", "queries", "steps", "test_tasks"))

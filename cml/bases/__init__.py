@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..engines.base import LossFn, Order, Params, Primitives, Rate
     from ..layers import NormLayer
     from ..meta import MetaGradient
+    from ..tasks import TaskEntry
 
     #: ``point(prims, loss_fn, params, names, order)``: the parameters at which an inner step's gradient is taken.
     PointFn = Callable[[Primitives, LossFn, Params, Sequence[str], Order], Params]
@@ -118,7 +119,8 @@ class BaseLearner:
         options: the config fields that only this base reads (MAML++'s switches, Sharp-MAML's radii). The
             config refuses a value other than the field's default under any other base.
         presets: per preset name (``quick``/``paper``, and ``*`` for both), config values the base sets when
-            chosen; each may be a dict, or a function of the task kind (``sinusoid``/``image``) returning one.
+            chosen; each may be a dict, or a function of the task's table entry (:class:`cml.tasks.TaskEntry`)
+            returning one.
     """
 
     name: str
@@ -138,12 +140,12 @@ class BaseLearner:
     options: tuple[str, ...] = ()
     presets: dict[str, Any] = field(default_factory=dict)
 
-    def preset_values(self, preset: str, kind: str, task: str) -> dict[str, Any]:
-        """The values this base sets in ``preset`` for a task of ``kind`` (``sinusoid`` or ``image``)."""
+    def preset_values(self, preset: str, task: "TaskEntry") -> dict[str, Any]:
+        """The values this base sets in ``preset`` for ``task``."""
         out: dict[str, Any] = {}
         for key in ("*", preset):
-            entry = self.presets.get(key, {})
-            out.update(entry(kind, task) if callable(entry) else entry)
+            values = self.presets.get(key, {})
+            out.update(values(task) if callable(values) else values)
         return out
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..engines.base import Order, Params, Rate
     from ..layers import NormLayer
+    from ..tasks import TaskEntry
 
 _SWITCHES = dict(msl=True, learn_inner_lr=True, per_step_bn=True, cosine_lr=True)
 # The reference's epochs are 500 outer steps each.
@@ -112,19 +113,19 @@ def _meta_parameters(cfg: "Config", rates: dict[str, float]) -> "nn.ParameterDic
     return nn.ParameterDict({rate_key(n): nn.Parameter(torch.full((rate_rows(cfg),), rate)) for n, rate in rates.items()})
 
 
-def _quick(kind: str, task: str) -> dict:
+def _quick(task: "TaskEntry") -> dict:
     # Minutes on 2 CPU cores: two inner steps (the multi-step loss needs more than one) at the quick preset's
     # own step size, annealed over the first third of the run.
-    if kind == "sinusoid":  # no BatchNorm in the MLP
+    if not task.family.norm_layers:  # no BatchNorm in the MLP or the GCN
         return dict(msl=True, learn_inner_lr=True, cosine_lr=True, inner_steps=2, msl_anneal_steps=1000,
                     min_meta_lr=1e-5)
     return dict(_SWITCHES, inner_steps=2, test_inner_steps=3, msl_anneal_steps=200, min_meta_lr=1e-5)
 
 
-def _paper(kind: str, task: str) -> dict:
-    if kind == "sinusoid":
+def _paper(task: "TaskEntry") -> dict:
+    if not task.family.norm_layers:
         return dict(msl=True, learn_inner_lr=True, cosine_lr=True, msl_anneal_steps=10 * _EPOCH, min_meta_lr=1e-5)
-    if task in ("miniimagenet", "cifar-fs", "fc100", "flower"):
+    if task.rgb:  # the reference's MiniImagenet config for the RGB benchmarks
         # MiniImagenet 5-way: 48 filters, 84 px, 5 inner steps, 2 tasks per batch, 15 queries, MSL over 15 of
         # 100 epochs, meta LR 1e-3.
         return dict(_SWITCHES, filters=48, inner_lr=0.1, inner_steps=5, test_inner_steps=5, meta_batch=2,

@@ -1,12 +1,6 @@
-"""Few-shot data sets behind one registry: ``load_splits(name, root, image_size)``.
-
-* ``omniglot``: Omniglot from the official zips (:mod:`cml.data.omniglot`), 1 channel.
-* ``folder``: any image folder, ``root/{train,val,test}/<class>/*.png|jpg`` or ``root/<class>/...``; channels
-  detected from the first image.
-* ``fonts``: characters rendered from matplotlib's fonts, no download (:mod:`cml.data.fonts`), 1 channel.
-* ``miniimagenet``: Ravi & Larochelle's split, pickle or image-folder release, RGB.
-* ``cifar-fs``, ``fc100``: CIFAR-100 with Bertinetto et al.'s and Oreshkin et al.'s splits, RGB.
-* ``flower``: VGG Flower (Oxford 102) with Meta-Dataset's class split, RGB.
+"""Few-shot image data sets behind one function, ``load_splits(name, root, image_size)``: the loaders are
+registered in the image family of the task table (:mod:`cml.tasks.image`), each beside its data set's facts; the
+generic image-folder data set (``folder``) and ``evaluate --data``'s folder pool live here.
 
 Where to get each and the layouts expected: the README's "Data sets" section.
 """
@@ -22,11 +16,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from cml.data.base import ClassPool, DataError, Splits, Task, TaskSampler, image_to_array
-from cml.data.benchmarks import load_cifar_fs, load_fc100, load_flower, load_miniimagenet
-from cml.data.fonts import load_fonts
-from cml.data.omniglot import download_omniglot, load_omniglot
+from cml.data.omniglot import download_omniglot
+from cml.tasks import TASK_TABLE
 
-DATASETS = ("omniglot", "folder", "fonts", "miniimagenet", "cifar-fs", "fc100", "flower")
+#: The image data sets, in the task table's order.
+DATASETS = tuple(name for name, entry in TASK_TABLE.items() if entry.loader is not None)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 #: PIL modes read as one channel; every other mode is converted to RGB.
@@ -146,17 +140,6 @@ def load_folder(
                   f"image folder {base} ({how}, {channels} channel{'s' if channels > 1 else ''})")
 
 
-_LOADERS: dict[str, Callable[..., Splits]] = {
-    "omniglot": load_omniglot,
-    "folder": load_folder,
-    "fonts": load_fonts,
-    "miniimagenet": load_miniimagenet,
-    "cifar-fs": load_cifar_fs,
-    "fc100": load_fc100,
-    "flower": load_flower,
-}
-
-
 def load_splits(name: str, root: str | Path | None, image_size: int, *, seed: int = 0, **options: Any) -> Splits:
     """Load a data set's train/val/test splits by name.
 
@@ -170,9 +153,9 @@ def load_splits(name: str, root: str | Path | None, image_size: int, *, seed: in
     Raises:
         DataError: an unknown name or option, or any loading problem (the message names the value or path).
     """
-    if name not in _LOADERS:
+    if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
-    loader = _LOADERS[name]
+    loader = TASK_TABLE[name].loader()
     if image_size < 1:
         raise DataError(f"image_size must be positive, got {image_size}")
     options = {k: v for k, v in options.items() if v is not None}
@@ -182,10 +165,6 @@ def load_splits(name: str, root: str | Path | None, image_size: int, *, seed: in
     if unknown:
         raise DataError(f"data set {name!r} has no option {', '.join(map(repr, unknown))}; its options: "
                         f"{', '.join(accepted) or 'none'}")
-    if name in ("omniglot",) and root is None:
-        raise DataError("the omniglot data set needs --data PATH: a folder holding images_background.zip and "
-                        "images_evaluation.zip (`python -m cml data download omniglot --root PATH` fetches them), or "
-                        "the small zips")
     return loader(root, image_size, seed=seed, **options)
 
 

@@ -200,7 +200,7 @@ def _pool(characters: Sequence[Character], image_size: int, source: str) -> Clas
 
 
 def load_omniglot(
-    root: str | Path,
+    root: str | Path | None,
     image_size: int = 28,
     *,
     seed: int = 0,
@@ -229,6 +229,10 @@ def load_omniglot(
         DataError: missing or corrupted data, an unknown split, or too few alphabets for three splits.
     """
     del seed
+    if root is None:
+        raise DataError("the omniglot data set needs --data PATH: a folder holding images_background.zip and "
+                        "images_evaluation.zip (`python -m cml data download omniglot --root PATH` fetches them), or "
+                        "the small zips")
     found = scan_omniglot(root, verify=verify)
     full = "images_background" in found and "images_evaluation" in found
     base = Path(root).expanduser()

@@ -1,0 +1,129 @@
+"""Few-shot image classification: N-way K-shot tasks over the classes of an image data set, Conv-4 (with BatchNorm
+under the policy of :mod:`cml.layers`), cross-entropy; t-SNE features are its end-of-training record.
+
+Each data set is one :class:`TaskEntry` below, its facts beside its loader (README, "Data sets", says where to get
+each and the layouts expected):
+
+* ``omniglot``: Omniglot from the official zips (:mod:`cml.data.omniglot`), 1 channel.
+* ``fonts``: characters rendered from matplotlib's fonts, no download (:mod:`cml.data.fonts`), 1 channel.
+* ``folder``: any image folder, ``root/{train,val,test}/<class>/*.png|jpg`` or ``root/<class>/...``; channels
+  detected from the first image.
+* ``miniimagenet``: Ravi & Larochelle's split, pickle or image-folder release, RGB, 84 px in the paper.
+* ``cifar-fs``, ``fc100``: CIFAR-100 with Bertinetto et al.'s and Oreshkin et al.'s splits, RGB, 32 px.
+* ``flower``: VGG Flower (Oxford 102) with Meta-Dataset's class split, RGB, 84 px.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..records import FEATURES
+from . import TaskEntry, TaskFamily, classification_check, classification_results, cross_entropy, shape_of
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ..config import Config
+    from ..layers import NormLayer
+
+
+def _lazy(module: str, name: str) -> Callable[[], Callable[..., Any]]:
+    """The function ``module.name``, imported when first asked for (torch: see the package docstring)."""
+    return lambda: getattr(importlib.import_module(module), name)
+
+
+def _load(cfg: "Config"):
+    from ..data import load_splits
+
+    # The data set is a fixed artefact (the fonts data set's seed-0 rendering), whatever the run's seed: runs
+    # with different seeds differ in initialisation and task order, not in their data.
+    options = {} if cfg.split == "default" else {"split": cfg.split}
+    return load_splits(cfg.task, cfg.data, cfg.image_size, **options)
+
+
+def _in_channels(splits: Any) -> int:
+    return int(splits.train.images(0).shape[1])
+
+
+def _sampler(cfg: "Config", splits: Any, split: str, gen: "torch.Generator", ways: int, shots: int, queries: int,
+             device: "torch.device | None" = None):
+    from ..data.base import TaskSampler
+
+    return TaskSampler(splits[split], ways, shots, queries, gen, rotations=cfg.rotations and split == "train",
+                       split=split, device=device)
+
+
+def _features(cfg: "Config", in_channels: int, width: int, norm_layer: "NormLayer") -> "nn.Module":
+    from ..config import ConfigError
+    from ..layers import Conv4, pooled
+
+    if pooled(cfg.image_size, 4) < 1:
+        raise ConfigError(f"image_size {cfg.image_size} is too small for four 2x2 poolings; use at least 16")
+    return Conv4(in_channels, width, cfg.image_size, norm_layer)
+
+
+def _describe(cfg: "Config") -> str:
+    return f"the test split of {cfg.task}, {shape_of(cfg)}"
+
+
+def _data_summary(entry: TaskEntry, data: str | None, image_size: int, seed: int) -> str:
+    from ..data import load_splits
+
+    return load_splits(entry.name, data, image_size, seed=seed).summary()
+
+
+FAMILY = TaskFamily(
+    name="image",
+    help_group="image tasks",
+    classification=True,
+    metric="acc",
+    higher_is_better=True,
+    norm_layers=True,
+    width_field="filters",
+    end_record=FEATURES,
+    summary_fields=(),
+    eval_folders=True,
+    presets={
+        # The authors' released settings for images: Conv-4/64, alpha 0.5, one inner step, meta-batch 4,
+        # 15 queries, Adam 1e-3, 30,000 steps, gamma 1.0, conv co-learner.
+        "paper": dict(filters=64, inner_lr=0.5, inner_steps=1, test_inner_steps=1, meta_batch=4, queries=15,
+                      meta_lr=1e-3, steps=30000, gamma=1.0, co_learner="conv", val_interval=500, val_tasks=300,
+                      test_tasks=600, checkpoint_interval=500, log_interval=50),
+        # Minutes on 2 CPU cores.
+        "quick": dict(filters=32, inner_lr=0.4, inner_steps=1, test_inner_steps=3, meta_batch=4, queries=5,
+                      meta_lr=2e-3, steps=600, gamma=1.0, co_learner="conv", val_interval=200, val_tasks=50,
+                      test_tasks=600, checkpoint_interval=200, log_interval=20),
+    },
+    loss=cross_entropy,
+    results=classification_results,
+    check=classification_check,
+    load=_load,
+    in_channels=_in_channels,
+    sampler=_sampler,
+    features=_features,
+    describe=_describe,
+    data_summary=_data_summary,
+)
+
+_DATA = "cml.data"
+TASKS = (
+    TaskEntry("omniglot", FAMILY, "Omniglot (official zips; `cml data download omniglot`)", needs_data=True,
+              loader=_lazy("cml.data.omniglot", "load_omniglot"),
+              downloader=_lazy("cml.data.omniglot", "download_omniglot")),
+    TaskEntry("fonts", FAMILY, "glyphs rendered from matplotlib's fonts, split by script (no download)",
+              needs_data=False, loader=_lazy("cml.data.fonts", "load_fonts"),
+              no_download="fonts needs no download: it is rendered locally from the fonts matplotlib ships (on first "
+                          "use, then cached); `python -m cml data info --task fonts` renders it and prints its splits"),
+    TaskEntry("folder", FAMILY, "any folder of class folders of images", needs_data=True,
+              loader=_lazy(_DATA, "load_folder")),
+    TaskEntry("miniimagenet", FAMILY, "MiniImagenet (Ravi & Larochelle's split)", needs_data=True, channels=3,
+              rgb=True, paper_image_size=84, loader=_lazy("cml.data.benchmarks", "load_miniimagenet")),
+    TaskEntry("cifar-fs", FAMILY, "CIFAR-FS (Bertinetto et al.'s CIFAR-100 split)", needs_data=True, channels=3,
+              rgb=True, paper_image_size=32, loader=_lazy("cml.data.benchmarks", "load_cifar_fs")),
+    TaskEntry("fc100", FAMILY, "FC100 (Oreshkin et al.'s CIFAR-100 split)", needs_data=True, channels=3, rgb=True,
+              paper_image_size=32, loader=_lazy("cml.data.benchmarks", "load_fc100")),
+    TaskEntry("flower", FAMILY, "VGG Flower (Meta-Dataset's split)", needs_data=True, channels=3, rgb=True,
+              paper_image_size=84, loader=_lazy("cml.data.benchmarks", "load_flower")),
+)
