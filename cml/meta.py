@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from .config import Config
 from .data.base import Task
+from .errors import NonFiniteLossError  # re-exported: defined with every other error in cml.errors
 from .models import inner_rates, rate_key, role_of
 
 Params = dict[str, Tensor]
@@ -36,10 +37,6 @@ Rate = Union[float, Tensor]
 # "second": differentiate through the inner loop; "first": the inner gradients are constants (first-order
 # MAML), adapted parameters still depend on the initial ones with Jacobian I; "none": no graph (evaluation).
 Order = Literal["second", "first", "none"]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or infinite."""
 
 
 class HigherBackend:
