@@ -301,6 +301,7 @@ def _parse(name: str, tp: Any, text: str) -> Any:
             if show(a) == text.strip() or (isinstance(a, bool) and low in (_TRUE if a else _FALSE)):
                 return a
         check_choice(name, text.strip(), args)  # raises, naming the allowed values
+        raise _Mismatch
     items = _tuple_items(tp)
     if items is not None:
         body = text.strip()

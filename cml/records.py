@@ -397,6 +397,25 @@ def move_aside(folder: Path) -> Path:
     return target
 
 
+def make_folder(folder: Path, flag: str) -> Path:
+    """Creates ``folder`` and the folders above it, if absent, to write into.
+
+    Args:
+        flag: the option the user named the path with (``--out``, ``-o``), for the message.
+
+    Raises:
+        OutputExistsError: if ``folder`` or a folder above it is a file (the user's path to change, not a bug).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        in_the_way = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
+        raise OutputExistsError(f"{flag}: {in_the_way} is a file where a folder must be (for {folder}); choose "
+                                f"another {flag} or move the file") from None
+    return folder
+
+
 def lock_path(folder: Path) -> Path:
     """The lock file of a folder: ``.<name>.lock`` beside it (so that moving the folder aside keeps it)."""
     folder = Path(folder).absolute()
@@ -446,12 +465,7 @@ class FolderLock:
     def acquire(self) -> None:
         import fcntl
 
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            # A file where a folder of --out (or -o) should be: the user's path to change, not a bug.
-            raise OutputExistsError(f"{self.path.parent} is not a folder: a file is in the way of {self.folder}; "
-                                    f"choose another --out or move the file") from None
+        make_folder(self.path.parent, "--out")
         if self.folder.exists() and not self.folder.is_dir():
             raise OutputExistsError(f"{self.folder} is a file, not a run or sweep folder; choose another --out/--name "
                                     f"or move the file")

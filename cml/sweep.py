@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import dataclasses
+import json
 import math
 
 from . import records
@@ -250,7 +251,9 @@ def _write_spec(out: Path, spec: dict[str, Any], restart: bool) -> None:
     spec_path = out / records.SWEEP
     old = _read_spec(spec_path, restart)
     if old is not None:
-        changed = {k: v for k, v in old["base"].items() if spec["base"].get(k) != v and k not in ("steps", "progress")}
+        # As the file holds it (a tuple field's value is a JSON list there), so that only a real change differs.
+        base = json.loads(json.dumps(spec["base"]))
+        changed = {k: v for k, v in old["base"].items() if base.get(k) != v and k not in ("steps", "progress")}
         if changed:
             raise ConfigError(f"{out} holds a sweep with other settings ({', '.join(sorted(changed))}); "
                               f"use another --out")

@@ -110,7 +110,7 @@ def _writer(logdir: Path):
     except ImportError:  # torch's writer needs the tensorboard package
         raise ConfigError("TensorBoard output needs the tensorboard package: pip install tensorboard "
                           "(or pip install 'cml[tensorboard]')") from None
-    logdir.mkdir(parents=True, exist_ok=True)
+    records.make_folder(logdir, "--logdir")
     for old in logdir.glob(_EVENTS):
         old.unlink()
     return SummaryWriter(log_dir=str(logdir))

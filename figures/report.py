@@ -315,11 +315,7 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
     runs = find_runs(paths)
     for run in runs:  # a damaged record stops the report with its name, whichever page would have read it
         run.check()
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise OutputExistsError(f"-o {output}: {output.parent} is not a folder (a file is in the way); choose "
-                                f"another -o") from None
+    records.make_folder(output.parent, "-o")
     everything = runs
     gridded = [r for r in runs if r.grid]
     runs = [r for r in runs if not r.grid]

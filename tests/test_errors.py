@@ -81,15 +81,22 @@ def test_a_bugs_file_not_found_error_keeps_its_traceback(monkeypatch, tmp_path, 
 @pytest.mark.parametrize("argv, message", [
     (["tensorboard", "{tmp}/nothing"], "does not exist"),  # a path the user named: MissingFileError
     (["report", "{tmp}", "-o", "{tmp}"], "is a folder; name the PDF"),  # -o a folder: OutputExistsError
-    (["train", "--task", "sinusoid", "--method", "none", "--out", "{tmp}/file", "--steps", "1"], "not a folder"),
+    # A file where --out, --root or -o needs a folder: OutputExistsError naming the flag and the file.
+    (["train", "--task", "sinusoid", "--method", "none", "--out", "{tmp}/file/runs", "--steps", "1"],
+     "--out: {tmp}/file is a file where a folder must be"),
+    (["train", "--task", "sinusoid", "--method", "none", "--out", "{tmp}", "--name", "file", "--steps", "1"],
+     "{tmp}/file is a file, not a run or sweep folder"),
+    (["data", "download", "omniglot", "--root", "{tmp}/file"], "--root: {tmp}/file is a file where a folder must be"),
+    (["report", "{tmp}/run", "-o", "{tmp}/file/report.pdf"], "-o: {tmp}/file is a file where a folder must be"),
 ])
 def test_a_users_missing_or_taken_path_is_one_line(tmp_path, capsys, argv, message):
     (tmp_path / "file").write_text("in the way")
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "config.json").write_text("{}")
+    (tmp_path / "run" / "config.json").write_text(json.dumps(
+        {"method": "maml", "task": "fonts", "seed": 0, "shots": 1, "ways": 5}))
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     err = capsys.readouterr().err
-    assert code == 2 and message in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert code == 2 and message.replace("{tmp}", str(tmp_path)) in err and "Traceback" not in err and err.count("\n") == 1, err
 
 
 def test_trainer_raises_user_errors_for_a_missing_checkpoint_and_a_taken_folder(tmp_path):
