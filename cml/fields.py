@@ -68,7 +68,11 @@ class FieldInfo:
 
 def option(default: Any, help: str, *, group: str, choices: Sequence[Any] = (), aliases: Sequence[str] = (),
            tasks: Sequence[str] = ()) -> Any:
-    """A dataclass field with its :class:`FieldInfo` (the default must be immutable: configs are frozen)."""
+    """A dataclass field with its :class:`FieldInfo` (the default must be immutable: configs are frozen).
+
+    Returns:
+        A :func:`dataclasses.field`, typed ``Any`` as that is, so that ``x: int = option(...)`` type-checks.
+    """
     meta = FieldInfo(help=help, group=group, choices=tuple(choices), aliases=tuple(aliases), tasks=tuple(tasks))
     return dataclasses.field(default=default, metadata={METADATA_KEY: meta})
 

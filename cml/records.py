@@ -341,7 +341,8 @@ def read_jsonl(path: Path, drop_partial_last: bool = True) -> list[dict[str, Any
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; a damaged file (not UTF-8, not JSON, not an object) is :func:`damaged`."""
+    """A JSON object from ``path``; a damaged file (not UTF-8, not JSON, not an object) is :func:`damaged`, a
+    missing one a :class:`MissingFileError` (a FileNotFoundError)."""
     path = Path(path)
     if not path.exists():
         raise MissingFileError(f"{path} does not exist; has the run finished?")
@@ -355,7 +356,8 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def load_npz(path: Path) -> dict[str, Any]:
-    """The arrays of an ``.npz`` record (no pickles); a truncated or foreign file is :func:`damaged`."""
+    """The arrays of an ``.npz`` record (no pickles); a truncated or foreign file is :func:`damaged`, a missing
+    one a :class:`MissingFileError` (a FileNotFoundError)."""
     import zipfile
     import zlib
 
