@@ -19,11 +19,12 @@ from typing import Any, Sequence
 from . import __version__
 from .bases import BASES, get_base
 from .config import BACKENDS, DEVICES, FIELD_CHOICES, PRESETS, TASKS, Config, ConfigError, preset
+from .errors import UserError
+from .fields import check_choice, check_keys, field_types, info, parse_text, show
 from .methods import LEGACY, LEGACY_BASE, METHODS, display_name, get_method
 from .sweep import ENGINES
 
 DEFAULT_PRESET = "quick"
-_TYPES = {"int": int, "float": float, "str": str, "str | None": str, "float | None": float}
 _FROM_CONFIG = " Default: the --config file's; required without one."
 _CONFIG_HELP = ("a JSON file of config fields (any run's config.json is one); flags given beside it override it, "
                 "fields it leaves out keep the preset's value")
@@ -31,23 +32,38 @@ _CONFIG_HELP = ("a JSON file of config fields (any run's config.json is one); fl
 _AXES = ("base", "method", "task")
 
 
-def _add_config_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
-    from .fieldhelp import attribute_docs, field_help, preset_defaults
+_OVERRIDES = ("a flag left out keeps the value that --preset, --base and --method give it; the defaults below say "
+              "where they differ")
 
-    group = p.add_argument_group("config overrides (a flag left out keeps the value that --preset, --base and "
-                                  "--method give it; the defaults below say where they differ)")
-    docs, defaults = attribute_docs(Config), preset_defaults()
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_config_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
+    """One flag per config field, listed by the field's ``--help`` group (:class:`cml.fields.FieldInfo`).
+
+    A flag's value stays text here: :func:`given_fields` types it with :func:`cml.fields.parse_text`, the parser
+    ``--grid`` uses, so that a wrong value is one ``error:`` line naming the flag (argparse would print its usage
+    and exit from inside the parser).
+    """
+    from .fieldhelp import field_help, preset_defaults
+
+    defaults, groups = preset_defaults(), {}
+    types = field_types(Config)
     for f in dataclasses.fields(Config):
         if f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        text = field_help(f.name, docs, defaults)
-        if f.type == "bool":
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        title = info(Config, f.name).group
+        if title not in groups:
+            groups[title] = p.add_argument_group(f"config overrides: {title}")
+        group, text = groups[title], field_help(f.name, defaults)
+        if types[f.name] is bool:
+            group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=text)
         else:
-            # Choices are listed in the help but checked by Config, the one place that validates a value.
             metavar = _choices(FIELD_CHOICES[f.name]) if f.name in FIELD_CHOICES else f.name.upper()
-            group.add_argument(flag, dest=f.name, type=_TYPES[f.type], default=None, metavar=metavar, help=text)
+            group.add_argument(_flag(f.name), dest=f.name, default=None, metavar=metavar, help=text)
 
 
 TENSORBOARD_HELP = ("also write TensorBoard event files into each run folder's tensorboard/, from its records "
@@ -56,8 +72,8 @@ PRESET_HELP = ("quick (minutes on a CPU) or paper (the authors' settings); sets 
                "(default quick)")
 
 
-def _choices(values: Sequence[str]) -> str:
-    return "{" + ",".join(values) + "}"
+def _choices(values: Sequence[Any]) -> str:
+    return "{" + ",".join(map(show, values)) + "}"
 
 
 def _field_help(name: str) -> str:
@@ -66,8 +82,9 @@ def _field_help(name: str) -> str:
     return field_help(name)
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The config fields in a ``--config`` JSON file (any run's ``config.json`` is one), checked for unknown keys.
+def read_config_file(path: str | Path, cls: type = Config) -> dict[str, Any]:
+    """The config fields in a ``--config`` JSON file (any run's ``config.json`` is one), checked for unknown keys
+    (of ``cls``'s fields); their values are typed when the config is built (:func:`cml.fields.coerce`).
 
     Raises:
         ConfigError: one line naming the file, if it is missing, not JSON, not an object, or has unknown keys.
@@ -82,18 +99,30 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"--config {path}: not valid JSON ({e})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"--config {path}: expected a JSON object of config fields, got a {type(values).__name__}")
-    known = {f.name for f in dataclasses.fields(Config)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"--config {path}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+    check_keys(cls, values, f"--config {path}")
     return values
 
 
-def given_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The config fields set by flags on the command line (a flag left out is None: argparse's defaults are
-    None for every config field, so that a given flag can override ``--config`` and a missing one cannot)."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
-            if getattr(args, f.name, None) is not None}
+def given_fields(args: argparse.Namespace, cls: type = Config) -> dict[str, Any]:
+    """The config fields set by flags on the command line, typed (:func:`cml.fields.parse_text`; ``--data none``
+    is None). A flag left out is None in ``args`` (argparse's default for every config field), so that a given
+    flag can override ``--config`` and a missing one cannot.
+
+    Args:
+        cls: the config class the flags were made from.
+
+    Raises:
+        ConfigError: naming the flag, if its value is not of its field's type.
+    """
+    out = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(args, f.name, None)
+        if isinstance(value, str) and f.name not in _AXES:  # the axes choose the preset: checked there
+            value = parse_text(cls, f.name, value, _flag(f.name))
+        elif value is None:
+            continue
+        out[f.name] = value
+    return out
 
 
 def _config_from_args(args: argparse.Namespace, method: str | None = None) -> Config:
@@ -287,8 +316,8 @@ def _split_list(text: str, flag: str, allowed: Sequence[str] | None = None) -> l
     if not items:
         raise ConfigError(f"{flag} {text!r}: expected a comma-separated list")
     for item in items:
-        if allowed is not None and item not in allowed:
-            raise ConfigError(f"{flag}: unknown value {item!r}; choose from {', '.join(allowed)}")
+        if allowed is not None:
+            check_choice(f"{flag} value", item, allowed)
     return items
 
 
@@ -372,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"cml {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="meta-train one base learner + method into a run folder")
+    train_help = "meta-train one base learner + method into a run folder"
+    t = sub.add_parser("train", help=train_help, description=f"{train_help}. Config overrides: {_OVERRIDES}.")
     t.add_argument("--method", metavar=_choices(METHODS), help=_field_help("method") + _FROM_CONFIG)
     t.add_argument("--base", metavar=_choices(BASES), help=_field_help("base"))
     t.add_argument("--task", metavar=_choices(TASKS), help=_field_help("task") + _FROM_CONFIG)
@@ -435,8 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="passed to the loader (fonts: its distortions; splits never depend on it) (default 0)")
     d.set_defaults(func=cmd_data)
 
-    s = sub.add_parser("sweep", help="bases x methods x --grid fields x seeds on one task into one folder, by this "
-                                      "process or Ray Tune; resumes unfinished runs")
+    sweep_help = ("bases x methods x --grid fields x seeds on one task into one folder, by this process or Ray Tune; "
+                  "resumes unfinished runs")
+    s = sub.add_parser("sweep", help=sweep_help, description=f"{sweep_help}. Config overrides: {_OVERRIDES}.")
     s.add_argument("--bases", help=f"comma-separated base learners, each one of {', '.join(BASES)} (default maml, "
                                    f"or the --config file's base)")
     s.add_argument("--methods", default="none,noisy,cml",
@@ -488,16 +519,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs a command. Errors in the user's input (config, data, run folders) end with a one-line message
-    naming the value and exit status 2; anything else is a bug and keeps its traceback."""
+    """Runs a command. Errors in the user's input (a :class:`cml.errors.UserError`: config, data, run folders, a
+    diverged run) end with a one-line message naming the value and exit status 2, and so do a path the user may
+    not write and a full disk; anything else is a bug and keeps its traceback (a builtin ``FileNotFoundError``
+    included: a missing file the user named is a ``MissingFileError``)."""
     args = build_parser().parse_args(argv)  # first: --help and --version need no torch import
-    from .data.base import DataError
-    from .meta import NonFiniteLossError
-    from .records import RunFolderError
-
     try:
         return args.func(args)
-    except (ConfigError, DataError, NonFiniteLossError, RunFolderError, FileNotFoundError, FileExistsError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except PermissionError as e:

@@ -9,177 +9,155 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
+from . import fields
 from .bases import BASES, base_options, get_base
+from .errors import ConfigError  # re-exported: defined with every other error in cml.errors
+from .fields import check_choice, option
 from .methods import LEGACY, METHODS, get_method, upgrade
-from .tasks import TASKS, TaskEntry, TaskFamily, get_task
+from .tasks import FAMILIES, TASKS, TaskEntry, TaskFamily, get_task
 
-CO_LEARNERS = ("linear", "conv")
+#: The task families the presets are written for (:mod:`cml.tasks`); a field's
+#: :attr:`cml.fields.FieldInfo.tasks` names them.
+TASK_FAMILIES = tuple(FAMILIES)
+# The closed sets of values (their Literal is the field's type; the tuples are what other modules import).
+CoLearner = Literal["linear", "conv"]
+NoiseMode = Literal["absolute", "relative"]
+MoreCapacity = Literal["width", "blocks"]
+SharpVariant = Literal["lower", "upper", "both"]
+Device = Literal["cpu", "cuda", "auto"]
+CO_LEARNERS: tuple[str, ...] = get_args(CoLearner)
+NOISE_MODES: tuple[str, ...] = get_args(NoiseMode)
+MORE_CAPACITIES: tuple[str, ...] = get_args(MoreCapacity)
+SHARP_VARIANTS: tuple[str, ...] = get_args(SharpVariant)
+DEVICES: tuple[str, ...] = get_args(Device)
+# An engine registry may add backends: a str field with choices, not a Literal.
 BACKENDS = ("higher", "func", "batched", "auto")
 PRESETS = ("quick", "paper")
-NOISE_MODES = ("absolute", "relative")
-MORE_CAPACITIES = ("width", "blocks")
-SHARP_VARIANTS = ("lower", "upper", "both")
-DEVICES = ("cpu", "cuda", "auto")
-#: The allowed values of every enumerated field: checked by ``Config`` and listed by the CLI's ``--help``.
-FIELD_CHOICES: dict[str, tuple[str, ...]] = {
-    "base": BASES, "method": METHODS, "task": TASKS, "co_learner": CO_LEARNERS, "backend": BACKENDS,
-    "noise_mode": NOISE_MODES, "more_capacity": MORE_CAPACITIES, "sharp_variant": SHARP_VARIANTS, "device": DEVICES,
-}
-#: Older values a field still accepts (read as a current one on construction), listed by ``--help`` beside
-#: :data:`FIELD_CHOICES`.
-FIELD_ALIASES: dict[str, tuple[str, ...]] = {"method": tuple(LEGACY)}
+# The --help sections of the config flags, in the order they are listed.
+AXES, DATA, SHAPE, MODEL, GRAPH = "what is trained", "data", "task shape", "model", "graph task"
+METHOD, INNER, OUTER = "method", "inner loop", "outer loop"
+BASE, RUN, RECORDS = "base learner options (each read by one base learner)", "engine and run", "records"
+
+
+def task_family(task: str) -> str:
+    """The family of a task (one of :data:`TASK_FAMILIES`): the presets and field metadata are per family."""
+    return get_task(task).family.name
 
 
 # The largest float32: a step size, weight or noise scale above it overflows inside the float32 update.
 FLOAT32_MAX = 3.4028234663852886e38
 
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field, the value and what is allowed."""
-
-
 @dataclass(frozen=True)
 class Config:
     """Everything that defines a run. Field names are the CLI's flag names (``--inner-lr`` sets inner_lr).
 
-    The Attributes section below is the one description of each field: ``python -m cml train --help`` prints
-    it for every flag (:mod:`cml.fieldhelp`), with the presets' defaults and :data:`FIELD_CHOICES`.
-
-    Attributes:
-        base: the base learner: how a task is adapted and the outer step taken (``maml``, ``maml++``, ``boil``,
-            ``sharp-maml``, ``anil``; see :mod:`cml.bases`).
-        method: what is added to the base: ``none``, ``cml``, ``noisy``, ``more`` or ``cl`` (see
-            :mod:`cml.methods`; the older names ``maml``, ``noisy-maml``, ``more-maml`` are read as ``none``,
-            ``noisy``, ``more`` on the ``maml`` base).
-        task: ``sinusoid``, a few-shot image data set (see ``cml.data.DATASETS``) or ``graph`` (few-shot node
-            classification, :mod:`cml.data.graph`).
-        data: path of the data set's root (None for ``sinusoid``; for ``fonts``, an optional cache folder; for
-            ``graph``, an optional ``.npz`` graph, the generated graph when None).
-        ways, shots, queries: N-way K-shot with Q queries per class (regression: ``shots`` support points,
-            ``queries`` query points).
-        image_size: side of the square input images.
-        filters: channels of every Conv-4 block.
-        hidden: width of the sinusoid MLP's hidden layers and of the graph task's GCN layers.
-        hops: graph task: radius of each node's local subgraph (G-Meta: 2).
-        max_nodes: graph task: the cap on a subgraph's nodes (larger neighbourhoods are sampled down).
-        graph_layers: graph task: GCN layers (G-Meta: 2).
-        graph_modulation: graph task: AMM-GNN-style task-conditioned modulation of the node features before
-            the GCN (:class:`cml.gnn.TaskModulation`).
-        co_learner: ``linear`` (a second linear head) or ``conv`` (two conv blocks on block 4's pre-pool map,
-            then a linear layer, as in the authors' code). Used by ``cml`` and ``cl``; ``more-maml`` is sized
-            against it.
-        gamma: weight of the co-learner's loss in the outer objective.
-        inner_lr: the inner-loop SGD step (alpha).
-        head_inner_lr: the head's (theta's) inner step; None: the base's own (``inner_lr``; BOIL 0).
-        inner_steps: inner SGD steps during meta-training.
-        test_inner_steps: inner SGD steps at validation and test time.
-        meta_lr: Adam's learning rate (beta).
-        meta_batch: tasks per outer step.
-        steps: outer steps.
-        first_order: drop the second-order terms of the meta-gradient (FOMAML-style) for every method.
-        noise_std: noisy-maml's Gaussian noise scale sigma.
-        noise_mode: ``absolute`` (noise ~ N(0, sigma^2) per element) or ``relative`` (per tensor, noise with
-            expected norm sigma * ||grad||: element std sigma * ||grad|| / sqrt(numel)).
-        more_capacity: how more-maml gets its extra parameters: ``width`` (wider backbone) or ``blocks``
-            (the co-learner's conv blocks placed in the meta-learner's path; image tasks with a conv co-learner).
-        rotations: rotate each sampled class by a random multiple of 90 degrees (Omniglot augmentation).
-        split: data-set split option passed to the loader (e.g. Omniglot ``lake`` or ``vinyals``).
-        msl: MAML++: the multi-step loss (the query loss after every inner step, annealed weights).
-        msl_anneal_steps: MAML++: outer steps over which the multi-step loss anneals to the last step alone.
-        learn_inner_lr: MAML++: learnable inner step sizes, one per tensor and per inner step.
-        per_step_bn: MAML++: BatchNorm weights and biases per inner step (image tasks).
-        first_order_steps: MAML++: outer steps trained first-order before switching to second order.
-        cosine_lr: MAML++: cosine annealing of the outer learning rate from ``meta_lr`` to ``min_meta_lr``.
-        min_meta_lr: MAML++: the outer learning rate at the end of cosine annealing.
-        sharp_variant: Sharp-MAML: where the sharpness-aware perturbation acts: ``lower``, ``upper``, ``both``.
-        sharp_rho_lower: Sharp-MAML: the inner-step perturbation radius rho (0: none).
-        sharp_rho_upper: Sharp-MAML: the outer-step (SAM) perturbation radius rho (0: none).
-        backend: ``higher`` (the per-task engine), ``func`` (the independent torch.func implementation),
-            ``batched`` (every task of a meta-batch at once: :mod:`cml.engines.batched`) or ``auto`` (the faster on the
-            run's device; the trainer writes the one it chose into ``config.json``).
-        seed: seeds every generator of the run.
-        log_interval: outer steps between ``metrics.jsonl`` lines.
-        val_interval: outer steps between validations (0: only at the end).
-        val_tasks: tasks per validation.
-        test_tasks: tasks in the final test (>= 600 for classification in the paper preset).
-        checkpoint_interval: outer steps between checkpoints (0: only at the end).
-        record_interval: outer steps between learning-dynamics records (0: off).
-        record_tasks: test tasks used for the CKA and t-SNE records.
-        device: ``cpu``, ``cuda`` or ``auto``.
-        progress: show progress bars.
+    Each field is declared with :func:`cml.fields.option`: its help text, ``--help`` group, allowed values and
+    the task families it applies to are its metadata (:class:`cml.fields.FieldInfo`), and its type is its
+    annotation. ``python -m cml train --help`` prints them for every flag (:mod:`cml.fieldhelp`), with the
+    presets' defaults; the Attributes section below is generated from the same metadata. Which base learner
+    reads a field is that base's row (its ``options``, :mod:`cml.bases`), so the metadata does not repeat it.
     """
 
-    base: str = "maml"
-    method: str = "cml"
-    task: str = "sinusoid"
-    data: str | None = None
-    ways: int = 5
-    shots: int = 1
-    queries: int = 15
-    image_size: int = 28
-    filters: int = 64
-    hidden: int = 40
-    hops: int = 2
-    max_nodes: int = 32
-    graph_layers: int = 2
-    graph_modulation: bool = False
-    co_learner: str = "linear"
-    gamma: float = 1.0
-    inner_lr: float = 0.4
-    head_inner_lr: float | None = None
-    inner_steps: int = 1
-    test_inner_steps: int = 3
-    meta_lr: float = 1e-3
-    meta_batch: int = 4
-    steps: int = 1000
-    first_order: bool = False
-    noise_std: float = 0.0
-    noise_mode: str = "relative"
-    more_capacity: str = "width"
-    rotations: bool = False
-    split: str = "default"
-    msl: bool = False
-    msl_anneal_steps: int = 0
-    learn_inner_lr: bool = False
-    per_step_bn: bool = False
-    first_order_steps: int = 0
-    cosine_lr: bool = False
-    min_meta_lr: float = 0.0
-    sharp_variant: str = "both"
-    sharp_rho_lower: float = 0.0
-    sharp_rho_upper: float = 0.0
-    backend: str = "higher"
-    seed: int = 0
-    log_interval: int = 10
-    val_interval: int = 0
-    val_tasks: int = 100
-    test_tasks: int = 600
-    checkpoint_interval: int = 0
-    record_interval: int = 0
-    record_tasks: int = 20
-    device: str = "cpu"
-    progress: bool = True
+    base: str = option("maml", "the base learner: how a task is adapted and the outer step taken (maml, maml++, "
+                       "boil, sharp-maml, anil; see cml.bases)", group=AXES, choices=BASES)
+    method: str = option("cml", "what is added to the base: none, cml, noisy, more or cl (see cml.methods; the older "
+                         "names maml, noisy-maml, more-maml are read as none, noisy, more on the maml base)",
+                         group=AXES, choices=METHODS, aliases=tuple(LEGACY))
+    task: str = option("sinusoid", "sinusoid, a few-shot image data set (see cml.data.DATASETS) or graph (few-shot "
+                       "node classification, cml.data.graph)", group=AXES, choices=TASKS)
+    data: str | None = option(None, "path of the data set's root (None for sinusoid; for fonts, an optional cache "
+                              "folder; for graph, an optional .npz graph, the generated graph when None)", group=DATA)
+    ways: int = option(5, "classes per task (N of N-way K-shot; sinusoid regression has none)", group=SHAPE)
+    shots: int = option(1, "support examples per class (K of N-way K-shot; sinusoid: support points)", group=SHAPE)
+    queries: int = option(15, "query examples per class (sinusoid: query points)", group=SHAPE)
+    image_size: int = option(28, "side of the square input images", group=SHAPE, tasks=("image",))
+    filters: int = option(64, "channels of every Conv-4 block", group=MODEL, tasks=("image",))
+    hidden: int = option(40, "width of the sinusoid MLP's hidden layers and of the graph task's GCN layers",
+                         group=MODEL, tasks=("sinusoid", "graph"))
+    hops: int = option(2, "radius of each node's local subgraph (G-Meta: 2)", group=GRAPH, tasks=("graph",))
+    max_nodes: int = option(32, "the cap on a subgraph's nodes (larger neighbourhoods are sampled down)",
+                            group=GRAPH, tasks=("graph",))
+    graph_layers: int = option(2, "GCN layers (G-Meta: 2)", group=GRAPH, tasks=("graph",))
+    graph_modulation: bool = option(False, "AMM-GNN-style task-conditioned modulation of the node features before "
+                                    "the GCN (cml.gnn.TaskModulation)", group=GRAPH, tasks=("graph",))
+    co_learner: CoLearner = option("linear", "linear (a second linear head) or conv (two conv blocks on block 4's "
+                                   "pre-pool map, then a linear layer, as in the authors' code). Used by cml and cl; "
+                                   "more-maml is sized against it", group=METHOD)
+    gamma: float = option(1.0, "weight of the co-learner's loss in the outer objective", group=METHOD)
+    inner_lr: float = option(0.4, "the inner-loop SGD step (alpha)", group=INNER)
+    head_inner_lr: float | None = option(None, "the head's (theta's) inner step; None: the base's own (inner_lr; "
+                                         "BOIL 0)", group=INNER)
+    inner_steps: int = option(1, "inner SGD steps during meta-training", group=INNER)
+    test_inner_steps: int = option(3, "inner SGD steps at validation and test time", group=INNER)
+    meta_lr: float = option(1e-3, "Adam's learning rate (beta)", group=OUTER)
+    meta_batch: int = option(4, "tasks per outer step", group=OUTER)
+    steps: int = option(1000, "outer steps", group=OUTER)
+    first_order: bool = option(False, "drop the second-order terms of the meta-gradient (FOMAML-style) for every "
+                               "method", group=OUTER)
+    noise_std: float = option(0.0, "noisy-maml's Gaussian noise scale sigma", group=METHOD)
+    noise_mode: NoiseMode = option("relative", "absolute (noise ~ N(0, sigma^2) per element) or relative (per "
+                                   "tensor, noise with expected norm sigma * ||grad||: element std sigma * ||grad|| "
+                                   "/ sqrt(numel))", group=METHOD)
+    more_capacity: MoreCapacity = option("width", "how more-maml gets its extra parameters: width (wider backbone) "
+                                         "or blocks (the co-learner's conv blocks placed in the meta-learner's path; "
+                                         "image tasks with a conv co-learner)", group=METHOD)
+    rotations: bool = option(False, "rotate each sampled class by a random multiple of 90 degrees (Omniglot "
+                             "augmentation)", group=DATA, tasks=("image",))
+    split: str = option("default", "data-set split option passed to the loader (e.g. Omniglot lake or vinyals)",
+                        group=DATA, tasks=("image",))
+    msl: bool = option(False, "the multi-step loss (the query loss after every inner step, annealed weights)",
+                       group=BASE)
+    msl_anneal_steps: int = option(0, "outer steps over which the multi-step loss anneals to the last step alone",
+                                   group=BASE)
+    learn_inner_lr: bool = option(False, "learnable inner step sizes, one per tensor and per inner step", group=BASE)
+    per_step_bn: bool = option(False, "BatchNorm weights and biases per inner step (image tasks)", group=BASE)
+    first_order_steps: int = option(0, "outer steps trained first-order before switching to second order",
+                                    group=BASE)
+    cosine_lr: bool = option(False, "cosine annealing of the outer learning rate from meta_lr to min_meta_lr",
+                             group=BASE)
+    min_meta_lr: float = option(0.0, "the outer learning rate at the end of cosine annealing", group=BASE)
+    sharp_variant: SharpVariant = option("both", "where the sharpness-aware perturbation acts: lower, upper, both",
+                                         group=BASE)
+    sharp_rho_lower: float = option(0.0, "the inner-step perturbation radius rho (0: none)", group=BASE)
+    sharp_rho_upper: float = option(0.0, "the outer-step (SAM) perturbation radius rho (0: none)", group=BASE)
+    backend: str = option("higher", "higher (the per-task engine), func (the independent torch.func "
+                          "implementation), batched (every task of a meta-batch at once: cml.engines.batched) or auto (the "
+                          "faster on the run's device; the trainer writes the one it chose into config.json)",
+                          group=RUN, choices=BACKENDS)
+    seed: int = option(0, "seeds every generator of the run", group=RUN)
+    log_interval: int = option(10, "outer steps between metrics.jsonl lines", group=RECORDS)
+    val_interval: int = option(0, "outer steps between validations (0: only at the end)", group=RECORDS)
+    val_tasks: int = option(100, "tasks per validation", group=RECORDS)
+    test_tasks: int = option(600, "tasks in the final test (>= 600 for classification in the paper preset)",
+                             group=RECORDS)
+    checkpoint_interval: int = option(0, "outer steps between checkpoints (0: only at the end)", group=RECORDS)
+    record_interval: int = option(0, "outer steps between learning-dynamics records (0: off)", group=RECORDS)
+    record_tasks: int = option(20, "test tasks used for the CKA and t-SNE records", group=RECORDS)
+    device: Device = option("cpu", "cpu, cuda or auto", group=RUN)
+    progress: bool = option(True, "show progress bars", group=RUN)
 
     def __post_init__(self) -> None:
-        _check_types(self)
-        if isinstance(self.method, str) and isinstance(self.base, str):
-            # Configs written before bases existed: ``maml``, ``noisy-maml``, ``more-maml`` on the maml base.
-            try:
-                object.__setattr__(self, "method", upgrade(self.base, self.method))
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
-
-        def one_of(name: str, allowed: tuple[str, ...]) -> None:
+        # Types first, so that every later check compares values of the declared type (a Literal's choices are
+        # checked with its type; a JSON list becomes the tuple its field declares).
+        for name, tp in fields.field_types(type(self)).items():
             value = getattr(self, name)
-            if value not in allowed:
-                raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
-
-        for name, allowed in FIELD_CHOICES.items():
-            one_of(name, allowed)
+            typed = fields.coerce(name, tp, value)
+            if typed is not value:
+                object.__setattr__(self, name, typed)
+        # Configs written before bases existed: ``maml``, ``noisy-maml``, ``more-maml`` on the maml base.
+        try:
+            object.__setattr__(self, "method", upgrade(self.base, self.method))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        for f in dataclasses.fields(self):
+            allowed = fields.info(type(self), f.name).choices
+            if allowed:
+                check_choice(f.name, getattr(self, f.name), allowed)
         for name in ("ways", "shots", "queries", "image_size", "filters", "hidden", "meta_batch", "steps",
                      "inner_steps", "test_inner_steps", "val_tasks", "test_tasks", "record_tasks", "hops",
                      "graph_layers"):
@@ -221,7 +199,7 @@ class Config:
 
     def _check_base(self) -> None:
         """Base-specific options only under their base; combinations without meaning refused, saying why."""
-        defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
         for option, owner in base_options().items():
             if owner != self.base and getattr(self, option) != defaults[option]:
                 raise ConfigError(f"{option} is an option of base {owner!r}, not of {self.base!r}; remove it or "
@@ -266,19 +244,16 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> "Config":
-        """Builds a config, rejecting unknown keys (a typo must not be silently ignored)."""
+        """Builds a config from Python or JSON values, rejecting unknown keys (a typo must not be silently
+        ignored); each value is checked against its field's type (:func:`cml.fields.coerce`)."""
         if not isinstance(values, dict):
             raise ConfigError(f"{source} must be a mapping of config fields to values, got a "
                               f"{type(values).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(map(repr, set(values) - known)) if any(not isinstance(k, str) for k in values) \
-            else sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown key(s) in {source}: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        fields.check_keys(cls, values, source)
         return cls(**values)
 
     def replace(self, **changes: Any) -> "Config":
-        return Config.from_dict({**self.to_dict(), **changes}, source="override")
+        return type(self).from_dict({**self.to_dict(), **changes}, source="override")
 
     def save(self, path: Path) -> None:
         from .records import atomic_write_text
@@ -304,24 +279,40 @@ class Config:
             raise damaged(Path(path), f"not a valid config ({e})") from None
 
 
-_TYPE_CHECKS = {
-    "bool": (lambda v: isinstance(v, bool), "a boolean (true/false)"),
-    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
-    "str": (lambda v: isinstance(v, str), "a string"),
-    "str | None": (lambda v: v is None or isinstance(v, str), "a string or null"),
-    "float | None": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
-                     "a number or null"),
-}
+# Every annotation is resolved and checked supported now: a field the parser cannot read fails at import, naming
+# itself, rather than every Config().
+fields.field_types(Config)
 
 
-def _check_types(cfg: Config) -> None:
-    # Types first, so that every later check compares values of the declared type.
-    for f in dataclasses.fields(cfg):
-        ok, kind = _TYPE_CHECKS[f.type]
-        value = getattr(cfg, f.name)
-        if not ok(value):
-            raise ConfigError(f"{f.name} must be {kind}, got {value!r}")
+#: How the help names a task family a field is read for (a field of one family only says so first).
+_FAMILY_LABELS = {"sinusoid": "sinusoid", "image": "image tasks", "graph": "graph task"}
+
+
+def field_description(name: str) -> str:
+    """A config field's description: its help text, after the base learner that reads it (from the base's
+    ``options``, :mod:`cml.bases`) or the one task family it applies to (``MAML++: the multi-step loss ...``,
+    ``graph task: GCN layers ...``).
+
+    Raises:
+        KeyError: if ``name`` is not a config field.
+    """
+    meta = fields.info(Config, name)
+    owner = base_options().get(name)
+    if owner is not None:
+        return f"{get_base(owner).label}: {meta.help}"
+    if len(meta.tasks) == 1:
+        return f"{_FAMILY_LABELS[meta.tasks[0]]}: {meta.help}"
+    return meta.help
+
+
+Config.__doc__ = (Config.__doc__ or "").rstrip() + "\n\n" + fields.attributes_doc(Config, field_description)
+#: The allowed values of every enumerated field: checked by ``Config`` and listed by the CLI's ``--help``.
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    f.name: c for f in dataclasses.fields(Config) if (c := fields.choices(Config, f.name))}
+#: Older values a field still accepts (read as a current one on construction), listed by ``--help`` beside
+#: :data:`FIELD_CHOICES`.
+FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    f.name: a for f in dataclasses.fields(Config) if (a := fields.info(Config, f.name).aliases)}
 
 
 def preset(name: str, task: str, method: str, base: str = "maml", **overrides: Any) -> Config:
@@ -334,12 +325,9 @@ def preset(name: str, task: str, method: str, base: str = "maml", **overrides: A
     Raises:
         ConfigError: on an unknown preset, task or method, or an invalid override.
     """
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
-    if base not in BASES:
-        raise ConfigError(f"unknown base {base!r}; choose one of: {', '.join(BASES)}")
+    check_choice("preset", name, PRESETS)
+    check_choice("task", task, TASKS)
+    check_choice("base", base, BASES)
     try:
         spec = get_method(method)
     except KeyError as e:

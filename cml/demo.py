@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import records
 from .config import preset
 from .methods import get_method
 from .sweep import run_sweep
@@ -66,7 +67,7 @@ def run_demo(out: Path, report: Path, quick_steps: int | None = None, test_tasks
     run_sweep(out / "fonts", configs["fonts"], IMAGE_METHODS, IMAGE_SEEDS)
     results["fonts"] = run_sweep(out / "fonts", configs["fonts"], BASELINES, SEEDS)
     print(table(results))
-    report.parent.mkdir(parents=True, exist_ok=True)
+    records.make_folder(report.parent, "--report")
     write_report([out / "sinusoid", out / "fonts"], report)
     print(f"report: {report}  ({time.perf_counter() - start:.0f} s in all)")
     return 0

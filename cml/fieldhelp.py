@@ -1,9 +1,9 @@
-"""Help text of the config flags, generated from the one place each field is documented.
+"""Help text of the config flags, generated from each field's metadata.
 
-A field's description is its entry in the ``Attributes:`` section of the :class:`cml.config.Config` docstring
-(Google style; one entry may name several fields: ``ways, shots, queries: ...``). Its default is what the
-presets resolve it to, and its allowed values are :data:`cml.config.FIELD_CHOICES`. ``python -m cml train
---help`` prints all three for every flag; a field missing from the docstring is an error here, so a new field
+A field's description is its :class:`cml.fields.FieldInfo` help (:func:`cml.config.field_description` puts the
+base learner or task family it belongs to first). Its default is what the presets resolve it to, and its allowed
+values are its choices (:data:`cml.config.FIELD_CHOICES`). ``python -m cml train --help`` prints all three for
+every flag; a field declared without help cannot exist (:func:`cml.fields.option` requires it), so a new field
 cannot reach the CLI undocumented (``tests/test_cli_help.py``).
 """
 
@@ -12,65 +12,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import re
 from typing import Any
 
-from .config import BASES, FIELD_ALIASES, FIELD_CHOICES, METHODS, PRESETS, TASKS, Config, preset
+from .config import BASES, FIELD_ALIASES, FIELD_CHOICES, METHODS, PRESETS, TASKS, Config, field_description, preset
+from .fields import show
 from .tasks import TASK_TABLE
 
-__all__ = ["attribute_docs", "preset_defaults", "field_help"]
-
-_ENTRY = re.compile(r"^(?P<names>[A-Za-z_][\w, ]*?):\s+(?P<text>.*)$")
+__all__ = ["preset_defaults", "field_help"]
 
 
-def attribute_docs(cls: type) -> dict[str, str]:
-    """``{field: description}`` from the ``Attributes:`` section of ``cls``'s Google-style docstring.
-
-    Args:
-        cls: a class whose docstring has an ``Attributes:`` section of ``name: text`` entries (continuation
-            lines indented deeper; ``a, b: text`` documents ``a`` and ``b`` alike).
-
-    Returns:
-        Each documented name's text, continuation lines joined, RST literals (````x````) and roles
-        (``:mod:`x```) shown as ``x``.
-
-    Raises:
-        ValueError: if the docstring has no ``Attributes:`` section or an entry cannot be parsed.
-    """
-    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.strip() == "Attributes:")
-    except StopIteration:
-        raise ValueError(f"{cls.__name__}'s docstring has no 'Attributes:' section") from None
-    base = len(lines[start]) - len(lines[start].lstrip())
-    docs: dict[str, str] = {}
-    names: list[str] = []
-    entry_indent: int | None = None
-    for line in lines[start + 1:]:
-        if not line.strip():
-            continue
-        indent = len(line) - len(line.lstrip())
-        if indent <= base:
-            break  # the next section
-        if entry_indent is None:
-            entry_indent = indent
-        if indent == entry_indent:
-            match = _ENTRY.match(line.strip())
-            if not match:
-                raise ValueError(f"{cls.__name__}'s Attributes section: cannot parse {line.strip()!r}; "
-                                 f"expected 'name: description'")
-            names = [n.strip() for n in match["names"].split(",")]
-            for n in names:
-                docs[n] = match["text"].strip()
-        else:
-            for n in names:
-                docs[n] += " " + line.strip()
-    # RST literals (``x``) and roles (:mod:`x`) print as their text.
-    return {n: re.sub(r"(?::\w+:)?`{1,2}([^`]*)`{1,2}", r"\1", text) for n, text in docs.items()}
-
-
-#: The task groups the presets are written for, in the order help texts name them.
 def _groups() -> dict[str, tuple[str, ...]]:
+    """The task groups the presets are written for (one per task family), in the order help texts name them."""
     groups: dict[str, tuple[str, ...]] = {}
     for name, entry in TASK_TABLE.items():
         groups[entry.family.help_group] = groups.get(entry.family.help_group, ()) + (name,)
@@ -89,15 +41,11 @@ def _task_group(tasks: list[str]) -> str:
     return ", ".join(names)
 
 
-def _show(value: Any) -> str:
-    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def _by_task(values: dict[str, Any]) -> str:
     """``{task: value}`` as one text: the value alone if every task agrees, else ``value (tasks), ...``."""
     by_value: dict[str, list[str]] = {}
     for t in TASKS:
-        by_value.setdefault(_show(values[t]), []).append(t)
+        by_value.setdefault(show(values[t]), []).append(t)
     if len(by_value) == 1:
         return next(iter(by_value))
     return ", ".join(f"{v} ({_task_group(ts)})" for v, ts in by_value.items())
@@ -143,7 +91,7 @@ def _preset_defaults() -> dict[str, str]:
             return None if name == "data" else v  # the dummy path stands for "the user's"
 
         if len({repr(value(*k)) for k in resolved}) == 1:
-            out[name] = _show(value(*next(iter(resolved))))
+            out[name] = show(value(*next(iter(resolved))))
             continue
         texts: dict[str, str] = {}
         for p in PRESETS:
@@ -163,20 +111,16 @@ def _preset_defaults() -> dict[str, str]:
     return out
 
 
-def field_help(name: str, docs: dict[str, str] | None = None, defaults: dict[str, str] | None = None) -> str:
+def field_help(name: str, defaults: dict[str, str] | None = None) -> str:
     """The ``--help`` text of one config field: description, allowed values, default.
 
     Raises:
-        KeyError: if ``name`` is not documented in the Config docstring (document it there).
+        KeyError: if ``name`` is not a config field.
     """
-    docs = attribute_docs(Config) if docs is None else docs
     defaults = preset_defaults() if defaults is None else defaults
-    if name not in docs:
-        raise KeyError(f"config field {name!r} has no entry in the Attributes section of Config's docstring; "
-                       f"document it there (it is the flag's --help)")
-    text = docs[name].rstrip(".") + "."
+    text = field_description(name).rstrip(".") + "."
     if name in FIELD_CHOICES:
-        text += f" One of: {', '.join(FIELD_CHOICES[name])}"
+        text += f" One of: {', '.join(show(c) for c in FIELD_CHOICES[name])}"
         if name in FIELD_ALIASES:
             text += f" (older names, still read: {', '.join(FIELD_ALIASES[name])})"
         text += "."

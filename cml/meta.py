@@ -31,14 +31,11 @@ from .bases import get_base
 from .config import Config
 from .data.base import Task
 from .engines.base import Engine, Order, Params, Primitives, Rate
+from .errors import NonFiniteLossError  # re-exported: defined with every other error in cml.errors
 from .roles import role_of
 
 if TYPE_CHECKING:
     from .methods import HeadsLoss
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or infinite."""
 
 
 def task_loss(cfg: Config, out: Tensor, y: Tensor) -> Tensor:

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from . import records
 from .config import Config, ConfigError
+from .errors import InternalError, UserError
 
 #: What to install for ``--engine ray`` (the version this engine is tested against).
 INSTALL = "pip install 'ray[tune]>=2.60'"
@@ -142,8 +143,9 @@ def run_cells(start: Config, pending: Sequence[tuple[Path, Config]], record: boo
         options: placement (:class:`RayOptions`).
 
     Raises:
-        The error of the first failed cell, naming the cell (a user's error keeps its class, so that the CLI
-        reports it in one line); RuntimeError for any other failure.
+        The error of the first failed cell, naming the cell (a :class:`cml.errors.UserError` keeps its class, so
+        that the CLI reports it in one line); :class:`cml.errors.InternalError` (a RuntimeError) for any other
+        failure, chained to it.
     """
     if not pending:
         return
@@ -179,18 +181,14 @@ def run_cells(start: Config, pending: Sequence[tuple[Path, Config]], record: boo
 
 
 def _raise_cell_error(cell: str, error: BaseException) -> None:
-    from .data.base import DataError
-    from .meta import NonFiniteLossError
-
     cause = error
     while getattr(cause, "cause", None) is not None and cause is not cause.cause:
         cause = cause.cause
-    user = (ConfigError, DataError, NonFiniteLossError, records.RunFolderError)
-    if isinstance(cause, user):
+    if isinstance(cause, UserError):
         message = str(cause).strip().splitlines()[-1]
         try:
             again = type(cause)(f"cell {cell} (Ray trial): {message}")
         except TypeError:  # an error class with its own constructor: keep it as it came
             raise cause from None
         raise again from None
-    raise RuntimeError(f"cell {cell} failed in its Ray trial: {error}") from error
+    raise InternalError(f"cell {cell} failed in its Ray trial: {error}") from error

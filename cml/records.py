@@ -34,6 +34,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
+# Re-exported: a run folder's errors, defined with every other error in cml.errors.
+from .errors import DiskFullError, FolderLockedError, MissingFileError, OutputExistsError, RunFolderError  # noqa: F401
+
 CHECKPOINT = "checkpoint.pt"
 SWEEP = "sweep.json"
 AGGREGATE = "aggregate.json"
@@ -77,6 +80,8 @@ def _grid_text(value: Any) -> str:
         return json.dumps(value)  # true, false, null: as the config file writes them
     if isinstance(value, float):
         return f"{value:g}"  # 0.0 -> 0, 1e-05 -> 1e-05: what the user typed, not float noise
+    if isinstance(value, (tuple, list)):  # a tuple field's value (a list once read back from sweep.json)
+        return ",".join(_grid_text(v) for v in value) or "()"
     return str(value).replace(os.sep, "_")  # a path value must not make a sub-folder
 
 
@@ -92,7 +97,9 @@ def spec_grid(spec: dict[str, Any]) -> dict[str, list[Any]]:
     ``sweep.json`` stores it as a list of ``{"field": ..., "values": [...]}``: JSON objects are written with
     sorted keys, which would lose the order.
     """
-    return {item["field"]: list(item["values"]) for item in spec.get("grid") or []}
+    # A tuple field's values are JSON lists in the file: tuples again, as the config field holds them.
+    return {item["field"]: [tuple(v) if isinstance(v, list) else v for v in item["values"]]
+            for item in spec.get("grid") or []}
 
 
 def grid_spec(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -106,18 +113,6 @@ def grid_points(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
 
     grid = grid or {}
     return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-
-
-class RunFolderError(ValueError):
-    """A run folder's file is missing, damaged or not written by cml; the message says how to fix it."""
-
-
-class DiskFullError(RunFolderError):
-    """A record could not be written for lack of space; the older records and checkpoints are intact."""
-
-
-class FolderLockedError(RunFolderError):
-    """Another process is writing the folder."""
 
 
 # How to repair each kind of damaged file. A record computed from the checkpoint is written again by
@@ -328,7 +323,7 @@ def read_jsonl(path: Path, drop_partial_last: bool = True) -> list[dict[str, Any
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; was the run trained with the settings that write it?")
+        raise MissingFileError(f"{path} does not exist; was the run trained with the settings that write it?")
     lines = _text(path).splitlines()
     out = []
     for i, line in enumerate(lines, start=1):
@@ -346,10 +341,11 @@ def read_jsonl(path: Path, drop_partial_last: bool = True) -> list[dict[str, Any
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; a damaged file (not UTF-8, not JSON, not an object) is :func:`damaged`."""
+    """A JSON object from ``path``; a damaged file (not UTF-8, not JSON, not an object) is :func:`damaged`, a
+    missing one a :class:`MissingFileError` (a FileNotFoundError)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; has the run finished?")
+        raise MissingFileError(f"{path} does not exist; has the run finished?")
     try:
         value = json.loads(_text(path))
     except json.JSONDecodeError as e:
@@ -360,18 +356,19 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def load_npz(path: Path) -> dict[str, Any]:
-    """The arrays of an ``.npz`` record (no pickles); a truncated or foreign file is :func:`damaged`."""
+    """The arrays of an ``.npz`` record (no pickles); a truncated or foreign file is :func:`damaged`, a missing
+    one a :class:`MissingFileError` (a FileNotFoundError)."""
     import zipfile
     import zlib
 
     import numpy as np
 
     path = Path(path)
+    if not path.exists():
+        raise MissingFileError(f"{path} does not exist; was the run trained with the settings that write it?")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError) as e:
         raise damaged(path, f"not a readable .npz archive ({type(e).__name__}; cut short?)") from None
 
@@ -400,6 +397,25 @@ def move_aside(folder: Path) -> Path:
         target = folder.with_name(f"{folder.name}{ASIDE}{stamp}-{n}")
     os.rename(folder, target)
     return target
+
+
+def make_folder(folder: Path, flag: str) -> Path:
+    """Creates ``folder`` and the folders above it, if absent, to write into.
+
+    Args:
+        flag: the option the user named the path with (``--out``, ``-o``), for the message.
+
+    Raises:
+        OutputExistsError: if ``folder`` or a folder above it is a file (the user's path to change, not a bug).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        in_the_way = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
+        raise OutputExistsError(f"{flag}: {in_the_way} is a file where a folder must be (for {folder}); choose "
+                                f"another {flag} or move the file") from None
+    return folder
 
 
 def lock_path(folder: Path) -> Path:
@@ -433,6 +449,7 @@ class FolderLock:
 
     Raises:
         FolderLockedError: on entry, if a live process holds the folder (naming its host and PID).
+        OutputExistsError: on entry, if the folder or a folder above it is a file.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -450,7 +467,10 @@ class FolderLock:
     def acquire(self) -> None:
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(self.path.parent, "--out")
+        if self.folder.exists() and not self.folder.is_dir():
+            raise OutputExistsError(f"{self.folder} is a file, not a run or sweep folder; choose another --out/--name "
+                                    f"or move the file")
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:

@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import dataclasses
+import json
 import math
 
 from . import records
 from .config import Config, ConfigError, preset
+from .fields import parse_text, split_list
 from .methods import LEGACY_BASE, get_method, upgrade, variant_key
 
 TEST_METRICS = ("acc", "acc_dagger", "mse", "mse_dagger", "mse_before")
@@ -39,41 +41,20 @@ ENGINES = ("local", "ray")
 #: Config fields a --grid may not vary: each has its own flag (--bases, --methods, --seeds), and a sweep folder
 #: holds one task.
 NOT_GRIDDED = ("base", "method", "seed", "task")
-_TRUE, _FALSE, _NONE = ("true", "yes", "1"), ("false", "no", "0"), ("none", "null")
 
 
-def _grid_value(field: dataclasses.Field, text: str, flag: str) -> Any:
-    """One --grid value typed as its config field declares (int, float, bool, str, or None where allowed)."""
-    kind = field.type
-    low = text.lower()
-    if kind.endswith("| None") and low in _NONE:
-        return None
-    try:
-        if kind.startswith("int"):
-            return int(text)
-        if kind.startswith("float"):
-            value = float(text)
-            if not math.isfinite(value):
-                raise ValueError
-            return value
-    except ValueError:
-        number = "an integer" if kind.startswith("int") else "a finite number"
-        raise ConfigError(f"{flag}: {field.name} takes {number}, got {text!r}") from None
-    if kind == "bool":
-        if low in _TRUE + _FALSE:
-            return low in _TRUE
-        raise ConfigError(f"{flag}: {field.name} takes true or false, got {text!r}")
-    return text
+def parse_grid(items: Sequence[str], cls: type = Config) -> dict[str, list[Any]]:
+    """The ``--grid FIELD=v1,v2,...`` flags as ``{field: [values]}``, each value typed by its config field with
+    the CLI flags' parser (:func:`cml.fields.parse_text`); a tuple value is bracketed (``widths=[1,2],[3]``).
 
-
-def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
-    """The ``--grid FIELD=v1,v2,...`` flags as ``{field: [values]}``, each value typed by its config field.
+    Args:
+        cls: the config class whose fields are gridded.
 
     Raises:
         ConfigError: one line naming the flag, for an unknown field, a field with its own flag, a field given
             twice, an empty list, a repeated value or a value of the wrong type.
     """
-    fields = {f.name: f for f in dataclasses.fields(Config)}
+    fields = {f.name for f in dataclasses.fields(cls)}
     grid: dict[str, list[Any]] = {}
     for item in items:
         flag = f"--grid {item}"
@@ -90,12 +71,12 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
                               (f"use {own}" if own else "a sweep folder holds one task: sweep each into its own --out"))
         if name in grid:
             raise ConfigError(f"{flag}: {name} is already gridded; give all its values in one --grid")
-        texts = [t.strip() for t in text.split(",")]
+        texts = split_list(text)
         if not any(texts):
             raise ConfigError(f"{flag}: no values; give at least one, e.g. --grid {name}=v1,v2")
         if not all(texts):
             raise ConfigError(f"{flag}: an empty value in the list; remove the stray comma")
-        values = [_grid_value(fields[name], t, flag) for t in texts]
+        values = [parse_text(cls, name, t, flag) for t in texts]
         if len({repr(v) for v in values}) != len(values):
             raise ConfigError(f"{flag}: a value is repeated; each cell must be trained once")
         grid[name] = values
@@ -268,7 +249,9 @@ def _write_spec(out: Path, spec: dict[str, Any], restart: bool) -> None:
     spec_path = out / records.SWEEP
     old = _read_spec(spec_path, restart)
     if old is not None:
-        changed = {k: v for k, v in old["base"].items() if spec["base"].get(k) != v and k not in ("steps", "progress")}
+        # As the file holds it (a tuple field's value is a JSON list there), so that only a real change differs.
+        base = json.loads(json.dumps(spec["base"]))
+        changed = {k: v for k, v in old["base"].items() if base.get(k) != v and k not in ("steps", "progress")}
         if changed:
             raise ConfigError(f"{out} holds a sweep with other settings ({', '.join(sorted(changed))}); "
                               f"use another --out")

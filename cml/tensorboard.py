@@ -29,6 +29,7 @@ from typing import Any
 
 from . import records
 from .config import ConfigError
+from .errors import MissingFileError
 
 __all__ = ["TENSORBOARD_DIR", "RECORDS", "scalars", "export_run", "LiveExport"]
 
@@ -77,12 +78,12 @@ def scalars(run_dir: str | Path) -> dict[str, dict[int, float]]:
 
     Raises:
         RunFolderError: if a record file is damaged (a line that is not JSON), naming it.
-        FileNotFoundError: if ``run_dir`` is not a run folder.
+        MissingFileError: if ``run_dir`` is not a run folder (a FileNotFoundError).
     """
     run_dir = Path(run_dir)
     if not (run_dir / records.CONFIG).is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json); give a run or sweep folder "
-                                f"written by `python -m cml train` or `sweep`")
+        raise MissingFileError(f"{run_dir} is not a run folder (no config.json); give a run or sweep folder "
+                               f"written by `python -m cml train` or `sweep`")
     out: dict[str, dict[int, float]] = {}
     last = _last_step(run_dir)
     for name, prefix in RECORDS:
@@ -109,7 +110,7 @@ def _writer(logdir: Path):
     except ImportError:  # torch's writer needs the tensorboard package
         raise ConfigError("TensorBoard output needs the tensorboard package: pip install tensorboard "
                           "(or pip install 'cml[tensorboard]')") from None
-    logdir.mkdir(parents=True, exist_ok=True)
+    records.make_folder(logdir, "--logdir")
     for old in logdir.glob(_EVENTS):
         old.unlink()
     return SummaryWriter(log_dir=str(logdir))

@@ -20,6 +20,7 @@ from .config import Config, ConfigError
 from .data.base import Task
 from .bases import get_base
 from .engines import make_backend, resolve_backend
+from .errors import MissingFileError, OutputExistsError
 from .meta import EvalResult, MetaGradient, NonFiniteLossError, evaluate_tasks, outer_gradient
 from .models import MetaModel, build_model, init_parameters, parameter_counts
 from .roles import role_of
@@ -136,8 +137,8 @@ class Trainer:
         if resume:
             cfg = self._check_resume(cfg)
         elif (self.run_dir / CHECKPOINT).exists():
-            raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it, --restart "
-                                  f"to move it aside and train afresh, or choose another --out/--name")
+            raise OutputExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it, --restart "
+                                    f"to move it aside and train afresh, or choose another --out/--name")
         self.cfg = cfg
         self.tasks = TaskSource(cfg, splits, self.device)
         self.model = build_model(cfg, self.tasks.in_channels)
@@ -169,7 +170,7 @@ class Trainer:
     def _check_resume(self, cfg: Config) -> Config:
         path = self.run_dir / CHECKPOINT
         if not path.exists():
-            raise FileNotFoundError(f"cannot resume: {path} does not exist; train without --resume first")
+            raise MissingFileError(f"cannot resume: {path} does not exist; train without --resume first")
         saved = Config.load(self.run_dir / records.CONFIG)
         diff = {k for k, v in cfg.to_dict().items() if saved.to_dict()[k] != v} - {"steps", "progress"}
         if diff:
@@ -343,12 +344,12 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     """A run's checkpoint, loaded with ``weights_only=True`` (no code execution), with every key it must hold.
 
     Raises:
-        FileNotFoundError: if there is none.
+        MissingFileError: if there is none (a FileNotFoundError).
         RunFolderError: if it is truncated, foreign, or lacks a key (naming the file and the fix).
     """
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}; is {run_dir} a run folder that finished a step?")
+        raise MissingFileError(f"no checkpoint at {path}; is {run_dir} a run folder that finished a step?")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which, and what to do

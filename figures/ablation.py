@@ -26,6 +26,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from analysis.stats import MIN_SEEDS_FOR_CI, seed_ci95
+from cml.errors import FigureInputError
 from cml.methods import get_method
 
 from . import style
@@ -86,13 +87,13 @@ def cells(runs: Sequence[Run]) -> dict[str, Any]:
         fewer than :data:`MIN_SEEDS_FOR_CI` seeds).
 
     Raises:
-        ValueError: if no run has a γ grid, or no co-learner run of the grid has finished.
+        FigureInputError: if no run has a γ grid, or no co-learner run of the grid has finished.
     """
     runs = as_runs(runs)
     gridded = [r for r in runs if GRID_FIELD in r.grid and get_method(r.addon).dagger and r.has("test.json")]
     if not gridded:
-        raise ValueError("the ablation needs a sweep with --grid gamma=... of a co-learner method (--methods cml) "
-                         "whose cells have finished")
+        raise FigureInputError("the ablation needs a sweep with --grid gamma=... of a co-learner method "
+                               "(--methods cml) whose cells have finished")
     per: dict[tuple[str, str], dict[float, dict[str, list[float]]]] = {}
     def order(r: Run) -> tuple:
         return (r.base, _co_order(str(r.config["co_learner"])), float(r.config["gamma"]), r.seed)
@@ -160,14 +161,14 @@ def figure(runs: Sequence[Run] | Any) -> Figure:
         runs: runs of one setting (or folders), holding a γ grid of CML (see the module docstring).
 
     Raises:
-        ValueError: if the runs mix settings or hold no finished γ grid.
+        FigureInputError: if the runs mix settings or hold no finished γ grid.
     """
     from cml.bases import get_base
 
     runs = as_runs(runs)
     settings = group_by_setting(runs)
     if len(settings) > 1:
-        raise ValueError(f"the ablation draws one setting; got {', '.join(s.label for s in settings)}")
+        raise FigureInputError(f"the ablation draws one setting; got {', '.join(s.label for s in settings)}")
     setting = next(iter(settings))
     numbers = cells(runs)
     base_labels = {b: get_base(b).label for b, _ in numbers["lines"]}

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from cml.errors import FigureInputError
+
 from . import style
 from .runs import Run, as_runs, group_by_method
 
@@ -30,26 +32,27 @@ def select(runs: Sequence[Run], methods: Sequence[str], seed: int | None = None)
         seed: the seed to draw; default the lowest seed that every method has at that shots value.
 
     Raises:
-        ValueError: if there is no sinusoid run, or a shots value lacks a method or the seed.
+        FigureInputError: if there is no sinusoid run, or a shots value lacks a method or the seed.
     """
     sin = [r for r in runs if r.is_regression]
     if not sin:
         tasks = sorted({r.task for r in runs})
-        raise ValueError(f"Figure 2 needs sinusoid runs; got only {', '.join(tasks)} runs. Train them with "
-                         f"`python -m cml sweep --task sinusoid --methods maml,cml --record-interval 5 ...`")
+        raise FigureInputError(f"Figure 2 needs sinusoid runs; got only {', '.join(tasks)} runs. Train them with "
+                               f"`python -m cml sweep --task sinusoid --methods maml,cml --record-interval 5 ...`")
     out: dict[int, dict[str, Run]] = {}
     for shots in sorted({r.shots for r in sin}):
         by_method = group_by_method([r for r in sin if r.shots == shots])
         absent = [m for m in methods if m not in by_method]
         if absent:
-            raise ValueError(f"Figure 2: no {', '.join(absent)} run at {shots} shots (found "
-                             f"{', '.join(by_method)}); train the missing method(s) at --shots {shots}")
+            raise FigureInputError(f"Figure 2: no {', '.join(absent)} run at {shots} shots (found "
+                                   f"{', '.join(by_method)}); train the missing method(s) at --shots {shots}")
         common = set.intersection(*({r.seed for r in by_method[m]} for m in methods))
         if seed is not None and seed not in common:
-            raise ValueError(f"Figure 2: seed {seed} is not trained for every method at {shots} shots "
-                             f"(common seeds: {sorted(common) or 'none'})")
+            raise FigureInputError(f"Figure 2: seed {seed} is not trained for every method at {shots} shots "
+                                   f"(common seeds: {sorted(common) or 'none'})")
         if not common:
-            raise ValueError(f"Figure 2: the methods share no seed at {shots} shots; train them with the same --seeds")
+            raise FigureInputError(f"Figure 2: the methods share no seed at {shots} shots; train them with the same "
+                                   f"--seeds")
         chosen = seed if seed is not None else min(common)
         out[shots] = {m: next(r for r in by_method[m] if r.seed == chosen) for m in methods}
     return out
@@ -84,7 +87,7 @@ def figure(
         on the 200-point grid.
 
     Raises:
-        ValueError: see :func:`select`; or a curve index outside the recorded ones.
+        FigureInputError: see :func:`select`; or a curve index outside the recorded ones.
         MissingRecordError: if a run has no ``fits.npz``.
     """
     chosen = select(as_runs(source), methods, seed)
@@ -95,7 +98,7 @@ def figure(
     n_rec = min(f["truth"].shape[0] for cells in fits.values() for f in cells.values())
     bad = [c for c in curves if not 0 <= c < n_rec]
     if bad:
-        raise ValueError(f"curves {bad} are not recorded; fits.npz holds curves 0..{n_rec - 1}")
+        raise FigureInputError(f"curves {bad} are not recorded; fits.npz holds curves 0..{n_rec - 1}")
     shots_values = list(fits)
     # A column per shots value, a row per curve: on the portrait page, the curves stack.
     nrows, ncols = len(curves), len(shots_values)

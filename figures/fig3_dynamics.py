@@ -34,6 +34,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from analysis.stats import MIN_SEEDS_FOR_CI, seed_ci95
+from cml.errors import FigureInputError
 
 from . import style
 from .runs import MissingRecordError, Run, as_runs, group_by_method, group_by_setting
@@ -106,15 +107,15 @@ def band(per_seed: Sequence[dict[int, float]], smooth: int = 1,
         bounds are NaN and ``per_seed`` is what to draw.
 
     Raises:
-        ValueError: if no seed has a value, or the seeds share no recorded step.
+        FigureInputError: if no seed has a value, or the seeds share no recorded step.
     """
     cleaned = [{s: v for s, v in d.items() if v is not None and math.isfinite(v)} for d in per_seed]
     cleaned = [d for d in cleaned if d]
     if not cleaned:
-        raise ValueError("no finite values to draw")
+        raise FigureInputError("no finite values to draw")
     steps = sorted(set.intersection(*(set(d) for d in cleaned)))
     if not steps:
-        raise ValueError("the seeds share no recorded step (different --record-interval or --val-interval?)")
+        raise FigureInputError("the seeds share no recorded step (different --record-interval or --val-interval?)")
     if smooth < 1:
         raise ValueError(f"smooth must be a positive number of records, got {smooth}")
     values = np.array([_rolling(np.array([d[s] for s in steps]), smooth) for d in cleaned])  # (seeds, n)
@@ -366,14 +367,14 @@ def figure(
         The figure; axes carry the panel letter in their titles.
 
     Raises:
-        ValueError: if the runs mix settings or hold none of the panel's methods.
+        FigureInputError: if the runs mix settings or hold none of the panel's methods.
         MissingRecordError: if a needed record is absent (``dynamics.jsonl``, ``representations.json``,
             ``val.jsonl``), naming the run folder and the flag that writes it.
     """
     runs = as_runs(source)
     settings = group_by_setting(runs)
     if len(settings) > 1:
-        raise ValueError(f"Figure 3 draws one setting at a time; got {', '.join(s.label for s in settings)}")
+        raise FigureInputError(f"Figure 3 draws one setting at a time; got {', '.join(s.label for s in settings)}")
     setting = next(iter(settings))
     by_method = group_by_method(runs)
 
@@ -381,8 +382,8 @@ def figure(
         wanted = [m for m in (methods or default) if not co_only or m in ("cml", "cl")]
         found = _methods(by_method, wanted)
         if not found:
-            raise ValueError(f"Figure 3 ({setting.label}): none of {', '.join(wanted)} among the runs "
-                             f"({', '.join(by_method)})")
+            raise FigureInputError(f"Figure 3 ({setting.label}): none of {', '.join(wanted)} among the runs "
+                                   f"({', '.join(by_method)})")
         return found
 
     conv, cos, norm, cka = pick(CONVERGENCE_METHODS), pick(COSINE_METHODS, True), pick(NORM_METHODS), pick(CKA_METHODS)

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from cml.errors import FigureInputError
+
 from . import style
 from .runs import Run, as_runs, group_by_method, group_by_setting
 
@@ -58,27 +60,28 @@ def figure(
         The figure: ``len(methods)`` rows x 2 columns (before, after adaptation).
 
     Raises:
-        ValueError: for sinusoid runs, mixed settings, or a missing method or seed.
+        FigureInputError: for sinusoid runs, mixed settings, or a missing method or seed.
         MissingRecordError: if ``features.npz`` or ``representations.json`` is absent.
     """
     runs = as_runs(source)
     settings = group_by_setting(runs)
     if len(settings) > 1:
-        raise ValueError(f"Figure 4 draws one setting at a time; got {', '.join(s.label for s in settings)}")
+        raise FigureInputError(f"Figure 4 draws one setting at a time; got {', '.join(s.label for s in settings)}")
     setting = next(iter(settings))
     if setting.is_regression:
-        raise ValueError("Figure 4 needs an image task; sinusoid runs have no class features (see Figure 2)")
+        raise FigureInputError("Figure 4 needs an image task; sinusoid runs have no class features (see Figure 2)")
     by_method = group_by_method(runs)
     absent = [m for m in methods if m not in by_method]
     if absent:
-        raise ValueError(f"Figure 4 ({setting.label}): no {', '.join(absent)} run (found {', '.join(by_method)})")
+        raise FigureInputError(f"Figure 4 ({setting.label}): no {', '.join(absent)} run (found {', '.join(by_method)})")
     common = set.intersection(*({r.seed for r in by_method[m]} for m in methods))
     if seed is None:
         if not common:
-            raise ValueError(f"Figure 4: {', '.join(methods)} share no seed; train them with the same --seeds")
+            raise FigureInputError(f"Figure 4: {', '.join(methods)} share no seed; train them with the same --seeds")
         seed = min(common)
     elif seed not in common:
-        raise ValueError(f"Figure 4: seed {seed} is not trained for every method (common: {sorted(common) or 'none'})")
+        raise FigureInputError(f"Figure 4: seed {seed} is not trained for every method (common: "
+                               f"{sorted(common) or 'none'})")
     chosen = {m: next(r for r in by_method[m] if r.seed == seed) for m in methods}
     data = {m: (r.features(), r.representations()) for m, r in chosen.items()}
 

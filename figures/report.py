@@ -16,9 +16,11 @@ The cells of a ``--grid`` sweep differ in more than method and seed, so they are
 pages and claims (which would otherwise count one method's seed several times) and drawn by the ablation
 page; the title page lists them.
 
-A figure whose records are absent is replaced by a page naming the missing records and the command that
-writes them. The report fails (one line naming the file, exit code 2 from the CLI) when no run folder is found
-at all, or when a record is damaged: a page drawn around a damaged file would hide it.
+A figure whose records are absent (:class:`cml.errors.MissingRecordError`), or that cannot be drawn from the runs
+given (:class:`cml.errors.FigureInputError`: a method, seed or task it needs is absent), is replaced by a page
+saying so and naming the command that produces what it lacks. The report fails (one line naming the file, exit
+code 2 from the CLI) when no run folder is found at all, or when a record is damaged: a page drawn around a
+damaged file would hide it. Any other exception in a figure is a bug and fails the report with its traceback.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from cml import records
+from cml.errors import FigureInputError, OutputExistsError
 from cml.methods import LEGACY_BASE
 
 from . import claims as claims_mod
@@ -300,18 +303,19 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
         ``output``.
 
     Raises:
-        NoRunsError: if no run folder is found (a FileNotFoundError, so the CLI reports it in one line).
-        FileNotFoundError: if a path does not exist.
-        FileExistsError: if ``output`` is a folder.
+        NoRunsError: if no run folder is found.
+        MissingFileError: if a path does not exist.
+        OutputExistsError: if ``output`` is a folder, or a file stands where a folder above it should be.
         RunFolderError: if a record is damaged (naming it and the command that writes it again).
+        Exception: whatever a figure raises other than FigureInputError and MissingRecordError (a bug).
     """
     output = Path(output)
     if output.is_dir():
-        raise FileExistsError(f"-o {output} is a folder; name the PDF to write, e.g. -o {output / 'report.pdf'}")
+        raise OutputExistsError(f"-o {output} is a folder; name the PDF to write, e.g. -o {output / 'report.pdf'}")
     runs = find_runs(paths)
     for run in runs:  # a damaged record stops the report with its name, whichever page would have read it
         run.check()
-    output.parent.mkdir(parents=True, exist_ok=True)
+    records.make_folder(output.parent, "-o")
     everything = runs
     gridded = [r for r in runs if r.grid]
     runs = [r for r in runs if not r.grid]
@@ -332,8 +336,8 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
             pages.append((f"Figure 4: t-SNE, {setting.label}", lambda g=group: fig4_tsne.figure(g), group))
     if groups and all(s.is_regression for s in groups):
         title4 = "Figure 4: t-SNE (needs an image task)"
-        pages.append((title4, lambda: missing_page(title4, ValueError(
-            "Figure 4 needs an image task; only sinusoid runs were given"), _command_for_value_error(title4, runs)),
+        pages.append((title4, lambda: missing_page(title4, FigureInputError(
+            "Figure 4 needs an image task; only sinusoid runs were given"), _command_for_input_error(title4, runs)),
             runs))
     for setting, group in groups.items():
         pages.append((f"Table 4: parameters and performance, {setting.label}", lambda g=group: table4.figure(g), group))
@@ -367,13 +371,14 @@ def _write_pages(path: Path, metadata_: dict[str, str], runs: Sequence[Run], con
         for fig in title_pages(runs, contents, gridded):
             pdf.savefig(fig)
         for title, build, group in pages:
+            # Only the two "cannot draw this" errors become a page; anything else (a damaged record, a bug) stops
+            # the report: a believable page must never stand in for a broken figure.
             try:
                 built = build()
-            except records.RunFolderError:
-                raise
-            except (MissingRecordError, ValueError) as e:
-                built = missing_page(title, e, reproduce_command(group) if isinstance(e, MissingRecordError) else
-                                     _command_for_value_error(title, group))
+            except MissingRecordError as e:
+                built = missing_page(title, e, reproduce_command(group))
+            except FigureInputError as e:
+                built = missing_page(title, e, _command_for_input_error(title, group))
             for fig in built if isinstance(built, list) else [built]:
                 pdf.savefig(fig)
         empty = ("no runs outside --grid sweeps: the claims compare methods at one config; the grid's cells are "
@@ -382,7 +387,7 @@ def _write_pages(path: Path, metadata_: dict[str, str], runs: Sequence[Run], con
             pdf.savefig(fig)
 
 
-def _command_for_value_error(title: str, group: Sequence[Run]) -> str | None:
+def _command_for_input_error(title: str, group: Sequence[Run]) -> str | None:
     # A figure refused its runs (a method or task absent): suggest the sweep that has what it draws.
     if title.startswith("Figure 4"):
         return ("python -m cml sweep --task fonts --methods maml,cml --seeds 0,1,2 --out runs/fonts "

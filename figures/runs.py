@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from cml import records
+from cml.errors import FigureInputError, MissingFileError, MissingRecordError, NoRunsError
 from cml.bases import BASES
 from cml.methods import LEGACY, LEGACY_BASE, split_variant, variant_key
 
@@ -43,6 +44,7 @@ METHOD_ORDER: tuple[str, ...] = ("maml", "noisy-maml", "more-maml", "cl", "cml")
 BASE_ORDER: tuple[str, ...] = BASES
 
 # Why a file can be missing, and what writes it: the second half of every MissingRecordError.
+_NO_HINT = "train the run with the settings that write it"
 _HINTS = {
     records.TEST: "the run has not finished; run the same command again (sweeps and --resume continue it)",
     records.VAL: "the run has not validated yet; train it further or set --val-interval",
@@ -52,31 +54,6 @@ _HINTS = {
     records.FEATURES: "train an image task with --record-interval K; t-SNE features are written when training ends",
     records.FITS: "train --task sinusoid with --record-interval K; the fitted curves are written when training ends",
 }
-
-
-class MissingRecordError(FileNotFoundError):
-    """A record a figure needs is not in a run folder.
-
-    Attributes:
-        run_dir: the run folder.
-        record: the missing file's name.
-        hint: what produces it.
-        message: the whole message (also ``str(error)``).
-    """
-
-    def __init__(self, run_dir: Path, filename: str, hint: str | None = None) -> None:
-        self.run_dir, self.record = Path(run_dir), filename
-        self.hint = hint or _HINTS.get(filename, "train the run with the settings that write it")
-        self.message = f"{self.run_dir} has no {filename}: {self.hint}"
-        super().__init__(self.message)
-
-    def __str__(self) -> str:
-        # OSError would format its own (errno, strerror) pair; the message is the point.
-        return self.message
-
-
-class NoRunsError(FileNotFoundError):
-    """None of the given paths holds a run folder."""
 
 
 def _is_int(v: Any) -> bool:
@@ -212,7 +189,7 @@ class Run:
                 hint = "regression runs have no t-SNE features (Figure 4 needs an image task)"
             elif filename == records.FITS and not self.is_regression:
                 hint = "only sinusoid runs write fitted curves (Figure 2)"
-            raise MissingRecordError(self.path, filename, hint)
+            raise MissingRecordError(self.path, filename, hint or _HINTS.get(filename, _NO_HINT))
         return self.path / filename
 
     def check(self) -> None:
@@ -299,14 +276,14 @@ def find_runs(paths: Iterable[str | Path]) -> list[Run]:
         The runs, in the order found.
 
     Raises:
-        FileNotFoundError: if a path does not exist.
+        MissingFileError: if a path does not exist.
         NoRunsError: if no run folder is found at all.
     """
     paths = [Path(p) for p in paths]
     found: list[Run] = []
     for path in paths:
         if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist; give a run folder or a sweep folder")
+            raise MissingFileError(f"{path} does not exist; give a run folder or a sweep folder")
         if (path / records.SWEEP).is_file():
             found += _runs_in_sweep(path)
         elif (path / records.CONFIG).is_file():
@@ -360,12 +337,12 @@ def group_by_method(runs: Sequence[Run]) -> dict[str, list[Run]]:
     folders) keep the first, with a warning, so that no seed is counted twice.
 
     Raises:
-        ValueError: if the runs mix settings (group them with :func:`group_by_setting` first).
+        FigureInputError: if the runs mix settings (group them with :func:`group_by_setting` first).
     """
     settings = {r.setting for r in runs}
     if len(settings) > 1:
-        raise ValueError(f"runs of different settings cannot be compared: {', '.join(s.label for s in settings)}; "
-                         f"group them with group_by_setting first")
+        raise FigureInputError(f"runs of different settings cannot be compared: {', '.join(s.label for s in settings)}; "
+                               f"group them with group_by_setting first")
     out: dict[str, dict[int, Run]] = {}
     for run in runs:
         cell = out.setdefault(run.method, {})

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from analysis.stats import MIN_SEEDS_FOR_CI
 from cml import records
+from cml.errors import FigureInputError
 
 from . import style
 from .claims import Claim, _decimals, _few_seeds
@@ -161,11 +162,11 @@ def figure(source: Run | str | Iterable[Run | str], figsize: tuple[float, float]
     room the paired gains as a dot plot (each seed, the mean, and with 3+ seeds the 95% CI across seeds).
 
     Raises:
-        ValueError: if no run is of a base alone or a base with CML.
+        FigureInputError: if no run is of a base alone or a base with CML.
     """
     tables = {s: t for s, t in rows(source).items() if t}
     if not tables:
-        raise ValueError("Table 1 needs runs of a base learner alone and with CML (--methods none,cml)")
+        raise FigureInputError("Table 1 needs runs of a base learner alone and with CML (--methods none,cml)")
     widths = [0.13, 0.15, 0.15, 0.15, 0.16, 0.16, 0.10]
     fontsize = 8.0
     with style.figure_style():

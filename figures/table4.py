@@ -17,6 +17,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from cml import records
+from cml.errors import FigureInputError
 
 from . import style
 from .runs import Run, Setting, as_runs, group_by_method, group_by_setting
@@ -88,7 +89,7 @@ def _row(method: str, key: str, runs: Sequence[Run], metric: str) -> Row:
     tests = {r.seed: r.test() for r in runs}
     values = {s: float(t[metric]) for s, t in tests.items() if t.get(metric) is not None}
     if not values:
-        raise ValueError(f"no {metric} in the test.json of {method}")
+        raise FigureInputError(f"no {metric} in the test.json of {method}")
     task_ci = {s: float(tests[s][f"{metric}_ci95"]) for s in values if tests[s].get(f"{metric}_ci95") is not None}
     params = next(iter(tests.values()))["params"]
     test_count = params.get("test_dagger", params["train"]) if key == "cml-dagger" else params["test"]
@@ -104,19 +105,19 @@ def rows(source: Run | str | Path | Iterable[Run | str | Path], methods: Sequenc
             follows ``cml`` when its runs recorded CML†.
 
     Raises:
-        ValueError: if the runs mix settings or none of ``methods`` is present.
+        FigureInputError: if the runs mix settings or none of ``methods`` is present.
         MissingRecordError: if a run has not finished (no ``test.json``).
     """
     runs = as_runs(source)
     settings = group_by_setting(runs)
     if len(settings) > 1:
-        raise ValueError(f"Table 4 lists one setting at a time; got {', '.join(s.label for s in settings)}")
+        raise FigureInputError(f"Table 4 lists one setting at a time; got {', '.join(s.label for s in settings)}")
     metric = _metric_of(next(iter(settings)))
     by_method = group_by_method(runs)
     wanted = [m for m in (methods or TABLE4_METHODS) if m in by_method]
     if not wanted:
-        raise ValueError(f"Table 4: none of {', '.join(methods or TABLE4_METHODS)} among the runs "
-                         f"({', '.join(by_method)})")
+        raise FigureInputError(f"Table 4: none of {', '.join(methods or TABLE4_METHODS)} among the runs "
+                               f"({', '.join(by_method)})")
     out = []
     for m in wanted:
         out.append(_row(m, m, by_method[m], metric))
@@ -134,7 +135,7 @@ def rows_from_aggregate(aggregate: str | Path, methods: Sequence[str] | None = N
 
     Raises:
         FileNotFoundError: if a file is missing.
-        ValueError: if none of ``methods`` is in it.
+        FigureInputError: if none of ``methods`` is in it.
     """
     path = Path(aggregate)
     folder = path if path.is_dir() else path.parent
@@ -143,8 +144,8 @@ def rows_from_aggregate(aggregate: str | Path, methods: Sequence[str] | None = N
     metric = "acc" if any("acc" in e for e in aggregate.values()) else "mse"
     wanted = [m for m in (methods or TABLE4_METHODS) if m in aggregate]
     if not wanted:
-        raise ValueError(f"Table 4: none of {', '.join(methods or TABLE4_METHODS)} in aggregate.json "
-                         f"({', '.join(aggregate)})")
+        raise FigureInputError(f"Table 4: none of {', '.join(methods or TABLE4_METHODS)} in aggregate.json "
+                               f"({', '.join(aggregate)})")
     out = []
     for m in wanted:
         entry = aggregate[m]
@@ -228,7 +229,7 @@ def figure(source: Sequence[Row] | Run | str | Path | Iterable[Run | str | Path]
         table = rows(runs)
         setting_label = runs[0].setting.label
     if not table:
-        raise ValueError("no rows to draw")
+        raise FigureInputError("no rows to draw")
     best = best_row(table)
     with style.figure_style():
         fig = Figure(figsize=figsize)

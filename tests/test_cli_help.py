@@ -1,5 +1,6 @@
 """`--help`: every flag of every command has a description, and every config flag's help is generated from the
-Config docstring with its default (per preset, task group, method and base learner) and allowed values."""
+field's metadata (cml.fields.FieldInfo) with its default (per preset, task group, method and base learner) and
+allowed values, listed under the field's group."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import dataclasses
 import pytest
 
 from cml.cli import build_parser
-from cml.config import BASES, FIELD_ALIASES, FIELD_CHOICES, METHODS, PRESETS, TASKS, Config
-from cml.fieldhelp import _resolved, attribute_docs, field_help, preset_defaults
+from cml.config import BASES, FIELD_ALIASES, FIELD_CHOICES, METHODS, PRESETS, TASKS, Config, field_description
+from cml.errors import InternalError
+from cml.fieldhelp import _resolved, field_help, preset_defaults
+from cml.fields import field_types, info, option
 
 
 def _subparser(name: str) -> argparse.ArgumentParser:
@@ -41,10 +44,9 @@ def test_no_flag_lacks_help(command):
     assert not missing, f"{command} flags without help: {missing}"
     config_flags = {a.dest: a for a in flags if a.dest in {f.name for f in dataclasses.fields(Config)}}
     assert len(config_flags) >= 30
-    docs = attribute_docs(Config)
     for name, action in config_flags.items():
-        # The docstring's words, then the allowed values and the default.
-        assert docs[name].split(".")[0] in action.help, name
+        # The field's own words, then the allowed values and the default.
+        assert info(Config, name).help.split(".")[0] in action.help, name
         assert "Default: " in action.help or action.required, name  # --method and --task have no default
         for choice in FIELD_CHOICES.get(name, ()):
             assert choice in action.help, (name, choice)
@@ -55,35 +57,46 @@ def test_no_flag_lacks_help(command):
         assert all(v in action.help for v in FIELD_CHOICES[name] + FIELD_ALIASES.get(name, ())), name
 
 
-def test_every_config_field_is_documented_once_in_the_docstring():
-    docs = attribute_docs(Config)
-    fields = {f.name for f in dataclasses.fields(Config)}
-    assert set(docs) == fields  # nothing undocumented, nothing documented that does not exist
-
-
-def test_docstring_parser_reads_grouped_and_continued_entries():
-    class Example:
-        """Example.
-
-        Attributes:
-            a, b: first line,
-                continued ``here``.
-            c: one line.
-
-        Raises:
-            Nothing: not an attribute.
-        """
-
-    assert attribute_docs(Example) == {"a": "first line, continued here.", "b": "first line, continued here.",
-                                       "c": "one line."}
-
-    class Undocumented:
-        """No attributes."""
-
-    with pytest.raises(ValueError, match="no 'Attributes:' section"):
-        attribute_docs(Undocumented)
-    with pytest.raises(KeyError, match="document it there"):
+def test_every_config_field_has_help_and_a_group_and_is_in_the_docstring():
+    lines = [line.strip() for line in Config.__doc__.splitlines()]
+    for f in dataclasses.fields(Config):
+        meta = info(Config, f.name)
+        assert meta.help.strip() and meta.group.strip(), f.name
+        # The generated Attributes section says what --help says (help(Config), an editor's tooltip).
+        assert any(line.startswith(f"{f.name}: {field_description(f.name)[:40]}") for line in lines), f.name
+    with pytest.raises(KeyError):
         field_help("not_a_field")
+
+
+def test_a_field_without_metadata_or_with_an_unreadable_type_fails_naming_itself():
+    @dataclasses.dataclass(frozen=True)
+    class Bare:
+        steps: int = 3
+
+    with pytest.raises(InternalError, match="Bare.steps is declared without cml.fields.option"):
+        field_types(Bare)
+
+    @dataclasses.dataclass(frozen=True)
+    class Unreadable:
+        table: dict = option(None, "a mapping", group="g")
+
+    with pytest.raises(InternalError, match="Unreadable.table: annotation .* is not supported"):
+        field_types(Unreadable)
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_config_flags_are_listed_under_their_group(command):
+    parser = _subparser(command)
+    groups = {g.title: [a.dest for a in g._group_actions] for g in parser._action_groups
+              if g.title and g.title.startswith("config overrides: ")}
+    for title, dests in groups.items():
+        assert {info(Config, d).group for d in dests} == {title.removeprefix("config overrides: ")}, title
+    listed = [d for dests in groups.values() for d in dests]
+    skipped = {"base", "method", "task"} | ({"seed"} if command == "sweep" else set())
+    assert sorted(listed) == sorted(f.name for f in dataclasses.fields(Config) if f.name not in skipped)
+    # A field read by one base learner says which, from the base's own table row.
+    assert next(a for a in parser._actions if a.dest == "msl").help.startswith("MAML++: the multi-step loss")
+    assert next(a for a in parser._actions if a.dest == "hops").help.startswith("graph task: radius")
 
 
 def test_defaults_come_from_the_presets():

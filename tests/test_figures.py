@@ -19,6 +19,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.container import BarContainer
 
 from analysis.stats import mean_ci95
+from cml.errors import FigureInputError
 from figures import claims as claims_mod
 from figures import fig2_sinusoid, fig3_dynamics, fig4_tsne, style, table4
 from figures.runs import (MissingRecordError, NoRunsError, Run, find_runs, group_by_method,
@@ -90,7 +91,7 @@ def test_find_runs_from_sweeps_parents_and_run_folders(figure_runs):
     by_method = group_by_method(settings[next(iter(settings))])
     assert list(by_method) == ["maml", "noisy-maml", "more-maml", "cl", "cml"]
     assert [r.seed for r in by_method["cml"]] == [0, 1]
-    with pytest.raises(ValueError, match="different settings"):
+    with pytest.raises(FigureInputError, match="different settings"):
         group_by_method(everything)
 
 
@@ -176,11 +177,11 @@ def test_fig2_one_shots_value_is_one_row_and_dagger_optional(figure_runs):
     assert len(fig.axes) == 2
     assert "CML† (φ) after adaptation" in _line_labels(fig.axes[0])
     assert "seed 1" in fig.get_suptitle()
-    with pytest.raises(ValueError, match="no noisy-maml run at 5 shots"):
+    with pytest.raises(FigureInputError, match="no noisy-maml run at 5 shots"):
         fig2_sinusoid.figure([figure_runs["sin5"]], methods=("maml", "noisy-maml"))
-    with pytest.raises(ValueError, match="needs sinusoid runs"):
+    with pytest.raises(FigureInputError, match="needs sinusoid runs"):
         fig2_sinusoid.figure([figure_runs["fonts"]])
-    with pytest.raises(ValueError, match="curves \\[3\\] are not recorded"):
+    with pytest.raises(FigureInputError, match="curves \\[3\\] are not recorded"):
         fig2_sinusoid.figure([figure_runs["sin"]], curves=[3])
 
 
@@ -203,7 +204,7 @@ def test_band_mean_ci_and_smoothing():
     assert np.isnan(smooth.lo).all()
     own = fig3_dynamics.band([b], own_ci=[{1: 0.5, 2: 0.5, 3: 0.5, 4: 0.5}])
     assert list(own.hi - own.mean) == [0.5] * 4
-    with pytest.raises(ValueError, match="share no recorded step"):
+    with pytest.raises(FigureInputError, match="share no recorded step"):
         fig3_dynamics.band([{1: 1.0}, {2: 1.0}])
 
 
@@ -306,7 +307,7 @@ def test_fig3_missing_dynamics_names_folder_and_flag(tmp_path, figure_runs):
     bare = _copy_without(figure_runs["sin"], tmp_path / "sin-bare", ("dynamics.jsonl",))
     with pytest.raises(MissingRecordError, match=r"cml-s0 has no dynamics.jsonl: train with --record-interval"):
         fig3_dynamics.figure([bare])
-    with pytest.raises(ValueError, match="one setting at a time"):
+    with pytest.raises(FigureInputError, match="one setting at a time"):
         fig3_dynamics.figure([figure_runs["sin"], figure_runs["sin5"]])
 
 
@@ -338,9 +339,9 @@ def test_fig4_rows_columns_classes_and_silhouettes(figure_runs):
 
 
 def test_fig4_refuses_sinusoid_and_missing_seed(figure_runs):
-    with pytest.raises(ValueError, match="needs an image task"):
+    with pytest.raises(FigureInputError, match="needs an image task"):
         fig4_tsne.figure([figure_runs["sin"]])
-    with pytest.raises(ValueError, match="seed 5 is not trained"):
+    with pytest.raises(FigureInputError, match="seed 5 is not trained"):
         fig4_tsne.figure([figure_runs["fonts"]], seed=5)
     fig = fig4_tsne.figure([figure_runs["fonts"]], methods=("maml", "more-maml", "cml"), seed=1)
     assert len(fig.axes) == 6 and "seed 1" in fig.get_suptitle()
@@ -544,8 +545,9 @@ def test_figures_never_import_the_trainer():
             "print(' '.join(sorted(m for m in sys.modules if m.startswith('cml'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout
-    # Records and the two tables (pure data: names, labels, what each base and method does), never the trainer.
-    allowed = {"cml", "cml.records", "cml.methods", "cml.bases"}
+    # Records, the two tables (pure data: names, labels, what each base and method does) and the error classes,
+    # never the trainer.
+    allowed = {"cml", "cml.records", "cml.methods", "cml.bases", "cml.errors"}
     assert {m for m in out.split() if not m.startswith("cml.bases.")} <= allowed, out
 
 

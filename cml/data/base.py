@@ -17,9 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-
-class DataError(ValueError):
-    """A data set is missing, unreadable or too small for the requested tasks."""
+from ..errors import DataError  # re-exported: every data loader raises it from here
 
 
 def image_to_array(

@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from cml.data.base import DataError
+from cml.records import make_folder
 
 _CHUNK = 1 << 16
 
@@ -65,7 +66,7 @@ def fetch_file(
             return dest
         # A file under the final name with the wrong content was not written by us (we rename only verified
         # files); fetch a good copy beside it and replace it only once verified.
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(dest.parent, "--root")
 
     offset = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "cml-data/1"})

@@ -21,6 +21,8 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..errors import ConfigError
+
 if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
@@ -125,8 +127,6 @@ def cross_entropy(out: "Tensor", y: "Tensor") -> "Tensor":
 
 def classification_check(cfg: "Config") -> None:
     """What every classification family refuses."""
-    from ..config import ConfigError
-
     if cfg.ways < 2:
         raise ConfigError(f"ways must be at least 2 for classification (one class is always right), got {cfg.ways}")
 
@@ -138,8 +138,6 @@ def shape_of(cfg: "Config") -> str:
 
 def no_image_options(cfg: "Config", what: str) -> None:
     """The image-only options a family without images refuses (conv heads, rotations)."""
-    from ..config import ConfigError
-
     if cfg.co_learner == "conv":
         raise ConfigError(f"co_learner 'conv' needs an image task; {what} uses co_learner 'linear'")
     if cfg.more_capacity == "blocks":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
 from ..records import FEATURES
 from . import TaskEntry, TaskFamily, classification_check, classification_results, cross_entropy, no_image_options, \
     shape_of
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
 
 
 def _check(cfg: "Config") -> None:
-    from ..config import ConfigError
-
     classification_check(cfg)
     if cfg.max_nodes < 2:
         raise ConfigError(f"max_nodes must be at least 2 (the centre and a neighbour), got {cfg.max_nodes}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..errors import ConfigError
 from ..records import FEATURES
 from . import TaskEntry, TaskFamily, classification_check, classification_results, cross_entropy, shape_of
 
@@ -56,7 +57,6 @@ def _sampler(cfg: "Config", splits: Any, split: str, gen: "torch.Generator", way
 
 
 def _features(cfg: "Config", in_channels: int, width: int, norm_layer: "NormLayer") -> "nn.Module":
-    from ..config import ConfigError
     from ..layers import Conv4, pooled
 
     if pooled(cfg.image_size, 4) < 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError, DataError
 from ..records import FITS
 from . import TaskEntry, TaskFamily, no_image_options
 
@@ -27,8 +28,6 @@ def _results(res: "EvalResult") -> list[tuple[str, list[float]]]:
 
 
 def _check(cfg: "Config") -> None:
-    from ..config import ConfigError
-
     no_image_options(cfg, "sinusoid")
     if cfg.data is not None:
         raise ConfigError(f"task 'sinusoid' generates its own data; remove data={cfg.data!r}")
@@ -60,8 +59,6 @@ def _describe(cfg: "Config") -> str:
 
 
 def _data_summary(entry: TaskEntry, data: str | None, image_size: int, seed: int) -> str:
-    from ..data.base import DataError
-
     raise DataError("sinusoid tasks are generated (amplitude U[0.1, 5], phase U[0, pi], x U[-5, 5]); there is no "
                     "data set to describe")
 
