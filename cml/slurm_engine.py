@@ -377,7 +377,9 @@ def run_cells(start: Config, pending: Sequence[tuple[Path, Config]], record: boo
         print(f"not waiting (--no-wait): run the same command again to collect the {len(waiting)} cell(s) "
               f"when they finish", file=sys.stderr)
         return
-    poll = 1.0 if options.executor == "local" else 10.0
+    # A local job's state is a process poll; a SLURM job's, a look for its result file (submitit asks sacct only
+    # now and then, at most every 10 minutes).
+    poll = 0.25 if options.executor == "local" else 10.0
     left = dict(waiting)
     while left:
         for cell in sorted(left):
