@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import silhouette_score
 from threadpoolctl import threadpool_limits
 
 __all__ = ["silhouette", "tsne_embed"]
@@ -136,4 +135,8 @@ def silhouette(features: np.ndarray, labels: np.ndarray) -> float:
         raise ValueError(f"silhouette needs at least 2 classes, got {k}")
     if k > f.shape[0] - 1:
         raise ValueError(f"silhouette needs at most n - 1 = {f.shape[0] - 1} classes, got {k}")
+    # Imported here, not with the package: scikit-learn takes seconds to import, and every trainer process
+    # imports analysis (its confidence intervals) whether or not it records a silhouette.
+    from sklearn.metrics import silhouette_score
+
     return float(silhouette_score(f, lab, metric="euclidean"))

@@ -348,6 +348,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # The Ray engine's placement flags (their defaults live in cml.ray_engine.RayOptions).
 _RAY_FLAGS = ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "address")
+# The SLURM engine's flags (their defaults live in cml.slurm_engine.SlurmOptions).
+_SLURM_FLAGS = ("slurm_executor", "partition", "time", "gpus_per_task", "cpus_per_task", "mem", "array_parallelism",
+                "slurm_opt", "no_wait")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -374,10 +377,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         options = RayOptions(**{f: getattr(args, f) for f in ray_given})
     elif ray_given:
         raise ConfigError(f"--{ray_given[0].replace('_', '-')} places Ray trials; add --engine ray or remove it")
+    slurm_given = [f for f in _SLURM_FLAGS if getattr(args, f) is not None]
+    slurm_options = None
+    if args.engine == "slurm":
+        from .slurm_engine import options_from_flags
+
+        slurm_options = options_from_flags(**{f: getattr(args, f) for f in slurm_given})
+    elif slurm_given:
+        raise ConfigError(f"--{slurm_given[0].replace('_', '-')} submits SLURM jobs; add --engine slurm or remove it")
     out = Path(args.out)
     result = run_sweep(out, cfg, methods=methods, seeds=seeds, bases=bases, preset_name=args.preset or DEFAULT_PRESET,
                        restart=args.restart, tensorboard=args.tensorboard, grid=grid, engine=args.engine,
-                       ray_options=options)
+                       ray_options=options, slurm_options=slurm_options)
     # Printed whatever --progress says: the one place a sweep's results are shown.
     print(summary(result, out / records.AGGREGATE))
     return 0
@@ -465,8 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="passed to the loader (fonts: its distortions; splits never depend on it) (default 0)")
     d.set_defaults(func=cmd_data)
 
-    sweep_help = ("bases x methods x --grid fields x seeds on one task into one folder, by this process or Ray Tune; "
-                  "resumes unfinished runs")
+    sweep_help = ("bases x methods x --grid fields x seeds on one task into one folder, by this process, Ray Tune "
+                  "or SLURM; resumes unfinished runs")
     s = sub.add_parser("sweep", help=sweep_help, description=f"{sweep_help}. Config overrides: {_OVERRIDES}.")
     s.add_argument("--bases", help=f"comma-separated base learners, each one of {', '.join(BASES)} (default maml, "
                                    f"or the --config file's base)")
@@ -486,13 +497,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
     s.add_argument("--engine", choices=ENGINES, default="local",
                    help="local: the cells one after another in this process (default); ray: one Ray Tune trial "
-                        "per cell (needs ray[tune])")
+                        "per cell (needs ray[tune]); slurm: one SLURM job-array task per cell (needs submitit)")
     s.add_argument("--cpus-per-trial", type=float, help="ray: CPUs per trial (default 1)")
     s.add_argument("--gpus-per-trial", type=float,
                    help="ray: GPUs per trial, fractional to share a GPU (0.25: four trials per GPU; default 0)")
     s.add_argument("--max-concurrent", type=int, help="ray: the most trials at once (default: as resources allow)")
     s.add_argument("--address", help="ray: join this Ray cluster (auto, or HOST:PORT from `ray start --head`) "
                                      "instead of starting one here")
+    s.add_argument("--slurm-executor", choices=("slurm", "local"),
+                   help="slurm: submit with sbatch (default); local: run the same tasks as subprocesses of this "
+                        "machine, every cell at once (to try a sweep without a cluster)")
+    s.add_argument("--partition", help="slurm: the partition (default: the cluster's)")
+    s.add_argument("--time", type=int, metavar="MINUTES",
+                   help="slurm: each task's time limit in minutes; a cell that needs longer is requeued and resumes "
+                        "from its checkpoint (default 60)")
+    s.add_argument("--gpus-per-task", type=int, help="slurm: GPUs per task (default 0)")
+    s.add_argument("--cpus-per-task", type=int, help="slurm: CPUs per task, and the torch threads of each (default 1)")
+    s.add_argument("--mem", help="slurm: memory per task's node, as sbatch takes it: 16G, 500M (default: the cluster's)")
+    s.add_argument("--array-parallelism", type=int, metavar="N",
+                   help="slurm: the most array tasks running at once (default 256)")
+    s.add_argument("--slurm-opt", action="append", metavar="KEY=VALUE",
+                   help="slurm: any other sbatch option, written as #SBATCH --KEY=VALUE (repeatable), e.g. "
+                        "--slurm-opt account=mylab --slurm-opt qos=high")
+    s.add_argument("--no-wait", action="store_true", default=None,
+                   help="slurm: submit and return at once; the same command run later collects the finished cells "
+                        "and submits none twice")
     s.add_argument("--restart", action="store_true",
                    help="move a damaged sweep.json or damaged cells aside (nothing is deleted) and redo them")
     _add_config_flags(s, skip=_AXES + ("seed",))

@@ -1,5 +1,6 @@
 """Sweeps: a grid of base learners x methods x any config fields x seeds on one task, in one folder,
-resumable, aggregated across seeds, run by one process (``local``) or by Ray Tune (``ray``, :mod:`cml.ray_engine`).
+resumable, aggregated across seeds, run by one process (``local``), by Ray Tune (``ray``, :mod:`cml.ray_engine`)
+or as SLURM job-array tasks through submitit (``slurm``, :mod:`cml.slurm_engine`).
 
 Layout of a sweep folder::
 
@@ -10,7 +11,7 @@ Layout of a sweep folder::
                                come before the seed: cml-gamma_0.5-co_learner_conv-s0
     aggregate.json             per cell: mean and 95% CI (Student t; 3+ seeds) across seeds of each test metric
 
-Both engines train a cell with the one function :func:`train_cell`, so a cell's records do not depend on
+Every engine trains a cell with the one function :func:`train_cell`, so a cell's records do not depend on
 the engine that ran it.
 
 A cell is finished only when every record it should have exists and parses (:func:`cell_finished`); a
@@ -36,8 +37,9 @@ from .fields import parse_text, split_list
 from .methods import LEGACY_BASE, get_method, upgrade, variant_key
 
 TEST_METRICS = ("acc", "acc_dagger", "mse", "mse_dagger", "mse_before")
-#: The engines that train a sweep's cells: one after another in this process, or one Ray Tune trial each.
-ENGINES = ("local", "ray")
+#: The engines that train a sweep's cells: one after another in this process, one Ray Tune trial each, or one
+#: SLURM array task each.
+ENGINES = ("local", "ray", "slurm")
 #: Config fields a --grid may not vary: each has its own flag (--bases, --methods, --seeds), and a sweep folder
 #: holds one task.
 NOT_GRIDDED = ("base", "method", "seed", "task")
@@ -86,7 +88,7 @@ def parse_grid(items: Sequence[str], cls: type = Config) -> dict[str, list[Any]]
 def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[int], splits=None,
               record: bool = True, bases: Sequence[str] | None = None, preset_name: str | None = None,
               restart: bool = False, tensorboard: bool = False, grid: dict[str, list[Any]] | None = None,
-              engine: str = "local", ray_options=None) -> dict[str, Any]:
+              engine: str = "local", ray_options=None, slurm_options=None) -> dict[str, Any]:
     """Trains every (base learner, method, grid point, seed) cell not yet finished, then writes and returns
     ``aggregate.json``.
 
@@ -106,8 +108,11 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
         tensorboard: write TensorBoard events into each run folder from its records (:mod:`cml.tensorboard`),
             live while a cell trains; a cell finished earlier is exported from its records.
         grid: any other config fields and their values (:func:`parse_grid`); every combination is a cell.
-        engine: ``local`` (cells one after another in this process) or ``ray`` (one Ray Tune trial per cell).
+        engine: ``local`` (cells one after another in this process), ``ray`` (one Ray Tune trial per cell) or
+            ``slurm`` (one SLURM array task per cell).
         ray_options: the Ray engine's :class:`cml.ray_engine.RayOptions` (defaults when None).
+        slurm_options: the SLURM engine's :class:`cml.slurm_engine.SlurmOptions` (defaults when None); with
+            ``wait=False`` the cells are submitted and the aggregate holds the cells finished so far.
 
     Raises:
         ConfigError: if ``out`` holds a sweep with another grid or base config, or a cell's config is invalid.
@@ -119,6 +124,11 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
         from .ray_engine import require_ray
 
         require_ray()  # before anything is written
+    if engine == "slurm":
+        from .slurm_engine import SlurmOptions, preflight
+
+        slurm_options = slurm_options or SlurmOptions()
+        preflight(slurm_options)  # before anything is written
     out = Path(out)
     bases = list(bases or [base.base])
     grid = {k: list(v) for k, v in (grid or {}).items()}
@@ -145,6 +155,11 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
 
             run_cells(base, pending, record=record, restart=restart, options=ray_options or RayOptions(),
                       tensorboard=tensorboard)
+        elif engine == "slurm":
+            from .slurm_engine import run_cells as run_slurm_cells
+
+            run_slurm_cells(base, pending, record=record, restart=restart, options=slurm_options,
+                            tensorboard=tensorboard)
         else:
             if pending and splits is None:
                 splits = base.family.load(base)  # once for every cell (None for generated tasks)
@@ -180,8 +195,8 @@ def sweep_cells(start: Config, bases: Sequence[str], methods: Sequence[str], see
 
 def train_cell(run_dir: Path, cfg: Config, splits=None, record: bool = True, restart: bool = False,
                tensorboard: bool = False) -> None:
-    """Trains one cell into its run folder, resuming from its checkpoint if it has one: the one function both
-    engines call, so that a cell's records do not depend on the engine.
+    """Trains one cell into its run folder, resuming from its checkpoint if it has one: the one function every
+    engine calls, so that a cell's records do not depend on the engine.
 
     Args:
         run_dir: the cell's run folder.
