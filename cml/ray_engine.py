@@ -1,6 +1,6 @@
 """The Ray engine of ``python -m cml sweep --engine ray``: one Ray Tune trial per cell.
 
-Each trial calls :func:`cml.sweep.train_cell`, the function the local engine calls, into the cell's run
+Each trial calls :func:`cml.cells.train_cell`, the function the local engine calls, into the cell's run
 folder, so the records are the same whichever engine ran the cell (wall-clock times aside). The driver
 (``run_sweep``) decides which cells are unfinished and writes ``sweep.json`` and ``aggregate.json``; the
 trials write only their own run folders, each under its own :class:`cml.records.FolderLock`.
@@ -116,7 +116,7 @@ def _trial(space: dict[str, Any]) -> None:
     import torch
     from ray import tune
 
-    from .sweep import train_cell
+    from .cells import train_cell  # the worker's torch-side import (this module is read when the CLI parses)
 
     params = space["cell"]
     os.chdir(params["cwd"])  # relative --data and --out as on the driver's command line

@@ -1,7 +1,7 @@
 """The SLURM engine of ``python -m cml sweep --engine slurm``: one job-array task per unfinished cell, through
 submitit.
 
-Each task calls :func:`cml.sweep.train_cell`, the function the local and Ray engines call, into the cell's run
+Each task calls :func:`cml.cells.train_cell`, the function the local and Ray engines call, into the cell's run
 folder, so the records are the same whichever engine ran the cell (wall-clock times aside). The driver
 (``run_sweep``) decides which cells are unfinished and writes ``sweep.json`` and ``aggregate.json``; the tasks
 write only their own run folders, each under its own :class:`cml.records.FolderLock`.
@@ -185,7 +185,7 @@ def preflight(options: SlurmOptions) -> None:
 
 
 class CellTask:
-    """One cell as a submitit task: trains it into its run folder with :func:`cml.sweep.train_cell`.
+    """One cell as a submitit task: trains it into its run folder with :func:`cml.cells.train_cell`.
 
     Checkpointable in submitit's sense (it has :meth:`checkpoint`), so a task preempted or near its time limit is
     requeued instead of failing. The cell's progress is on disk, not in this object: the requeued task finds the
@@ -196,8 +196,8 @@ class CellTask:
         """Trains ``cell`` (a dict of :func:`_payload`) unless it is finished; returns its folder's name."""
         import torch
 
-        from .sweep import cell_finished, train_cell
-        from .trainer import load_checkpoint, load_splits
+        from .cells import cell_finished, train_cell  # torch-side: this module is read when the CLI parses
+        from .trainer import load_checkpoint
 
         os.chdir(cell["cwd"])  # relative --data and --out as on the driver's command line
         torch.set_num_threads(cell["threads"])
@@ -213,7 +213,7 @@ class CellTask:
                       flush=True)
             except (records.RunFolderError, FileNotFoundError):
                 pass  # train_cell reports (or with --restart moves aside) a damaged checkpoint
-        splits = None if start.is_regression else load_splits(start)
+        splits = start.family.load(start)  # None for generated tasks
         train_cell(run_dir, cfg, splits=splits, record=cell["record"], restart=cell["restart"],
                    tensorboard=cell["tensorboard"])
         return run_dir.name
@@ -339,7 +339,7 @@ def run_cells(start: Config, pending: Sequence[tuple[Path, Config]], record: boo
     """
     if not pending:
         return
-    from .sweep import cell_finished
+    from .cells import cell_finished  # torch-side, as above
 
     out = Path(pending[0][0]).resolve().parent
     folder = out / JOB_FOLDER

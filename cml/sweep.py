@@ -11,10 +11,10 @@ Layout of a sweep folder::
                                come before the seed: cml-gamma_0.5-co_learner_conv-s0
     aggregate.json             per cell: mean and 95% CI (Student t; 3+ seeds) across seeds of each test metric
 
-Every engine trains a cell with the one function :func:`train_cell`, so a cell's records do not depend on
+Every engine trains a cell with the one function :func:`cml.cells.train_cell`, so a cell's records do not depend on
 the engine that ran it.
 
-A cell is finished only when every record it should have exists and parses (:func:`cell_finished`); a
+A cell is finished only when every record it should have exists and parses (:func:`cml.cells.cell_finished`); a
 finished cell is skipped, an unfinished one with a checkpoint is resumed (which writes its missing records
 again), one without is started again. The sweep folder and each cell are locked while written
 (:class:`cml.records.FolderLock`). A claim drawn from one seed is not a claim: aggregate.json says how many
@@ -31,7 +31,7 @@ import dataclasses
 import json
 import math
 
-from . import records
+from . import ray_engine, records, slurm_engine
 from .config import Config, ConfigError, preset
 from .fields import parse_text, split_list
 from .methods import LEGACY_BASE, get_method, upgrade, variant_key
@@ -121,14 +121,13 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
     if engine == "ray":
-        from .ray_engine import require_ray
-
-        require_ray()  # before anything is written
+        ray_engine.require_ray()  # before anything is written
     if engine == "slurm":
-        from .slurm_engine import SlurmOptions, preflight
+        slurm_options = slurm_options or slurm_engine.SlurmOptions()
+        slurm_engine.preflight(slurm_options)  # before anything is written
+    # torch and the trainer load here, when a sweep runs, not when the CLI builds its parser from this module.
+    from .cells import cell_finished, train_cell
 
-        slurm_options = slurm_options or SlurmOptions()
-        preflight(slurm_options)  # before anything is written
     out = Path(out)
     bases = list(bases or [base.base])
     grid = {k: list(v) for k, v in (grid or {}).items()}
@@ -151,15 +150,11 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
                 with records.FolderLock(out / name):
                     export_run(out / name)
         if engine == "ray":
-            from .ray_engine import RayOptions, run_cells
-
-            run_cells(base, pending, record=record, restart=restart, options=ray_options or RayOptions(),
-                      tensorboard=tensorboard)
+            ray_engine.run_cells(base, pending, record=record, restart=restart,
+                                 options=ray_options or ray_engine.RayOptions(), tensorboard=tensorboard)
         elif engine == "slurm":
-            from .slurm_engine import run_cells as run_slurm_cells
-
-            run_slurm_cells(base, pending, record=record, restart=restart, options=slurm_options,
-                            tensorboard=tensorboard)
+            slurm_engine.run_cells(base, pending, record=record, restart=restart, options=slurm_options,
+                                   tensorboard=tensorboard)
         else:
             if pending and splits is None:
                 splits = base.family.load(base)  # once for every cell (None for generated tasks)
@@ -191,47 +186,6 @@ def sweep_cells(start: Config, bases: Sequence[str], methods: Sequence[str], see
                                               f"{e}") from None
                     cells.append((records.run_folder_name(cfg.variant, cfg.seed, grid=point), cfg))
     return cells
-
-
-def train_cell(run_dir: Path, cfg: Config, splits=None, record: bool = True, restart: bool = False,
-               tensorboard: bool = False) -> None:
-    """Trains one cell into its run folder, resuming from its checkpoint if it has one: the one function every
-    engine calls, so that a cell's records do not depend on the engine.
-
-    Args:
-        run_dir: the cell's run folder.
-        cfg: its config.
-        splits: preloaded data splits (loaded from ``cfg`` when None).
-        record: attach the learning-dynamics recorder when ``cfg.record_interval`` > 0.
-        restart: move a cell whose files are damaged aside and train it afresh, instead of stopping.
-        tensorboard: write TensorBoard events into the run folder, updated at every log line.
-    """
-    from .recording import Recorder
-    from .trainer import Trainer
-
-    run_dir = Path(run_dir)
-    recording = record and cfg.record_interval > 0
-    with records.FolderLock(run_dir):
-        recorder = Recorder(run_dir) if recording else None
-        try:
-            # With a checkpoint, resuming writes again whatever records are missing or damaged.
-            trainer = Trainer(cfg, run_dir, splits=splits, resume=(run_dir / records.CHECKPOINT).exists(),
-                              recorder=recorder)
-        except records.RunFolderError:
-            if not restart:
-                raise
-            print(f"moved damaged {run_dir} aside to {records.move_aside(run_dir)}", file=sys.stderr)
-            trainer = Trainer(cfg, run_dir, splits=splits, recorder=recorder)
-        live = None
-        if tensorboard:
-            from .tensorboard import LiveExport
-
-            live = LiveExport(run_dir)
-            trainer.log_hooks.append(lambda _, live=live: live.update())
-        trainer.train()
-        trainer.finish_recording()
-        if live is not None:
-            live.close()
 
 
 def _read_spec(spec_path: Path, restart: bool) -> dict[str, Any] | None:
@@ -281,41 +235,6 @@ def _write_spec(out: Path, spec: dict[str, Any], restart: bool) -> None:
             spec["grid"] = records.grid_spec({k: old_grid[k] + [v for v in grid[k] if v not in old_grid[k]]
                                               for k in grid})
     records.write_json(spec_path, spec)
-
-
-def cell_finished(run_dir: Path, cfg: Config, recording: bool) -> bool:
-    """Whether a cell has every record it should have, each one parsing, for at least ``cfg.steps`` steps.
-
-    ``config.json`` (the cell's settings; only ``steps`` may differ, as on resume), ``metrics.jsonl``,
-    ``val.jsonl``, and a checkpoint and ``test.json`` of the same step, at least ``cfg.steps`` (a cell trained
-    further than asked counts as finished); with ``recording``, also ``dynamics.jsonl`` (if a step was
-    recorded), ``representations.json`` and ``features.npz`` (image tasks) or ``fits.npz`` (sinusoid). A cell
-    killed between ``test.json`` and its recorder's last file is therefore not finished, and resuming it writes
-    what is missing.
-    """
-    from .trainer import load_checkpoint
-
-    run_dir = Path(run_dir)
-    try:
-        # Through Config, so that a config.json written before a field existed compares equal to today's.
-        saved = Config.from_dict(records.read_json(run_dir / records.CONFIG)).to_dict()
-        if {k: v for k, v in saved.items() if k not in ("steps", "progress")} != \
-                {k: v for k, v in cfg.to_dict().items() if k not in ("steps", "progress")}:
-            return False
-        step = records.read_json(run_dir / records.TEST).get("step")
-        if not isinstance(step, int) or step < cfg.steps or saved.get("steps") != step:
-            return False
-        recorded = recording and cfg.steps >= cfg.record_interval
-        for name in (records.METRICS, records.VAL) + ((records.DYNAMICS,) if recorded else ()):
-            records.read_jsonl(run_dir / name)
-        if load_checkpoint(run_dir)["step"] != step:
-            return False
-        if recording:
-            records.read_json(run_dir / records.REPRESENTATIONS)
-            records.load_npz(run_dir / cfg.family.end_record)
-    except (FileNotFoundError, ConfigError, records.RunFolderError):
-        return False
-    return True
 
 
 def cell_config(start: Config, base: str, method: str, seed: int, preset_name: str | None = None) -> Config:
