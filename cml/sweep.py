@@ -105,7 +105,7 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
 def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[int], splits=None,
               record: bool = True, bases: Sequence[str] | None = None, preset_name: str | None = None,
               restart: bool = False, tensorboard: bool = False, grid: dict[str, list[Any]] | None = None,
-              engine: str = "local", ray_options=None) -> dict[str, Any]:
+              engine: str = "local", ray_options=None, command: dict[str, Any] | None = None) -> dict[str, Any]:
     """Trains every (base learner, method, grid point, seed) cell not yet finished, then writes and returns
     ``aggregate.json``.
 
@@ -127,6 +127,9 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
         grid: any other config fields and their values (:func:`parse_grid`); every combination is a cell.
         engine: ``local`` (cells one after another in this process) or ``ray`` (one Ray Tune trial per cell).
         ray_options: the Ray engine's :class:`cml.ray_engine.RayOptions` (defaults when None).
+        command: the command line that asked for the sweep (:func:`cml.records.command_entry`), appended to the
+            sweep folder's ``command.json`` once the grid is accepted, before any cell trains; None (a sweep
+            started from Python) records none.
 
     Raises:
         ConfigError: if ``out`` holds a sweep with another grid or base config, or a cell's config is invalid.
@@ -150,6 +153,8 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
     with records.FolderLock(out):  # one sweep process per folder
         out.mkdir(parents=True, exist_ok=True)
         _write_spec(out, spec, restart)
+        if command is not None:
+            records.append_command(out, command, keep=True)
         pending = []
         for name, cfg in cells:
             if not cell_finished(out / name, cfg, record and cfg.record_interval > 0):
