@@ -330,14 +330,14 @@ def command_entry(argv: Sequence[str], config: dict[str, Any], prog: str = "pyth
         prog: the program as typed: ``python -m cml`` or ``cml``.
 
     Returns:
-        ``{"argv", "prog", "cwd", "config", "cml", "torch", "threads", "time"}``: ``cwd`` because relative paths in
+        ``{"argv", "prog", "cwd", "config", "cml_version", "torch_version", "threads", "time"}``: ``cwd`` because relative paths in
         ``argv`` are relative to it; ``threads`` is ``torch.get_num_threads()`` (speed, and on some machines the
         last bits of a float, depend on it); ``time`` is UTC.
     """
     import torch  # not at import time: the figures read records and never need torch
 
     return {"argv": [str(a) for a in argv], "prog": prog, "cwd": os.getcwd(), "config": config,
-            "cml": __version__, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cml_version": __version__, "torch_version": torch.__version__, "threads": torch.get_num_threads(),
             "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
