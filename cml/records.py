@@ -2,8 +2,9 @@
 
 A run folder holds ``config.json``, ``metrics.jsonl`` (training), ``val.jsonl`` (validation),
 ``checkpoint.pt`` (model, optimizer and RNG state), ``test.json`` (the final test) and, for analysis runs,
-``dynamics.jsonl``, ``representations.json`` and ``features.npz`` (or ``fits.npz``). Figures read only these files,
-and so does :mod:`cml.tensorboard`, which writes ``tensorboard/`` (event files) from them on request.
+``dynamics.jsonl``, ``representations.json`` and ``features.npz`` (or ``fits.npz``); a run folder written by
+``train`` and a sweep folder also hold ``command.json``, the command lines that wrote them. Figures read only
+these files, and so does :mod:`cml.tensorboard`, which writes ``tensorboard/`` (event files) from them on request.
 
 Reliability (README, "Reliability"):
 

@@ -8,6 +8,10 @@
 4. *CML changes its representations more during adaptation*: its CKA between query representations before
    and after adaptation is lower than MAML's at every recorded layer.
 
+The runs compared are chosen by what their method does (its row in :mod:`cml.methods`), on MAML
+(:data:`figures.runs.PAPER_BASE`): CML is the method whose co-learner only the outer loop trains
+(:func:`figures.runs.cooperates`), noisy-MAML the one with gradient noise, MAML the base learner alone.
+
 Rules, the same for all four: seeds are the unit of replication, and the same seed draws the same test tasks
 for every method, so differences are paired by seed. With at least :data:`analysis.stats.MIN_SEEDS_FOR_CI`
 (3) seeds that both methods share, a claim is supported when the 95% Student-t confidence interval across
@@ -15,7 +19,8 @@ seeds (:func:`analysis.stats.seed_ci95`) lies entirely on the claimed side, and 
 when the interval straddles the line: the evidence then says so). With fewer, each seed's numbers are
 reported, no interval across seeds is computed, and ``supported`` is None: two seeds are not a claim (their t
 interval is 12.7 standard errors wide), nor is one (reported with the run's own across-task or across-step
-spread). Missing records also give None, with the command that writes them.
+spread). Missing records also give None, naming the flag that writes them and the recorded commands that wrote
+the runs.
 
 Each quantity has one source, the one its figure draws: test results from ``test.json``, cosines and
 gradient norms from ``dynamics.jsonl`` (Figure 3b-c), CKA from ``representations.json`` (Figure 3d).
