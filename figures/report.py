@@ -124,7 +124,7 @@ def _grid_blocks(gridded: Sequence[Run]) -> list[tuple[str, str]]:
         lines = [f"folder: {folder}",
                  "grid: " + "; ".join(f"{f} in {{{', '.join(v)}}}" for f, v in fields.items()),
                  "config: " + ", ".join(shared),
-                 f"cells: {len({r.cell_name for r in runs})} ({', '.join(sorted({r.variant for r in runs}))}), "
+                 f"cells: {len({r.cell_name for r in runs})} ({', '.join(sorted({r.cell.variant for r in runs}))}), "
                  f"seeds: {','.join(str(s) for s in sorted({r.seed for r in runs}))}, setting: {runs[0].setting.label}"]
         blocks.append((f"Grid sweep: {folder.name}", "\n".join(lines)))
     return blocks

@@ -261,18 +261,8 @@ class Run:
 
     @property
     def base(self) -> str:
-        """The base learner (``maml`` for runs written before bases existed)."""
+        """The base learner (``maml`` for runs written before bases existed); the method is ``cell.method``."""
         return self.cell.base
-
-    @property
-    def method(self) -> str:
-        """The method on the base learner: ``none``, ``cml``, ``noisy``, ``more`` or ``cl``."""
-        return self.cell.method
-
-    @property
-    def variant(self) -> str:
-        """The cell's name in run folders (:attr:`Cell.variant`): ``maml``, ``cml``, ``noisy-maml``, ``boil_cml``."""
-        return self.cell.variant
 
     @property
     def seed(self) -> int:
@@ -303,7 +293,7 @@ class Run:
     @property
     def cell_name(self) -> str:
         """The cell's name across seeds: the variant, then its grid values (:func:`cml.records.cell_name`)."""
-        return records.cell_name(self.variant, self.grid)
+        return records.cell_name(self.cell.variant, self.grid)
 
     def __str__(self) -> str:
         return f"{self.cell_name} seed {self.seed} ({self.path})"

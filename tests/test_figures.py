@@ -87,10 +87,10 @@ def _line_labels(ax) -> list[str]:
 
 def test_find_runs_from_sweeps_parents_and_run_folders(figure_runs):
     runs = find_runs([figure_runs["sin"]])
-    assert sorted((r.variant, r.seed) for r in runs) == sorted(
+    assert sorted((r.cell.variant, r.seed) for r in runs) == sorted(
         (m, s) for m in ("maml", "noisy-maml", "cml") for s in (0, 1))
     # The sweep named the methods as older records do (maml, noisy-maml): read as methods on the MAML base.
-    assert {r.cell for r in runs} == {MAML, NOISY, CML} and {r.method for r in runs} == {"none", "noisy", "cml"}
+    assert {r.cell for r in runs} == {MAML, NOISY, CML} and {r.cell.method for r in runs} == {"none", "noisy", "cml"}
     # A parent of sweeps finds all of them; a sweep given twice (and one of its runs) counts once.
     everything = find_runs([figure_runs["sin"].parent, figure_runs["sin"], figure_runs["sin"] / "cml-s0"])
     assert len(everything) == 6 + 2 + 10
@@ -131,7 +131,7 @@ def test_older_records_are_read_in_one_place(tmp_path):
         folder.mkdir()
         (folder / "config.json").write_text(json.dumps({"method": method, "task": "fonts", "seed": 0, "shots": 1}))
         run = Run.load(folder)
-        assert run.cell == cell and run.base == "maml" and run.variant == method
+        assert run.cell == cell and run.base == "maml" and run.cell.variant == method
     folder = tmp_path / "boil-maml"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"base": "boil", "method": "noisy-maml", "task": "fonts",
