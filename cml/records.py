@@ -331,9 +331,9 @@ def command_entry(argv: Sequence[str], config: dict[str, Any], prog: str = "pyth
         prog: the program as typed: ``python -m cml`` or ``cml``.
 
     Returns:
-        ``{"argv", "prog", "cwd", "config", "cml_version", "torch_version", "threads", "time"}``: ``cwd`` because relative paths in
-        ``argv`` are relative to it; ``threads`` is ``torch.get_num_threads()`` (speed, and on some machines the
-        last bits of a float, depend on it); ``time`` is UTC.
+        ``{"argv", "prog", "cwd", "config", "cml_version", "torch_version", "threads", "time"}``: ``cwd``
+        because relative paths in ``argv`` are relative to it; ``threads`` is ``torch.get_num_threads()`` (the
+        speed depends on it, and so can the last bits of a sum split across threads); ``time`` is UTC.
     """
     import torch  # not at import time: the figures read records and never need torch
 

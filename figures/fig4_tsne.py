@@ -85,7 +85,8 @@ def figure(
     common = set.intersection(*({r.seed for r in by_method[m]} for m in methods))
     if seed is None:
         if not common:
-            raise ValueError(f"Figure 4: {', '.join(map(str, methods))} share no seed; train them with the same --seeds")
+            raise ValueError(f"Figure 4: {', '.join(map(str, methods))} share no seed; train them with the same "
+                             f"--seeds")
         seed = min(common)
     elif seed not in common:
         raise ValueError(f"Figure 4: seed {seed} is not trained for every method (common: {sorted(common) or 'none'})")

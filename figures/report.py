@@ -106,6 +106,11 @@ def _versions() -> str:
             f"report written {_dt.datetime.now().astimezone().isoformat(timespec='seconds')}")
 
 
+def _command_line(runs: Sequence[Run]) -> str:
+    # What wrote the runs, as recorded in command.json; several are aligned under one another.
+    return "command: " + "\n         ".join(command_lines(runs))
+
+
 def _grid_blocks(gridded: Sequence[Run]) -> list[tuple[str, str]]:
     """Per --grid sweep: its folder, gridded fields and values, cells and seeds."""
     blocks = []
@@ -125,7 +130,8 @@ def _grid_blocks(gridded: Sequence[Run]) -> list[tuple[str, str]]:
                  "grid: " + "; ".join(f"{f} in {{{', '.join(v)}}}" for f, v in fields.items()),
                  "config: " + ", ".join(shared),
                  f"cells: {len({r.cell_name for r in runs})} ({', '.join(sorted({r.cell.variant for r in runs}))}), "
-                 f"seeds: {','.join(str(s) for s in sorted({r.seed for r in runs}))}, setting: {runs[0].setting.label}"]
+                 f"seeds: {','.join(str(s) for s in sorted({r.seed for r in runs}))}, setting: {runs[0].setting.label}",
+                 _command_line(runs)]
         blocks.append((f"Grid sweep: {folder.name}", "\n".join(lines)))
     return blocks
 
@@ -159,9 +165,7 @@ def title_pages(runs: Sequence[Run], contents: Sequence[str], gridded: Sequence[
         lines.append("config: " + ", ".join(shared))
         if differs:
             lines.append("differs across runs: " + "; ".join(differs))
-        # What wrote the runs, as recorded in command.json; aligned under one another when there are several.
-        written = command_lines(group)
-        lines.append("command: " + "\n         ".join(written))
+        lines.append(_command_line(group))
         blocks.append((f"Setting: {setting.label}", "\n".join(lines)))
     blocks += _grid_blocks(gridded)
     blocks.append(("Environment", _versions()))

@@ -89,9 +89,10 @@ def rows(source: Run | str | Iterable[Run | str]) -> dict[Setting, list[BaseRow]
             columns = by_base.setdefault(run.base, [({}, {}), ({}, {}), ({}, {})])
             if cml:
                 with_cml.setdefault(run.base, run.cell)
-            for column, key in ((columns[0] if alone else columns[1], metric), (columns[2], f"{metric}_dagger")):
-                if column is columns[2] and not (cml and run.cell.spec.dagger):
-                    continue
+            targets = [(columns[0] if alone else columns[1], metric)]
+            if cml and run.cell.spec.dagger:
+                targets.append((columns[2], f"{metric}_dagger"))
+            for column, key in targets:
                 if test.get(key) is not None and run.seed not in column[0]:
                     column[0][run.seed] = float(test[key])
                     if test.get(f"{key}_ci95") is not None:

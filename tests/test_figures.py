@@ -609,7 +609,8 @@ def test_figures_never_import_the_trainer():
     import sys
 
     code = ("import sys, figures.report, figures.claims, figures.fig2_sinusoid, figures.fig3_dynamics, "
-            "figures.fig4_tsne, figures.table4, figures.table1; figures.style.method_style(figures.runs.Cell('boil', 'cml')); "
+            "figures.fig4_tsne, figures.table4, figures.table1; "
+            "figures.style.method_style(figures.runs.Cell('boil', 'cml')); "
             "print(' '.join(sorted(m for m in sys.modules if m.startswith('cml'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout

@@ -176,6 +176,10 @@ def test_ablation_page_draws_the_gamma_grid_with_each_seed_below_three_seeds(loc
     assert any("γ × co-learner ablation, sinusoid, 10-shot" in t and "each seed shown, no interval across seeds" in t
                for t in text)
     assert any("Grid sweep: grid" in t and "gamma in {0.5, 1.0}" in t for t in text)
+    # The grid's commands as recorded: the first, and each rerun (an earlier test reran it) after it.
+    first, *reruns = records.read_commands(local_grid)
+    assert f"command: {records.command_text(first)}" in text[0]
+    assert all(f"then: {records.command_text(c)}" in text[0] for c in reruns)
 
 
 # -- --config --------------------------------------------------------------------------------------------
