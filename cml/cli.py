@@ -162,6 +162,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             recorder = Recorder(run_dir)
         trainer = Trainer(cfg, run_dir, resume=args.resume, recorder=recorder)
+        # Once the folder is known to be trainable, before the first step: a killed run keeps its command.
+        records.append_command(run_dir, records.command_entry(args.argv, trainer.cfg.to_dict(), _prog()),
+                               keep=args.resume)
         counts = trainer_counts(trainer)
         print(f"run folder: {run_dir}\n{counts}", file=sys.stderr)
         live = _live_tensorboard(trainer) if args.tensorboard else None
@@ -343,7 +346,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(Path(args.out), Path(args.report), quick_steps=args.steps, test_tasks=args.test_tasks)
+    return run_demo(Path(args.out), Path(args.report), quick_steps=args.steps, test_tasks=args.test_tasks,
+                    argv=args.argv, prog=_prog())
 
 
 # The Ray engine's placement flags (their defaults live in cml.ray_engine.RayOptions).
@@ -388,7 +392,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     out = Path(args.out)
     result = run_sweep(out, cfg, methods=methods, seeds=seeds, bases=bases, preset_name=args.preset or DEFAULT_PRESET,
                        restart=args.restart, tensorboard=args.tensorboard, grid=grid, engine=args.engine,
-                       ray_options=options, slurm_options=slurm_options)
+                       ray_options=options, slurm_options=slurm_options,
+                       command=records.command_entry(args.argv, cfg.to_dict(), _prog()))
     # Printed whatever --progress says: the one place a sweep's results are shown.
     print(summary(result, out / records.AGGREGATE))
     return 0
@@ -553,6 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     not write and a full disk; anything else is a bug and keeps its traceback (a builtin ``FileNotFoundError``
     included: a missing file the user named is a ``MissingFileError``)."""
     args = build_parser().parse_args(argv)  # first: --help and --version need no torch import
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: train and sweep record it
     try:
         return args.func(args)
     except UserError as e:

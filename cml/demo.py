@@ -7,6 +7,7 @@ from matplotlib's own fonts. Runs go into sweep folders, so an interrupted demo 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,22 +50,30 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(out: Path, report: Path, quick_steps: int | None = None, test_tasks: int | None = None) -> int:
+def run_demo(out: Path, report: Path, quick_steps: int | None = None, test_tasks: int | None = None,
+             argv: Sequence[str] | None = None, prog: str = "python -m cml") -> int:
     """Trains the demo's sweeps (resuming unfinished runs), prints the table and writes the report.
 
     Args:
         out: the folder of the demo's two sweep folders.
         report: the PDF to write.
         quick_steps, test_tasks: overrides of the quick preset, for a faster look (and the test suite).
+        argv, prog: the ``demo`` command line as given, recorded in each sweep folder's ``command.json`` (rerunning
+            it trains the same sweeps); None records none.
     """
     from figures.report import write_report
 
     start = time.perf_counter()
     configs = demo_configs(quick_steps, test_tasks)
+
+    def command(task: str) -> dict[str, Any] | None:
+        return None if argv is None else records.command_entry(argv, configs[task].to_dict(), prog)
+
     results = {
-        "sinusoid": run_sweep(out / "sinusoid", configs["sinusoid"], SINUSOID_METHODS, SEEDS),
+        "sinusoid": run_sweep(out / "sinusoid", configs["sinusoid"], SINUSOID_METHODS, SEEDS,
+                              command=command("sinusoid")),
     }
-    run_sweep(out / "fonts", configs["fonts"], IMAGE_METHODS, IMAGE_SEEDS)
+    run_sweep(out / "fonts", configs["fonts"], IMAGE_METHODS, IMAGE_SEEDS, command=command("fonts"))
     results["fonts"] = run_sweep(out / "fonts", configs["fonts"], BASELINES, SEEDS)
     print(table(results))
     records.make_folder(report.parent, "--report")

@@ -179,3 +179,8 @@ def upgrade(base: str, method: str) -> str:
         raise ValueError(f"method {method!r} names a method on MAML; with base {base!r} write --method "
                          f"{LEGACY[method]}")
     return LEGACY[method]
+
+
+#: The order of methods in legends and tables: the base alone, then the baselines, the method the paper is about
+#: last (the paper's Table 4). A method not listed here sorts after these, in :data:`METHOD_TABLE` order.
+DISPLAY_ORDER: tuple[str, ...] = ("none", "noisy", "more", "cl", "cml")

@@ -2,8 +2,9 @@
 
 A run folder holds ``config.json``, ``metrics.jsonl`` (training), ``val.jsonl`` (validation),
 ``checkpoint.pt`` (model, optimizer and RNG state), ``test.json`` (the final test) and, for analysis runs,
-``dynamics.jsonl``, ``representations.json`` and ``features.npz`` (or ``fits.npz``). Figures read only these files,
-and so does :mod:`cml.tensorboard`, which writes ``tensorboard/`` (event files) from them on request.
+``dynamics.jsonl``, ``representations.json`` and ``features.npz`` (or ``fits.npz``); a run folder written by
+``train`` and a sweep folder also hold ``command.json``, the command lines that wrote them. Figures read only
+these files, and so does :mod:`cml.tensorboard`, which writes ``tensorboard/`` (event files) from them on request.
 
 Reliability (README, "Reliability"):
 
@@ -26,13 +27,16 @@ import io
 import json
 import math
 import os
+import shlex
 import shutil
 import signal
 import socket
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
+
+from . import __version__
 
 # Re-exported: a run folder's errors, defined with every other error in cml.errors.
 from .errors import DiskFullError, FolderLockedError, MissingFileError, OutputExistsError, RunFolderError  # noqa: F401
@@ -65,6 +69,9 @@ STEP_RECORDS = (METRICS, VAL, DYNAMICS)
 # A sweep folder's own files.
 SWEEP = "sweep.json"
 AGGREGATE = "aggregate.json"
+#: The command lines that wrote a folder: in a run folder written by ``train`` and in a sweep folder written by
+#: ``sweep`` (or ``demo``), never in a sweep's cells (:func:`append_command`).
+COMMAND = "command.json"
 
 
 def run_folder_name(variant: str, seed: int, task: str | None = None, grid: dict[str, Any] | None = None) -> str:
@@ -125,6 +132,8 @@ _FIXES = {
     SWEEP: ("rerun the sweep with --restart: it moves {name} aside and writes it again from the command line; "
             "the cells are kept"),
     AGGREGATE: "rerun the sweep command: it writes {name} again from the cells' test.json",
+    COMMAND: ("it only lists the commands that wrote {folder}, and nothing can write it again: move it out of the "
+              "folder (the report then says the command was not recorded), and a rerun starts a new list"),
 }
 _RESUME = ("rerun the run's train command with --resume, or its sweep command: either writes {name} again "
            "from the checkpoint")
@@ -303,6 +312,68 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 def truncate_jsonl(path: Path, keep: Iterable[dict[str, Any]]) -> None:
     """Rewrites a JSON-lines file with only ``keep`` (used on resume to drop lines past the checkpoint)."""
     atomic_write_text(path, "".join(json.dumps(_clean(r), sort_keys=True) + "\n" for r in keep))
+
+
+# -- the command that wrote a folder ------------------------------------------------------------------------
+
+def command_entry(argv: Sequence[str], config: dict[str, Any], prog: str = "python -m cml") -> dict[str, Any]:
+    """One entry of ``command.json``: a command line as given, and what it resolved to and ran on.
+
+    Args:
+        argv: the arguments after the program's name, as given (``["sweep", "--task", "fonts", ...]``).
+        config: the resolved config as a dict: the run's (``train``; what its ``config.json`` holds) or the one
+            every cell of a sweep starts from (``sweep``; its ``sweep.json``'s ``base``).
+        prog: the program as typed: ``python -m cml`` or ``cml``.
+
+    Returns:
+        ``{"argv", "prog", "cwd", "config", "cml_version", "torch_version", "threads", "time"}``: ``cwd``
+        because relative paths in ``argv`` are relative to it; ``threads`` is ``torch.get_num_threads()`` (the
+        speed depends on it, and so can the last bits of a sum split across threads); ``time`` is UTC.
+    """
+    import torch  # not at import time: the figures read records and never need torch
+
+    return {"argv": [str(a) for a in argv], "prog": prog, "cwd": os.getcwd(), "config": config,
+            "cml_version": __version__, "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+            "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def append_command(folder: Path, entry: dict[str, Any], keep: bool) -> None:
+    """Writes ``entry`` into ``folder/command.json`` (atomically), after the entries already there if ``keep``.
+
+    The file holds ``{"commands": [...]}``, oldest first: the first entry is the command that started the folder,
+    each later one a command that continued it. ``train`` keeps the list on ``--resume`` and starts a new one
+    otherwise (a fresh run replaces whatever an earlier attempt left; ``--restart`` moves the old folder, with its
+    list, aside); ``sweep`` always keeps it, since rerunning a sweep resumes it and a new command may add seeds,
+    methods or grid values to the same folder.
+
+    Raises:
+        RunFolderError: if ``keep`` and the ``command.json`` there is damaged (see :func:`read_commands`).
+    """
+    history = (read_commands(folder) or []) if keep else []
+    write_json(Path(folder) / COMMAND, {"commands": [*history, entry]})
+
+
+def read_commands(folder: Path) -> list[dict[str, Any]] | None:
+    """The entries of ``folder/command.json``, oldest first; None if the folder has none (written before cml
+    recorded its commands, or by :func:`cml.sweep.run_sweep` called from Python).
+
+    Raises:
+        RunFolderError: if the file is damaged or is not a list of commands with their ``argv``.
+    """
+    path = Path(folder) / COMMAND
+    if not path.is_file():
+        return None
+    commands = read_json(path).get("commands")
+    if not (isinstance(commands, list) and commands and all(
+            isinstance(c, dict) and isinstance(c.get("argv"), list) and all(isinstance(a, str) for a in c["argv"])
+            for c in commands)):
+        raise damaged(path, "is not a list of commands, each with its argv; not written by cml")
+    return commands
+
+
+def command_text(entry: dict[str, Any]) -> str:
+    """An entry's command line as it would be typed (each argument quoted for a POSIX shell where needed)."""
+    return f"{entry.get('prog', 'python -m cml')} {shlex.join(entry['argv'])}"
 
 
 # -- reading ---------------------------------------------------------------------------------------------

@@ -88,7 +88,8 @@ def parse_grid(items: Sequence[str], cls: type = Config) -> dict[str, list[Any]]
 def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[int], splits=None,
               record: bool = True, bases: Sequence[str] | None = None, preset_name: str | None = None,
               restart: bool = False, tensorboard: bool = False, grid: dict[str, list[Any]] | None = None,
-              engine: str = "local", ray_options=None, slurm_options=None) -> dict[str, Any]:
+              engine: str = "local", ray_options=None, slurm_options=None,
+              command: dict[str, Any] | None = None) -> dict[str, Any]:
     """Trains every (base learner, method, grid point, seed) cell not yet finished, then writes and returns
     ``aggregate.json``.
 
@@ -113,6 +114,9 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
         ray_options: the Ray engine's :class:`cml.ray_engine.RayOptions` (defaults when None).
         slurm_options: the SLURM engine's :class:`cml.slurm_engine.SlurmOptions` (defaults when None); with
             ``wait=False`` the cells are submitted and the aggregate holds the cells finished so far.
+        command: the command line that asked for the sweep (:func:`cml.records.command_entry`), appended to the
+            sweep folder's ``command.json`` once the grid is accepted, before any cell trains; None (a sweep
+            started from Python) records none.
 
     Raises:
         ConfigError: if ``out`` holds a sweep with another grid or base config, or a cell's config is invalid.
@@ -140,6 +144,8 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
     with records.FolderLock(out):  # one sweep process per folder
         out.mkdir(parents=True, exist_ok=True)
         _write_spec(out, spec, restart)
+        if command is not None:
+            records.append_command(out, command, keep=True)
         pending = []
         for name, cfg in cells:
             if not cell_finished(out / name, cfg, record and cfg.record_interval > 0):

@@ -27,11 +27,10 @@ from matplotlib.figure import Figure
 
 from analysis.stats import MIN_SEEDS_FOR_CI, seed_ci95
 from cml.errors import FigureInputError
-from cml.methods import get_method
 
 from . import style
 from .summary import policy_note
-from .runs import Run, as_runs, group_by_setting
+from .runs import Run, adds_nothing, as_runs, group_by_setting
 
 __all__ = ["GRID_FIELD", "has_gamma_grid", "cells", "figure"]
 
@@ -53,11 +52,6 @@ def _co_order(co: str) -> tuple[int, str]:
     from cml.config import CO_LEARNERS  # not at import: figures load only records and the two tables
 
     return (CO_LEARNERS.index(co) if co in CO_LEARNERS else len(CO_LEARNERS), co)
-
-
-def _is_base_alone(run: Run) -> bool:
-    spec = get_method(run.addon)
-    return not (spec.co_learner or spec.gradient_noise or spec.extra_capacity)
 
 
 def _metric(run: Run, dagger: bool) -> float | None:
@@ -90,7 +84,7 @@ def cells(runs: Sequence[Run]) -> dict[str, Any]:
         FigureInputError: if no run has a γ grid, or no co-learner run of the grid has finished.
     """
     runs = as_runs(runs)
-    gridded = [r for r in runs if GRID_FIELD in r.grid and get_method(r.addon).dagger and r.has("test.json")]
+    gridded = [r for r in runs if GRID_FIELD in r.grid and r.cell.spec.dagger and r.has("test.json")]
     if not gridded:
         raise FigureInputError("the ablation needs a sweep with --grid gamma=... of a co-learner method "
                                "(--methods cml) whose cells have finished")
@@ -107,7 +101,7 @@ def cells(runs: Sequence[Run]) -> dict[str, Any]:
                 point[key].append(value)
     lines = {k: {g: {key: _summary(v) for key, v in p.items() if v} for g, p in sorted(pts.items())}
              for k, pts in per.items()}
-    alone = [r for r in runs if _is_base_alone(r) and r.has("test.json")]
+    alone = [r for r in runs if adds_nothing(r.cell.spec) and r.has("test.json")]
     source = "the base learner's runs"
     if not alone:
         # The γ = 0 cells are the base learner exactly; one co-learner's, so that no seed counts twice.

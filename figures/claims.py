@@ -8,6 +8,10 @@
 4. *CML changes its representations more during adaptation*: its CKA between query representations before
    and after adaptation is lower than MAML's at every recorded layer.
 
+The runs compared are chosen by what their method does (its row in :mod:`cml.methods`), on MAML
+(:data:`figures.runs.PAPER_BASE`): CML is the method whose co-learner only the outer loop trains
+(:func:`figures.runs.cooperates`), noisy-MAML the one with gradient noise, MAML the base learner alone.
+
 Rules, the same for all four: seeds are the unit of replication, and the same seed draws the same test tasks
 for every method, so differences are paired by seed. With at least :data:`analysis.stats.MIN_SEEDS_FOR_CI`
 (3) seeds that both methods share, a claim is supported when the 95% Student-t confidence interval across
@@ -15,7 +19,8 @@ seeds (:func:`analysis.stats.seed_ci95`) lies entirely on the claimed side, and 
 when the interval straddles the line: the evidence then says so). With fewer, each seed's numbers are
 reported, no interval across seeds is computed, and ``supported`` is None: two seeds are not a claim (their t
 interval is 12.7 standard errors wide), nor is one (reported with the run's own across-task or across-step
-spread). Missing records also give None, with the command that writes them.
+spread). Missing records also give None, naming the flag that writes them and the recorded commands that wrote
+the runs.
 
 Each quantity has one source, the one its figure draws: test results from ``test.json``, cosines and
 gradient norms from ``dynamics.jsonl`` (Figure 3b-c), CKA from ``representations.json`` (Figure 3d).
@@ -24,7 +29,7 @@ gradient norms from ``dynamics.jsonl`` (Figure 3b-c), CKA from ``representations
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,7 +38,10 @@ import numpy as np
 from analysis.stats import MIN_SEEDS_FOR_CI, normal_ci95, seed_ci95
 
 from .fig3_dynamics import layer_label
-from .runs import MissingRecordError, Run, as_runs, group_by_method, group_by_setting, reproduce_command
+from cml.methods import Method
+
+from .runs import (Cell, MissingRecordError, Run, adds_nothing, as_runs, cells_where, command_lines, cooperates,
+                   group_by_method, group_by_setting)
 
 __all__ = [
     "Claim",
@@ -122,14 +130,14 @@ def _seeds_text(seeds: Sequence[int]) -> str:
 
 
 def judge_beats_noise(cml: Mapping[int, float], noisy: Mapping[int, float], metric: str = "acc",
-                      task_ci: Mapping[str, float] | None = None) -> Claim:
+                      cml_ci: float = math.nan, noisy_ci: float = math.nan) -> Claim:
     """Claim 1 from per-seed test results.
 
     Args:
         cml, noisy: ``{seed: test metric}`` of CML and noisy-MAML (accuracy as a fraction, or MSE).
         metric: ``acc`` (higher is better) or ``mse`` (lower is better).
-        task_ci: with a single shared seed, the runs' 95% CI half-widths over test tasks
-            (``{"cml": ..., "noisy-maml": ...}``), quoted in the evidence.
+        cml_ci, noisy_ci: with a single shared seed, the two runs' 95% CI half-widths over their test tasks,
+            quoted in the evidence.
     """
     key = "beats-noise"
     if metric not in ("acc", "mse"):
@@ -142,10 +150,9 @@ def judge_beats_noise(cml: Mapping[int, float], noisy: Mapping[int, float], metr
                      "same --seeds", [])
     if len(seeds) == 1:
         s = seeds[0]
-        ci = task_ci or {}
         text = (f"single seed: not a claim. Seed {s}: CML {name} "
-                f"{_pm(scale * cml[s], scale * ci.get('cml', math.nan), fmt)}, noisy-MAML "
-                f"{_pm(scale * noisy[s], scale * ci.get('noisy-maml', math.nan), fmt)} (95% CI over test tasks). "
+                f"{_pm(scale * cml[s], scale * cml_ci, fmt)}, noisy-MAML "
+                f"{_pm(scale * noisy[s], scale * noisy_ci, fmt)} (95% CI over test tasks). "
                 f"Train more seeds (--seeds 0,1,2) to test the claim.")
         return Claim(key, CLAIM_TEXT[key], None, text, seeds)
     sign = 1.0 if metric == "acc" else -1.0  # positive difference = CML better
@@ -214,13 +221,14 @@ def judge_dissimilar_gradients(cos_by_seed: Mapping[int, Sequence[float]],
 
 
 def judge_larger_gradients(cml: Mapping[int, float], maml: Mapping[int, float],
-                           spread: Mapping[str, Mapping[int, float]] | None = None) -> Claim:
+                           cml_spread: Mapping[int, float] | None = None,
+                           maml_spread: Mapping[int, float] | None = None) -> Claim:
     """Claim 3 from each seed's mean norm of psi's meta-gradient over its recorded steps.
 
     Args:
         cml, maml: ``{seed: mean grad_norm_psi over the steps recorded in dynamics.jsonl}`` (Figure 3c's values).
-        spread: with a single shared seed, ``{"cml": {seed: ci}, "maml": {seed: ci}}`` of each run's 95% CI
-            over its recorded steps, quoted in the evidence.
+        cml_spread, maml_spread: with a single shared seed, ``{seed: ci}``: each run's 95% CI over its recorded
+            steps, quoted in the evidence.
     """
     key = "larger-gradients"
     seeds = _paired(cml, maml)
@@ -230,10 +238,9 @@ def judge_larger_gradients(cml: Mapping[int, float], maml: Mapping[int, float],
                      "both with the same --seeds and --record-interval K", [])
     if len(seeds) == 1:
         s = seeds[0]
-        sp = spread or {}
         text = (f"single seed: not a claim. Seed {s}: {what}: CML "
-                f"{_pm(cml[s], sp.get('cml', {}).get(s, math.nan))}, MAML "
-                f"{_pm(maml[s], sp.get('maml', {}).get(s, math.nan))} (CI across recorded steps), ratio "
+                f"{_pm(cml[s], (cml_spread or {}).get(s, math.nan))}, MAML "
+                f"{_pm(maml[s], (maml_spread or {}).get(s, math.nan))} (CI across recorded steps), ratio "
                 f"{cml[s] / maml[s]:.2f}.")
         return Claim(key, CLAIM_TEXT[key], None, text, seeds)
     ratios = [cml[s] / maml[s] for s in seeds]
@@ -253,12 +260,13 @@ def judge_larger_gradients(cml: Mapping[int, float], maml: Mapping[int, float],
 
 
 def judge_lower_cka(cml: Mapping[int, Mapping[str, float]], maml: Mapping[int, Mapping[str, float]],
-                    task_ci: Mapping[str, Mapping[int, Mapping[str, float]]] | None = None) -> Claim:
+                    cml_ci: Mapping[int, Mapping[str, float]] | None = None,
+                    maml_ci: Mapping[int, Mapping[str, float]] | None = None) -> Claim:
     """Claim 4 from each seed's mean CKA (over its recorded tasks) per layer.
 
     Args:
         cml, maml: ``{seed: {layer: mean CKA}}``; missing or non-finite layers are skipped.
-        task_ci: with a single shared seed, ``{"cml": {seed: {layer: ci}}, "maml": ...}`` over tasks.
+        cml_ci, maml_ci: with a single shared seed, ``{seed: {layer: 95% CI over tasks}}`` of each run.
     """
     key = "lower-cka"
     seeds = sorted(set(cml) & set(maml))
@@ -269,11 +277,10 @@ def judge_lower_cka(cml: Mapping[int, Mapping[str, float]], maml: Mapping[int, M
                      "--record-interval K and the same --seeds", seeds)
     if len(seeds) == 1:
         s = seeds[0]
-        tc = task_ci or {}
         parts = []
         for layer in layers:
-            ci_m = tc.get("maml", {}).get(s, {}).get(layer, math.nan)
-            ci_c = tc.get("cml", {}).get(s, {}).get(layer, math.nan)
+            ci_m = (maml_ci or {}).get(s, {}).get(layer, math.nan)
+            ci_c = (cml_ci or {}).get(s, {}).get(layer, math.nan)
             fmt = f".{_decimals(ci_m, ci_c, maml[s][layer] - cml[s][layer])}f"
             parts.append(f"{layer_label(layer)}: MAML {_pm(maml[s][layer], ci_m, fmt)}, "
                          f"CML {_pm(cml[s][layer], ci_c, fmt)}")
@@ -318,63 +325,95 @@ def judge_lower_cka(cml: Mapping[int, Mapping[str, float]], maml: Mapping[int, M
 
 
 def _missing(key: str, err: MissingRecordError, runs: Sequence[Run]) -> Claim:
-    return Claim(key, CLAIM_TEXT[key], None, f"missing records: {err}. Produce them with: "
-                 f"{reproduce_command(runs)}", [])
+    return Claim(key, CLAIM_TEXT[key], None, f"missing records: {err}. The runs were written by: "
+                 f"{'; '.join(command_lines(runs))}", [])
 
 
-def _beats_noise(by_method: dict[str, list[Run]], metric: str) -> Claim:
+@dataclass(frozen=True)
+class _Role:
+    """A method a claim compares, chosen by what it does, on :data:`figures.runs.PAPER_BASE`.
+
+    Attributes:
+        name: the paper's name for it, as the claim's text quotes it.
+        wanted: the test of a method's row (:mod:`cml.methods`).
+    """
+
+    name: str
+    wanted: Callable[[Method], bool]
+
+    def cell(self, by_method: Mapping[Cell, Sequence[Run]]) -> Cell | None:
+        """The first cell (in legend order) among the runs that plays the role, or None."""
+        found = cells_where(by_method, self.wanted)
+        return found[0] if found else None
+
+
+_CML = _Role("cml", cooperates)
+_NOISY = _Role("noisy-maml", lambda m: m.gradient_noise)
+_MAML = _Role("maml", adds_nothing)
+
+
+def _cells(by_method: Mapping[Cell, Sequence[Run]], *roles: _Role) -> tuple[list[Cell], list[str]]:
+    """The cell of each role, and the names of the roles no run plays."""
+    found = [r.cell(by_method) for r in roles]
+    return [c for c in found if c is not None], [r.name for r, c in zip(roles, found) if c is None]
+
+
+def _beats_noise(by_method: dict[Cell, list[Run]], metric: str) -> Claim:
     key = "beats-noise"
-    absent = [m for m in ("cml", "noisy-maml") if m not in by_method]
+    cells, absent = _cells(by_method, _CML, _NOISY)
     if absent:
         return Claim(key, CLAIM_TEXT[key], None, f"no {' or '.join(absent)} run among the records; train "
                      f"--methods noisy-maml,cml", [])
-    tests = {m: {r.seed: r.test() for r in by_method[m]} for m in ("cml", "noisy-maml")}
-    values = {m: {s: t.get(metric) for s, t in tests[m].items()} for m in tests}
-    seeds = _paired(values["cml"], values["noisy-maml"])
-    task_ci = {m: tests[m][seeds[0]].get(f"{metric}_ci95") or math.nan for m in tests} if len(seeds) == 1 else None
-    return judge_beats_noise(values["cml"], values["noisy-maml"], metric, task_ci)
+    tests = [{r.seed: r.test() for r in by_method[c]} for c in cells]
+    (cml, noisy) = values = [{s: t.get(metric) for s, t in ts.items()} for ts in tests]
+    seeds = _paired(cml, noisy)
+    ci = [ts[seeds[0]].get(f"{metric}_ci95") or math.nan for ts in tests] if len(seeds) == 1 else [math.nan] * 2
+    return judge_beats_noise(*values, metric, *ci)
 
 
-def _dissimilar(by_method: dict[str, list[Run]]) -> Claim:
+def _dissimilar(by_method: dict[Cell, list[Run]]) -> Claim:
     key = "dissimilar-gradients"
-    if "cml" not in by_method:
+    cml = _CML.cell(by_method)
+    if cml is None:
         return Claim(key, CLAIM_TEXT[key], None, "no CML run among the records", [])
-    return judge_dissimilar_gradients({r.seed: [d.get("cos_psi") for d in r.dynamics()] for r in by_method["cml"]})
+    return judge_dissimilar_gradients({r.seed: [d.get("cos_psi") for d in r.dynamics()] for r in by_method[cml]})
 
 
-def _larger(by_method: dict[str, list[Run]]) -> Claim:
+def _larger(by_method: dict[Cell, list[Run]]) -> Claim:
     key = "larger-gradients"
-    absent = [m for m in ("cml", "maml") if m not in by_method]
+    cells, absent = _cells(by_method, _CML, _MAML)
     if absent:
         return Claim(key, CLAIM_TEXT[key], None, f"no {' or '.join(absent)} run among the records", [])
-    means: dict[str, dict[int, float]] = {}
-    spread: dict[str, dict[int, float]] = {}
-    for m in ("cml", "maml"):
-        means[m], spread[m] = {}, {}
-        for r in by_method[m]:
+    means: list[dict[int, float]] = []
+    spread: list[dict[int, float]] = []
+    for c in cells:
+        means.append({})
+        spread.append({})
+        for r in by_method[c]:
             # dynamics.jsonl, the records Figure 3c draws: one source for the figure and the claim.
             v = [x["grad_norm_psi"] for x in r.dynamics() if _finite(x.get("grad_norm_psi"))]
             if v:
-                means[m][r.seed], spread[m][r.seed] = normal_ci95(v) if len(v) > 1 else (v[0], math.nan)
-    return judge_larger_gradients(means["cml"], means["maml"], spread)
+                means[-1][r.seed], spread[-1][r.seed] = normal_ci95(v) if len(v) > 1 else (v[0], math.nan)
+    return judge_larger_gradients(*means, *spread)
 
 
-def _lower_cka(by_method: dict[str, list[Run]]) -> Claim:
+def _lower_cka(by_method: dict[Cell, list[Run]]) -> Claim:
     key = "lower-cka"
-    absent = [m for m in ("cml", "maml") if m not in by_method]
+    cells, absent = _cells(by_method, _CML, _MAML)
     if absent:
         return Claim(key, CLAIM_TEXT[key], None, f"no {' or '.join(absent)} run among the records", [])
-    means: dict[str, dict[int, dict[str, float]]] = {}
-    cis: dict[str, dict[int, dict[str, float]]] = {}
-    for m in ("cml", "maml"):
-        means[m], cis[m] = {}, {}
-        for r in by_method[m]:
+    means: list[dict[int, dict[str, float]]] = []
+    cis: list[dict[int, dict[str, float]]] = []
+    for c in cells:
+        means.append({})
+        cis.append({})
+        for r in by_method[c]:
             reps = r.representations()
             cka = reps.get("cka", {})
             order = [k for k in reps.get("layers", []) if k in cka] + [k for k in cka if k not in reps.get("layers", [])]
-            means[m][r.seed] = {k: cka[k].get("mean") for k in order if _finite(cka[k].get("mean"))}
-            cis[m][r.seed] = {k: (cka[k].get("ci95") if _finite(cka[k].get("ci95")) else math.nan) for k in order}
-    return judge_lower_cka(means["cml"], means["maml"], cis)
+            means[-1][r.seed] = {k: cka[k].get("mean") for k in order if _finite(cka[k].get("mean"))}
+            cis[-1][r.seed] = {k: (cka[k].get("ci95") if _finite(cka[k].get("ci95")) else math.nan) for k in order}
+    return judge_lower_cka(*means, *cis)
 
 
 def claims_for_setting(runs: Sequence[Run]) -> list[Claim]:

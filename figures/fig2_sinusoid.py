@@ -18,34 +18,50 @@ from matplotlib.figure import Figure
 from cml.errors import FigureInputError
 
 from . import style
-from .runs import Run, as_runs, group_by_method
+from .runs import Cell, Run, adds_nothing, as_runs, cells_where, cooperates, group_by_method
 
-__all__ = ["figure", "select"]
+__all__ = ["figure", "select", "default_methods", "DRAWN"]
+
+#: What Figure 2 draws by default, on :data:`figures.runs.PAPER_BASE`: the base learner alone and CML, the first
+#: cell (in legend order) of each; with the paper's name for each, for messages.
+DRAWN = (("maml", adds_nothing), ("cml", cooperates))
 
 
-def select(runs: Sequence[Run], methods: Sequence[str], seed: int | None = None) -> dict[int, dict[str, Run]]:
-    """The run drawn for each shots value and method: ``{shots: {method: run}}``, shots ascending.
+def default_methods(runs: Sequence[Run]) -> tuple[list[Cell], list[str]]:
+    """The cells Figure 2 draws when none are named, and the names of those :data:`DRAWN` finds none of: for each,
+    the first such cell among ``runs``."""
+    found = [(name, cells_where({r.cell for r in runs}, wanted)) for name, wanted in DRAWN]
+    return [cells[0] for _, cells in found if cells], [name for name, cells in found if not cells]
+
+
+def select(runs: Sequence[Run], methods: Sequence[Cell] | None = None,
+           seed: int | None = None) -> dict[int, dict[Cell, Run]]:
+    """The run drawn for each shots value and cell: ``{shots: {cell: run}}``, shots ascending.
 
     Args:
         runs: runs of any tasks; only sinusoid runs are used.
-        methods: methods to draw; every shots value needs each of them.
-        seed: the seed to draw; default the lowest seed that every method has at that shots value.
+        methods: cells to draw; every shots value needs each of them. Default: :func:`default_methods`, which
+            must find the base learner alone and CML.
+        seed: the seed to draw; default the lowest seed that every cell has at that shots value.
 
     Raises:
-        FigureInputError: if there is no sinusoid run, or a shots value lacks a method or the seed.
+        FigureInputError: if there is no sinusoid run, or a shots value lacks a cell or the seed.
     """
     sin = [r for r in runs if r.is_regression]
     if not sin:
         tasks = sorted({r.task for r in runs})
         raise FigureInputError(f"Figure 2 needs sinusoid runs; got only {', '.join(tasks)} runs. Train them with "
                                f"`python -m cml sweep --task sinusoid --methods maml,cml --record-interval 5 ...`")
-    out: dict[int, dict[str, Run]] = {}
+    lacking: list[str] = []
+    if methods is None:
+        methods, lacking = default_methods(sin)
+    out: dict[int, dict[Cell, Run]] = {}
     for shots in sorted({r.shots for r in sin}):
         by_method = group_by_method([r for r in sin if r.shots == shots])
-        absent = [m for m in methods if m not in by_method]
+        absent = [str(m) for m in methods if m not in by_method] + lacking
         if absent:
             raise FigureInputError(f"Figure 2: no {', '.join(absent)} run at {shots} shots (found "
-                                   f"{', '.join(by_method)}); train the missing method(s) at --shots {shots}")
+                                   f"{', '.join(map(str, by_method))}); train the missing method(s) at --shots {shots}")
         common = set.intersection(*({r.seed for r in by_method[m]} for m in methods))
         if seed is not None and seed not in common:
             raise FigureInputError(f"Figure 2: seed {seed} is not trained for every method at {shots} shots "
@@ -64,7 +80,7 @@ def _grid_mse(pred: np.ndarray, truth: np.ndarray) -> float:
 
 def figure(
     source: Run | str | Iterable[Run | str],
-    methods: Sequence[str] = ("maml", "cml"),
+    methods: Sequence[Cell] | None = None,
     curves: Sequence[int] = (0, 1, 2),
     seed: int | None = None,
     show_before: bool = False,
@@ -75,11 +91,13 @@ def figure(
 
     Args:
         source: run or sweep folders (or :class:`Run` objects); sinusoid runs with ``fits.npz``.
-        methods: methods whose adapted predictions are drawn.
+        methods: cells whose adapted predictions are drawn (default: the base learner alone and CML on MAML,
+            :func:`default_methods`).
         curves: which of the three recorded test curves to draw (one row each).
         seed: the seed whose runs are drawn (default: the lowest shared one, per shots value).
         show_before: also draw each method's prediction before adaptation (thin, dotted, faded).
-        show_dagger: also draw CML† (CML's co-learner phi after adaptation), if ``cml`` is drawn.
+        show_dagger: also draw CML† (the co-learner phi after adaptation) of each drawn method whose co-learner's
+            predictions are reported (:attr:`cml.methods.Method.dagger`).
         figsize: the page size (default: the report's page).
 
     Returns:
@@ -91,6 +109,7 @@ def figure(
         MissingRecordError: if a run has no ``fits.npz``.
     """
     chosen = select(as_runs(source), methods, seed)
+    methods = list(next(iter(chosen.values())))
     curves = list(curves)
     if not curves:
         raise ValueError("curves must name at least one recorded test curve (0, 1 or 2)")
@@ -128,10 +147,11 @@ def figure(
                             label=f"{style.label(m)} before adaptation"))
                     ax.plot(x, f["after"][c], **style.line_kwargs(m, len(x), label=f"{style.label(m)} after adaptation"))
                     notes.append(f"{style.label(m)} {_grid_mse(f['after'][c], truth):.2f}")
-                    if show_dagger and m == "cml" and "after_dagger" in f:
+                    if show_dagger and m.spec.dagger and "after_dagger" in f:
+                        dagger = style.label(m, dagger=True)
                         ax.plot(x, f["after_dagger"][c], **style.line_kwargs(
-                            "cml-dagger", len(x), label="CML† (φ) after adaptation"))
-                        notes.append(f"CML† {_grid_mse(f['after_dagger'][c], truth):.2f}")
+                            m, len(x), dagger=True, label=f"{dagger} (φ) after adaptation"))
+                        notes.append(f"{dagger} {_grid_mse(f['after_dagger'][c], truth):.2f}")
                 ax.scatter(ref["support_x"][c], ref["support_y"][c], marker="^", s=34, color="black",
                            edgecolor="white", linewidth=0.5, zorder=5, label="support points")
                 # The error goes in the title, not over the curves.

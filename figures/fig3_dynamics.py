@@ -22,7 +22,7 @@ maximum) with 3+ seeds, else each seed's value. Records: ``val.jsonl``, ``metric
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,8 +36,11 @@ from matplotlib.ticker import MaxNLocator
 from analysis.stats import MIN_SEEDS_FOR_CI, seed_ci95
 from cml.errors import FigureInputError
 
+from cml.methods import Method
+
 from . import style
-from .runs import MissingRecordError, Run, as_runs, group_by_method, group_by_setting
+from .runs import (Cell, MissingRecordError, Run, adds_nothing, as_runs, cells_where, cooperates, group_by_method,
+                   group_by_setting)
 from .summary import policy_note
 
 __all__ = [
@@ -46,17 +49,33 @@ __all__ = [
     "cka_summary",
     "figure",
     "layer_label",
-    "CONVERGENCE_METHODS",
-    "COSINE_METHODS",
-    "NORM_METHODS",
-    "CKA_METHODS",
+    "draws_convergence",
+    "draws_cosine",
+    "draws_norm",
+    "draws_cka",
 ]
 
-#: The paper's methods per panel; ``figure(methods=...)`` overrides them.
-CONVERGENCE_METHODS = ("maml", "noisy-maml", "cml")
-COSINE_METHODS = ("cml",)
-NORM_METHODS = ("maml", "noisy-maml", "cml")
-CKA_METHODS = ("maml", "cml")
+
+# The paper's methods per panel, chosen by what a method does (on figures.runs.PAPER_BASE); figure(methods=...)
+# overrides them.
+def draws_convergence(method: Method) -> bool:
+    """Panel (a): MAML, noisy-MAML and CML (the base learner alone, with gradient noise, with a co-learner)."""
+    return adds_nothing(method) or method.gradient_noise or cooperates(method)
+
+
+def draws_cosine(method: Method) -> bool:
+    """Panel (b): CML (its co-learner's gradient on ψ is the one compared)."""
+    return cooperates(method)
+
+
+def draws_norm(method: Method) -> bool:
+    """Panel (c): MAML, noisy-MAML and CML (as panel (a))."""
+    return draws_convergence(method)
+
+
+def draws_cka(method: Method) -> bool:
+    """Panel (d): MAML and CML (the base learner alone and with a co-learner)."""
+    return adds_nothing(method) or cooperates(method)
 
 
 def layer_label(layer: str) -> str:
@@ -133,7 +152,7 @@ def band(per_seed: Sequence[dict[int, float]], smooth: int = 1,
     return Band(x, mean, mean - ci, mean + ci, len(cleaned), values)
 
 
-def _draw(ax: Axes, b: Band, method: str, **overrides) -> None:
+def _draw(ax: Axes, b: Band, method: Cell, **overrides) -> None:
     colour = overrides.get("color", style.method_style(method).colour)
     if b.seeds > 1 and not np.isfinite(b.lo).any():
         # No interval across so few seeds: show each seed, thin, behind the mean.
@@ -173,14 +192,10 @@ def _empty(ax: Axes, text: str) -> None:
     ax.set_yticks([])
 
 
-def _methods(by_method: dict[str, list[Run]], wanted: Sequence[str]) -> list[str]:
-    return [m for m in wanted if m in by_method]
-
-
 # -- (a) convergence ------------------------------------------------------------------------------------
 
 
-def _panel_a(axes: Sequence[Axes], by_method: dict[str, list[Run]], methods: Sequence[str], smooth: int,
+def _panel_a(axes: Sequence[Axes], by_method: dict[Cell, list[Run]], methods: Sequence[Cell], smooth: int,
              regression: bool) -> None:
     ax_left, ax_right = axes
     last, points = 0, 0
@@ -246,7 +261,7 @@ def _blocks(dynamics: Iterable[list[dict]], key: str) -> list[str]:
     return list(names)
 
 
-def _panel_blocks(axes: Sequence[Axes], by_method: dict[str, list[Run]], methods: Sequence[str], smooth: int,
+def _panel_blocks(axes: Sequence[Axes], by_method: dict[Cell, list[Run]], methods: Sequence[Cell], smooth: int,
                   whole_key: str, blocks_key: str, blocks: Sequence[str]) -> None:
     for m in methods:
         dyn = [r.dynamics() for r in by_method[m]]
@@ -261,7 +276,7 @@ def _panel_blocks(axes: Sequence[Axes], by_method: dict[str, list[Run]], methods
         _step_axis(ax)
 
 
-def _check_dynamics(by_method: dict[str, list[Run]], methods: Sequence[str], key: str) -> None:
+def _check_dynamics(by_method: dict[Cell, list[Run]], methods: Sequence[Cell], key: str) -> None:
     for m in methods:
         for r in by_method[m]:
             recs = r.dynamics()
@@ -294,7 +309,7 @@ def cka_summary(runs: Sequence[Run], debiased: bool = False) -> dict[str, tuple[
     return out
 
 
-def _panel_d(ax: Axes, by_method: dict[str, list[Run]], methods: Sequence[str], debiased: bool) -> None:
+def _panel_d(ax: Axes, by_method: dict[Cell, list[Run]], methods: Sequence[Cell], debiased: bool) -> None:
     summaries = {m: cka_summary(by_method[m], debiased) for m in methods}
     layers = list(dict.fromkeys(layer for s in summaries.values() for layer in s))
     offset = 0.7 / max(len(methods), 1)
@@ -343,7 +358,7 @@ def _panel_d(ax: Axes, by_method: dict[str, list[Run]], methods: Sequence[str], 
 
 def figure(
     source: Run | str | Iterable[Run | str],
-    methods: Sequence[str] | None = None,
+    methods: Sequence[Cell] | None = None,
     smooth: int = 1,
     debiased_cka: bool = True,
     log_norm: bool = False,
@@ -354,9 +369,9 @@ def figure(
     Args:
         source: run or sweep folders (or :class:`Run` objects) of one setting; several seeds per method
             give bands.
-        methods: methods to draw in every panel (default: the paper's per panel, those present: (a) and (c)
-            MAML, noisy-MAML, CML; (b) CML; (d) MAML and CML). Panel (b) draws only methods with a
-            co-learner.
+        methods: cells to draw in every panel (default: the paper's per panel, those present on
+            :data:`figures.runs.PAPER_BASE`: (a) and (c) MAML, noisy-MAML, CML; (b) CML; (d) MAML and CML; see
+            :func:`draws_convergence` and the others). Panel (b) draws only methods with a co-learner.
         smooth: trailing rolling mean over this many records for the training loss (sinusoid (a)), (b) and
             (c), written in the axis labels; validation curves are never smoothed.
         debiased_cka: add a panel with the debiased CKA beside the plain one.
@@ -378,15 +393,21 @@ def figure(
     setting = next(iter(settings))
     by_method = group_by_method(runs)
 
-    def pick(default: Sequence[str], co_only: bool = False) -> list[str]:
-        wanted = [m for m in (methods or default) if not co_only or m in ("cml", "cl")]
-        found = _methods(by_method, wanted)
+    def pick(default: Callable[[Method], bool], text: str, co_only: bool = False) -> list[Cell]:
+        if methods is None:
+            found = cells_where(by_method, default)
+            wanted = text
+        else:
+            found = [m for m in methods if m in by_method and (not co_only or m.spec.co_learner)]
+            wanted = ", ".join(str(m) for m in methods if not co_only or m.spec.co_learner) or "no co-learner method"
         if not found:
-            raise FigureInputError(f"Figure 3 ({setting.label}): none of {', '.join(wanted)} among the runs "
-                                   f"({', '.join(by_method)})")
+            raise FigureInputError(f"Figure 3 ({setting.label}): none of {wanted} among the runs "
+                                   f"({', '.join(map(str, by_method))})")
         return found
 
-    conv, cos, norm, cka = pick(CONVERGENCE_METHODS), pick(COSINE_METHODS, True), pick(NORM_METHODS), pick(CKA_METHODS)
+    # Named as the paper names them, for the message when the runs hold none.
+    conv, cos = pick(draws_convergence, "maml, noisy-maml, cml"), pick(draws_cosine, "cml", True)
+    norm, cka = pick(draws_norm, "maml, noisy-maml, cml"), pick(draws_cka, "maml, cml")
     _check_dynamics(by_method, cos, "cos_psi")
     dyn_all = [r.dynamics() for m in set(cos) | set(norm) for r in by_method[m]]
     cos_blocks = _blocks(dyn_all, "cos_blocks")

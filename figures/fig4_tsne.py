@@ -18,9 +18,13 @@ from matplotlib.figure import Figure
 from cml.errors import FigureInputError
 
 from . import style
-from .runs import Run, as_runs, group_by_method, group_by_setting
+from .runs import Cell, Run, adds_nothing, as_runs, cells_where, cooperates, group_by_method, group_by_setting
 
-__all__ = ["figure", "silhouette_text"]
+__all__ = ["figure", "silhouette_text", "DRAWN"]
+
+#: The rows Figure 4 draws by default, top to bottom, on :data:`figures.runs.PAPER_BASE`: the base learner alone
+#: and CML, the first cell (in legend order) of each; with the paper's name for each, for messages.
+DRAWN = (("maml", adds_nothing), ("cml", cooperates))
 
 
 def silhouette_text(reps: dict, when: str) -> str:
@@ -43,7 +47,7 @@ def silhouette_text(reps: dict, when: str) -> str:
 
 def figure(
     source: Run | str | Iterable[Run | str],
-    methods: Sequence[str] = ("maml", "cml"),
+    methods: Sequence[Cell] | None = None,
     seed: int | None = None,
     figsize: tuple[float, float] = style.PAGE,
 ) -> Figure:
@@ -52,7 +56,7 @@ def figure(
     Args:
         source: run or sweep folders (or :class:`Run` objects) of one image task, with ``features.npz`` and
             ``representations.json`` (train with ``--record-interval K``).
-        methods: one row per method, top to bottom.
+        methods: one row per cell, top to bottom (default: MAML and CML, :data:`DRAWN`).
         seed: the seed drawn (default: the lowest seed every method has).
         figsize: the page size (default: the report's page).
 
@@ -71,13 +75,20 @@ def figure(
     if setting.is_regression:
         raise FigureInputError("Figure 4 needs an image task; sinusoid runs have no class features (see Figure 2)")
     by_method = group_by_method(runs)
-    absent = [m for m in methods if m not in by_method]
+    if methods is None:
+        found = [(name, cells_where(by_method, wanted)) for name, wanted in DRAWN]
+        absent = [name for name, cells in found if not cells]
+        methods = [cells[0] for _, cells in found if cells]
+    else:
+        absent = [str(m) for m in methods if m not in by_method]
     if absent:
-        raise FigureInputError(f"Figure 4 ({setting.label}): no {', '.join(absent)} run (found {', '.join(by_method)})")
+        raise FigureInputError(f"Figure 4 ({setting.label}): no {', '.join(absent)} run "
+                               f"(found {', '.join(map(str, by_method))})")
     common = set.intersection(*({r.seed for r in by_method[m]} for m in methods))
     if seed is None:
         if not common:
-            raise FigureInputError(f"Figure 4: {', '.join(methods)} share no seed; train them with the same --seeds")
+            raise FigureInputError(f"Figure 4: {', '.join(map(str, methods))} share no seed; train them with the same "
+                                   f"--seeds")
         seed = min(common)
     elif seed not in common:
         raise FigureInputError(f"Figure 4: seed {seed} is not trained for every method (common: "

@@ -18,9 +18,11 @@ page; the title page lists them.
 
 A figure whose records are absent (:class:`cml.errors.MissingRecordError`), or that cannot be drawn from the runs
 given (:class:`cml.errors.FigureInputError`: a method, seed or task it needs is absent), is replaced by a page
-saying so and naming the command that produces what it lacks. The report fails (one line naming the file, exit
-code 2 from the CLI) when no run folder is found at all, or when a record is damaged: a page drawn around a
-damaged file would hide it. Any other exception in a figure is a bug and fails the report with its traceback.
+naming what is missing, the flag that writes it and the commands that wrote the runs, as recorded in their
+``command.json`` (the title page lists those too; a folder written before commands were recorded is named with
+its config file instead). The report fails (one line naming the file, exit code 2 from the CLI) when no run
+folder is found at all, or when a record is damaged: a page drawn around a damaged file would hide it. Any other
+exception in a figure is a bug and fails the report with its traceback.
 """
 
 from __future__ import annotations
@@ -40,12 +42,11 @@ from matplotlib.figure import Figure
 
 from cml import records
 from cml.errors import FigureInputError, OutputExistsError
-from cml.methods import LEGACY_BASE
 
 from . import claims as claims_mod
 from . import ablation, fig2_sinusoid, fig3_dynamics, fig4_tsne, style, table1, table4
-from .runs import (MissingRecordError, Run, find_runs, group_by_method, group_by_setting,
-                   reproduce_command, sweep_folders)
+from .runs import (PAPER_BASE, MissingRecordError, Run, command_lines, find_runs, group_by_method, group_by_setting,
+                   sweep_folders)
 from .summary import POLICY, SeedValues
 from .tables import draw_table, table_height
 
@@ -108,6 +109,11 @@ def _versions() -> str:
             f"report written {_dt.datetime.now().astimezone().isoformat(timespec='seconds')}")
 
 
+def _command_line(runs: Sequence[Run]) -> str:
+    # What wrote the runs, as recorded in command.json; several are aligned under one another.
+    return "command: " + "\n         ".join(command_lines(runs))
+
+
 def _grid_blocks(gridded: Sequence[Run]) -> list[tuple[str, str]]:
     """Per --grid sweep: its folder, gridded fields and values, cells and seeds."""
     blocks = []
@@ -126,8 +132,9 @@ def _grid_blocks(gridded: Sequence[Run]) -> list[tuple[str, str]]:
         lines = [f"folder: {folder}",
                  "grid: " + "; ".join(f"{f} in {{{', '.join(v)}}}" for f, v in fields.items()),
                  "config: " + ", ".join(shared),
-                 f"cells: {len({r.cell for r in runs})} ({', '.join(sorted({r.method for r in runs}))}), "
-                 f"seeds: {','.join(str(s) for s in sorted({r.seed for r in runs}))}, setting: {runs[0].setting.label}"]
+                 f"cells: {len({r.cell_name for r in runs})} ({', '.join(sorted({r.cell.variant for r in runs}))}), "
+                 f"seeds: {','.join(str(s) for s in sorted({r.seed for r in runs}))}, setting: {runs[0].setting.label}",
+                 _command_line(runs)]
         blocks.append((f"Grid sweep: {folder.name}", "\n".join(lines)))
     return blocks
 
@@ -153,13 +160,15 @@ def title_pages(runs: Sequence[Run], contents: Sequence[str], gridded: Sequence[
                 shared.append(f"{f}={next(iter(values))}")
             elif values:
                 differs.append(f"{f} in {{{', '.join(sorted(values))}}}")
-        noise = {c.get("noise_std") for c in configs if c.get("method") == "noisy-maml"}
-        if noise:
-            shared.append(f"noisy-maml noise_std={','.join(map(str, sorted(noise)))} "
-                          f"({configs[0].get('noise_mode', '?')})")
+        for cell, rs in by_method.items():
+            if cell.spec.gradient_noise:  # noise_std is off (0) for every other method: shown only where it is on
+                noise = sorted({float(r.config.get("noise_std") or 0.0) for r in rs})
+                modes = sorted({str(r.config.get("noise_mode", "?")) for r in rs})
+                shared.append(f"{style.label(cell)} noise_std={','.join(map(str, noise))} ({','.join(modes)})")
         lines.append("config: " + ", ".join(shared))
         if differs:
             lines.append("differs across runs: " + "; ".join(differs))
+        lines.append(_command_line(group))
         blocks.append((f"Setting: {setting.label}", "\n".join(lines)))
     blocks += _grid_blocks(gridded)
     blocks.append(("Environment", _versions()))
@@ -234,12 +243,17 @@ def results_pages(runs: Sequence[Run]) -> list[Figure]:
     return pages
 
 
-def missing_page(title: str, error: Exception, command: str | None) -> list[Figure]:
-    """A page standing in for a figure that could not be drawn: what is missing and how to produce it."""
+def missing_page(title: str, error: Exception, command: str | None = None,
+                 written_by: Sequence[str] = ()) -> list[Figure]:
+    """A page standing in for a figure that could not be drawn: what is missing, a command that trains what the
+    figure needs (when the runs lack a method or task), and the recorded commands that wrote the runs (a missing
+    record's message says which flag writes it)."""
     blocks = [("Not drawn: records missing" if isinstance(error, MissingRecordError) else "Not drawn",
                str(error))]
     if command:
         blocks.append(("Produce the records with", command))
+    if written_by:
+        blocks.append(("The runs were written by", "\n".join(written_by)))
     return _text_pages(f"{title}: not available", blocks, width=95)
 
 
@@ -341,7 +355,7 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
             runs))
     for setting, group in groups.items():
         pages.append((f"Table 4: parameters and performance, {setting.label}", lambda g=group: table4.figure(g), group))
-    if any(r.base != LEGACY_BASE for r in runs):
+    if any(r.base != PAPER_BASE for r in runs):
         pages.append(("Table 1: CML on each base learner", lambda: table1.figure(runs), runs))
     for setting, group in group_by_setting(gridded).items():
         if ablation.has_gamma_grid(group):
@@ -376,9 +390,9 @@ def _write_pages(path: Path, metadata_: dict[str, str], runs: Sequence[Run], con
             try:
                 built = build()
             except MissingRecordError as e:
-                built = missing_page(title, e, reproduce_command(group))
+                built = missing_page(title, e, None, command_lines(group))
             except FigureInputError as e:
-                built = missing_page(title, e, _command_for_input_error(title, group))
+                built = missing_page(title, e, _command_for_input_error(title, group), command_lines(group))
             for fig in built if isinstance(built, list) else [built]:
                 pdf.savefig(fig)
         empty = ("no runs outside --grid sweeps: the claims compare methods at one config; the grid's cells are "
@@ -388,7 +402,8 @@ def _write_pages(path: Path, metadata_: dict[str, str], runs: Sequence[Run], con
 
 
 def _command_for_input_error(title: str, group: Sequence[Run]) -> str | None:
-    # A figure refused its runs (a method or task absent): suggest the sweep that has what it draws.
+    # A figure refused its runs (a method or task absent): suggest the sweep that has what it draws, where the
+    # figure's needs are fixed (Figures 2 and 4); the other pages show the runs' own commands.
     if title.startswith("Figure 4"):
         return ("python -m cml sweep --task fonts --methods maml,cml --seeds 0,1,2 --out runs/fonts "
                 "--record-interval 5")
@@ -396,8 +411,8 @@ def _command_for_input_error(title: str, group: Sequence[Run]) -> str | None:
         # The shots value the figure lacks a method at (the one its message names), else the preset's 10.
         sin = [r for r in group if r.is_regression]
         lacking = [s for s in sorted({r.shots for r in sin})
-                   if {"maml", "cml"} - {r.method for r in sin if r.shots == s}]
+                   if fig2_sinusoid.default_methods([r for r in sin if r.shots == s])[1]]
         shots = lacking[0] if lacking else 10
         return (f"python -m cml sweep --task sinusoid --methods maml,cml --seeds 0 --shots {shots} "
                 f"--out runs/sin{shots} --record-interval 5")
-    return reproduce_command(group) if group else None
+    return None

@@ -1,18 +1,21 @@
 """Finding and reading run folders for the figures: records only, never the trainer.
 
 A *run folder* holds ``config.json`` and the records of :mod:`cml.records`; a *sweep folder* holds
-``sweep.json`` and one run folder per (method, seed) (see :mod:`cml.sweep`). :func:`find_runs` accepts
-either, or any folder above them, and returns :class:`Run` objects whose loaders raise
+``sweep.json`` and one run folder per (base, method, grid point, seed) (see :mod:`cml.sweep`). :func:`find_runs`
+accepts either, or any folder above them, and returns :class:`Run` objects whose loaders raise
 :class:`MissingRecordError` naming the folder, the file and the command that writes it.
+
+A run is identified by its :class:`Cell`, the (base learner, method) pair its config names; figures key on
+cells and choose which to draw by what a method does (the row flags of :data:`cml.methods.METHOD_TABLE`: a
+co-learner, gradient noise, extra capacity), never by a name. The names older records use (method ``maml``,
+``noisy-maml`` or ``more-maml`` and no base) are read in one place, :func:`cell_of`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import shlex
 import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,28 +23,133 @@ import numpy as np
 
 from cml import records
 from cml.errors import FigureInputError, MissingFileError, MissingRecordError, NoRunsError
-from cml.bases import BASES
-from cml.methods import LEGACY, LEGACY_BASE, split_variant, variant_key
+from cml.bases import BASE_TABLE, BASES
+from cml.methods import DISPLAY_ORDER, LEGACY_BASE, METHOD_TABLE, Method, display_name, upgrade, variant_key
 
 __all__ = [
-    "METHOD_ORDER",
+    "BASE_ORDER",
+    "PAPER_BASE",
+    "Cell",
     "MissingRecordError",
     "NoRunsError",
     "Run",
     "Setting",
+    "adds_nothing",
+    "cell_of",
+    "cells_where",
+    "command_lines",
+    "cooperates",
     "find_runs",
     "as_runs",
     "group_by_method",
     "group_by_setting",
     "sweep_folders",
-    "reproduce_command",
 ]
 
-#: Order of methods in legends and tables: baselines first, CML last (as in the paper's Table 4). A cell on
-#: another base learner (``boil_cml``) sorts by its base, then by its method in this order.
-METHOD_ORDER: tuple[str, ...] = ("maml", "noisy-maml", "more-maml", "cl", "cml")
 #: Base learners in the registry's order (the paper's Table 1 order, then others by name).
 BASE_ORDER: tuple[str, ...] = BASES
+#: The base learner of the paper's Figures 2-4, Table 4 and claims (MAML: the default base, and the base of every
+#: run written before bases existed). Table 1 compares every base.
+PAPER_BASE: str = LEGACY_BASE
+
+
+@dataclass(frozen=True)
+class Cell:
+    """What a run trained: a base learner and the method added to it, whatever its folder is called.
+
+    Attributes:
+        base: a base learner's name (:mod:`cml.bases`); one this version does not know is kept, and labelled and
+            sorted after the known ones.
+        method: a method's name in :data:`cml.methods.METHOD_TABLE` (``none``, ``cml``, ...), never an older
+            record's name (:func:`cell_of` reads those).
+
+    Raises:
+        ValueError: for a method the table does not have.
+    """
+
+    base: str
+    method: str
+
+    def __post_init__(self) -> None:
+        if self.method not in METHOD_TABLE:
+            raise ValueError(f"unknown method {self.method!r}; this version of cml knows "
+                             f"{', '.join(METHOD_TABLE)}")
+
+    @property
+    def spec(self) -> Method:
+        """The method's row: what it adds (co-learner, noise, capacity) and how it is reported (CML†)."""
+        return METHOD_TABLE[self.method]
+
+    @property
+    def variant(self) -> str:
+        """The cell's name in run folders and ``aggregate.json`` (:func:`cml.methods.variant_key`): ``cml``,
+        ``noisy-maml`` on MAML, ``boil_cml`` on BOIL."""
+        return variant_key(self.base, self.method)
+
+    @property
+    def label(self) -> str:
+        """The printed name: "MAML", "noisy-MAML", "CML" on MAML, "BOIL + CML" on BOIL."""
+        base = BASE_TABLE.get(self.base)
+        return display_name(base.label if base else self.base, self.base, self.method)
+
+    @property
+    def sort_key(self) -> tuple[int, str, int, int]:
+        """Legend and table order: by base (:data:`BASE_ORDER`), then by method (:data:`cml.methods.DISPLAY_ORDER`:
+        the base alone and the baselines first, CML last)."""
+        methods = list(METHOD_TABLE)
+        rank = DISPLAY_ORDER.index(self.method) if self.method in DISPLAY_ORDER else len(DISPLAY_ORDER)
+        return (BASE_ORDER.index(self.base) if self.base in BASE_ORDER else len(BASE_ORDER), self.base, rank,
+                methods.index(self.method))
+
+    def __str__(self) -> str:
+        return self.variant
+
+
+def cell_of(record: dict[str, Any], source: Path, name: str | None = None) -> Cell:
+    """The cell a record names: a ``config.json``, a ``test.json`` or an ``aggregate.json`` entry.
+
+    The one reader of older records' names: a record without ``base`` is on MAML, and the method names
+    ``maml``, ``noisy-maml`` and ``more-maml`` are ``none``, ``noisy`` and ``more`` there
+    (:data:`cml.methods.LEGACY`).
+
+    Args:
+        record: the record, with ``method`` and, since base learners exist, ``base``.
+        source: the file it comes from, named in errors.
+        name: the method to read when the record has none (an ``aggregate.json`` entry written before entries
+            held one: its key, the method's name on MAML).
+
+    Raises:
+        RunFolderError: naming ``source``, for a method this version does not know, or an older name under
+            another base.
+    """
+    base = str(record.get("base", LEGACY_BASE))
+    method = str(record.get("method", name))
+    try:
+        return Cell(base, upgrade(base, method))
+    except ValueError as e:
+        raise records.damaged(source, f"{e}", "it was written by another version of cml: read it with that "
+                              "version, or train the run again with this one") from None
+
+
+# -- choosing cells by what their method does ---------------------------------------------------------------
+
+
+def adds_nothing(method: Method) -> bool:
+    """The base learner alone: no co-learner, no noise, no extra capacity (the paper's MAML)."""
+    return not (method.co_learner or method.gradient_noise or method.extra_capacity)
+
+
+def cooperates(method: Method) -> bool:
+    """A co-learner that only the outer loop trains, its loss added to the outer objective (the paper's CML); CL's
+    second branch, adapted in the inner loop as well, is not."""
+    return method.co_learner and method.phi_in_outer_loss and not method.phi_in_inner_loop
+
+
+def cells_where(cells: Iterable[Cell], wanted: Callable[[Method], bool], base: str | None = PAPER_BASE) -> list[Cell]:
+    """The cells whose method satisfies ``wanted``, on ``base`` (None: on any base), in legend order."""
+    return sorted((c for c in cells if wanted(c.spec) and (base is None or c.base == base)),
+                  key=lambda c: c.sort_key)
+
 
 # Why a file can be missing, and what writes it: the second half of every MissingRecordError.
 _NO_HINT = "train the run with the settings that write it"
@@ -94,10 +202,15 @@ class Run:
     Attributes:
         path: the run folder.
         config: the contents of ``config.json`` (a :class:`cml.config.Config` as a dict).
+        cell: the (base, method) pair the config names (:func:`cell_of`).
     """
 
     path: Path
     config: dict[str, Any]
+    cell: Cell = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cell", cell_of(self.config, self.path / records.CONFIG))
 
     @classmethod
     def load(cls, path: str | Path) -> "Run":
@@ -124,21 +237,9 @@ class Run:
     # -- identity -----------------------------------------------------------------------------------
 
     @property
-    def method(self) -> str:
-        """The cell's variant key (:func:`cml.methods.variant_key`): on the MAML base the paper's method names
-        (``maml``, ``cml``, ``noisy-maml``...), on another base ``boil``, ``boil_cml``..."""
-        return variant_key(self.base, str(self.config["method"]))
-
-    @property
     def base(self) -> str:
-        """The base learner (``maml`` for runs written before bases existed)."""
-        return str(self.config.get("base", LEGACY_BASE))
-
-    @property
-    def addon(self) -> str:
-        """The method on the base learner: ``none``, ``cml``, ``noisy``, ``more`` or ``cl``."""
-        method = str(self.config["method"])
-        return LEGACY.get(method, method)
+        """The base learner (``maml`` for runs written before bases existed); the method is ``cell.method``."""
+        return self.cell.base
 
     @property
     def seed(self) -> int:
@@ -167,12 +268,12 @@ class Run:
         return {f: self.config.get(f) for f in _sweep_grid(self.path.parent)}
 
     @property
-    def cell(self) -> str:
+    def cell_name(self) -> str:
         """The cell's name across seeds: the variant, then its grid values (:func:`cml.records.cell_name`)."""
-        return records.cell_name(self.method, self.grid)
+        return records.cell_name(self.cell.variant, self.grid)
 
     def __str__(self) -> str:
-        return f"{self.cell} seed {self.seed} ({self.path})"
+        return f"{self.cell_name} seed {self.seed} ({self.path})"
 
     # -- records ------------------------------------------------------------------------------------
 
@@ -203,6 +304,17 @@ class Run:
                            (records.FEATURES, self.features), (records.FITS, self.fits)):
             if self.has(name):
                 read()
+        self.commands()
+
+    def commands(self) -> list[dict[str, Any]] | None:
+        """The commands that wrote the run (:func:`cml.records.read_commands`): its sweep folder's, for a run of a
+        sweep, else its own; None where none was recorded."""
+        return records.read_commands(self.source)
+
+    @property
+    def source(self) -> Path:
+        """The folder a command wrote: the run's sweep folder, or the run folder itself outside a sweep."""
+        return self.path.parent if (self.path.parent / records.SWEEP).is_file() else self.path
 
     def test(self) -> dict[str, Any]:
         """``test.json``: the final test (means and 95% CIs over test tasks, parameter counts)."""
@@ -244,7 +356,8 @@ def _sweep_grid(folder: Path) -> list[str]:
 def _runs_in_sweep(folder: Path) -> list[Run]:
     spec = records.read_json(folder / records.SWEEP)
     runs, absent = [], []
-    variants = [variant_key(b, m) for b in spec.get("bases", [LEGACY_BASE]) for m in spec.get("methods", [])]
+    variants = [cell_of({"base": b, "method": m}, folder / records.SWEEP).variant
+                for b in spec.get("bases", [LEGACY_BASE]) for m in spec.get("methods", [])]
     for variant in dict.fromkeys(variants):
         for point in records.grid_points(records.spec_grid(spec)):
             for seed in spec.get("seeds", []):
@@ -320,20 +433,10 @@ def as_runs(source: Run | str | Path | Iterable[Run | str | Path]) -> list[Run]:
     return runs
 
 
-def _method_key(method: str) -> tuple[int, int, str]:
-    try:
-        base, addon = split_variant(method, BASE_ORDER)
-    except KeyError:
-        return (len(BASE_ORDER), len(METHOD_ORDER), method)
-    legacy = variant_key(LEGACY_BASE, addon)
-    return (BASE_ORDER.index(base), METHOD_ORDER.index(legacy) if legacy in METHOD_ORDER else len(METHOD_ORDER),
-            method)
+def group_by_method(runs: Sequence[Run]) -> dict[Cell, list[Run]]:
+    """Runs per cell (in legend order, :attr:`Cell.sort_key`), each list sorted by seed.
 
-
-def group_by_method(runs: Sequence[Run]) -> dict[str, list[Run]]:
-    """Runs per method (in :data:`METHOD_ORDER`), each list sorted by seed.
-
-    Runs are expected to share one :class:`Setting`. Two runs of one method and seed (the same cell in two
+    Runs are expected to share one :class:`Setting`. Two runs of one cell and seed (the same cell in two
     folders) keep the first, with a warning, so that no seed is counted twice.
 
     Raises:
@@ -343,15 +446,15 @@ def group_by_method(runs: Sequence[Run]) -> dict[str, list[Run]]:
     if len(settings) > 1:
         raise FigureInputError(f"runs of different settings cannot be compared: {', '.join(s.label for s in settings)}; "
                                f"group them with group_by_setting first")
-    out: dict[str, dict[int, Run]] = {}
+    out: dict[Cell, dict[int, Run]] = {}
     for run in runs:
-        cell = out.setdefault(run.method, {})
+        cell = out.setdefault(run.cell, {})
         if run.seed in cell:
-            warnings.warn(f"{run.path} repeats {run.method} seed {run.seed} of {cell[run.seed].path}; "
+            warnings.warn(f"{run.path} repeats {run.cell} seed {run.seed} of {cell[run.seed].path}; "
                           f"using the first", stacklevel=2)
             continue
         cell[run.seed] = run
-    return {m: [out[m][s] for s in sorted(out[m])] for m in sorted(out, key=_method_key)}
+    return {c: [out[c][s] for s in sorted(out[c])] for c in sorted(out, key=lambda c: c.sort_key)}
 
 
 def group_by_setting(runs: Sequence[Run]) -> dict[Setting, list[Run]]:
@@ -371,138 +474,22 @@ def sweep_folders(runs: Sequence[Run]) -> list[Path]:
     return list(seen)
 
 
-def _sweep_preset(runs: Sequence[Run]) -> str | None:
-    for folder in sweep_folders(runs):
-        name = records.read_json(folder / records.SWEEP).get("preset")
-        if name:
-            return str(name)
-    return None
+def command_lines(runs: Sequence[Run]) -> list[str]:
+    """What wrote the runs, as the report prints it: per folder a command wrote (a sweep folder, or a run folder
+    outside a sweep), each command recorded in its ``command.json``, oldest first (the first started it; a later
+    one, prefixed "then:", resumed or extended it). A folder without one is named, with its config file: the
+    command was not recorded, and none is made up.
 
-
-def _flag(field: str, value: Any) -> list[str]:
-    """The command-line flags that set a config field to ``value`` ([] for a None no flag can express)."""
-    flag = "--" + field.replace("_", "-")
-    if value is None:
-        return []
-    if isinstance(value, bool):
-        return [flag if value else "--no-" + field.replace("_", "-")]
-    return [flag, repr(value) if isinstance(value, float) else str(value)]
-
-
-def _rebuild(runs: Sequence[Run], preset_name: str, grid: dict[str, list[Any]]) -> tuple[dict[str, Any], list[str]]:
-    """The config flags a ``sweep`` command needs so that each run's cell gets the run's whole config.
-
-    Simulates the sweep (its start config from the preset and the flags, then :func:`cml.sweep.cell_config`
-    and the run's grid values) and adds a flag for every field where a simulated cell differs from its run,
-    until none differs. Returns the flags' fields and values, and the fields no flag could make equal (runs
-    that disagree on them: they were not trained by one sweep).
+    Raises:
+        RunFolderError: if a ``command.json`` is damaged.
     """
-    from cml.config import Config, preset
-    from cml.sweep import cell_config
-
-    task = runs[0].task
-    originals = [Config.from_dict(r.config, source=str(r.path / records.CONFIG)) for r in runs]
-    overrides: dict[str, Any] = {}
-    stuck: set[str] = set()
-    for _ in range(len(originals[0].to_dict())):  # each round fixes at least one field, or stops
-        start = preset(preset_name, task, "none", base=LEGACY_BASE, **overrides)
-        start = start.replace(**{k: v for k, v in overrides.items() if v is None})
-        wanted: dict[str, set[str]] = {}
-        values: dict[str, Any] = {}
-        for run, orig in zip(runs, originals):
-            cell = cell_config(start, orig.base, orig.method, orig.seed, preset_name)
-            cell = cell.replace(**{f: getattr(orig, f) for f in grid})
-            for field, value in orig.to_dict().items():
-                if getattr(cell, field) != value and field not in stuck:
-                    wanted.setdefault(field, set()).add(repr(value))
-                    values[field] = value
-        agreed = {f: values[f] for f, v in wanted.items() if len(v) == 1 and _flag(f, values[f])}
-        stuck |= set(wanted) - set(agreed)
-        if not agreed:
-            break
-        overrides.update(agreed)
-    return overrides, sorted(stuck)
-
-
-#: The --record-interval a reproduce command asks for when the runs did not record.
-DEFAULT_RECORD_INTERVAL = 5
-
-
-# Config fields repeated on the command line when the runs' config.json is not a valid config (older versions).
-_COMMAND_FIELDS = ("data", "ways", "shots", "steps", "filters", "co_learner", "gamma")
-
-
-def reproduce_command(runs: Sequence[Run], record_interval: int | None = None, out: str | Path | None = None,
-                      record: bool = True) -> str:
-    """A ``python -m cml sweep`` command that trains ``runs``' cells again, each with its run's whole config.
-
-    Every config field that the sweep would not set by itself (from the preset, the method and the base) is
-    a flag, so that a run retrained by the command has the original's ``config.json`` (with
-    ``record_interval`` as asked).
-
-    Args:
-        runs: runs of one setting.
-        record_interval: the ``--record-interval`` to ask for, so that the figures' records are written. None:
-            the runs' own when they recorded, else :data:`DEFAULT_RECORD_INTERVAL`.
-        out: the sweep folder to write. Default: the runs' sweep folder (else ``runs/<task>``) with
-            ``-recorded`` appended, because a sweep folder refuses a grid with other settings.
-        record: False: keep the runs' own ``record_interval`` whatever it is (the exact command).
-    """
-    if not runs:
-        raise ValueError("reproduce_command needs at least one run")
-    cfg = runs[0].config
-    ordered = sorted(runs, key=lambda r: _method_key(r.method))
-    methods = ",".join(dict.fromkeys(r.addon if r.base != LEGACY_BASE else r.method for r in ordered))
-    bases = list(dict.fromkeys(r.base for r in ordered))
-    seeds = ",".join(str(s) for s in sorted({r.seed for r in runs}))
-    grid: dict[str, list[Any]] = {}
-    for run in runs:
-        for field, value in run.grid.items():
-            if value not in grid.setdefault(field, []):
-                grid[field].append(value)
-    if out is None:
-        sweeps = sweep_folders(runs)
-        out = f"{sweeps[0] if sweeps else Path('runs') / cfg['task']}-recorded"
-    from cml.config import PRESETS, ConfigError
-
-    preset_name = _sweep_preset(runs)
-    try:
-        if preset_name is None:  # runs trained by `train`: the preset that needs the fewest flags
-            preset_name = min(PRESETS, key=lambda p: len(_rebuild(runs, p, grid)[0]))
-        overrides, stuck = _rebuild(runs, preset_name, grid)
-    except ConfigError as e:
-        # A config.json that is no longer a valid config (written by an older cml, or by hand): the fields
-        # that change what a number means, as they are.
-        warnings.warn(f"a config.json of these runs is not a valid config ({e}); the command repeats only "
-                      f"{', '.join(_COMMAND_FIELDS)}",
-                      stacklevel=2)
-        preset_name = preset_name or "quick"
-        overrides = {f: cfg[f] for f in _COMMAND_FIELDS if cfg.get(f) is not None
-                     and not (f in ("ways", "filters") and cfg["task"] == "sinusoid")}
-        stuck = []
-    if stuck:
-        warnings.warn(f"the runs differ in {', '.join(stuck)} in a way one sweep cannot repeat; the command "
-                      f"trains them with the preset's values", stacklevel=2)
-    own = {int(r.config.get("record_interval", 0)) for r in runs}
-    if record:
-        if record_interval is None:
-            record_interval = next(iter(own)) if len(own) == 1 and min(own) > 0 else DEFAULT_RECORD_INTERVAL
-        if own != {record_interval}:
-            overrides["record_interval"] = record_interval
-    parts = ["python", "-m", "cml", "sweep", "--task", cfg["task"]]
-    if preset_name != "quick":
-        parts += ["--preset", preset_name]
-    if bases != [LEGACY_BASE]:
-        parts += ["--bases", ",".join(bases)]
-        methods = ",".join(dict.fromkeys(r.addon for r in ordered))
-    parts += ["--methods", methods, "--seeds", seeds]
-    for field, values in grid.items():
-        parts += ["--grid", f"{field}=" + ",".join(_flag(field, v)[-1] if not isinstance(v, bool) else
-                                                   str(v).lower() for v in values)]
-    parts += ["--out", str(out)]
-    from cml.config import Config
-
-    order = [f.name for f in dataclasses.fields(Config)]
-    for field in sorted(overrides, key=order.index):
-        parts += _flag(field, overrides[field])
-    return " ".join(shlex.quote(p) for p in parts)
+    lines: list[str] = []
+    for folder in dict.fromkeys(r.source for r in runs):
+        commands = records.read_commands(folder)
+        if commands is None:
+            config = folder / (records.SWEEP if (folder / records.SWEEP).is_file() else records.CONFIG)
+            lines.append(f"not recorded for {folder} (it has no {records.COMMAND}: written before cml recorded "
+                         f"its commands, or from Python); its config: {config}")
+            continue
+        lines += [("then: " if i else "") + records.command_text(c) for i, c in enumerate(commands)]
+    return lines

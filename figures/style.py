@@ -4,7 +4,9 @@ that keep methods apart when a figure is printed in grayscale.
 Colours are the Okabe-Ito palette (Okabe & Ito, 2008), safe for the common colour-vision deficiencies. A
 method keeps its colour, line style, marker and hatch in every figure, so a reader learns them once.
 Pairs of Okabe-Ito colours of similar lightness (orange and sky blue, for instance) differ in line style and
-marker, which survive grayscale printing.
+marker, which survive grayscale printing. A method without a hand-picked look (one added to
+:data:`cml.methods.METHOD_TABLE` later) gets one from a fixed fallback cycle, the same in every figure and
+every run, distinct in line style and marker from the hand-picked ones.
 
 Figures are built as bare :class:`matplotlib.figure.Figure` objects, never through ``pyplot``: no backend and
 no display are needed (tests, servers, the report CLI), nothing is left open in pyplot's figure manager, and
@@ -23,10 +25,17 @@ import matplotlib as mpl
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from cml.methods import METHOD_TABLE
+
+from .runs import Cell
+
 __all__ = [
     "PAGE",
+    "Look",
     "MethodStyle",
-    "METHOD_STYLES",
+    "METHOD_LOOKS",
+    "DAGGER_LOOK",
+    "FALLBACK_LOOKS",
     "BLOCK_COLOURS",
     "CLASS_COLOURS",
     "CLASS_MARKERS",
@@ -44,15 +53,31 @@ PAGE: tuple[float, float] = (8.27, 11.69)
 
 
 @dataclass(frozen=True)
-class MethodStyle:
-    """How one method is drawn.
+class Look:
+    """How one method's lines, markers and bars are drawn.
 
     Attributes:
-        label: the name printed in legends and tables.
         colour: line and bar colour (hex).
         linestyle: matplotlib line style, distinct per method for grayscale prints.
         marker: marker, distinct per method.
         hatch: bar hatch, distinct per method.
+        width: line width; the method every figure is about is drawn thicker.
+    """
+
+    colour: str
+    linestyle: Any
+    marker: str
+    hatch: str
+    width: float = 1.6
+
+
+@dataclass(frozen=True)
+class MethodStyle:
+    """How one cell is drawn: its :class:`Look` and its printed name.
+
+    Attributes:
+        label: the name printed in legends and tables.
+        colour, linestyle, marker, hatch, width: as :class:`Look`.
     """
 
     label: str
@@ -60,18 +85,34 @@ class MethodStyle:
     linestyle: Any
     marker: str
     hatch: str
+    width: float = 1.6
 
 
 # Okabe-Ito: blue #0072B2, vermillion #D55E00, orange #E69F00, sky blue #56B4E9, bluish green #009E73,
-# reddish purple #CC79A7. CML gets the solid line: it is the method every figure is about.
-METHOD_STYLES: dict[str, MethodStyle] = {
-    "maml": MethodStyle("MAML", "#0072B2", (0, (6, 2)), "o", ""),
-    "noisy-maml": MethodStyle("noisy-MAML", "#E69F00", (0, (1, 1.5)), "^", ".."),
-    "more-maml": MethodStyle("More-MAML", "#56B4E9", (0, (6, 2, 1, 2)), "D", "xx"),
-    "cl": MethodStyle("CL", "#009E73", (0, (3, 1, 1, 1, 1, 1)), "v", "\\\\"),
-    "cml": MethodStyle("CML", "#D55E00", "-", "s", "//"),
-    "cml-dagger": MethodStyle("CML†", "#CC79A7", (0, (4, 1.5, 1, 1.5)), "P", "++"),
+# reddish purple #CC79A7. CML gets the solid line: it is the method every figure is about. A cell on another base
+# learner takes its method's look ("BOIL + CML" is drawn as CML is).
+METHOD_LOOKS: dict[str, Look] = {
+    "none": Look("#0072B2", (0, (6, 2)), "o", ""),
+    "noisy": Look("#E69F00", (0, (1, 1.5)), "^", ".."),
+    "more": Look("#56B4E9", (0, (6, 2, 1, 2)), "D", "xx"),
+    "cl": Look("#009E73", (0, (3, 1, 1, 1, 1, 1)), "v", "\\\\"),
+    "cml": Look("#D55E00", "-", "s", "//", width=2.0),
 }
+#: A co-learner's own predictions (CML†).
+DAGGER_LOOK = Look("#CC79A7", (0, (4, 1.5, 1, 1.5)), "P", "++")
+#: Looks for methods without one above, taken in :data:`cml.methods.METHOD_TABLE` order: black, grey and yellow
+#: first (the Okabe-Ito colours the hand-picked looks leave free), then the palette again, each with a line style
+#: and a marker no hand-picked look uses.
+FALLBACK_LOOKS: tuple[Look, ...] = (
+    Look("#000000", (0, (2, 2)), "X", "--"),
+    Look("#999999", (0, (8, 2, 2, 2)), "*", "||"),
+    Look("#F0E442", (0, (5, 1)), "<", "oo"),
+    Look("#0072B2", (0, (1, 3)), ">", "**"),
+    Look("#D55E00", (0, (8, 3)), "h", "O"),
+    Look("#009E73", (0, (2, 1, 2, 4)), "p", "-|"),
+    Look("#E69F00", (0, (4, 1, 1, 1, 1, 1, 1, 1)), "d", "+x"),
+    Look("#CC79A7", (0, (1, 1, 4, 1)), "8", ".o"),
+)
 
 #: Per-block lines (a sequential blue-to-yellow ramp: its lightness alone orders the blocks in grayscale).
 BLOCK_COLOURS: tuple[str, ...] = ("#0d0887", "#7e03a8", "#cc4778", "#f89540", "#b8a800")
@@ -83,50 +124,45 @@ CLASS_COLOURS: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#
 CLASS_MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
-def method_style(method: str) -> MethodStyle:
-    """The style of ``method``: a cell's variant key (``cml``, ``noisy-maml``, ``boil_cml``...; see
-    :func:`cml.methods.variant_key`), or ``<variant>-dagger`` for a co-learner evaluated with phi.
-
-    A cell on another base learner takes its method's colour, line and marker, and the label "BOIL + CML".
-
-    Raises:
-        KeyError: for a name that is neither a styled method nor a base learner's cell, naming the known ones.
-    """
-    if method in METHOD_STYLES:
-        return METHOD_STYLES[method]
-    from cml.bases import BASE_TABLE
-    from cml.methods import LEGACY_BASE, display_name, split_variant, variant_key
-
-    dagger = method.endswith("-dagger")
-    key = method[: -len("-dagger")] if dagger else method
-    try:
-        base, addon = split_variant(key, tuple(BASE_TABLE))
-    except KeyError:
-        raise KeyError(f"no style for method {method!r}; known: {', '.join(METHOD_STYLES)} and "
-                       f"<base>_<method> cells of {', '.join(BASE_TABLE)}") from None
-    own = METHOD_STYLES["cml-dagger" if dagger else variant_key(LEGACY_BASE, addon)]
-    label = display_name(BASE_TABLE[base].label, base, addon) + ("†" if dagger else "")
-    return MethodStyle(label, own.colour, own.linestyle, own.marker, own.hatch)
+def _look(cell: Cell, dagger: bool) -> Look:
+    if dagger:
+        return DAGGER_LOOK
+    if cell.method in METHOD_LOOKS:
+        return METHOD_LOOKS[cell.method]
+    unstyled = [m for m in METHOD_TABLE if m not in METHOD_LOOKS]
+    return FALLBACK_LOOKS[unstyled.index(cell.method) % len(FALLBACK_LOOKS)]
 
 
-def label(method: str) -> str:
-    """The printed name of ``method`` (``noisy-maml`` -> ``noisy-MAML``)."""
-    return method_style(method).label
-
-
-def line_kwargs(method: str, points: int = 0, **overrides: Any) -> dict[str, Any]:
-    """Keyword arguments of ``Axes.plot`` for one method's line.
+def method_style(cell: Cell, dagger: bool = False) -> MethodStyle:
+    """The style of ``cell``: its method's look and the cell's printed name ("BOIL + CML").
 
     Args:
-        method: the method.
+        cell: the (base, method) pair.
+        dagger: the co-learner's own predictions (CML†): their look, and "†" after the name.
+    """
+    look = _look(cell, dagger)
+    return MethodStyle(cell.label + ("†" if dagger else ""), look.colour, look.linestyle, look.marker, look.hatch,
+                       look.width)
+
+
+def label(cell: Cell, dagger: bool = False) -> str:
+    """The printed name of ``cell`` ("noisy-MAML", "BOIL + CML", "CML†" with ``dagger``)."""
+    return method_style(cell, dagger).label
+
+
+def line_kwargs(cell: Cell, points: int = 0, dagger: bool = False, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments of ``Axes.plot`` for one cell's line.
+
+    Args:
+        cell: the cell.
         points: number of points on the line; markers are spaced to about eight per line so they mark the
             method without hiding the curve.
+        dagger: the co-learner's own predictions (CML†).
         **overrides: anything to change (e.g. ``lw``).
     """
-    s = method_style(method)
-    kw: dict[str, Any] = dict(color=s.colour, linestyle=s.linestyle, marker=s.marker, label=s.label,
-                              lw=2.0 if s.colour == METHOD_STYLES["cml"].colour else 1.6, markersize=4.5,
-                              markevery=max(1, points // 8) if points else None)
+    s = method_style(cell, dagger)
+    kw: dict[str, Any] = dict(color=s.colour, linestyle=s.linestyle, marker=s.marker, label=s.label, lw=s.width,
+                              markersize=4.5, markevery=max(1, points // 8) if points else None)
     kw.update(overrides)
     return kw
 

@@ -23,7 +23,7 @@ from cml.errors import FigureInputError
 
 from . import style
 from .claims import Claim, _decimals, _few_seeds
-from .runs import BASE_ORDER, Run, Setting, as_runs, group_by_setting
+from .runs import BASE_ORDER, Cell, Run, Setting, adds_nothing, as_runs, cooperates, group_by_setting
 from .summary import POLICY, SeedValues, policy_note
 from .tables import draw_table, table_height
 
@@ -40,6 +40,7 @@ class BaseRow:
         alone, cml, dagger: the test metric of the base alone, with CML, and CML† (phi's predictions), per seed
             with each run's 95% CI over its test tasks.
         metric: ``acc`` (a fraction) or ``mse``.
+        with_cml: the cell of the base with CML (None if the runs hold none).
     """
 
     base: str
@@ -48,6 +49,7 @@ class BaseRow:
     cml: SeedValues
     dagger: SeedValues
     metric: str
+    with_cml: Cell | None = None
 
     @property
     def paired_seeds(self) -> list[int]:
@@ -70,29 +72,35 @@ class BaseRow:
 
 
 def rows(source: Run | str | Iterable[Run | str]) -> dict[Setting, list[BaseRow]]:
-    """Per setting, one row per base learner that has runs of the base alone or with CML."""
+    """Per setting, one row per base learner that has runs of the base alone or with CML (the methods
+    :func:`figures.runs.adds_nothing` and :func:`figures.runs.cooperates` select)."""
     from cml.bases import BASE_TABLE
 
     out: dict[Setting, list[BaseRow]] = {}
     for setting, runs in group_by_setting(as_runs(source)).items():
         metric = "mse" if setting.is_regression else "acc"
-        # base -> column -> ({seed: value}, {seed: that run's CI over its test tasks})
-        by_base: dict[str, dict[str, tuple[dict[int, float], dict[int, float]]]] = {}
+        # base -> [alone, with CML, CML†], each ({seed: value}, {seed: that run's CI over its test tasks})
+        by_base: dict[str, list[tuple[dict[int, float], dict[int, float]]]] = {}
+        with_cml: dict[str, Cell] = {}
         for run in runs:
-            if run.addon not in ("none", "cml") or not run.has(records.TEST):
+            alone, cml = adds_nothing(run.cell.spec), cooperates(run.cell.spec)
+            if not (alone or cml) or not run.has(records.TEST):
                 continue
             test = run.test()
-            cells = by_base.setdefault(run.base, {"none": ({}, {}), "cml": ({}, {}), "dagger": ({}, {})})
-            for column, key in ((run.addon, metric), ("dagger", f"{metric}_dagger")):
-                if column == "dagger" and run.addon != "cml":
-                    continue
-                if test.get(key) is not None and run.seed not in cells[column][0]:
-                    cells[column][0][run.seed] = float(test[key])
+            columns = by_base.setdefault(run.base, [({}, {}), ({}, {}), ({}, {})])
+            if cml:
+                with_cml.setdefault(run.base, run.cell)
+            targets = [(columns[0] if alone else columns[1], metric)]
+            if cml and run.cell.spec.dagger:
+                targets.append((columns[2], f"{metric}_dagger"))
+            for column, key in targets:
+                if test.get(key) is not None and run.seed not in column[0]:
+                    column[0][run.seed] = float(test[key])
                     if test.get(f"{key}_ci95") is not None:
-                        cells[column][1][run.seed] = float(test[f"{key}_ci95"])
+                        column[1][run.seed] = float(test[f"{key}_ci95"])
         order = sorted(by_base, key=lambda b: (BASE_ORDER.index(b) if b in BASE_ORDER else len(BASE_ORDER), b))
         out[setting] = [BaseRow(b, BASE_TABLE[b].label if b in BASE_TABLE else b,
-                                *(SeedValues(*by_base[b][c]) for c in ("none", "cml", "dagger")), metric)
+                                *(SeedValues(*column) for column in by_base[b]), metric, with_cml.get(b))
                         for b in order]
     return out
 
@@ -202,7 +210,8 @@ def figure(source: Run | str | Iterable[Run | str], figsize: tuple[float, float]
 def _gain_chart(ax, table: list[BaseRow], title: str) -> None:
     """The paired gains of one setting: each seed (open), the mean (filled), the 95% CI across 3+ seeds."""
     scale = _scale_fmt(table[0].metric)[0]
-    colour = style.method_style("cml").colour
+    # The gains are CML's: drawn in its colour (every base's cell with CML has it).
+    colour = style.method_style(next(r.with_cml for r in table if r.with_cml is not None)).colour
     for i, row in enumerate(table):
         gains = row.gains()
         if not gains.n:

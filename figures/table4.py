@@ -19,15 +19,20 @@ from matplotlib.figure import Figure
 from cml import records
 from cml.errors import FigureInputError
 
+from cml.methods import Method
+
 from . import style
-from .runs import Run, Setting, as_runs, group_by_method, group_by_setting
+from .runs import Cell, Run, Setting, adds_nothing, as_runs, cell_of, cells_where, group_by_method, group_by_setting
 from .summary import POLICY, SeedValues
 from .tables import draw_table
 
-__all__ = ["Row", "TABLE4_METHODS", "rows", "rows_from_aggregate", "markdown", "best_row", "figure"]
+__all__ = ["Row", "in_table4", "rows", "rows_from_aggregate", "markdown", "best_row", "figure"]
 
-#: The paper's Table 4 rows (CML† follows CML when CML is present).
-TABLE4_METHODS = ("maml", "more-maml", "cl", "cml")
+
+def in_table4(method: Method) -> bool:
+    """The paper's Table 4 rows, on :data:`figures.runs.PAPER_BASE`: MAML, More-MAML, CL and CML (the base learner
+    alone, with extra capacity, with a co-learner of either kind); CML† follows CML."""
+    return adds_nothing(method) or method.extra_capacity or method.co_learner
 
 
 @dataclass(frozen=True)
@@ -35,21 +40,23 @@ class Row:
     """One table row.
 
     Attributes:
-        method: ``maml`` ... ``cml``, or ``cml-dagger`` for CML†.
+        cell: the (base, method) pair.
         params_train, params_test: parameter counts at train and at test time.
         metric: ``acc`` (classification, a fraction) or ``mse`` (sinusoid).
         values: the test metric per seed, with each run's 95% CI over its test tasks.
+        dagger: the row of the cell's co-learner predictions (CML† for CML).
     """
 
-    method: str
+    cell: Cell
     params_train: int
     params_test: int
     metric: str
     values: SeedValues
+    dagger: bool = False
 
     @property
     def label(self) -> str:
-        return style.label(self.method)
+        return style.label(self.cell, self.dagger)
 
     @property
     def mean(self) -> float:
@@ -85,24 +92,25 @@ def _metric_of(setting: Setting) -> str:
     return "mse" if setting.is_regression else "acc"
 
 
-def _row(method: str, key: str, runs: Sequence[Run], metric: str) -> Row:
+def _row(cell: Cell, runs: Sequence[Run], metric: str, dagger: bool = False) -> Row:
     tests = {r.seed: r.test() for r in runs}
     values = {s: float(t[metric]) for s, t in tests.items() if t.get(metric) is not None}
     if not values:
-        raise FigureInputError(f"no {metric} in the test.json of {method}")
+        raise FigureInputError(f"no {metric} in the test.json of {cell}")
     task_ci = {s: float(tests[s][f"{metric}_ci95"]) for s in values if tests[s].get(f"{metric}_ci95") is not None}
     params = next(iter(tests.values()))["params"]
-    test_count = params.get("test_dagger", params["train"]) if key == "cml-dagger" else params["test"]
-    return Row(key, int(params["train"]), int(test_count), metric.split("_")[0], SeedValues(values, task_ci))
+    test_count = params.get("test_dagger", params["train"]) if dagger else params["test"]
+    return Row(cell, int(params["train"]), int(test_count), metric.split("_")[0], SeedValues(values, task_ci), dagger)
 
 
-def rows(source: Run | str | Path | Iterable[Run | str | Path], methods: Sequence[str] | None = None) -> list[Row]:
+def rows(source: Run | str | Path | Iterable[Run | str | Path], methods: Sequence[Cell] | None = None) -> list[Row]:
     """Table rows from the ``test.json`` of each run (one setting).
 
     Args:
         source: run or sweep folders (or :class:`Run` objects) of one setting.
-        methods: methods to list, in order (default: :data:`TABLE4_METHODS` present); a ``cml-dagger`` row
-            follows ``cml`` when its runs recorded CML†.
+        methods: cells to list, in order (default: those :func:`in_table4` selects, in legend order); a CML† row
+            follows each cell whose co-learner's predictions are reported (:attr:`cml.methods.Method.dagger`)
+            when its runs recorded them.
 
     Raises:
         FigureInputError: if the runs mix settings or none of ``methods`` is present.
@@ -114,24 +122,24 @@ def rows(source: Run | str | Path | Iterable[Run | str | Path], methods: Sequenc
         raise FigureInputError(f"Table 4 lists one setting at a time; got {', '.join(s.label for s in settings)}")
     metric = _metric_of(next(iter(settings)))
     by_method = group_by_method(runs)
-    wanted = [m for m in (methods or TABLE4_METHODS) if m in by_method]
+    wanted = cells_where(by_method, in_table4) if methods is None else [m for m in methods if m in by_method]
     if not wanted:
-        raise FigureInputError(f"Table 4: none of {', '.join(methods or TABLE4_METHODS)} among the runs "
-                               f"({', '.join(by_method)})")
+        named = "maml, more-maml, cl, cml" if methods is None else ", ".join(map(str, methods))
+        raise FigureInputError(f"Table 4: none of {named} among the runs ({', '.join(map(str, by_method))})")
     out = []
     for m in wanted:
-        out.append(_row(m, m, by_method[m], metric))
-        if m == "cml" and all(r.test().get(f"{metric}_dagger") is not None for r in by_method[m]):
-            out.append(_row(m, "cml-dagger", by_method[m], f"{metric}_dagger"))
+        out.append(_row(m, by_method[m], metric))
+        if m.spec.dagger and all(r.test().get(f"{metric}_dagger") is not None for r in by_method[m]):
+            out.append(_row(m, by_method[m], f"{metric}_dagger", dagger=True))
     return out
 
 
-def rows_from_aggregate(aggregate: str | Path, methods: Sequence[str] | None = None) -> list[Row]:
+def rows_from_aggregate(aggregate: str | Path, methods: Sequence[Cell] | None = None) -> list[Row]:
     """Table rows from a sweep's ``aggregate.json`` (a path to it or to its sweep folder).
 
-    ``aggregate.json`` keeps each method's values in the order of the sweep's seeds that finished; the seeds
+    ``aggregate.json`` keeps each cell's values in the order of the sweep's seeds that finished; the seeds
     are read from ``sweep.json`` beside it. It holds no interval over test tasks: use :func:`rows` on the run
-    folders for those.
+    folders for those. The cells of a ``--grid`` are left out (they differ in more than the method).
 
     Raises:
         FileNotFoundError: if a file is missing.
@@ -142,21 +150,22 @@ def rows_from_aggregate(aggregate: str | Path, methods: Sequence[str] | None = N
     aggregate = records.read_json(folder / records.AGGREGATE)
     seeds = records.read_json(folder / records.SWEEP)["seeds"]
     metric = "acc" if any("acc" in e for e in aggregate.values()) else "mse"
-    wanted = [m for m in (methods or TABLE4_METHODS) if m in aggregate]
+    entries = {cell_of(e, folder / records.AGGREGATE, name=key): e for key, e in aggregate.items() if "grid" not in e}
+    wanted = cells_where(entries, in_table4) if methods is None else [m for m in methods if m in entries]
     if not wanted:
-        raise FigureInputError(f"Table 4: none of {', '.join(methods or TABLE4_METHODS)} in aggregate.json "
-                               f"({', '.join(aggregate)})")
+        named = "maml, more-maml, cl, cml" if methods is None else ", ".join(map(str, methods))
+        raise FigureInputError(f"Table 4: none of {named} in aggregate.json ({', '.join(aggregate)})")
     out = []
     for m in wanted:
-        entry = aggregate[m]
+        entry = entries[m]
         params = entry["params"]
-        finished = [s for s in seeds if (folder / records.run_folder_name(m, s) / records.TEST).is_file()]
-        for key, name in ((m, metric), ("cml-dagger", f"{metric}_dagger")):
-            if key == "cml-dagger" and (m != "cml" or name not in entry):
+        finished = [s for s in seeds if (folder / records.run_folder_name(m.variant, s) / records.TEST).is_file()]
+        for dagger, name in ((False, metric), (True, f"{metric}_dagger")):
+            if dagger and (not m.spec.dagger or name not in entry):
                 continue
             values = dict(zip(finished, map(float, entry[name]["values"])))
-            test_count = params.get("test_dagger", params["train"]) if key == "cml-dagger" else params["test"]
-            out.append(Row(key, int(params["train"]), int(test_count), metric, SeedValues(values)))
+            test_count = params.get("test_dagger", params["train"]) if dagger else params["test"]
+            out.append(Row(m, int(params["train"]), int(test_count), metric, SeedValues(values), dagger))
     return out
 
 
@@ -251,7 +260,7 @@ def _chart(ax, table: Sequence[Row]) -> None:
     """The table's values as a dot plot: each seed (open), the mean (filled), the interval across seeds (3+)."""
     scale = 100.0 if table[0].metric == "acc" else 1.0
     for i, r in enumerate(table):
-        s = style.method_style(r.method)
+        s = style.method_style(r.cell, r.dagger)
         values = [scale * r.values.values[k] for k in r.values.seeds]
         ax.scatter([i] * len(values), values, s=22, facecolor="white", edgecolor=s.colour, marker=s.marker, zorder=3)
         if r.values.has_interval:

@@ -33,7 +33,7 @@ from IPython.display import Markdown, display
 import figures
 from cml.config import preset
 from cml.sweep import run_sweep
-from figures.runs import find_runs'''
+from figures.runs import Cell, find_runs'''
 
 
 def _notebook(stem: str, cells: list[tuple[str, str, list[str]]]) -> nbformat.NotebookNode:
@@ -62,7 +62,7 @@ def fig2() -> nbformat.NotebookNode:
 # Parameters (tagged "parameters": papermill and the tests override them in a cell below).
 PRESET = "quick"          # paper: "paper" (1-40-40-1 MLP, alpha 0.01, meta-batch 25, 70,000 steps)
 SHOTS = [5, 10, 20]       # paper: 5, 10, 20
-METHODS = ["maml", "cml"]
+METHODS = ["none", "cml"]  # on MAML: the paper's MAML and CML (cml.methods)
 SEEDS = [0]               # paper: several seeds, e.g. [0, 1, 2]
 STEPS = 3000              # paper: 70000 (the paper preset's value)
 TEST_TASKS = 200          # paper: 600
@@ -82,11 +82,12 @@ if RUNS is None:
         run_sweep(out, base, METHODS, SEEDS)
         RUNS.append(out)
 runs = find_runs(RUNS)
-print(f"{len(runs)} runs:", ", ".join(f"{r.method} s{r.seed} {r.shots}-shot" for r in runs))''', []),
+print(f"{len(runs)} runs:", ", ".join(f"{r.cell} s{r.seed} {r.shots}-shot" for r in runs))
+CELLS = [Cell("maml", m) for m in METHODS]  # figures key on (base learner, method)''', []),
         ("code", '''\
 from figures import fig2_sinusoid
 
-fig = fig2_sinusoid.figure(runs, methods=METHODS, show_before=True)
+fig = fig2_sinusoid.figure(runs, methods=CELLS, show_before=True)
 figures.save(fig, Path(OUT) / "fig2_sinusoid")
 fig''', []),
         ("code", '''\
@@ -94,7 +95,7 @@ from figures import table4
 from figures.runs import group_by_setting
 
 for setting, group in group_by_setting(runs).items():
-    display(Markdown(f"**{setting.label}**\\n\\n" + table4.markdown(table4.rows(group, methods=METHODS))))''', []),
+    display(Markdown(f"**{setting.label}**\\n\\n" + table4.markdown(table4.rows(group, methods=CELLS))))''', []),
     ])
 
 
@@ -112,7 +113,7 @@ PRESET = "quick"          # paper: "paper" (Conv-4 with 64 filters, conv co-lear
 TASK = "fonts"            # paper: "miniimagenet" or "omniglot" (set DATA to the data set's folder)
 DATA = None               # e.g. "../shared/data/omniglot"; None for fonts and sinusoid
 WAYS, SHOTS = 5, 1        # paper: 5-way 1-shot and 5-shot
-METHODS = ["maml", "noisy-maml", "cml"]
+METHODS = ["none", "noisy", "cml"]  # on MAML: the paper's MAML, noisy-MAML and CML (cml.methods)
 SEEDS = [0, 1, 2]         # 3+ seeds for intervals across seeds and claims; fewer: each seed is shown
 STEPS = 600               # paper: 30000
 TEST_TASKS = 200          # paper: 600
@@ -131,7 +132,7 @@ if RUNS is None:
     run_sweep(Path(OUT), base, METHODS, SEEDS)
     RUNS = [OUT]
 runs = find_runs(RUNS)
-print(f"{len(runs)} runs:", ", ".join(f"{r.method} s{r.seed}" for r in runs))''', []),
+print(f"{len(runs)} runs:", ", ".join(f"{r.cell} s{r.seed}" for r in runs))''', []),
         ("code", '''\
 from figures import fig3_dynamics
 
@@ -158,7 +159,7 @@ PRESET = "quick"          # paper: "paper" (Conv-4/64, conv co-learner, 30,000 s
 TASK = "fonts"            # paper: "miniimagenet" (set DATA)
 DATA = None
 WAYS, SHOTS = 5, 1        # paper: 5-way 1-shot
-METHODS = ["maml", "cml"]
+METHODS = ["none", "cml"]  # on MAML: the paper's MAML (top row) and CML
 SEEDS = [0]               # the figure draws one seed; the silhouette note averages the recorded tasks
 SEED = None               # the seed to draw (None: the lowest shared one)
 STEPS = 600               # paper: 30000
@@ -175,11 +176,11 @@ if RUNS is None:
     run_sweep(Path(OUT), base, METHODS, SEEDS)
     RUNS = [OUT]
 runs = find_runs(RUNS)
-print(f"{len(runs)} runs:", ", ".join(f"{r.method} s{r.seed}" for r in runs))''', []),
+print(f"{len(runs)} runs:", ", ".join(f"{r.cell} s{r.seed}" for r in runs))''', []),
         ("code", '''\
 from figures import fig4_tsne
 
-fig = fig4_tsne.figure(runs, methods=METHODS, seed=SEED)
+fig = fig4_tsne.figure(runs, methods=[Cell("maml", m) for m in METHODS], seed=SEED)
 figures.save(fig, Path(OUT) / "fig4_tsne")
 fig''', []),
     ])
@@ -197,7 +198,7 @@ PRESET = "quick"          # paper: "paper" (Conv-4/64, conv co-learner, 30,000 s
 TASK = "fonts"            # paper: "miniimagenet" (set DATA)
 DATA = None
 WAYS, SHOTS = 5, 1        # paper: 5-way 1-shot and 5-shot
-METHODS = ["maml", "more-maml", "cl", "cml"]
+METHODS = ["none", "more", "cl", "cml"]  # on MAML: the paper's MAML, More-MAML, CL and CML
 SEEDS = [0]               # paper: [0, 1, 2]; with several seeds the CI is across seeds
 STEPS = 600               # paper: 30000
 TEST_TASKS = 200          # paper: 600
@@ -213,11 +214,11 @@ if RUNS is None:
     run_sweep(Path(OUT), base, METHODS, SEEDS, record=False)
     RUNS = [OUT]
 runs = find_runs(RUNS)
-print(f"{len(runs)} runs:", ", ".join(f"{r.method} s{r.seed}" for r in runs))''', []),
+print(f"{len(runs)} runs:", ", ".join(f"{r.cell} s{r.seed}" for r in runs))''', []),
         ("code", '''\
 from figures import table4
 
-rows = table4.rows(runs, methods=METHODS)
+rows = table4.rows(runs, methods=[Cell("maml", m) for m in METHODS])
 display(Markdown(table4.markdown(rows)))''', []),
         ("code", '''\
 fig = table4.figure(rows)
@@ -256,7 +257,7 @@ if RUNS is None:
     run_sweep(Path(OUT), base, METHODS, SEEDS, record=False, bases=BASES, preset_name=PRESET)
     RUNS = [OUT]
 runs = find_runs(RUNS)
-print(f"{len(runs)} runs:", ", ".join(f"{r.method} s{r.seed}" for r in runs))''', []),
+print(f"{len(runs)} runs:", ", ".join(f"{r.cell} s{r.seed}" for r in runs))''', []),
         ("code", '''\
 from figures import table1
 
@@ -299,7 +300,7 @@ if RUNS is None:
               grid={"gamma": [float(g) for g in GAMMAS], "co_learner": CO_LEARNERS})
     RUNS = [OUT]
 runs = find_runs(RUNS)
-print(f"{len(runs)} runs:", ", ".join(f"{r.cell} s{r.seed}" for r in runs))''', []),
+print(f"{len(runs)} runs:", ", ".join(f"{r.cell_name} s{r.seed}" for r in runs))''', []),
         ("code", '''\
 from figures import ablation
 

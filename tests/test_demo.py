@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pypdf import PdfReader
 
+from cml import records
 from cml.cli import main
 from cml.demo import BASELINES, IMAGE_METHODS, SINUSOID_METHODS
 from cml.methods import variant_key
@@ -24,6 +25,10 @@ def test_demo_trains_every_method_prints_the_table_and_writes_the_report(tmp_pat
     text = "\n".join(page.extract_text() for page in pages)
     for title in ("Figure 2", "Figure 3", "Figure 4", "Table 4"):
         assert title in text
+    # Each sweep folder records the demo's command once (the fonts folder's two sweeps are that one command).
+    argv = ["demo", "--out", str(tmp_path / "runs"), "--report", str(report), "--steps", "3", "--test-tasks", "10"]
+    for task in ("sinusoid", "fonts"):
+        assert [c["argv"] for c in records.read_commands(tmp_path / "runs" / task)] == [argv]
     # every run finished and recorded its dynamics
     for method in IMAGE_METHODS:
         for seed in (0, 1):

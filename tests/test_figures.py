@@ -22,23 +22,33 @@ from analysis.stats import mean_ci95
 from cml.errors import FigureInputError
 from figures import claims as claims_mod
 from figures import fig2_sinusoid, fig3_dynamics, fig4_tsne, style, table4
-from figures.runs import (MissingRecordError, NoRunsError, Run, find_runs, group_by_method,
-                          group_by_setting, reproduce_command)
+from cml import records
+from figures.runs import Cell, MissingRecordError, NoRunsError, Run, command_lines, find_runs, group_by_method, \
+    group_by_setting
 
 # Built once per test session (several test modules import the fixture; the cache keeps it to one build).
 _BUILT: dict[str, Path] = {}
 
+# The cells of the fixture's sweeps, all on MAML: figures key on (base, method), not on folder names.
+MAML, NOISY, MORE, CL, CML = (Cell("maml", m) for m in ("none", "noisy", "more", "cl", "cml"))
+#: The fixture's command lines (after ``sweep``), each ending with ``--out``: the folder is added per sweep.
+SIN = ["--task", "sinusoid", "--steps", "30", "--record-interval", "3", "--val-interval", "10", "--val-tasks", "10",
+       "--test-tasks", "20", "--record-tasks", "5", "--log-interval", "5", "--no-progress"]
+FONTS = ["--task", "fonts", "--steps", "6", "--filters", "16", "--meta-batch", "2", "--record-interval", "2",
+         "--val-interval", "3", "--val-tasks", "5", "--test-tasks", "10", "--record-tasks", "4", "--log-interval", "2",
+         "--checkpoint-interval", "0", "--no-progress"]
+
 
 def build_figure_runs(root: Path) -> dict[str, Path]:
-    """Tiny real sweeps with learning-dynamics records, in ``root``.
+    """Tiny real sweeps with learning-dynamics records, in ``root``, trained by the CLI (so that each sweep folder
+    records its command) with the older method names on MAML (so that they are read as every old folder is).
 
     Returns:
         ``{"sin": sinusoid 10-shot (maml, noisy-maml, cml x seeds 0, 1), "sin5": sinusoid 5-shot (maml, cml,
         seed 0), "fonts": fonts 5-way 1-shot (maml, noisy-maml, more-maml, cl, cml x seeds 0, 1), "cache": the
         fonts cache folder}``.
     """
-    from cml.config import preset
-    from cml.sweep import run_sweep
+    from cml.cli import main
 
     # The fonts are rendered once into a throwaway cache unless the caller already chose one.
     os.environ.setdefault("CML_CACHE", str(root / "cml-cache"))
@@ -46,13 +56,10 @@ def build_figure_runs(root: Path) -> dict[str, Path]:
     # One thread: on a busy 2-core machine intra-op threads wait on each other (tiny convs run 10x slower).
     torch.set_num_threads(1)
     try:
-        sin = preset("quick", "sinusoid", "maml", steps=30, record_interval=3, val_interval=10, val_tasks=10,
-                     test_tasks=20, record_tasks=5, log_interval=5, progress=False)
-        run_sweep(root / "sin", sin, ["maml", "noisy-maml", "cml"], [0, 1])
-        run_sweep(root / "sin5", sin.replace(shots=5), ["maml", "cml"], [0])
-        img = preset("quick", "fonts", "maml", steps=6, filters=16, meta_batch=2, record_interval=2, val_interval=3,
-                     val_tasks=5, test_tasks=10, record_tasks=4, log_interval=2, checkpoint_interval=0, progress=False)
-        run_sweep(root / "fonts", img, ["maml", "noisy-maml", "more-maml", "cl", "cml"], [0, 1])
+        for name, argv in (("sin", [*SIN, "--methods", "maml,noisy-maml,cml", "--seeds", "0,1"]),
+                           ("sin5", [*SIN, "--shots", "5", "--methods", "maml,cml", "--seeds", "0"]),
+                           ("fonts", [*FONTS, "--methods", "maml,noisy-maml,more-maml,cl,cml", "--seeds", "0,1"])):
+            assert main(["sweep", *argv, "--out", str(root / name)]) == 0
     finally:
         torch.set_num_threads(threads)
     return {"sin": root / "sin", "sin5": root / "sin5", "fonts": root / "fonts",
@@ -81,16 +88,18 @@ def _line_labels(ax) -> list[str]:
 
 def test_find_runs_from_sweeps_parents_and_run_folders(figure_runs):
     runs = find_runs([figure_runs["sin"]])
-    assert sorted((r.method, r.seed) for r in runs) == sorted(
+    assert sorted((r.cell.variant, r.seed) for r in runs) == sorted(
         (m, s) for m in ("maml", "noisy-maml", "cml") for s in (0, 1))
+    # The sweep named the methods as older records do (maml, noisy-maml): read as methods on the MAML base.
+    assert {r.cell for r in runs} == {MAML, NOISY, CML} and {r.cell.method for r in runs} == {"none", "noisy", "cml"}
     # A parent of sweeps finds all of them; a sweep given twice (and one of its runs) counts once.
     everything = find_runs([figure_runs["sin"].parent, figure_runs["sin"], figure_runs["sin"] / "cml-s0"])
     assert len(everything) == 6 + 2 + 10
     settings = group_by_setting(everything)
     assert [s.label for s in settings] == ["fonts, 5-way 1-shot", "sinusoid, 5-shot", "sinusoid, 10-shot"]
     by_method = group_by_method(settings[next(iter(settings))])
-    assert list(by_method) == ["maml", "noisy-maml", "more-maml", "cl", "cml"]
-    assert [r.seed for r in by_method["cml"]] == [0, 1]
+    assert list(by_method) == [MAML, NOISY, MORE, CL, CML]
+    assert [r.seed for r in by_method[CML]] == [0, 1]
     with pytest.raises(FigureInputError, match="different settings"):
         group_by_method(everything)
 
@@ -113,32 +122,87 @@ def test_duplicate_seed_warns_and_keeps_first(tmp_path, figure_runs):
     copy = _copy_without(figure_runs["sin"] / "cml-s0", tmp_path / "again", ())
     runs = [Run.load(figure_runs["sin"] / "cml-s0"), Run.load(copy)]
     with pytest.warns(UserWarning, match="repeats cml seed 0"):
-        assert group_by_method(runs)["cml"][0].path == runs[0].path
+        assert group_by_method(runs)[CML][0].path == runs[0].path
 
 
-def test_reproduce_command_names_methods_seeds_and_recording(figure_runs):
+def test_older_records_are_read_in_one_place(tmp_path):
+    # A config.json from before base learners existed: no base, the method named as on MAML.
+    for method, cell in (("maml", MAML), ("noisy-maml", NOISY), ("more-maml", MORE), ("cml", CML)):
+        folder = tmp_path / method
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"method": method, "task": "fonts", "seed": 0, "shots": 1}))
+        run = Run.load(folder)
+        assert run.cell == cell and run.base == "maml" and run.cell.variant == method
+    folder = tmp_path / "boil-maml"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"base": "boil", "method": "noisy-maml", "task": "fonts",
+                                                     "seed": 0, "shots": 1}))
+    with pytest.raises(records.RunFolderError, match=r"config.json: method 'noisy-maml' names a method on MAML"):
+        Run.load(folder)
+    (folder / "config.json").write_text(json.dumps({"method": "reptile", "task": "fonts", "seed": 0, "shots": 1}))
+    with pytest.raises(records.RunFolderError, match=r"unknown method 'reptile'.*another version of cml"):
+        Run.load(folder)
+
+
+def test_cells_sort_label_and_name_from_the_tables():
+    boil = Cell("boil", "cml")
+    assert (boil.label, boil.variant, str(boil)) == ("BOIL + CML", "boil_cml", "boil_cml")
+    assert (NOISY.label, NOISY.variant, MAML.label, CML.label) == ("noisy-MAML", "noisy-maml", "MAML", "CML")
+    assert sorted([boil, CML, Cell("boil", "none"), CL, MAML, NOISY], key=lambda c: c.sort_key) == [
+        MAML, NOISY, CL, CML, Cell("boil", "none"), boil]
+    with pytest.raises(ValueError, match="unknown method 'noisy-maml'"):
+        Cell("maml", "noisy-maml")  # older names are read by figures.runs.cell_of, not by Cell
+
+
+def test_the_command_lines_are_the_recorded_ones(figure_runs, tmp_path):
     runs = find_runs([figure_runs["fonts"]])
-    cmd = reproduce_command(runs, record_interval=7)
-    assert cmd.startswith("python -m cml sweep --task fonts --methods maml,noisy-maml,more-maml,cl,cml --seeds 0,1")
-    assert "--record-interval 7" in cmd and f"--out {figure_runs['fonts']}-recorded" in cmd
-    # The runs recorded (every 2 steps): by default the command keeps their own interval, the whole config exactly.
-    assert "--record-interval 2 " in reproduce_command(runs) and "--record-interval 5" not in reproduce_command(runs)
+    (entry,) = records.read_commands(figure_runs["fonts"])
+    assert entry["argv"][:2] == ["sweep", "--task"] and entry["argv"][-2:] == ["--out", str(figure_runs["fonts"])]
+    assert entry["config"] == records.read_json(figure_runs["fonts"] / records.SWEEP)["base"]
+    assert {"cml_version", "torch_version", "threads", "time", "cwd"} <= set(entry)
+    assert command_lines(runs) == ["python -m cml " + " ".join(entry["argv"])]
+    # A folder written before commands were recorded: said so, with its config, and no command is made up.
+    old = tmp_path / "old"
+    shutil.copytree(figure_runs["sin5"], old, ignore=shutil.ignore_patterns("checkpoint.pt", records.COMMAND))
+    (line,) = command_lines(find_runs([old]))
+    assert line.startswith(f"not recorded for {old} (it has no command.json") and line.endswith(f"{old / 'sweep.json'}")
 
 
 # -- style -------------------------------------------------------------------------------------------------
 
 
 def test_methods_differ_in_colour_and_in_grayscale_cues():
-    styles = list(style.METHOD_STYLES.values())
+    styles = [*style.METHOD_LOOKS.values(), style.DAGGER_LOOK]
     assert len({s.colour for s in styles}) == len(styles)
     assert len({s.marker for s in styles}) == len(styles)
     assert len({str(s.linestyle) for s in styles}) == len(styles)
     assert len({s.hatch for s in styles}) == len(styles)
     # MAML and CML, drawn together in every figure, also differ in lightness.
-    lum = {m: float(np.dot(to_rgb(s.colour), (0.299, 0.587, 0.114))) for m, s in style.METHOD_STYLES.items()}
-    assert abs(lum["maml"] - lum["cml"]) > 0.05
-    with pytest.raises(KeyError, match="no style for method 'foo'"):
-        style.method_style("foo")
+    lum = {c: float(np.dot(to_rgb(style.method_style(c).colour), (0.299, 0.587, 0.114))) for c in (MAML, CML)}
+    assert abs(lum[MAML] - lum[CML]) > 0.05
+    # A cell on another base takes its method's look, and its own name.
+    boil = style.method_style(Cell("boil", "cml"))
+    assert (boil.colour, boil.marker, boil.label) == (style.method_style(CML).colour, "s", "BOIL + CML")
+    assert style.label(CML, dagger=True) == "CML†" and style.method_style(CML, dagger=True).colour == "#CC79A7"
+
+
+def test_a_method_without_a_look_gets_a_fixed_distinct_one(monkeypatch):
+    from cml.methods import METHOD_TABLE, Method
+
+    # Two methods added to the table after the looks were picked: no KeyError, a look each from the fallback
+    # cycle, in table order (so the same in every figure and run), unlike every hand-picked look.
+    monkeypatch.setitem(METHOD_TABLE, "proto", Method("proto", "Proto"))
+    monkeypatch.setitem(METHOD_TABLE, "rand", Method("rand", "Rand", co_learner=True))
+    proto, rand = style.method_style(Cell("maml", "proto")), style.method_style(Cell("boil", "rand"))
+    assert (proto.colour, proto.marker) == (style.FALLBACK_LOOKS[0].colour, style.FALLBACK_LOOKS[0].marker)
+    assert (rand.colour, rand.marker) == (style.FALLBACK_LOOKS[1].colour, style.FALLBACK_LOOKS[1].marker)
+    assert proto.label == "MAML + Proto" and rand.label == "BOIL + Rand"
+    picked = [*style.METHOD_LOOKS.values(), style.DAGGER_LOOK]
+    fallback = list(style.FALLBACK_LOOKS)
+    for attr in ("marker", "linestyle", "hatch"):
+        values = [str(getattr(look, attr)) for look in picked + fallback]
+        assert len(set(values)) == len(values), attr
+    assert style.line_kwargs(Cell("maml", "proto"), 16)["markevery"] == 2
 
 
 def test_save_writes_png_and_pdf(tmp_path, figure_runs):
@@ -178,7 +242,7 @@ def test_fig2_one_shots_value_is_one_row_and_dagger_optional(figure_runs):
     assert "CML† (φ) after adaptation" in _line_labels(fig.axes[0])
     assert "seed 1" in fig.get_suptitle()
     with pytest.raises(FigureInputError, match="no noisy-maml run at 5 shots"):
-        fig2_sinusoid.figure([figure_runs["sin5"]], methods=("maml", "noisy-maml"))
+        fig2_sinusoid.figure([figure_runs["sin5"]], methods=(MAML, NOISY))
     with pytest.raises(FigureInputError, match="needs sinusoid runs"):
         fig2_sinusoid.figure([figure_runs["fonts"]])
     with pytest.raises(FigureInputError, match="curves \\[3\\] are not recorded"):
@@ -253,11 +317,11 @@ def test_fig3_image_panels_and_content(figure_runs):
 
 def test_fig3_cka_points_are_the_seeds_and_their_mean(figure_runs):
     runs = find_runs([figure_runs["fonts"]])
-    summary = fig3_dynamics.cka_summary(group_by_method(runs)["cml"])
+    summary = fig3_dynamics.cka_summary(group_by_method(runs)[CML])
     values = [Run.load(figure_runs["fonts"] / f"cml-s{s}").representations()["cka"]["block1"]["mean"] for s in (0, 1)]
     mean, ci, n, per_seed = summary["block1"]
     assert mean == pytest.approx(np.mean(values)) and n == 2 and per_seed == values and np.isnan(ci)
-    fig = fig3_dynamics.figure(runs, debiased_cka=False, methods=["maml", "cml"])
+    fig = fig3_dynamics.figure(runs, debiased_cka=False, methods=[MAML, CML])
     cka = next(ax for ax in fig.axes if ax.get_title() == "(d) CKA per layer")
     # At block1 (x = 0), CML's marks (right of MAML's) are its two seeds and their mean; no error bar.
     marks = np.concatenate([c.get_offsets() for c in cka.collections])
@@ -280,11 +344,11 @@ def _cka_run(folder: Path, method: str, seed: int, cka: dict[str, float]) -> Run
 def test_fig3_cka_interval_with_three_seeds_is_cut_at_one(tmp_path):
     from matplotlib.figure import Figure
 
-    runs = {m: [_cka_run(tmp_path / f"{m}-s{s}", m, s, {"block1": v, "flat": 0.9 + 0.01 * s})
+    runs = {c: [_cka_run(tmp_path / f"{c}-s{s}", c.method, s, {"block1": v, "flat": 0.9 + 0.01 * s})
                 for s, v in enumerate(values)]
-            for m, values in (("maml", (0.999, 0.99, 0.9999)), ("cml", (0.95, 0.97, 0.96)))}
+            for c, values in ((MAML, (0.999, 0.99, 0.9999)), (CML, (0.95, 0.97, 0.96)))}
     ax = Figure().subplots()
-    fig3_dynamics._panel_d(ax, runs, ["maml", "cml"], debiased=False)
+    fig3_dynamics._panel_d(ax, runs, [MAML, CML], debiased=False)
     mean, ci = mean_ci95([0.999, 0.99, 0.9999])
     assert mean + ci > 1  # the raw interval passes CKA's maximum ...
     tops = [seg[:, 1].max() for c in ax.collections if hasattr(c, "get_segments") for seg in c.get_segments()]
@@ -343,7 +407,7 @@ def test_fig4_refuses_sinusoid_and_missing_seed(figure_runs):
         fig4_tsne.figure([figure_runs["sin"]])
     with pytest.raises(FigureInputError, match="seed 5 is not trained"):
         fig4_tsne.figure([figure_runs["fonts"]], seed=5)
-    fig = fig4_tsne.figure([figure_runs["fonts"]], methods=("maml", "more-maml", "cml"), seed=1)
+    fig = fig4_tsne.figure([figure_runs["fonts"]], methods=(MAML, MORE, CML), seed=1)
     assert len(fig.axes) == 6 and "seed 1" in fig.get_suptitle()
 
 
@@ -352,7 +416,9 @@ def test_fig4_refuses_sinusoid_and_missing_seed(figure_runs):
 
 def test_table4_rows_params_and_intervals(figure_runs):
     rows = table4.rows([figure_runs["fonts"]])
-    assert [r.method for r in rows] == ["maml", "more-maml", "cl", "cml", "cml-dagger"]
+    assert [(r.cell, r.dagger) for r in rows] == [(MAML, False), (MORE, False), (CL, False), (CML, False),
+                                                  (CML, True)]
+    assert [r.label for r in rows] == ["MAML", "More-MAML", "CL", "CML", "CML†"]
     agg = json.loads((figure_runs["fonts"] / "aggregate.json").read_text())
     maml = rows[0]
     assert maml.mean == pytest.approx(agg["maml"]["acc"]["mean"]) and maml.seeds == 2
@@ -373,12 +439,15 @@ def test_table4_rows_params_and_intervals(figure_runs):
 
 
 def test_table4_from_aggregate_matches_runs(figure_runs):
-    from_runs = {r.method: r for r in table4.rows([figure_runs["fonts"]], methods=["maml", "noisy-maml", "cml"])}
-    from_agg = {r.method: r for r in table4.rows_from_aggregate(figure_runs["fonts"], methods=["maml", "noisy-maml", "cml"])}
-    assert set(from_runs) == set(from_agg) == {"maml", "noisy-maml", "cml", "cml-dagger"}
+    from_runs = {(r.cell, r.dagger): r for r in table4.rows([figure_runs["fonts"]], methods=[MAML, NOISY, CML])}
+    from_agg = {(r.cell, r.dagger): r for r in table4.rows_from_aggregate(figure_runs["fonts"],
+                                                                         methods=[MAML, NOISY, CML])}
+    assert set(from_runs) == set(from_agg) == {(MAML, False), (NOISY, False), (CML, False), (CML, True)}
+    assert [(r.cell, r.dagger) for r in table4.rows_from_aggregate(figure_runs["fonts"])] == [
+        (r.cell, r.dagger) for r in table4.rows([figure_runs["fonts"]])]  # the same default rows
     for m in from_runs:
         a, b = from_runs[m], from_agg[m]
-        assert (a.method, a.params_train, a.params_test, a.metric) == (b.method, b.params_train, b.params_test, b.metric)
+        assert (a.label, a.params_train, a.params_test, a.metric) == (b.label, b.params_train, b.params_test, b.metric)
         assert dict(a.values.values) == dict(b.values.values)
 
 
@@ -402,14 +471,14 @@ def test_table4_markdown_and_figure(figure_runs):
 def test_table4_bolds_only_a_win_clear_of_every_other_interval():
     from figures.summary import SeedValues
 
-    def row(method, values):
-        return table4.Row(method, 10, 10, "acc", SeedValues(dict(enumerate(values))))
+    def row(cell, values):
+        return table4.Row(cell, 10, 10, "acc", SeedValues(dict(enumerate(values))))
 
-    clear = [row("maml", [0.50, 0.52, 0.51]), row("cml", [0.70, 0.71, 0.72])]
+    clear = [row(MAML, [0.50, 0.52, 0.51]), row(CML, [0.70, 0.71, 0.72])]
     assert table4.best_row(clear) == 1 and table4.markdown(clear).count("**") == 2
-    overlapping = [row("maml", [0.50, 0.70, 0.60]), row("cml", [0.55, 0.75, 0.65])]
+    overlapping = [row(MAML, [0.50, 0.70, 0.60]), row(CML, [0.55, 0.75, 0.65])]
     assert table4.best_row(overlapping) is None
-    two_seeds = [row("maml", [0.50, 0.51]), row("cml", [0.90, 0.91])]
+    two_seeds = [row(MAML, [0.50, 0.51]), row(CML, [0.90, 0.91])]
     assert table4.best_row(two_seeds) is None  # no interval: no claim of a win
 
 
@@ -423,7 +492,7 @@ def test_claim_beats_noise_supported_refuted_and_single_seed():
     assert c.supported is False and "noisy-MAML is better" in c.evidence
     c = claims_mod.judge_beats_noise({0: 0.70, 1: 0.60, 2: 0.65}, {0: 0.65, 1: 0.66, 2: 0.64})
     assert c.supported is False and "includes 0" in c.evidence
-    c = claims_mod.judge_beats_noise({0: 0.70}, {0: 0.60}, task_ci={"cml": 0.01, "noisy-maml": 0.02})
+    c = claims_mod.judge_beats_noise({0: 0.70}, {0: 0.60}, cml_ci=0.01, noisy_ci=0.02)
     assert c.supported is None and c.evidence.startswith("single seed: not a claim") and "70.00 ± 1.00" in c.evidence
     c = claims_mod.judge_beats_noise({0: 0.2, 1: 0.21, 2: 0.2}, {0: 0.3, 1: 0.31, 2: 0.3}, metric="mse")
     assert c.supported is True  # lower MSE is better
@@ -541,7 +610,8 @@ def test_figures_never_import_the_trainer():
     import sys
 
     code = ("import sys, figures.report, figures.claims, figures.fig2_sinusoid, figures.fig3_dynamics, "
-            "figures.fig4_tsne, figures.table4, figures.table1; figures.style.method_style('boil_cml'); "
+            "figures.fig4_tsne, figures.table4, figures.table1; "
+            "figures.style.method_style(figures.runs.Cell('boil', 'cml')); "
             "print(' '.join(sorted(m for m in sys.modules if m.startswith('cml'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout

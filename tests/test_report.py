@@ -11,6 +11,7 @@ import pypdf
 import pytest
 from pypdf.generic import ContentStream
 
+from cml import records
 from cml.cli import main
 from figures.report import REPORT_TITLE, write_report
 from figures.runs import NoRunsError
@@ -63,6 +64,14 @@ def test_report_title_page_and_results(full_report):
         assert needle in title, needle
     results = texts[1]
     assert "accuracy (%)" in results and "test MSE" in results and "More-MAML" in results and "CML†" not in title
+    assert "noisy-MAML noise_std=0.5 (relative)" in title  # the noise of the noisy runs, and of no other
+
+
+def test_report_title_page_prints_the_recorded_commands(full_report, figure_runs):  # noqa: F811
+    title = _texts(full_report)[0]
+    for name in ("sin", "sin5", "fonts"):
+        (entry,) = records.read_commands(figure_runs[name])
+        assert f"command: {records.command_text(entry)}" in title, name
 
 
 def _operators(reader: pypdf.PdfReader, page: int) -> Counter:
@@ -96,7 +105,10 @@ def test_missing_dynamics_page_names_records_and_command(figure_runs, tmp_path):
     assert len(missing) == 1
     page = missing[0]
     assert "records missing" in page and "has no dynamics.jsonl" in page and "--record-interval" in page
-    assert "python -m cml sweep --task sinusoid --methods maml,noisy-maml,cml --seeds 0,1" in page
+    # The command that wrote the runs, as recorded (the copy keeps the original's command.json): no other.
+    (entry,) = records.read_commands(bare)
+    assert f"The runs were written by {records.command_text(entry)}" in page
+    assert page.count("python -m cml") == 1
     # The sinusoid fits remain (fits.npz is present); no image task: Figure 4 says what it needs.
     assert any("Figure 2: sinusoid regression" in t for t in texts)
     assert any("Figure 4: t-SNE (needs an image task): not available" in t and "--task fonts" in t for t in texts)
@@ -154,3 +166,30 @@ def test_a_two_seed_report_prints_no_interval_across_seeds(figure_runs, tmp_path
     assert "CML improves MAML" in claims
     fig3 = next(t for t in texts if "Figure 3: learning dynamics" in t and "outer step" in t)
     assert "fewer than 3 seeds: each seed shown, no interval across seeds" in fig3
+
+
+def test_runs_without_a_recorded_command_say_so_and_name_their_config(figure_runs, tmp_path):  # noqa: F811
+    # As a folder written before cml recorded its commands: nothing is made up in place of the command.
+    old = tmp_path / "sin"
+    shutil.copytree(figure_runs["sin"], old, ignore=shutil.ignore_patterns(
+        "checkpoint.pt", "dynamics.jsonl", records.COMMAND))
+    texts = _texts(write_report([old], tmp_path / "old.pdf"))
+    said = f"not recorded for {old} (it has no command.json: written before cml recorded its commands, or from " \
+           f"Python); its config: {old / 'sweep.json'}"
+    assert f"command: {said}" in texts[0]
+    missing = next(t for t in texts if "Figure 3: learning dynamics, sinusoid, 10-shot: not available" in t)
+    assert f"The runs were written by {said}" in missing and "python -m cml sweep" not in missing
+    # A single run folder names its config.json.
+    run = tmp_path / "run"
+    shutil.copytree(figure_runs["sin5"] / "cml-s0", run, ignore=shutil.ignore_patterns("checkpoint.pt"))
+    assert f"its config: {run / 'config.json'}" in _texts(write_report([run], tmp_path / "run.pdf"))[0]
+
+
+def test_a_damaged_command_record_stops_the_report_naming_it(figure_runs, tmp_path, capsys):  # noqa: F811
+    sweep = tmp_path / "sin5"
+    shutil.copytree(figure_runs["sin5"], sweep, ignore=shutil.ignore_patterns("checkpoint.pt"))
+    (sweep / records.COMMAND).write_text('{"commands": [{"argv": "sweep --task sinusoid"}]}')
+    assert main(["report", str(sweep), "-o", str(tmp_path / "r.pdf")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {sweep / records.COMMAND}: is not a list of commands" in err and "Traceback" not in err
+    assert not (tmp_path / "r.pdf").exists()

@@ -1,5 +1,5 @@
-"""Sweeps beyond one process: --grid, --config, the exact reproduce command, the end-of-sweep summary, the Ray
-engine (same records as the local engine), and a driver killed mid-sweep.
+"""Sweeps beyond one process: --grid, --config, the recorded command (rerunning it reproduces every config), the
+end-of-sweep summary, the Ray engine (same records as the local engine), and a driver killed mid-sweep.
 
 Cells are tiny sinusoid runs (a few outer steps, a few test tasks). The Ray test starts one Ray cluster of 2
 CPUs through the CLI, in a fresh interpreter whose working directory is outside the checkout and whose
@@ -8,10 +8,8 @@ PYTHONPATH is empty, so that its workers can only import cml through the engine'
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -25,7 +23,7 @@ from cml.cli import main
 from cml.config import Config, ConfigError
 from cml.sweep import parse_grid
 from cml.trainer import load_checkpoint
-from figures.runs import find_runs, reproduce_command
+from figures.runs import find_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--steps", "4", "--test-tasks", "5", "--val-tasks", "2", "--meta-batch", "2", "--log-interval", "2",
@@ -153,7 +151,7 @@ def test_grid_fields_keep_their_command_line_order(tmp_path, capsys):
     assert list(records.read_json(out / records.AGGREGATE)) == ["cml-inner_lr_0.02-gamma_0.5"]
     assert "cml-inner_lr_0.02-gamma_0.5 " in stdout
     (run,) = find_runs([out])
-    assert run.grid == {"inner_lr": 0.02, "gamma": 0.5} and run.cell == "cml-inner_lr_0.02-gamma_0.5"
+    assert run.grid == {"inner_lr": 0.02, "gamma": 0.5} and run.cell_name == "cml-inner_lr_0.02-gamma_0.5"
 
 
 def test_ablation_page_draws_the_gamma_grid_with_each_seed_below_three_seeds(local_grid, tmp_path):
@@ -178,6 +176,10 @@ def test_ablation_page_draws_the_gamma_grid_with_each_seed_below_three_seeds(loc
     assert any("γ × co-learner ablation, sinusoid, 10-shot" in t and "each seed shown, no interval across seeds" in t
                for t in text)
     assert any("Grid sweep: grid" in t and "gamma in {0.5, 1.0}" in t for t in text)
+    # The grid's commands as recorded: the first, and each rerun (an earlier test reran it) after it.
+    first, *reruns = records.read_commands(local_grid)
+    assert f"command: {records.command_text(first)}" in text[0]
+    assert all(f"then: {records.command_text(c)}" in text[0] for c in reruns)
 
 
 # -- --config --------------------------------------------------------------------------------------------
@@ -237,42 +239,73 @@ def test_bad_config_file_is_one_line(tmp_path, capsys, content, message):
     assert not (tmp_path / "runs").exists()
 
 
-# -- the report's reproduce command ------------------------------------------------------------------------
+# -- the recorded command ----------------------------------------------------------------------------------
 
 
-def _run_command(command: str, capsys) -> None:
-    argv = shlex.split(command)
-    assert argv[:3] == ["python", "-m", "cml"]
-    code, _, err = cli(capsys, *argv[3:])
-    assert code == 0, err
+def test_rerunning_a_sweeps_recorded_argv_reproduces_every_cells_config(tmp_path, capsys, monkeypatch):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    argv = ["sweep", "--task", "sinusoid", "--methods", "none,noisy,cml", "--seeds", "0", "--grid", "gamma=0.5,2",
+            "--queries", "7", "--inner-lr", "0.02", "--meta-lr", "0.003", "--noise-std", "0.3", "--hidden", "8",
+            "--first-order", *TINY, "--out", "sweep"]  # a relative --out: the same argv reruns anywhere
+    monkeypatch.chdir(first)
+    assert cli(capsys, *argv)[0] == 0
+    (entry,) = records.read_commands(first / "sweep")
+    assert entry["argv"] == argv and entry["cwd"] == str(first) and entry["prog"] == "python -m cml"
+    spec = records.read_json(first / "sweep" / records.SWEEP)
+    assert entry["config"] == spec["base"]  # the resolved config every cell starts from
+    monkeypatch.chdir(second)
+    assert cli(capsys, *entry["argv"])[0] == 0
+    cells = sorted(p.name for p in (first / "sweep").iterdir() if (p / records.CONFIG).is_file())
+    assert len(cells) == 6  # 3 methods x 2 gammas x 1 seed
+    for name in cells:
+        assert records.read_json(second / "sweep" / name / records.CONFIG) == \
+            records.read_json(first / "sweep" / name / records.CONFIG), name
+    assert records.read_json(second / "sweep" / records.SWEEP) == spec
+    # Rerunning a sweep continues it: the first command is kept and the rerun added after it.
+    monkeypatch.chdir(first)
+    assert cli(capsys, *argv, "--seeds", "1")[0] == 0
+    assert [c["argv"] for c in records.read_commands(first / "sweep")] == [argv, [*argv, "--seeds", "1"]]
 
 
-def test_reproduce_command_rebuilds_every_cells_whole_config(tmp_path, capsys):
-    out = tmp_path / "sweep"
-    flags = ["--task", "sinusoid", "--methods", "none,noisy,cml", "--seeds", "0", "--grid", "gamma=0.5,2",
-             "--queries", "7", "--inner-lr", "0.02", "--meta-lr", "0.003", "--noise-std", "0.3", "--hidden", "8",
-             "--first-order", *TINY]
-    assert cli(capsys, "sweep", *flags, "--out", out)[0] == 0
-    runs = find_runs([out])
-    again = tmp_path / "again"
-    command = reproduce_command(runs, record=False, out=again)  # exactly the runs' own config
-    assert "--grid gamma=0.5,2.0" in command and "--queries 7" in command
-    _run_command(command, capsys)
-    for run in runs:
-        assert records.read_json(again / run.path.name / records.CONFIG) == run.config, run.path.name
-    # Asking for records changes record_interval and nothing else.
-    recorded = reproduce_command(runs, record_interval=2, out=tmp_path / "recorded")
-    _run_command(recorded.replace("--methods none,noisy,cml", "--methods cml"), capsys)
-    cml = next(r for r in runs if r.method == "cml")
-    assert records.read_json(tmp_path / "recorded" / cml.path.name / records.CONFIG) == {**cml.config,
-                                                                                        "record_interval": 2}
+def test_train_records_its_command_keeps_it_on_resume_and_its_argv_reproduces_the_config(tmp_path, capsys,
+                                                                                          monkeypatch):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    argv = ["train", "--task", "sinusoid", "--method", "noisy", "--noise-std", "0.2", "--queries", "7",
+            "--inner-lr", "0.02", "--hidden", "8", "--seed", "3", *TINY, "--out", "runs", "--name", "run"]
+    monkeypatch.chdir(first)
+    assert cli(capsys, *argv)[0] == 0
+    run = first / "runs" / "run"
+    (entry,) = records.read_commands(run)
+    assert entry["argv"] == argv and entry["config"] == records.read_json(run / records.CONFIG)
+    assert isinstance(entry["threads"], int) and entry["torch_version"] and entry["time"].endswith("+00:00")
+    monkeypatch.chdir(second)
+    assert cli(capsys, *entry["argv"])[0] == 0
+    assert records.read_json(second / "runs" / "run" / records.CONFIG) == records.read_json(run / records.CONFIG)
+    # --resume keeps the command that started the run and adds its own; the config it resolved is the new one.
+    monkeypatch.chdir(first)
+    assert cli(capsys, *argv, "--resume", "--steps", "6")[0] == 0
+    commands = records.read_commands(run)
+    assert [c["argv"] for c in commands] == [argv, [*argv, "--resume", "--steps", "6"]]
+    assert commands[1]["config"] == records.read_json(run / records.CONFIG) and commands[1]["config"]["steps"] == 6
+    # --restart trains afresh: a new list in the new folder, the old one moved aside with the run it describes.
+    assert cli(capsys, *argv, "--restart")[0] == 0
+    assert [c["argv"] for c in records.read_commands(run)] == [[*argv, "--restart"]]
+    (aside,) = run.parent.glob("run" + records.ASIDE + "*")
+    assert records.read_commands(aside) == commands
 
 
-def test_reproduce_command_of_a_train_run(trained, tmp_path, capsys):
-    runs = find_runs([trained])
-    _run_command(reproduce_command(runs, out=tmp_path / "again"), capsys)
-    assert records.read_json(tmp_path / "again" / "noisy-maml-s3" / records.CONFIG) == {
-        **runs[0].config, "record_interval": 5}
+def test_a_refused_command_records_nothing(tmp_path, capsys):
+    # Refused before anything is written: no folder, so no command.json either.
+    code, _, err = cli(capsys, "sweep", "--task", "sinusoid", "--methods", "cml", "--grid", "co_learner=conv",
+                       "--out", tmp_path / "sweep")
+    assert code == 2 and not (tmp_path / "sweep").exists()
+    code, _, err = cli(capsys, "train", "--task", "sinusoid", "--method", "cml", "--inner-lr", "0",
+                       "--out", tmp_path / "runs")
+    assert code == 2 and not (tmp_path / "runs").exists()
 
 
 # -- engines -----------------------------------------------------------------------------------------------
