@@ -284,10 +284,6 @@ class Config:
 fields.field_types(Config)
 
 
-#: How the help names a task family a field is read for (a field of one family only says so first).
-_FAMILY_LABELS = {"sinusoid": "sinusoid", "image": "image tasks", "graph": "graph task"}
-
-
 def field_description(name: str) -> str:
     """A config field's description: its help text, after the base learner that reads it (from the base's
     ``options``, :mod:`cml.bases`) or the one task family it applies to (``MAML++: the multi-step loss ...``,
@@ -301,7 +297,7 @@ def field_description(name: str) -> str:
     if owner is not None:
         return f"{get_base(owner).label}: {meta.help}"
     if len(meta.tasks) == 1:
-        return f"{_FAMILY_LABELS[meta.tasks[0]]}: {meta.help}"
+        return f"{FAMILIES[meta.tasks[0]].field_label}: {meta.help}"
     return meta.help
 
 

@@ -12,26 +12,25 @@ from pathlib import Path
 from typing import Any
 
 from . import records
-from .config import preset
+from .config import Config, preset
 from .methods import get_method
 from .sweep import run_sweep
 
-SINUSOID_METHODS = ("none", "cml")
-# Figure 3's comparison runs on two seeds, so that the claims page has CIs across seeds; Table 4's extra
-# baselines on one, to keep the demo within about 15 minutes on 2 cores.
-IMAGE_METHODS = ("none", "noisy", "cml")
-IMAGE_SEEDS = (0, 1)
-BASELINES = ("more", "cl")
-SEEDS = (0,)
+#: The demo's sweeps, one folder per task, in training order: (task, steps between learning-dynamics records,
+#: [(methods, seeds), ...]). On fonts, Figure 3's comparison runs on two seeds, so that the claims page has CIs
+#: across seeds, and Table 4's extra baselines on one, to keep the demo within about 15 minutes on 2 cores.
+SWEEPS: tuple[tuple[str, int, tuple[tuple[tuple[str, ...], tuple[int, ...]], ...]], ...] = (
+    ("sinusoid", 50, ((("none", "cml"), (0,)),)),
+    ("fonts", 10, ((("none", "noisy", "cml"), (0, 1)), (("more", "cl"), (0,)))),
+)
 
 
-def demo_configs(steps: int | None = None, test_tasks: int | None = None) -> dict[str, Any]:
-    """The demo's two base configs (quick preset, with learning-dynamics recording on)."""
+def demo_configs(steps: int | None = None, test_tasks: int | None = None) -> dict[str, Config]:
+    """The demo's base config per task (quick preset, with learning-dynamics recording on)."""
     overrides: dict[str, Any] = {"progress": True, "steps": steps, "test_tasks": test_tasks}
     # Record at least once even in a shortened demo.
-    sinusoid = preset("quick", "sinusoid", "none", record_interval=min(50, steps or 50), **overrides)
-    fonts = preset("quick", "fonts", "none", record_interval=min(10, steps or 10), **overrides)
-    return {"sinusoid": sinusoid, "fonts": fonts}
+    return {task: preset("quick", task, "none", record_interval=min(every, steps or every), **overrides)
+            for task, every, _ in SWEEPS}
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -69,14 +68,14 @@ def run_demo(out: Path, report: Path, quick_steps: int | None = None, test_tasks
     def command(task: str) -> dict[str, Any] | None:
         return None if argv is None else records.command_entry(argv, configs[task].to_dict(), prog)
 
-    results = {
-        "sinusoid": run_sweep(out / "sinusoid", configs["sinusoid"], SINUSOID_METHODS, SEEDS,
-                              command=command("sinusoid")),
-    }
-    run_sweep(out / "fonts", configs["fonts"], IMAGE_METHODS, IMAGE_SEEDS, command=command("fonts"))
-    results["fonts"] = run_sweep(out / "fonts", configs["fonts"], BASELINES, SEEDS)
+    results = {}
+    for task, _, parts in SWEEPS:
+        for i, (methods, seeds) in enumerate(parts):
+            # The last sweep of a folder aggregates every cell in it; the command is recorded once per folder.
+            results[task] = run_sweep(out / task, configs[task], methods, seeds, command=command(task) if i == 0
+                                      else None)
     print(table(results))
     records.make_folder(report.parent, "--report")
-    write_report([out / "sinusoid", out / "fonts"], report)
+    write_report([out / task for task, _, _ in SWEEPS], report)
     print(f"report: {report}  ({time.perf_counter() - start:.0f} s in all)")
     return 0

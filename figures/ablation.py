@@ -56,11 +56,11 @@ def _co_order(co: str) -> tuple[int, str]:
 
 def _metric(run: Run, dagger: bool) -> float | None:
     test = run.test()
-    key = ("mse" if run.is_regression else "acc") + ("_dagger" if dagger else "")
+    key = run.family.metric + ("_dagger" if dagger else "")
     value = test.get(key)
     if value is None:
         return None
-    return float(value) if run.is_regression else 100.0 * float(value)
+    return 100.0 * float(value) if run.family.classification else float(value)  # accuracies in %
 
 
 def _summary(values: Sequence[float]) -> dict[str, Any]:
@@ -166,7 +166,7 @@ def figure(runs: Sequence[Run] | Any) -> Figure:
     setting = next(iter(settings))
     numbers = cells(runs)
     base_labels = {b: get_base(b).label for b, _ in numbers["lines"]}
-    regression = setting.is_regression
+    regression = not setting.family.classification
     what = "test MSE" if regression else "test accuracy (%)"
     seeds = numbers["seeds"]
     interval = policy_note(seeds)

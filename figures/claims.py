@@ -420,7 +420,7 @@ def claims_for_setting(runs: Sequence[Run]) -> list[Claim]:
     """The four claims for runs of one setting; a claim whose records are missing gets ``supported=None``."""
     by_method = group_by_method(runs)
     setting = runs[0].setting
-    metric = "mse" if setting.is_regression else "acc"
+    metric = setting.family.metric
     out = []
     for key, fn in (("beats-noise", lambda: _beats_noise(by_method, metric)),
                     ("dissimilar-gradients", lambda: _dissimilar(by_method)),

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from cml import records
 from cml.errors import FigureInputError
 
 from . import style
@@ -47,7 +48,7 @@ def select(runs: Sequence[Run], methods: Sequence[Cell] | None = None,
     Raises:
         FigureInputError: if there is no sinusoid run, or a shots value lacks a cell or the seed.
     """
-    sin = [r for r in runs if r.is_regression]
+    sin = [r for r in runs if r.family.end_record == records.FITS]  # the runs that recorded fitted curves
     if not sin:
         tasks = sorted({r.task for r in runs})
         raise FigureInputError(f"Figure 2 needs sinusoid runs; got only {', '.join(tasks)} runs. Train them with "

@@ -421,7 +421,7 @@ def figure(
         fig.get_layout_engine().set(h_pad=0.06, hspace=0.04)
         a_fig, b_fig, c_fig, d_fig = fig.subfigures(4, 1, height_ratios=[1.05, 1, 1, 1.15])
         a_axes = a_fig.subplots(1, 2)
-        _panel_a(a_axes, by_method, conv, smooth, setting.is_regression)
+        _panel_a(a_axes, by_method, conv, smooth, not setting.family.classification)
 
         b_axes = b_fig.subplots(1, 1 + len(cos_blocks), sharey=True, squeeze=False,
                                 gridspec_kw={"width_ratios": [1.3] + [1] * len(cos_blocks)})[0]

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from cml import records
 from cml.errors import FigureInputError
 
 from . import style
@@ -72,7 +73,7 @@ def figure(
     if len(settings) > 1:
         raise FigureInputError(f"Figure 4 draws one setting at a time; got {', '.join(s.label for s in settings)}")
     setting = next(iter(settings))
-    if setting.is_regression:
+    if setting.family.end_record != records.FEATURES:
         raise FigureInputError("Figure 4 needs an image task; sinusoid runs have no class features (see Figure 2)")
     by_method = group_by_method(runs)
     if methods is None:

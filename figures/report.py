@@ -58,7 +58,6 @@ _SUMMARY_FIELDS = ("data", "steps", "meta_batch", "meta_lr", "inner_lr", "inner_
                    "filters", "hidden", "co_learner", "gamma", "first_order", "backend", "record_interval",
                    "val_interval", "val_tasks", "test_tasks", "record_tasks")
 #: Shown for graph runs only: the subgraphs and the GCN.
-_GRAPH_FIELDS = ("hops", "max_nodes", "graph_layers", "graph_modulation")
 
 
 def _text_pages(title: str, blocks: Sequence[tuple[str, str]], width: int = 100) -> list[Figure]:
@@ -152,8 +151,8 @@ def title_pages(runs: Sequence[Run], contents: Sequence[str], gridded: Sequence[
                                                  for m, rs in by_method.items())]
         configs = [r.config for r in group]
         shared, differs = [], []
-        for f in _SUMMARY_FIELDS + (_GRAPH_FIELDS if setting.task == "graph" else ()):
-            if f == ("filters" if setting.is_regression or setting.task == "graph" else "hidden"):
+        for f in _SUMMARY_FIELDS + setting.family.summary_fields:
+            if f in ("filters", "hidden") and f != setting.family.width_field:
                 continue  # the other architecture's width
             values = {repr(c.get(f)) for c in configs if f in c}
             if len(values) == 1:
@@ -212,7 +211,7 @@ def results_pages(runs: Sequence[Run]) -> list[Figure]:
     pages: list[Figure] = []
     fig, top = None, 0.0
     for setting, group in group_by_setting(runs).items():
-        reg = setting.is_regression
+        reg = not setting.family.classification
         rows = [c for m, rs in group_by_method(group).items() if (c := _result_cells(m, rs, reg)) is not None]
         # "± 95% CI" in a header only where some row of the table has 3+ seeds (and so an interval).
         mean = "mean ± 95% CI\nacross seeds" if any("±" in r[2] for r in rows) else "mean across\nseeds (no CI:\n< 3 seeds)"
@@ -334,7 +333,7 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
     gridded = [r for r in runs if r.grid]
     runs = [r for r in runs if not r.grid]
     groups = group_by_setting(runs)
-    sinusoid = [r for r in runs if r.is_regression]
+    sinusoid = [r for r in runs if r.family.end_record == records.FITS]  # Figure 2's runs
 
     # Every page is a (contents line, builder) pair; a builder that lacks records becomes a missing page.
     pages: list[tuple[str, Callable[[], Figure | list[Figure]], Sequence[Run]]] = []
@@ -346,9 +345,9 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
         pages.append((f"Figure 3: learning dynamics, {setting.label}",
                       lambda g=group: fig3_dynamics.figure(g, smooth=auto_smooth(g)), group))
     for setting, group in groups.items():
-        if not setting.is_regression:
+        if setting.family.end_record == records.FEATURES:
             pages.append((f"Figure 4: t-SNE, {setting.label}", lambda g=group: fig4_tsne.figure(g), group))
-    if groups and all(s.is_regression for s in groups):
+    if groups and all(s.family.end_record != records.FEATURES for s in groups):
         title4 = "Figure 4: t-SNE (needs an image task)"
         pages.append((title4, lambda: missing_page(title4, FigureInputError(
             "Figure 4 needs an image task; only sinusoid runs were given"), _command_for_input_error(title4, runs)),
@@ -409,7 +408,7 @@ def _command_for_input_error(title: str, group: Sequence[Run]) -> str | None:
                 "--record-interval 5")
     if title.startswith("Figure 2"):
         # The shots value the figure lacks a method at (the one its message names), else the preset's 10.
-        sin = [r for r in group if r.is_regression]
+        sin = [r for r in group if r.family.end_record == records.FITS]
         lacking = [s for s in sorted({r.shots for r in sin})
                    if fig2_sinusoid.default_methods([r for r in sin if r.shots == s])[1]]
         shots = lacking[0] if lacking else 10

@@ -25,6 +25,7 @@ from cml import records
 from cml.errors import FigureInputError, MissingFileError, MissingRecordError, NoRunsError
 from cml.bases import BASE_TABLE, BASES
 from cml.methods import DISPLAY_ORDER, LEGACY_BASE, METHOD_TABLE, Method, display_name, upgrade, variant_key
+from cml.tasks import TASK_TABLE, TaskFamily, get_task
 
 __all__ = [
     "BASE_ORDER",
@@ -191,8 +192,9 @@ class Setting(NamedTuple):
         return f"{self.task}, {self.ways}-way {self.shots}-shot"
 
     @property
-    def is_regression(self) -> bool:
-        return self.task == "sinusoid"
+    def family(self) -> TaskFamily:
+        """The task's family (:mod:`cml.tasks`): its metric, and whether it classifies."""
+        return get_task(self.task).family
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,9 @@ class Run:
         for key, kind, ok in _IDENTITY_FIELDS:
             if key in config and not ok(config[key]):
                 raise records.damaged(cfg_path, f"{key} must be {kind}, got {config[key]!r}")
+        if config["task"] not in TASK_TABLE:
+            raise records.damaged(cfg_path, f"names task {config['task']!r}, which this version of cml does not know",
+                                  "read it with the version of cml that wrote it")
         return cls(path, config)
 
     # -- identity -----------------------------------------------------------------------------------
@@ -254,12 +259,13 @@ class Run:
         return int(self.config["shots"])
 
     @property
-    def is_regression(self) -> bool:
-        return self.task == "sinusoid"
+    def family(self) -> TaskFamily:
+        """The task's family (:mod:`cml.tasks`)."""
+        return get_task(self.task).family
 
     @property
     def setting(self) -> Setting:
-        return Setting(self.task, None if self.is_regression else int(self.config.get("ways", 5)), self.shots)
+        return Setting(self.task, int(self.config.get("ways", 5)) if self.family.classification else None, self.shots)
 
     @property
     def grid(self) -> dict[str, Any]:
@@ -286,10 +292,9 @@ class Run:
         """The path of ``filename`` in the run folder; raises :class:`MissingRecordError` if absent."""
         if not self.has(filename):
             hint = None
-            if filename == records.FEATURES and self.is_regression:
-                hint = "regression runs have no t-SNE features (Figure 4 needs an image task)"
-            elif filename == records.FITS and not self.is_regression:
-                hint = "only sinusoid runs write fitted curves (Figure 2)"
+            if filename in (records.FEATURES, records.FITS) and filename != self.family.end_record:
+                hint = (f"{self.task} runs write {self.family.end_record}, not {filename} (Figure 4 draws "
+                        f"{records.FEATURES}, Figure 2 {records.FITS})")
             raise MissingRecordError(self.path, filename, hint or _HINTS.get(filename, _NO_HINT))
         return self.path / filename
 

@@ -78,7 +78,7 @@ def rows(source: Run | str | Iterable[Run | str]) -> dict[Setting, list[BaseRow]
 
     out: dict[Setting, list[BaseRow]] = {}
     for setting, runs in group_by_setting(as_runs(source)).items():
-        metric = "mse" if setting.is_regression else "acc"
+        metric = setting.family.metric
         # base -> [alone, with CML, CML†], each ({seed: value}, {seed: that run's CI over its test tasks})
         by_base: dict[str, list[tuple[dict[int, float], dict[int, float]]]] = {}
         with_cml: dict[str, Cell] = {}

@@ -89,7 +89,7 @@ class Row:
 
 
 def _metric_of(setting: Setting) -> str:
-    return "mse" if setting.is_regression else "acc"
+    return setting.family.metric
 
 
 def _row(cell: Cell, runs: Sequence[Run], metric: str, dagger: bool = False) -> Row:

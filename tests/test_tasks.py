@@ -138,7 +138,7 @@ def _fail(*args):
 
 
 FAMILY = TaskFamily(
-    name="lines", help_group="lines", classification=False, metric="mse", higher_is_better=False,
+    name="lines", help_group="lines", field_label="lines", classification=False, metric="mse", higher_is_better=False,
     norm_layers=False, width_field="hidden", end_record=FITS, summary_fields=(), eval_folders=False,
     presets={"quick": dict(shots=5, queries=5, hidden=8, inner_lr=0.01, steps=5, meta_batch=2, val_tasks=2,
                            test_tasks=4, log_interval=1, co_learner="linear"),

@@ -39,6 +39,7 @@ class TaskFamily:
     Attributes:
         name: ``sinusoid``, ``image`` or ``graph``.
         help_group: how help texts name the family's tasks together (``image tasks``).
+        field_label: how a field's help names the family when the field is read for it alone (``graph task``).
         classification: N-way classification (accuracies, ``ways``), else regression.
         metric: the test record's main key (``acc`` or ``mse``); ``higher_is_better`` says which way is good.
         norm_layers: its models have BatchNorm layers (MAML++'s per-step rows, a base's ``image`` presets).
@@ -61,6 +62,7 @@ class TaskFamily:
 
     name: str
     help_group: str
+    field_label: str
     classification: bool
     metric: str
     higher_is_better: bool

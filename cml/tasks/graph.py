@@ -65,6 +65,7 @@ _COMMON = dict(ways=3, shots=3, queries=24, hidden=64, graph_layers=2, hops=2, m
 FAMILY = TaskFamily(
     name="graph",
     help_group="graph",
+    field_label="graph task",
     classification=True,
     metric="acc",
     higher_is_better=True,

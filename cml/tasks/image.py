@@ -77,6 +77,7 @@ def _data_summary(entry: TaskEntry, data: str | None, image_size: int, seed: int
 FAMILY = TaskFamily(
     name="image",
     help_group="image tasks",
+    field_label="image tasks",
     classification=True,
     metric="acc",
     higher_is_better=True,

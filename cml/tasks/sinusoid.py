@@ -69,6 +69,7 @@ _COMMON = dict(shots=10, queries=10, hidden=40, inner_lr=0.01, inner_steps=1, te
 FAMILY = TaskFamily(
     name="sinusoid",
     help_group="sinusoid",
+    field_label="sinusoid",
     classification=False,
     metric="mse",
     higher_is_better=False,
