@@ -6,7 +6,7 @@ from pypdf import PdfReader
 
 from cml import records
 from cml.cli import main
-from cml.demo import BASELINES, IMAGE_METHODS, SINUSOID_METHODS
+from cml.demo import SWEEPS
 from cml.methods import variant_key
 
 
@@ -15,10 +15,12 @@ def test_demo_trains_every_method_prints_the_table_and_writes_the_report(tmp_pat
     assert main(["demo", "--out", str(tmp_path / "runs"), "--report", str(report), "--steps", "3",
                  "--test-tasks", "10"]) == 0
     out = capsys.readouterr().out
-    for method in IMAGE_METHODS + BASELINES:  # the demo's cells are on MAML: maml, noisy-maml, ..., cml
-        assert f"| fonts | {variant_key('maml', method)} | {1 + (method in IMAGE_METHODS)} |" in out
-    for method in SINUSOID_METHODS:
-        assert f"| sinusoid | {variant_key('maml', method)} | 1 |" in out
+    # Every cell of every sweep is in the table with its seed count (the demo's cells are on MAML: maml,
+    # noisy-maml, ..., cml).
+    for task, _, parts in SWEEPS:
+        for methods, seeds in parts:
+            for method in methods:
+                assert f"| {task} | {variant_key('maml', method)} | {len(seeds)} |" in out
     assert "CML†" in out
     pages = PdfReader(report).pages
     assert len(pages) >= 6
@@ -27,9 +29,10 @@ def test_demo_trains_every_method_prints_the_table_and_writes_the_report(tmp_pat
         assert title in text
     # Each sweep folder records the demo's command once (the fonts folder's two sweeps are that one command).
     argv = ["demo", "--out", str(tmp_path / "runs"), "--report", str(report), "--steps", "3", "--test-tasks", "10"]
-    for task in ("sinusoid", "fonts"):
+    for task, _, _ in SWEEPS:
         assert [c["argv"] for c in records.read_commands(tmp_path / "runs" / task)] == [argv]
     # every run finished and recorded its dynamics
-    for method in IMAGE_METHODS:
-        for seed in (0, 1):
-            assert (tmp_path / "runs" / "fonts" / f"{variant_key('maml', method)}-s{seed}" / "dynamics.jsonl").exists()
+    for task, _, parts in SWEEPS:
+        for methods, seeds in parts:
+            for method, seed in ((m, s) for m in methods for s in seeds):
+                assert (tmp_path / "runs" / task / f"{variant_key('maml', method)}-s{seed}" / "dynamics.jsonl").exists()

@@ -111,7 +111,7 @@ def test_find_runs_errors_name_the_folder(tmp_path, figure_runs):
     with pytest.raises(NoRunsError, match="no run folder"):
         find_runs([tmp_path / "empty"])
     run = Run.load(figure_runs["sin"] / "maml-s0")
-    with pytest.raises(MissingRecordError, match=r"maml-s0 has no features.npz: regression runs"):
+    with pytest.raises(MissingRecordError, match=r"maml-s0 has no features.npz: sinusoid runs write fits.npz"):
         run.features()
     bare = _copy_without(figure_runs["sin"] / "cml-s0", tmp_path / "bare", ("dynamics.jsonl",))
     with pytest.raises(MissingRecordError, match=r"bare has no dynamics.jsonl: train with --record-interval"):
