@@ -14,9 +14,9 @@ import errno
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from . import __version__
+from . import __version__, ray_engine, slurm_engine
 from .bases import BASES, get_base
 from .config import BACKENDS, DEVICES, FIELD_CHOICES, PRESETS, TASKS, Config, ConfigError, preset
 from .errors import UserError
@@ -357,6 +357,18 @@ _SLURM_FLAGS = ("slurm_executor", "partition", "time", "gpus_per_task", "cpus_pe
                 "slurm_opt", "no_wait")
 
 
+def _engine_options(args: argparse.Namespace, engine: str, flags: Sequence[str], make: Callable[..., Any],
+                    what: str) -> Any:
+    """The options of sweep engine ``engine`` from its flags (``make(**given)``), or None under another engine,
+    where a flag of its given is refused in one line."""
+    given = {f: getattr(args, f) for f in flags if getattr(args, f) is not None}
+    if args.engine == engine:
+        return make(**given)
+    if given:
+        raise ConfigError(f"--{next(iter(given)).replace('_', '-')} {what}; add --engine {engine} or remove it")
+    return None
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from . import records
     from .sweep import parse_grid, run_sweep, summary
@@ -373,22 +385,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
     bases = _split_list(args.bases, "--bases", BASES) if args.bases else [cfg.base]
     methods = _split_list(args.methods, "--methods", METHODS + tuple(LEGACY))
-    ray_given = [f for f in _RAY_FLAGS if getattr(args, f) is not None]
-    options = None
-    if args.engine == "ray":
-        from .ray_engine import RayOptions
-
-        options = RayOptions(**{f: getattr(args, f) for f in ray_given})
-    elif ray_given:
-        raise ConfigError(f"--{ray_given[0].replace('_', '-')} places Ray trials; add --engine ray or remove it")
-    slurm_given = [f for f in _SLURM_FLAGS if getattr(args, f) is not None]
-    slurm_options = None
-    if args.engine == "slurm":
-        from .slurm_engine import options_from_flags
-
-        slurm_options = options_from_flags(**{f: getattr(args, f) for f in slurm_given})
-    elif slurm_given:
-        raise ConfigError(f"--{slurm_given[0].replace('_', '-')} submits SLURM jobs; add --engine slurm or remove it")
+    options = _engine_options(args, "ray", _RAY_FLAGS, ray_engine.RayOptions, "places Ray trials")
+    slurm_options = _engine_options(args, "slurm", _SLURM_FLAGS, slurm_engine.options_from_flags,
+                                    "submits SLURM jobs")
     out = Path(args.out)
     result = run_sweep(out, cfg, methods=methods, seeds=seeds, bases=bases, preset_name=args.preset or DEFAULT_PRESET,
                        restart=args.restart, tensorboard=args.tensorboard, grid=grid, engine=args.engine,

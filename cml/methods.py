@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from .registry import lookup
+
 if TYPE_CHECKING:
     import torch
     from torch import Tensor
@@ -125,10 +127,9 @@ def get_method(name: str) -> Method:
     Raises:
         KeyError: naming the known methods.
     """
-    try:
-        return METHOD_TABLE[LEGACY.get(name, name)]
-    except KeyError:
-        raise KeyError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}") from None
+    if name in LEGACY:
+        return METHOD_TABLE[LEGACY[name]]
+    return lookup(METHOD_TABLE, name, "method")
 
 
 def variant_key(base: str, method: str) -> str:

@@ -123,37 +123,45 @@ class LineSampler:
         return Task((xs, a * xs + b), (xq, a * xq + b))
 
 
-def _loss(out, y):
-    from torch.nn import functional as F
-    return F.mse_loss(out, y)
+class Lines(TaskFamily):
+    name = help_group = field_label = "lines"
+    classification, metric, higher_is_better = False, "mse", False
+    width_field, end_record = "hidden", FITS
+    presets = {"quick": dict(shots=5, queries=5, hidden=8, inner_lr=0.01, steps=5, meta_batch=2, val_tasks=2,
+                             test_tasks=4, log_interval=1, co_learner="linear"),
+               "paper": dict(shots=5, queries=5, hidden=8, inner_lr=0.01, steps=5, co_learner="linear")}
+
+    def loss(self, out, y):
+        from torch.nn import functional as F
+        return F.mse_loss(out, y)
+
+    def results(self, res):
+        return [("mse", res.meta_loss), ("mse_dagger", res.co_loss), ("mse_before", res.pre_loss)]
+
+    def check(self, cfg):
+        no_image_options(cfg, "lines")
+
+    def load(self, cfg):
+        return None
+
+    def in_channels(self, data):
+        return 1
+
+    def sampler(self, cfg, data, split, gen, ways, shots, queries, device=None):
+        return LineSampler(shots, queries, gen)
+
+    def features(self, cfg, in_channels, width, norm_layer):
+        from ..layers import MLP
+        return MLP(width)
+
+    def describe(self, cfg):
+        return f"lines, {cfg.shots}-shot"
+
+    def data_summary(self, entry, data, image_size, seed):
+        raise ValueError("not used by this test")
 
 
-def _features(cfg, in_channels, width, norm_layer):
-    from ..layers import MLP
-    return MLP(width)
-
-
-def _fail(*args):
-    raise ValueError("not used by this test")
-
-
-FAMILY = TaskFamily(
-    name="lines", help_group="lines", field_label="lines", classification=False, metric="mse", higher_is_better=False,
-    norm_layers=False, width_field="hidden", end_record=FITS, summary_fields=(), eval_folders=False,
-    presets={"quick": dict(shots=5, queries=5, hidden=8, inner_lr=0.01, steps=5, meta_batch=2, val_tasks=2,
-                           test_tasks=4, log_interval=1, co_learner="linear"),
-             "paper": dict(shots=5, queries=5, hidden=8, inner_lr=0.01, steps=5, co_learner="linear")},
-    loss=_loss,
-    results=lambda res: [("mse", res.meta_loss), ("mse_dagger", res.co_loss), ("mse_before", res.pre_loss)],
-    check=lambda cfg: no_image_options(cfg, "lines"),
-    load=lambda cfg: None,
-    in_channels=lambda data: 1,
-    sampler=lambda cfg, data, split, gen, ways, shots, queries, device=None: LineSampler(shots, queries, gen),
-    features=_features,
-    describe=lambda cfg: f"lines, {cfg.shots}-shot",
-    data_summary=_fail,
-)
-
+FAMILY = Lines()
 TASKS = (TaskEntry("lines", FAMILY, "linear regression", needs_data=False),)
 '''
 

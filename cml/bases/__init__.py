@@ -20,10 +20,10 @@ torch import it inside their bodies, for start-up time only.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from ..registry import lookup, ordered, row_modules
 
 if TYPE_CHECKING:
     from torch import nn
@@ -151,17 +151,15 @@ class BaseLearner:
 
 def _discover() -> dict[str, BaseLearner]:
     found: dict[str, BaseLearner] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        base = getattr(module, "BASE", None)
+    for module in row_modules(__name__, __path__, "BASE"):
+        base = module.BASE
         if not isinstance(base, BaseLearner):
-            raise TypeError(f"cml/bases/{info.name}.py defines no BASE = BaseLearner(...)")
+            raise TypeError(f"{module.__name__}.BASE is not a BaseLearner")
         if base.name in found:
             raise ValueError(f"two base learners are named {base.name!r}")
         found[base.name] = base
     # MAML first (the default), the rest in the paper's Table 1 order, then any others by name.
-    order = ["maml", "maml++", "boil", "sharp-maml"]
-    return {n: found[n] for n in sorted(found, key=lambda n: (order.index(n) if n in order else len(order), n))}
+    return {n: found[n] for n in ordered(list(found), ["maml", "maml++", "boil", "sharp-maml"])}
 
 
 BASE_TABLE: dict[str, BaseLearner] = _discover()
@@ -174,10 +172,7 @@ def get_base(name: str) -> BaseLearner:
     Raises:
         KeyError: naming the known bases.
     """
-    try:
-        return BASE_TABLE[name]
-    except KeyError:
-        raise KeyError(f"unknown base learner {name!r}; choose one of: {', '.join(BASES)}") from None
+    return lookup(BASE_TABLE, name, "base learner")
 
 
 def base_options() -> dict[str, str]:

@@ -11,10 +11,6 @@ def anil_rates(cfg):
     return {"psi": 0.0, "theta": cfg.inner_lr if cfg.head_inner_lr is None else cfg.head_inner_lr}
 
 
-BASE = BaseLearner(
-    name="anil",
-    label="ANIL",
-    reference="Raghu, Raghu, Bengio & Vinyals, Rapid Learning or Feature Reuse?, ICLR 2020",
-    summary="only the head (theta) adapts in the inner loop; the body is learned in the outer loop",
-    role_rates=anil_rates,
-)
+BASE = BaseLearner("anil", "ANIL", role_rates=anil_rates,
+                   reference="Raghu, Raghu, Bengio & Vinyals, Rapid Learning or Feature Reuse?, ICLR 2020",
+                   summary="only the head (theta) adapts in the inner loop; the body is learned in the outer loop")

@@ -13,10 +13,6 @@ def boil_rates(cfg):
     return {"psi": cfg.inner_lr, "theta": 0.0 if cfg.head_inner_lr is None else cfg.head_inner_lr}
 
 
-BASE = BaseLearner(
-    name="boil",
-    label="BOIL",
-    reference="Oh, Yoo, Kim & Yun, BOIL: Towards Representation Change for Few-shot Learning, ICLR 2021",
-    summary="only the body (psi) adapts in the inner loop; the head is learned in the outer loop",
-    role_rates=boil_rates,
-)
+BASE = BaseLearner("boil", "BOIL", role_rates=boil_rates,
+                   reference="Oh, Yoo, Kim & Yun, BOIL: Towards Representation Change for Few-shot Learning, ICLR 2021",
+                   summary="only the body (psi) adapts in the inner loop; the head is learned in the outer loop")

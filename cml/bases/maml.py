@@ -2,9 +2,5 @@
 
 from . import BaseLearner
 
-BASE = BaseLearner(
-    name="maml",
-    label="MAML",
-    reference="Finn, Abbeel & Levine, Model-Agnostic Meta-Learning, ICML 2017",
-    summary="SGD on psi and theta in the inner loop, second-order meta-gradient",
-)
+BASE = BaseLearner("maml", "MAML", reference="Finn, Abbeel & Levine, Model-Agnostic Meta-Learning, ICML 2017",
+                   summary="SGD on psi and theta in the inner loop, second-order meta-gradient")

@@ -66,13 +66,9 @@ def _outer_gradient(cfg: "Config", compute: "OuterFn", params: "Params", split: 
     return compute(ascended, split)
 
 
-BASE = BaseLearner(
-    name="sharp-maml",
-    label="Sharp-MAML",
-    reference="Abbas et al., Sharp-MAML: Sharpness-Aware Model-Agnostic Meta Learning, ICML 2022",
-    summary="MAML with sharpness-aware (SAM) perturbations of the inner step, the outer step, or both",
-    inner_point=_inner_point,
-    outer_gradient=_outer_gradient,
-    options=("sharp_variant", "sharp_rho_lower", "sharp_rho_upper"),
-    presets={"*": dict(sharp_variant="both", sharp_rho_lower=0.05, sharp_rho_upper=0.05)},
-)
+# The algorithm is the two hooks above; the options are its config fields, the presets the reference's radii.
+BASE = BaseLearner("sharp-maml", "Sharp-MAML", inner_point=_inner_point, outer_gradient=_outer_gradient,
+                   reference="Abbas et al., Sharp-MAML: Sharpness-Aware Model-Agnostic Meta Learning, ICML 2022",
+                   summary="MAML with sharpness-aware (SAM) perturbations of the inner step, the outer step, or both",
+                   options=("sharp_variant", "sharp_rho_lower", "sharp_rho_upper"),
+                   presets={"*": dict(sharp_variant="both", sharp_rho_lower=0.05, sharp_rho_upper=0.05)})

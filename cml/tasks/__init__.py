@@ -1,27 +1,27 @@
 """The task table: every task a run can name (``--task``), grouped in families, each row holding its behaviour.
 
-A *family* (:class:`TaskFamily`, one module of this package: ``sinusoid.py``, ``image.py``, ``graph.py``) says what
-its tasks are: their loss and metric, how their data loads and their tasks are sampled, which feature extractor
-reads them, which records the recorder writes for them, which config combinations they refuse, and their
-``quick``/``paper`` presets. A *task* (:class:`TaskEntry`) is one name of a family with its data set's own facts
-beside its loader: channels, whether it needs ``--data``, the image size the paper uses it at.
+A *family* (a :class:`TaskFamily` subclass, one module of this package: ``sinusoid.py``, ``image.py``,
+``graph.py``) says what its tasks are: their loss and metric, how their data loads and their tasks are sampled,
+which feature extractor reads them, which records the recorder writes for them, which config combinations they
+refuse, and their ``quick``/``paper`` presets. A *task* (:class:`TaskEntry`) is one name of a family with its data
+set's own facts beside its loader: channels, whether it needs ``--data``, the image size the paper uses it at.
 
 The config, the model builder, the trainer, the CLI, sweeps and figures read this table; no module outside it
-compares a task's name. A new image data set is one :class:`TaskEntry` in ``image.py``; a new family is one file
-here defining ``FAMILY`` and ``TASKS``.
+compares a task's name (``tests/test_layering.py``). A new image data set is one :class:`TaskEntry` in
+``image.py``; a new family is one file here defining ``FAMILY`` (an instance of its class) and ``TASKS``.
 
 The CLI reads the table to build its parser before torch is imported (a few seconds here): behaviour that needs
-torch, the data modules or the models imports them inside the hook, for start-up time only.
+torch, the data modules or the models imports them inside the method, for start-up time only.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from ..errors import ConfigError
+from ..registry import lookup, ordered, row_modules
 
 if TYPE_CHECKING:
     import torch
@@ -32,9 +32,8 @@ if TYPE_CHECKING:
     from ..meta import EvalResult
 
 
-@dataclass(frozen=True)
-class TaskFamily:
-    """One family of tasks and its behaviour.
+class TaskFamily(ABC):
+    """One family of tasks: its facts (class attributes) and its behaviour (methods).
 
     Attributes:
         name: ``sinusoid``, ``image`` or ``graph``.
@@ -42,49 +41,92 @@ class TaskFamily:
         field_label: how a field's help names the family when the field is read for it alone (``graph task``).
         classification: N-way classification (accuracies, ``ways``), else regression.
         metric: the test record's main key (``acc`` or ``mse``); ``higher_is_better`` says which way is good.
-        norm_layers: its models have BatchNorm layers (MAML++'s per-step rows, a base's ``image`` presets).
+        norm_layers: its models have BatchNorm layers (MAML++'s per-step rows, a base's image presets).
         width_field: the config field that sets the feature extractor's width (``filters`` or ``hidden``).
         end_record: the record file the recorder writes for it at the end of training beside
             ``representations.json`` (``features.npz``: t-SNE of features; ``fits.npz``: fitted curves).
         summary_fields: config fields of its own that a report lists beside the common ones.
         eval_folders: ``evaluate --data FOLDER`` applies (a folder of class folders of images).
         presets: per preset name, the config values the family sets.
-        loss: ``loss(out, y)``: the task loss.
-        results: ``results(eval_result)``: the test record's ``(key, per-task values)`` pairs.
-        check: ``check(cfg)``: raises :class:`cml.config.ConfigError` on a combination the family refuses.
-        load: ``load(cfg)``: the data a run samples from (None when tasks are generated).
-        in_channels: ``in_channels(data)``: the width of one input row (image channels; a node's features).
-        sampler: ``sampler(cfg, data, split, generator, ways, shots, queries, device)``: a task sampler.
-        features: ``features(cfg, in_channels, width, norm_layer)``: the feature extractor psi.
-        describe: ``describe(cfg)``: the setting in words (``fonts, 5-way 1-shot``).
-        data_summary: ``data_summary(entry, data, image_size, seed)``: what ``cml data info`` prints.
     """
 
-    name: str
-    help_group: str
-    field_label: str
-    classification: bool
-    metric: str
-    higher_is_better: bool
-    norm_layers: bool
-    width_field: str
-    end_record: str
-    summary_fields: tuple[str, ...]
-    eval_folders: bool
-    presets: dict[str, dict[str, Any]]
-    loss: Callable[["Tensor", "Tensor"], "Tensor"]
-    results: Callable[["EvalResult"], list[tuple[str, list[float]]]]
-    check: Callable[["Config"], None]
-    load: Callable[["Config"], Any]
-    in_channels: Callable[[Any], int]
-    sampler: Callable[..., Any]
-    features: Callable[["Config", int, int, "NormLayer"], "nn.Module"]
-    describe: Callable[["Config"], str]
-    data_summary: Callable[["TaskEntry", "str | None", int, int], str]
+    name: ClassVar[str]
+    help_group: ClassVar[str]
+    field_label: ClassVar[str]
+    classification: ClassVar[bool]
+    metric: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    norm_layers: ClassVar[bool] = False
+    width_field: ClassVar[str]
+    end_record: ClassVar[str]
+    summary_fields: ClassVar[tuple[str, ...]] = ()
+    eval_folders: ClassVar[bool] = False
+    presets: ClassVar[dict[str, dict[str, Any]]]
 
     def outputs(self, cfg: "Config") -> int:
         """The heads' outputs: ``ways`` classes, or one regression target."""
         return cfg.ways if self.classification else 1
+
+    def check(self, cfg: "Config") -> None:
+        """Raises :class:`cml.errors.ConfigError` on a combination the family refuses."""
+
+    @abstractmethod
+    def loss(self, out: "Tensor", y: "Tensor") -> "Tensor":
+        """The task loss."""
+
+    @abstractmethod
+    def results(self, res: "EvalResult") -> list[tuple[str, list[float]]]:
+        """The test record's ``(key, per-task values)`` pairs."""
+
+    @abstractmethod
+    def load(self, cfg: "Config") -> Any:
+        """The data a run samples from (None when tasks are generated)."""
+
+    @abstractmethod
+    def in_channels(self, data: Any) -> int:
+        """The width of one input row of ``data`` (image channels; a node's features)."""
+
+    @abstractmethod
+    def sampler(self, cfg: "Config", data: Any, split: str, gen: "torch.Generator", ways: int, shots: int,
+                queries: int, device: "torch.device | None" = None) -> Any:
+        """A task sampler of ``split`` drawing from ``gen``."""
+
+    @abstractmethod
+    def features(self, cfg: "Config", in_channels: int, width: int, norm_layer: "NormLayer") -> "nn.Module":
+        """The feature extractor psi."""
+
+    @abstractmethod
+    def describe(self, cfg: "Config") -> str:
+        """The setting in words (``fonts, 5-way 1-shot``)."""
+
+    @abstractmethod
+    def data_summary(self, entry: "TaskEntry", data: str | None, image_size: int, seed: int) -> str:
+        """What ``cml data info`` prints."""
+
+
+class Classification(TaskFamily):
+    """What every N-way classification family shares: cross-entropy, accuracies, at least two ways."""
+
+    classification = True
+    metric = "acc"
+    higher_is_better = True
+
+    def loss(self, out: "Tensor", y: "Tensor") -> "Tensor":
+        from torch.nn import functional as F  # torch: see the package docstring
+
+        return F.cross_entropy(out, y)
+
+    def results(self, res: "EvalResult") -> list[tuple[str, list[float]]]:
+        """Accuracy with theta' and with phi (CML†), and the query loss."""
+        return [("acc", res.meta_acc), ("acc_dagger", res.co_acc), ("loss", res.meta_loss)]
+
+    def check(self, cfg: "Config") -> None:
+        if cfg.ways < 2:
+            raise ConfigError(f"ways must be at least 2 for classification (one class is always right), got "
+                              f"{cfg.ways}")
+
+    def describe(self, cfg: "Config") -> str:
+        return f"the test split of {cfg.task}, {shape_of(cfg)}"
 
 
 @dataclass(frozen=True)
@@ -116,23 +158,6 @@ class TaskEntry:
     no_download: str | None = None
 
 
-def classification_results(res: "EvalResult") -> list[tuple[str, list[float]]]:
-    """A classification test record: accuracy with theta' and with phi (CML†), and the query loss."""
-    return [("acc", res.meta_acc), ("acc_dagger", res.co_acc), ("loss", res.meta_loss)]
-
-
-def cross_entropy(out: "Tensor", y: "Tensor") -> "Tensor":
-    from torch.nn import functional as F  # torch: see the package docstring
-
-    return F.cross_entropy(out, y)
-
-
-def classification_check(cfg: "Config") -> None:
-    """What every classification family refuses."""
-    if cfg.ways < 2:
-        raise ConfigError(f"ways must be at least 2 for classification (one class is always right), got {cfg.ways}")
-
-
 def shape_of(cfg: "Config") -> str:
     """``5-way 1-shot``."""
     return f"{cfg.ways}-way {cfg.shots}-shot"
@@ -150,19 +175,16 @@ def no_image_options(cfg: "Config", what: str) -> None:
 
 def _discover() -> dict[str, TaskEntry]:
     found: dict[str, TaskEntry] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        family, tasks = getattr(module, "FAMILY", None), getattr(module, "TASKS", None)
-        if not isinstance(family, TaskFamily) or not isinstance(tasks, tuple):
-            raise TypeError(f"cml/tasks/{info.name}.py defines no FAMILY = TaskFamily(...) and TASKS = (...)")
-        for entry in tasks:
+    for module in row_modules(__name__, __path__, "TASKS"):
+        if not isinstance(getattr(module, "FAMILY", None), TaskFamily):
+            raise TypeError(f"{module.__name__} defines no FAMILY, an instance of its TaskFamily")
+        for entry in module.TASKS:
             if entry.name in found:
                 raise ValueError(f"two tasks are named {entry.name!r}")
             found[entry.name] = entry
-    # The order help texts and errors list them in: regression, images, graphs.
-    order = ["sinusoid", "image", "graph"]
-    return dict(sorted(found.items(), key=lambda kv: order.index(kv[1].family.name)
-                       if kv[1].family.name in order else len(order)))
+    # The order help texts and errors list them in: regression, images, graphs, then other families.
+    families = ordered(list(dict.fromkeys(e.family.name for e in found.values())), ["sinusoid", "image", "graph"])
+    return dict(sorted(found.items(), key=lambda kv: families.index(kv[1].family.name)))
 
 
 TASK_TABLE: dict[str, TaskEntry] = _discover()
@@ -176,10 +198,7 @@ def get_task(name: str) -> TaskEntry:
     Raises:
         KeyError: naming the known tasks.
     """
-    try:
-        return TASK_TABLE[name]
-    except KeyError:
-        raise KeyError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}") from None
+    return lookup(TASK_TABLE, name, "task")
 
 
-__all__ = ["FAMILIES", "TASKS", "TASK_TABLE", "TaskEntry", "TaskFamily", "get_task"]
+__all__ = ["Classification", "FAMILIES", "TASKS", "TASK_TABLE", "TaskEntry", "TaskFamily", "get_task"]

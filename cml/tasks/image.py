@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ConfigError
 from ..records import FEATURES
-from . import TaskEntry, TaskFamily, classification_check, classification_results, cross_entropy, shape_of
+from . import Classification, TaskEntry
 
 if TYPE_CHECKING:
     import torch
@@ -35,58 +35,14 @@ def _lazy(module: str, name: str) -> Callable[[], Callable[..., Any]]:
     return lambda: getattr(importlib.import_module(module), name)
 
 
-def _load(cfg: "Config"):
-    from ..data import load_splits
-
-    # The data set is a fixed artefact (the fonts data set's seed-0 rendering), whatever the run's seed: runs
-    # with different seeds differ in initialisation and task order, not in their data.
-    options = {} if cfg.split == "default" else {"split": cfg.split}
-    return load_splits(cfg.task, cfg.data, cfg.image_size, **options)
-
-
-def _in_channels(splits: Any) -> int:
-    return int(splits.train.images(0).shape[1])
-
-
-def _sampler(cfg: "Config", splits: Any, split: str, gen: "torch.Generator", ways: int, shots: int, queries: int,
-             device: "torch.device | None" = None):
-    from ..data.base import TaskSampler
-
-    return TaskSampler(splits[split], ways, shots, queries, gen, rotations=cfg.rotations and split == "train",
-                       split=split, device=device)
-
-
-def _features(cfg: "Config", in_channels: int, width: int, norm_layer: "NormLayer") -> "nn.Module":
-    from ..layers import Conv4, pooled
-
-    if pooled(cfg.image_size, 4) < 1:
-        raise ConfigError(f"image_size {cfg.image_size} is too small for four 2x2 poolings; use at least 16")
-    return Conv4(in_channels, width, cfg.image_size, norm_layer)
-
-
-def _describe(cfg: "Config") -> str:
-    return f"the test split of {cfg.task}, {shape_of(cfg)}"
-
-
-def _data_summary(entry: TaskEntry, data: str | None, image_size: int, seed: int) -> str:
-    from ..data import load_splits
-
-    return load_splits(entry.name, data, image_size, seed=seed).summary()
-
-
-FAMILY = TaskFamily(
-    name="image",
-    help_group="image tasks",
-    field_label="image tasks",
-    classification=True,
-    metric="acc",
-    higher_is_better=True,
-    norm_layers=True,
-    width_field="filters",
-    end_record=FEATURES,
-    summary_fields=(),
-    eval_folders=True,
-    presets={
+class Image(Classification):
+    name = "image"
+    help_group = field_label = "image tasks"
+    norm_layers = True
+    width_field = "filters"
+    end_record = FEATURES
+    eval_folders = True
+    presets = {
         # The authors' released settings for images: Conv-4/64, alpha 0.5, one inner step, meta-batch 4,
         # 15 queries, Adam 1e-3, 30,000 steps, gamma 1.0, conv co-learner.
         "paper": dict(filters=64, inner_lr=0.5, inner_steps=1, test_inner_steps=1, meta_batch=4, queries=15,
@@ -96,18 +52,40 @@ FAMILY = TaskFamily(
         "quick": dict(filters=32, inner_lr=0.4, inner_steps=1, test_inner_steps=3, meta_batch=4, queries=5,
                       meta_lr=2e-3, steps=600, gamma=1.0, co_learner="conv", val_interval=200, val_tasks=50,
                       test_tasks=600, checkpoint_interval=200, log_interval=20),
-    },
-    loss=cross_entropy,
-    results=classification_results,
-    check=classification_check,
-    load=_load,
-    in_channels=_in_channels,
-    sampler=_sampler,
-    features=_features,
-    describe=_describe,
-    data_summary=_data_summary,
-)
+    }
 
+    def load(self, cfg: "Config"):
+        from ..data import load_splits
+
+        # The data set is a fixed artefact (the fonts data set's seed-0 rendering), whatever the run's seed: runs
+        # with different seeds differ in initialisation and task order, not in their data.
+        options = {} if cfg.split == "default" else {"split": cfg.split}
+        return load_splits(cfg.task, cfg.data, cfg.image_size, **options)
+
+    def in_channels(self, splits: Any) -> int:
+        return int(splits.train.images(0).shape[1])
+
+    def sampler(self, cfg: "Config", splits: Any, split: str, gen: "torch.Generator", ways: int, shots: int,
+                queries: int, device: "torch.device | None" = None):
+        from ..data.base import TaskSampler
+
+        return TaskSampler(splits[split], ways, shots, queries, gen, rotations=cfg.rotations and split == "train",
+                           split=split, device=device)
+
+    def features(self, cfg: "Config", in_channels: int, width: int, norm_layer: "NormLayer") -> "nn.Module":
+        from ..layers import Conv4, pooled
+
+        if pooled(cfg.image_size, 4) < 1:
+            raise ConfigError(f"image_size {cfg.image_size} is too small for four 2x2 poolings; use at least 16")
+        return Conv4(in_channels, width, cfg.image_size, norm_layer)
+
+    def data_summary(self, entry: TaskEntry, data: str | None, image_size: int, seed: int) -> str:
+        from ..data import load_splits
+
+        return load_splits(entry.name, data, image_size, seed=seed).summary()
+
+
+FAMILY = Image()
 _DATA = "cml.data"
 TASKS = (
     TaskEntry("omniglot", FAMILY, "Omniglot (official zips; `cml data download omniglot`)", needs_data=True,

@@ -16,84 +16,63 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..meta import EvalResult
 
-
-def _loss(out: "Tensor", y: "Tensor") -> "Tensor":
-    from torch.nn import functional as F  # torch: see the package docstring
-
-    return F.mse_loss(out, y)
-
-
-def _results(res: "EvalResult") -> list[tuple[str, list[float]]]:
-    return [("mse", res.meta_loss), ("mse_dagger", res.co_loss), ("mse_before", res.pre_loss)]
-
-
-def _check(cfg: "Config") -> None:
-    no_image_options(cfg, "sinusoid")
-    if cfg.data is not None:
-        raise ConfigError(f"task 'sinusoid' generates its own data; remove data={cfg.data!r}")
-
-
-def _load(cfg: "Config") -> None:
-    return None  # tasks are generated
-
-
-def _in_channels(data: Any) -> int:
-    return 1
-
-
-def _sampler(cfg: "Config", data: Any, split: str, gen: "torch.Generator", ways: int, shots: int, queries: int,
-             device: "torch.device | None" = None):
-    from ..sinusoid import SinusoidSampler
-
-    return SinusoidSampler(shots, queries, gen)
-
-
-def _features(cfg: "Config", in_channels: int, width: int, norm_layer: Any) -> "nn.Module":
-    from ..layers import MLP
-
-    return MLP(width)
-
-
-def _describe(cfg: "Config") -> str:
-    return f"sinusoid, {cfg.shots}-shot"
-
-
-def _data_summary(entry: TaskEntry, data: str | None, image_size: int, seed: int) -> str:
-    raise DataError("sinusoid tasks are generated (amplitude U[0.1, 5], phase U[0, pi], x U[-5, 5]); there is no "
-                    "data set to describe")
-
-
 _COMMON = dict(shots=10, queries=10, hidden=40, inner_lr=0.01, inner_steps=1, test_inner_steps=10, meta_lr=1e-3,
                val_tasks=100, test_tasks=600, co_learner="linear")
 
-FAMILY = TaskFamily(
-    name="sinusoid",
-    help_group="sinusoid",
-    field_label="sinusoid",
-    classification=False,
-    metric="mse",
-    higher_is_better=False,
-    norm_layers=False,
-    width_field="hidden",
-    end_record=FITS,
-    summary_fields=(),
-    eval_folders=False,
-    presets={
+
+class Sinusoid(TaskFamily):
+    name = "sinusoid"
+    help_group = field_label = "sinusoid"
+    classification = False
+    metric = "mse"
+    higher_is_better = False
+    width_field = "hidden"
+    end_record = FITS
+    presets = {
         # MAML (Finn et al., 2017) sinusoid: 1-40-40-1, alpha 0.01, meta-batch 25, Adam 1e-3, 70k steps.
         "paper": dict(_COMMON, meta_batch=25, steps=70000, val_interval=1000, checkpoint_interval=1000,
                       log_interval=100),
         # Minutes on 2 CPU cores.
         "quick": dict(_COMMON, meta_batch=10, steps=3000, val_interval=500, checkpoint_interval=500, log_interval=50),
-    },
-    loss=_loss,
-    results=_results,
-    check=_check,
-    load=_load,
-    in_channels=_in_channels,
-    sampler=_sampler,
-    features=_features,
-    describe=_describe,
-    data_summary=_data_summary,
-)
+    }
 
+    def loss(self, out: "Tensor", y: "Tensor") -> "Tensor":
+        from torch.nn import functional as F  # torch: see the package docstring
+
+        return F.mse_loss(out, y)
+
+    def results(self, res: "EvalResult") -> list[tuple[str, list[float]]]:
+        return [("mse", res.meta_loss), ("mse_dagger", res.co_loss), ("mse_before", res.pre_loss)]
+
+    def check(self, cfg: "Config") -> None:
+        no_image_options(cfg, "sinusoid")
+        if cfg.data is not None:
+            raise ConfigError(f"task 'sinusoid' generates its own data; remove data={cfg.data!r}")
+
+    def load(self, cfg: "Config") -> None:
+        return None  # tasks are generated
+
+    def in_channels(self, data: Any) -> int:
+        return 1
+
+    def sampler(self, cfg: "Config", data: Any, split: str, gen: "torch.Generator", ways: int, shots: int,
+                queries: int, device: "torch.device | None" = None):
+        from ..sinusoid import SinusoidSampler
+
+        return SinusoidSampler(shots, queries, gen)
+
+    def features(self, cfg: "Config", in_channels: int, width: int, norm_layer: Any) -> "nn.Module":
+        from ..layers import MLP
+
+        return MLP(width)
+
+    def describe(self, cfg: "Config") -> str:
+        return f"sinusoid, {cfg.shots}-shot"
+
+    def data_summary(self, entry: TaskEntry, data: str | None, image_size: int, seed: int) -> str:
+        raise DataError("sinusoid tasks are generated (amplitude U[0.1, 5], phase U[0, pi], x U[-5, 5]); there is "
+                        "no data set to describe")
+
+
+FAMILY = Sinusoid()
 TASKS = (TaskEntry("sinusoid", FAMILY, "sine regression, y = A sin(x - phase)", needs_data=False),)
