@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from .config import Config
 from .data.base import Task
-from .models import inner_rates, rate_key, role_of
+from .models import inner_rates, rate_key
 
 Params = dict[str, Tensor]
 # A step size: a number, or a 0-d tensor (a learnable MAML++ rate, differentiated through).

@@ -327,7 +327,7 @@ def _panel_d(ax: Axes, by_method: dict[str, list[Run]], methods: Sequence[str], 
         ax.set_ylim(lo - 0.08 * span, hi + 0.3 * span)  # room above for the value labels
         ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
         ax.set_yticks([t for t in ax.get_yticks() if lo - 0.08 * span <= t <= 1.0])  # no tick past CKA's maximum
-        for pos, top, text, colour in labels:
+        for pos, top, text, _colour in labels:
             ax.text(pos, top + 0.03 * span, text, rotation=90, ha="center", va="bottom", fontsize=7, color="black")
     ax.axhline(1.0, color="0.6", lw=0.7, ls="--", zorder=0)
     ax.set_xticks(x, [layer_label(layer) for layer in layers])
@@ -390,7 +390,6 @@ def figure(
     dyn_all = [r.dynamics() for m in set(cos) | set(norm) for r in by_method[m]]
     cos_blocks = _blocks(dyn_all, "cos_blocks")
     norm_blocks = _blocks(dyn_all, "grad_norm_blocks")
-    nb = max(len(cos_blocks), len(norm_blocks))
 
     drawn = set(conv) | set(cos) | set(norm) | set(cka)
     counts = sorted({len(by_method[m]) for m in drawn})

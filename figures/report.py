@@ -24,7 +24,6 @@ at all, or when a record is damaged: a page drawn around a damaged file would hi
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 import platform
 import sys

@@ -432,7 +432,7 @@ def _rebuild(runs: Sequence[Run], preset_name: str, grid: dict[str, list[Any]]) 
         start = start.replace(**{k: v for k, v in overrides.items() if v is None})
         wanted: dict[str, set[str]] = {}
         values: dict[str, Any] = {}
-        for run, orig in zip(runs, originals):
+        for _run, orig in zip(runs, originals):
             cell = cell_config(start, orig.base, orig.method, orig.seed, preset_name)
             cell = cell.replace(**{f: getattr(orig, f) for f in grid})
             for field, value in orig.to_dict().items():

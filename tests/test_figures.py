@@ -1,19 +1,17 @@
 """Figures, Table 4 and the claims, drawn from run folders of short real sweeps (and synthetic records).
 
-The session fixture :func:`figure_runs` trains tiny sweeps once (sinusoid at 10 and 5 shots; the font-glyph
-data set, which needs no download) and is shared with ``test_report.py`` and ``test_notebooks.py``.
+The session fixture ``figure_runs`` (tests/conftest.py) trains tiny sweeps once (sinusoid at 10 and 5 shots; the
+font-glyph data set, which needs no download) and is shared with ``test_report.py`` and ``test_tensorboard.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.colors import to_rgb
 from matplotlib.container import BarContainer
@@ -23,46 +21,6 @@ from figures import claims as claims_mod
 from figures import fig2_sinusoid, fig3_dynamics, fig4_tsne, style, table4
 from figures.runs import (MissingRecordError, NoRunsError, Run, find_runs, group_by_method,
                           group_by_setting, reproduce_command)
-
-# Built once per test session (several test modules import the fixture; the cache keeps it to one build).
-_BUILT: dict[str, Path] = {}
-
-
-def build_figure_runs(root: Path) -> dict[str, Path]:
-    """Tiny real sweeps with learning-dynamics records, in ``root``.
-
-    Returns:
-        ``{"sin": sinusoid 10-shot (maml, noisy-maml, cml x seeds 0, 1), "sin5": sinusoid 5-shot (maml, cml,
-        seed 0), "fonts": fonts 5-way 1-shot (maml, noisy-maml, more-maml, cl, cml x seeds 0, 1), "cache": the
-        fonts cache folder}``.
-    """
-    from cml.config import preset
-    from cml.sweep import run_sweep
-
-    # The fonts are rendered once into a throwaway cache unless the caller already chose one.
-    os.environ.setdefault("CML_CACHE", str(root / "cml-cache"))
-    threads = torch.get_num_threads()
-    # One thread: on a busy 2-core machine intra-op threads wait on each other (tiny convs run 10x slower).
-    torch.set_num_threads(1)
-    try:
-        sin = preset("quick", "sinusoid", "maml", steps=30, record_interval=3, val_interval=10, val_tasks=10,
-                     test_tasks=20, record_tasks=5, log_interval=5, progress=False)
-        run_sweep(root / "sin", sin, ["maml", "noisy-maml", "cml"], [0, 1])
-        run_sweep(root / "sin5", sin.replace(shots=5), ["maml", "cml"], [0])
-        img = preset("quick", "fonts", "maml", steps=6, filters=16, meta_batch=2, record_interval=2, val_interval=3,
-                     val_tasks=5, test_tasks=10, record_tasks=4, log_interval=2, checkpoint_interval=0, progress=False)
-        run_sweep(root / "fonts", img, ["maml", "noisy-maml", "more-maml", "cl", "cml"], [0, 1])
-    finally:
-        torch.set_num_threads(threads)
-    return {"sin": root / "sin", "sin5": root / "sin5", "fonts": root / "fonts",
-            "cache": Path(os.environ["CML_CACHE"])}
-
-
-@pytest.fixture(scope="session")
-def figure_runs(tmp_path_factory) -> dict[str, Path]:
-    if not _BUILT:
-        _BUILT.update(build_figure_runs(tmp_path_factory.mktemp("figure-runs")))
-    return dict(_BUILT)
 
 
 def _copy_without(src: Path, dst: Path, drop: tuple[str, ...]) -> Path:
@@ -147,7 +105,8 @@ def test_save_writes_png_and_pdf(tmp_path, figure_runs):
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:5] == b"%PDF-"
     import pypdf
 
-    assert pypdf.PdfReader(str(paths[1])).metadata.title == "Table 4: parameters and test performance, sinusoid, 10-shot"
+    assert (pypdf.PdfReader(str(paths[1])).metadata.title
+            == "Table 4: parameters and test performance, sinusoid, 10-shot")
 
 
 # -- Figure 2 ----------------------------------------------------------------------------------------------
@@ -367,17 +326,20 @@ def test_table4_rows_params_and_intervals(figure_runs):
     cml, dagger = rows[3], rows[4]
     params = agg["cml"]["params"]
     assert (cml.params_train, cml.params_test) == (params["train"], params["test"])
-    assert dagger.params_test == params["test_dagger"] and dagger.mean == pytest.approx(agg["cml"]["acc_dagger"]["mean"])
+    assert dagger.params_test == params["test_dagger"]
+    assert dagger.mean == pytest.approx(agg["cml"]["acc_dagger"]["mean"])
     assert cml.params_test < cml.params_train  # the co-learner is dropped at test time
 
 
 def test_table4_from_aggregate_matches_runs(figure_runs):
     from_runs = {r.method: r for r in table4.rows([figure_runs["fonts"]], methods=["maml", "noisy-maml", "cml"])}
-    from_agg = {r.method: r for r in table4.rows_from_aggregate(figure_runs["fonts"], methods=["maml", "noisy-maml", "cml"])}
+    from_agg = {r.method: r
+                for r in table4.rows_from_aggregate(figure_runs["fonts"], methods=["maml", "noisy-maml", "cml"])}
     assert set(from_runs) == set(from_agg) == {"maml", "noisy-maml", "cml", "cml-dagger"}
     for m in from_runs:
         a, b = from_runs[m], from_agg[m]
-        assert (a.method, a.params_train, a.params_test, a.metric) == (b.method, b.params_train, b.params_test, b.metric)
+        assert ((a.method, a.params_train, a.params_test, a.metric)
+                == (b.method, b.params_train, b.params_test, b.metric))
         assert dict(a.values.values) == dict(b.values.values)
 
 
@@ -385,7 +347,8 @@ def test_table4_markdown_and_figure(figure_runs):
     rows = table4.rows([figure_runs["fonts"]])
     text = table4.markdown(rows)
     lines = text.strip().splitlines()
-    assert lines[0] == ("| method | params (train) | params (test) | accuracy (%): mean across seeds (no CI: < 3 seeds) | "
+    assert lines[0] == ("| method | params (train) | params (test) | "
+                        "accuracy (%): mean across seeds (no CI: < 3 seeds) | "
                         "accuracy (%) per seed (± 95% CI over its test tasks) | seeds |")
     assert len(lines) == 2 + 5 and lines[-1].startswith("| CML† |")
     assert "**" not in text  # 2 seeds: no interval, so no win to mark
@@ -535,6 +498,7 @@ def test_sweep_with_unstarted_cells_warns_once(tmp_path, figure_runs):
     assert len(record) == 1 and len(runs) == 4
 
 
+@pytest.mark.slow
 def test_figures_never_import_the_trainer():
     import subprocess
     import sys

@@ -8,7 +8,6 @@ PYTHONPATH is empty, so that its workers can only import cml through the engine'
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shlex
@@ -17,12 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from cml import records
 from cml.cli import main
-from cml.config import Config, ConfigError
 from cml.sweep import parse_grid
 from cml.trainer import load_checkpoint
 from figures.runs import find_runs, reproduce_command
@@ -247,6 +244,7 @@ def _run_command(command: str, capsys) -> None:
     assert code == 0, err
 
 
+@pytest.mark.slow
 def test_reproduce_command_rebuilds_every_cells_whole_config(tmp_path, capsys):
     out = tmp_path / "sweep"
     flags = ["--task", "sinusoid", "--methods", "none,noisy,cml", "--seeds", "0", "--grid", "gamma=0.5,2",
@@ -287,14 +285,15 @@ def test_ray_engine_without_ray_is_one_line(tmp_path, capsys, monkeypatch):
     assert "add --engine ray" in one_line_error(code, err)
 
 
+@pytest.mark.ray
 def test_ray_engine_with_two_workers_writes_the_local_engines_records(local_grid, tmp_path):
     pytest.importorskip("ray.tune", reason="ray[tune] is not installed (requirements.txt installs it)")
     out = tmp_path / "ray-grid"
     # A fresh interpreter outside the checkout, cml on its sys.path but not on PYTHONPATH: the workers see the
     # checkout only through the engine's runtime environment.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
-    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from cml.cli import main; "
-            f"sys.exit(main({[*map(str, GRID), '--out', str(out), '--engine', 'ray', '--cpus-per-trial', '1', '--max-concurrent', '2']!r}))")
+    argv = [*map(str, GRID), "--out", str(out), "--engine", "ray", "--cpus-per-trial", "1", "--max-concurrent", "2"]
+    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from cml.cli import main; sys.exit(main({argv!r}))"
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)  # Ray starts slowly on a busy 2-core machine (41 s idle)
     assert proc.returncode == 0, proc.stderr[-3000:]
