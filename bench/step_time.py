@@ -159,7 +159,7 @@ def minimal_base_step_factory(base: str, args, splits: Splits):
                     at = {**fast, **{n: fast[n] + cfg.sharp_rho_lower * g / (norm + 1e-12) for n, g in zip(names, g0)}}
                     loss = ce(forward(at, xs, k), ys)
                 g = torch.autograd.grad(loss, [at[n] for n in names], create_graph=True)
-                rate = (lambda n: params["inner_lr." + n.replace(".", "-")][k]) if base == "maml++" else (
+                rate = (lambda n, k=k: params["inner_lr." + n.replace(".", "-")][k]) if base == "maml++" else (
                     lambda n: cfg.inner_lr)
                 fast = {**fast, **{n: fast[n] - rate(n) * gi for n, gi in zip(names, g)}}
                 if base == "maml++":  # the multi-step loss, uniform weights at the start of annealing
@@ -200,7 +200,8 @@ def bases_main(args, splits: Splits, tmp: Path) -> None:
         steps[f"{base} minimal"] = minimal_base_step_factory(base, args, splits)
         steps[f"{base} alone"] = trainer_step_factory(bench_config("none", "func", args, base=base), splits, tmp)
         steps[f"{base} +cml"] = trainer_step_factory(bench_config("cml", "func", args, base=base), splits, tmp)
-        steps[f"{base} alone higher"] = trainer_step_factory(bench_config("none", "higher", args, base=base), splits, tmp)
+        steps[f"{base} alone higher"] = trainer_step_factory(bench_config("none", "higher", args, base=base), splits,
+                                                             tmp)
     for step in steps.values():  # warm-up
         step()
     times: dict[str, list[float]] = {k: [] for k in steps}
@@ -312,14 +313,15 @@ def main() -> None:
         backend = "func" if "func" in name and "minimal" not in name else "higher"
         ref = med.get(f"maml {backend}")
         vs_maml = f"{med[name] / ref:.3f}" if ref and "minimal" not in name else ""
-        print(f"| {name} | {med[name]:.4f} | {mean[name]:.4f} | {med[name] / med['minimal (torch.func)']:.3f} | {vs_maml} | "
-              f"{peaks[name] / 2**20:.1f} |")
+        print(f"| {name} | {med[name]:.4f} | {mean[name]:.4f} | {med[name] / med['minimal (torch.func)']:.3f} | "
+              f"{vs_maml} | {peaks[name] / 2**20:.1f} |")
     print()
-    print(f"cml/maml: higher {med['cml higher'] / med['maml higher']:.3f}, func {med['cml func'] / med['maml func']:.3f}"
-          f" (goal <= 1.05)")
+    print(f"cml/maml: higher {med['cml higher'] / med['maml higher']:.3f}, "
+          f"func {med['cml func'] / med['maml func']:.3f} (goal <= 1.05)")
     print(f"trainer/minimal: maml higher {med['maml higher'] / med['minimal (torch.func)']:.3f}, maml func "
           f"{med['maml func'] / med['minimal (torch.func)']:.3f} (goal <= 1.05)")
-    print(f"recording overhead vs cml higher (ratio of means): k=1 {mean['cml+rec k=1 higher'] / mean['cml higher']:.3f}x, "
+    print(f"recording overhead vs cml higher (ratio of means): "
+          f"k=1 {mean['cml+rec k=1 higher'] / mean['cml higher']:.3f}x, "
           f"k=10 {mean['cml+rec k=10 higher'] / mean['cml higher']:.3f}x")
 
 

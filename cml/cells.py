@@ -43,10 +43,9 @@ def train_cell(run_dir: Path, cfg: Config, splits=None, record: bool = True, res
                 raise
             print(f"moved damaged {run_dir} aside to {records.move_aside(run_dir)}", file=sys.stderr)
             trainer = Trainer(cfg, run_dir, splits=splits, recorder=recorder)
-        live = None
-        if tensorboard:
-            live = LiveExport(run_dir)
-            trainer.log_hooks.append(lambda _, live=live: live.update())
+        live = LiveExport(run_dir) if tensorboard else None
+        if live is not None:
+            trainer.log_hooks.append(live.hook)
         trainer.train()
         trainer.finish_recording()
         if live is not None:

@@ -180,7 +180,7 @@ def _live_tensorboard(trainer):
     from .tensorboard import LiveExport
 
     live = LiveExport(trainer.run_dir)
-    trainer.log_hooks.append(lambda _: live.update())
+    trainer.log_hooks.append(live.hook)
     print(f"TensorBoard events: {live.logdir} (tensorboard --logdir {live.logdir})", file=sys.stderr)
     return live
 
@@ -445,7 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, help="seed of the test tasks (default: the run's, reproducing its test.json)")
     e.add_argument("--device", choices=DEVICES, help="where to evaluate (default: the run's device)")
     e.add_argument("--backend", choices=BACKENDS,
-                   help="engine (default: the run's; batched adapts the tasks in chunks, auto the faster on the device)")
+                   help="engine (default: the run's; batched adapts the tasks in chunks, auto the faster on the "
+                        "device)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
 
@@ -492,7 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated seeds; intervals across seeds need 3 or more (default 0,1,2)")
     s.add_argument("--grid", action="append", metavar="FIELD=V1,V2,...",
                    help="vary any other config field, e.g. --grid gamma=0,0.5,1 --grid co_learner=linear,conv "
-                        "(repeatable; every combination is a cell, named by its values: cml-gamma_0.5-co_learner_conv-s0)")
+                        "(repeatable; every combination is a cell, named by its values: "
+                        "cml-gamma_0.5-co_learner_conv-s0)")
     s.add_argument("--task", metavar=_choices(TASKS), help=_field_help("task") + _FROM_CONFIG)
     s.add_argument("--preset", metavar=_choices(PRESETS), help=PRESET_HELP)
     s.add_argument("--config", metavar="FILE",
@@ -517,7 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "from its checkpoint (default 60)")
     s.add_argument("--gpus-per-task", type=int, help="slurm: GPUs per task (default 0)")
     s.add_argument("--cpus-per-task", type=int, help="slurm: CPUs per task, and the torch threads of each (default 1)")
-    s.add_argument("--mem", help="slurm: memory per task's node, as sbatch takes it: 16G, 500M (default: the cluster's)")
+    s.add_argument("--mem",
+                   help="slurm: memory per task's node, as sbatch takes it: 16G, 500M (default: the cluster's)")
     s.add_argument("--array-parallelism", type=int, metavar="N",
                    help="slurm: the most array tasks running at once (default 256)")
     s.add_argument("--slurm-opt", action="append", metavar="KEY=VALUE",

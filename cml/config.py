@@ -126,8 +126,9 @@ class Config:
     sharp_rho_lower: float = option(0.0, "the inner-step perturbation radius rho (0: none)", group=BASE)
     sharp_rho_upper: float = option(0.0, "the outer-step (SAM) perturbation radius rho (0: none)", group=BASE)
     backend: str = option("higher", "higher (the per-task engine), func (the independent torch.func "
-                          "implementation), batched (every task of a meta-batch at once: cml.engines.batched) or auto (the "
-                          "faster on the run's device; the trainer writes the one it chose into config.json)",
+                          "implementation), batched (every task of a meta-batch at once: cml.engines.batched) or "
+                          "auto (the faster on the run's device; the trainer writes the one it chose into "
+                          "config.json)",
                           group=RUN, choices=BACKENDS)
     seed: int = option(0, "seeds every generator of the run", group=RUN)
     log_interval: int = option(10, "outer steps between metrics.jsonl lines", group=RECORDS)
@@ -200,9 +201,9 @@ class Config:
     def _check_base(self) -> None:
         """Base-specific options only under their base; combinations without meaning refused, saying why."""
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        for option, owner in base_options().items():
-            if owner != self.base and getattr(self, option) != defaults[option]:
-                raise ConfigError(f"{option} is an option of base {owner!r}, not of {self.base!r}; remove it or "
+        for name, owner in base_options().items():
+            if owner != self.base and getattr(self, name) != defaults[name]:
+                raise ConfigError(f"{name} is an option of base {owner!r}, not of {self.base!r}; remove it or "
                                   f"use --base {owner}")
         if self.per_step_bn and not self.family.norm_layers:
             raise ConfigError(f"per_step_bn needs BatchNorm layers, which the {self.task} model has not; use "

@@ -86,7 +86,7 @@ def _preset_defaults() -> dict[str, str]:
     none, maml = METHODS[0], inspect.signature(preset).parameters["base"].default
     out: dict[str, str] = {"base": maml}
     for name in fields:
-        def value(p: str, t: str, m: str, b: str) -> Any:
+        def value(p: str, t: str, m: str, b: str, name: str = name) -> Any:  # this iteration's field
             v = resolved[(p, t, m, b)][name]
             return None if name == "data" else v  # the dummy path stands for "the user's"
 

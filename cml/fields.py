@@ -37,8 +37,8 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 from .errors import ConfigError, InternalError
 
-__all__ = ["FieldInfo", "option", "attributes_doc", "info", "field_types", "choices", "describe", "coerce", "parse_text",
-           "split_list", "check_choice", "check_keys", "show"]
+__all__ = ["FieldInfo", "option", "attributes_doc", "info", "field_types", "choices", "describe", "coerce",
+           "parse_text", "split_list", "check_choice", "check_keys", "show"]
 
 #: The metadata key a field's :class:`FieldInfo` is stored under.
 METADATA_KEY = "cml"

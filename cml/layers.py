@@ -49,7 +49,7 @@ class BatchNorm(nn.BatchNorm2d):
     def __init__(self, channels: int) -> None:
         super().__init__(channels, eps=BN_EPS, track_running_stats=False)
 
-    def forward(self, x: Tensor, step: int = 0, norm: NormFn = batch_norm_kernel) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor, step: int = 0, norm: NormFn = batch_norm_kernel) -> Tensor:
         return norm(x, self.weight, self.bias, self.eps)
 
 

@@ -91,6 +91,7 @@ class Method:
         def heads_loss(meta: "Tensor", co: "Tensor | None", y: "Tensor") -> "Tensor":
             out = loss(meta, y)
             if with_phi:
+                assert co is not None, "a method that adapts phi has a co-learner head (Method.co_learner)"
                 out = out + gamma * loss(co, y)
             return out
 

@@ -1,7 +1,8 @@
 """Models: a feature extractor psi, a meta-learner head theta and, for CML, a co-learner head phi, assembled
 per run: psi from the task family (:mod:`cml.tasks`), the heads from the layers of :mod:`cml.layers` (the
-BatchNorm policy is stated there), and the base learner's own norm layers and meta-parameters (:mod:`cml.bases`). Roles are read from parameter names
-(:mod:`cml.roles`); which tensor adapts at which step size is decided once, by :func:`cml.meta.inner_rates`.
+BatchNorm policy is stated there), and the base learner's own norm layers and meta-parameters (:mod:`cml.bases`).
+Roles are read from parameter names (:mod:`cml.roles`); which tensor adapts at which step size is decided once, by
+:func:`cml.meta.inner_rates`.
 """
 
 from __future__ import annotations

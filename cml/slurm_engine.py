@@ -268,8 +268,8 @@ def make_executor(folder: Path, options: SlurmOptions, name: str):
 def _read_jobs(path: Path) -> dict[str, dict[str, str]]:
     if not path.exists():
         return {}
-    fix = (f"remove it and rerun the sweep (first check squeue: a cell whose job still runs would be submitted "
-           f"again)")
+    fix = ("remove it and rerun the sweep (first check squeue: a cell whose job still runs would be submitted "
+           "again)")
     try:
         cells = records.read_json(path).get("cells")
     except records.RunFolderError:

@@ -158,6 +158,10 @@ class LiveExport:
         self._writer.flush()
         return n
 
+    def hook(self, trainer: object) -> None:
+        """:meth:`update`, as a trainer's log hook (``trainer.log_hooks``, called with the trainer)."""
+        self.update()
+
     def close(self) -> None:
         self.update()
         self._writer.close()

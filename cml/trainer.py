@@ -199,8 +199,9 @@ class Trainer:
         differ = sorted(k for k, v in saved.to_dict().items()
                         if k not in ("steps", "progress") and self.cfg.to_dict()[k] != v)
         if differ:
+            verb = "differs" if len(differ) == 1 else "differ"
             raise records.damaged(path, f"written by a run with other settings than its config.json "
-                                        f"({', '.join(differ)} {'differs' if len(differ) == 1 else 'differ'}); it belongs to another run")
+                                        f"({', '.join(differ)} {verb}); it belongs to another run")
         step = state["step"]
         if not isinstance(step, int) or step < 0:
             raise records.damaged(path, f"its step {step!r} is not a count of steps")

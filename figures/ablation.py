@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from analysis.stats import MIN_SEEDS_FOR_CI, seed_ci95
+from analysis.stats import seed_ci95
 from cml.errors import FigureInputError
 
 from . import style

@@ -60,7 +60,8 @@ COSINE_THRESHOLD = 0.5
 
 CLAIM_TEXT = {
     "beats-noise": "CML beats random noise: better test performance than noisy-MAML",
-    "dissimilar-gradients": f"The meta- and co-learner gradients on ψ are dissimilar (mean cosine < {COSINE_THRESHOLD})",
+    "dissimilar-gradients":
+        f"The meta- and co-learner gradients on ψ are dissimilar (mean cosine < {COSINE_THRESHOLD})",
     "larger-gradients": "CML's gradients on ψ are larger than MAML's",
     "lower-cka": "CML's representations change more in adaptation: lower CKA than MAML at every layer",
 }
@@ -410,7 +411,8 @@ def _lower_cka(by_method: dict[Cell, list[Run]]) -> Claim:
         for r in by_method[c]:
             reps = r.representations()
             cka = reps.get("cka", {})
-            order = [k for k in reps.get("layers", []) if k in cka] + [k for k in cka if k not in reps.get("layers", [])]
+            listed = reps.get("layers", [])
+            order = [k for k in listed if k in cka] + [k for k in cka if k not in listed]
             means[-1][r.seed] = {k: cka[k].get("mean") for k in order if _finite(cka[k].get("mean"))}
             cis[-1][r.seed] = {k: (cka[k].get("ci95") if _finite(cka[k].get("ci95")) else math.nan) for k in order}
     return judge_lower_cka(*means, *cis)

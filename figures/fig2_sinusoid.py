@@ -146,7 +146,8 @@ def figure(
                         ax.plot(x, f["before"][c], **style.line_kwargs(
                             m, lw=1.0, alpha=0.6, linestyle=":", marker=None,
                             label=f"{style.label(m)} before adaptation"))
-                    ax.plot(x, f["after"][c], **style.line_kwargs(m, len(x), label=f"{style.label(m)} after adaptation"))
+                    ax.plot(x, f["after"][c],
+                            **style.line_kwargs(m, len(x), label=f"{style.label(m)} after adaptation"))
                     notes.append(f"{style.label(m)} {_grid_mse(f['after'][c], truth):.2f}")
                     if show_dagger and m.spec.dagger and "after_dagger" in f:
                         dagger = style.label(m, dagger=True)

@@ -343,7 +343,7 @@ def _panel_d(ax: Axes, by_method: dict[Cell, list[Run]], methods: Sequence[Cell]
         ax.set_ylim(lo - 0.08 * span, hi + 0.3 * span)  # room above for the value labels
         ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
         ax.set_yticks([t for t in ax.get_yticks() if lo - 0.08 * span <= t <= 1.0])  # no tick past CKA's maximum
-        for pos, top, text, colour in labels:
+        for pos, top, text, _colour in labels:
             ax.text(pos, top + 0.03 * span, text, rotation=90, ha="center", va="bottom", fontsize=7, color="black")
     ax.axhline(1.0, color="0.6", lw=0.7, ls="--", zorder=0)
     ax.set_xticks(x, [layer_label(layer) for layer in layers])
@@ -412,7 +412,6 @@ def figure(
     dyn_all = [r.dynamics() for m in set(cos) | set(norm) for r in by_method[m]]
     cos_blocks = _blocks(dyn_all, "cos_blocks")
     norm_blocks = _blocks(dyn_all, "grad_norm_blocks")
-    nb = max(len(cos_blocks), len(norm_blocks))
 
     drawn = set(conv) | set(cos) | set(norm) | set(cka)
     counts = sorted({len(by_method[m]) for m in drawn})
@@ -466,7 +465,8 @@ def figure(
         if any(1 < n < MIN_SEEDS_FOR_CI for n in counts):
             handles["thin line, (d) open marker:\none seed (no interval with < 3 seeds)"] = Line2D(
                 [], [], color="0.3", lw=0.8, alpha=0.6, marker="o", markerfacecolor="white", markersize=4)
-        if min(counts) == 1 and any(isinstance(c, PolyCollection) for c in a_axes[0].collections) or a_axes[0].containers:
+        banded = any(isinstance(c, PolyCollection) for c in a_axes[0].collections)
+        if min(counts) == 1 and banded or a_axes[0].containers:
             handles["(a) band, one seed: 95% CI over\nvalidation tasks"] = Patch(facecolor="0.45", alpha=0.3, lw=0)
         fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(len(handles), 4),
                    fontsize=7.5)

@@ -28,7 +28,6 @@ exception in a figure is a bug and fails the report with its traceback.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 import platform
 import sys
@@ -61,8 +60,8 @@ _SUMMARY_FIELDS = ("data", "steps", "meta_batch", "meta_lr", "inner_lr", "inner_
 
 
 def _text_pages(title: str, blocks: Sequence[tuple[str, str]], width: int = 100) -> list[Figure]:
-    """Pages (:data:`style.PAGE`): a title, then (heading, body) blocks in a monospaced font wrapped to ``width`` characters,
-    continued on a new page (same title, "continued") when a block does not fit."""
+    """Pages (:data:`style.PAGE`): a title, then (heading, body) blocks in a monospaced font wrapped to ``width``
+    characters, continued on a new page (same title, "continued") when a block does not fit."""
     head_h, body_h = _line_height(10.5, 1.6), _line_height(7.6, 1.35)
     pages: list[Figure] = []
     fig, y = None, 0.0
@@ -192,7 +191,8 @@ def _result_cells(method: str, rs: Sequence[Run], regression: bool) -> list[str]
     seconds = sum(t.get("train_time", 0.0) for t in tests.values()) / len(tests)
     first = next(iter(tests.values()))
     # "Sharp-MAML + CML" is wider than the method column: the method added goes on a second line.
-    return [style.label(method).replace(" + ", "\n+ "), str(len(tests)), main.mean_text(scale, fmt), "\n".join(main.seed_lines(scale, fmt)),
+    return [style.label(method).replace(" + ", "\n+ "), str(len(tests)), main.mean_text(scale, fmt),
+            "\n".join(main.seed_lines(scale, fmt)),
             dagger.mean_text(scale, fmt), second, f"{first['params']['train']:,} / {first['params']['test']:,}",
             f"{seconds:.0f}"]
 
@@ -214,12 +214,14 @@ def results_pages(runs: Sequence[Run]) -> list[Figure]:
         reg = not setting.family.classification
         rows = [c for m, rs in group_by_method(group).items() if (c := _result_cells(m, rs, reg)) is not None]
         # "± 95% CI" in a header only where some row of the table has 3+ seeds (and so an interval).
-        mean = "mean ± 95% CI\nacross seeds" if any("±" in r[2] for r in rows) else "mean across\nseeds (no CI:\n< 3 seeds)"
+        mean = ("mean ± 95% CI\nacross seeds" if any("±" in r[2] for r in rows)
+                else "mean across\nseeds (no CI:\n< 3 seeds)")
         cols = (["method", "seeds", f"test MSE:\n{mean}", "test MSE per seed\n(± 95% CI over\nits test tasks)",
                  f"MSE with φ:\n{mean}", "MSE before\nadaptation\n(mean)", "params\ntrain / test",
                  "training\ntime per\nrun (s)"] if reg else
                 ["method", "seeds", f"accuracy (%):\n{mean}", "accuracy (%) per seed\n(± 95% CI over\nits test tasks)",
-                 f"acc. with φ (%):\n{mean}", "test loss\n(mean)", "params\ntrain / test", "training\ntime per\nrun (s)"])
+                 f"acc. with φ (%):\n{mean}", "test loss\n(mean)", "params\ntrain / test",
+                 "training\ntime per\nrun (s)"])
         height = (table_height(style.PAGE[1], rows, cols, 7.5) if rows else 0.02) + 0.05
         if fig is None or top - height < 0.04:
             with style.figure_style():
@@ -276,7 +278,8 @@ def claims_pages(claims: Sequence[claims_mod.Claim], empty: str = "no runs") -> 
     head_h, body_h = _line_height(9.0, 1.25), _line_height(7.4, 1.3)
     for c in claims:
         claim_lines = textwrap.wrap(c.claim, 90)
-        body = textwrap.wrap(c.evidence, 104, break_long_words=False, break_on_hyphens=False) + [f"seeds: {', '.join(map(str, c.seeds)) or 'none'}"]
+        body = textwrap.wrap(c.evidence, 104, break_long_words=False, break_on_hyphens=False)
+        body.append(f"seeds: {', '.join(map(str, c.seeds)) or 'none'}")
         need = head_h * (1 + len(claim_lines)) + body_h * len(body) + 0.012
         if fig is None or y - need < 0.03:
             with style.figure_style():

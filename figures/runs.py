@@ -449,7 +449,8 @@ def group_by_method(runs: Sequence[Run]) -> dict[Cell, list[Run]]:
     """
     settings = {r.setting for r in runs}
     if len(settings) > 1:
-        raise FigureInputError(f"runs of different settings cannot be compared: {', '.join(s.label for s in settings)}; "
+        labels = ", ".join(s.label for s in settings)
+        raise FigureInputError(f"runs of different settings cannot be compared: {labels}; "
                                f"group them with group_by_setting first")
     out: dict[Cell, dict[int, Run]] = {}
     for run in runs:

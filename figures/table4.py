@@ -187,7 +187,8 @@ def markdown(table: Sequence[Row]) -> str:
     if not table:
         raise ValueError("no rows to format")
     best = best_row(table)
-    lines = ["| " + " | ".join(_columns(table, " ")) + " |", "|" + "|".join(["---", "---:", "---:", "---:", "---", "---:"]) + "|"]
+    rule = "|" + "|".join(["---", "---:", "---:", "---:", "---", "---:"]) + "|"
+    lines = ["| " + " | ".join(_columns(table, " ")) + " |", rule]
     for i, r in enumerate(table):
         cells = _cells(r, "; ")
         if i == best:

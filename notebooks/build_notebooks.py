@@ -54,7 +54,8 @@ def _notebook(stem: str, cells: list[tuple[str, str, list[str]]]) -> nbformat.No
 def fig2() -> nbformat.NotebookNode:
     return _notebook("fig2", [
         ("md", "# Figure 2: sinusoid regression, MAML vs CML\n\n"
-               "Meta-trains MAML and CML on sinusoid regression at 5, 10 and 20 shots and draws three test curves: the\n"
+               "Meta-trains MAML and CML on sinusoid regression at 5, 10 and 20 shots and draws three test curves: "
+               "the\n"
                "ground truth, the support points and each method's prediction after adaptation (dotted: before).\n"
                "The quick defaults take a few minutes on a CPU; the paper's settings are in the comments of the\n"
                "parameters cell. Set `RUNS` to existing sweep folders to draw them without training.", []),
@@ -231,7 +232,8 @@ def table1() -> nbformat.NotebookNode:
     return _notebook("table1", [
         ("md", "# Table 1: CML as a plug-in to each base learner\n\n"
                "Meta-trains each base learner (MAML, MAML++, BOIL, Sharp-MAML; ANIL too if listed) alone and with\n"
-               "CML on the same seeds, and tabulates test accuracy (mean across seeds, with its 95% CI from 3 seeds on;\n"
+               "CML on the same seeds, and tabulates test accuracy (mean across seeds, with its 95% CI from 3 seeds "
+               "on;\n"
                "each seed's value with fewer), CML†, the paired gain per seed, and the claim \"CML improves <base>\"\n"
                "decided by the paired gain's 95% CI across 3 or more seeds. The quick defaults take tens of minutes\n"
                "on a CPU; the paper's settings are in the comments.", []),
@@ -291,7 +293,8 @@ STEPS = 100               # paper: the preset's (30,000)
 TEST_TASKS = 300          # paper: 600
 OVERRIDES = {}            # any other cml.config.Config field
 OUT = "runs/notebooks/ablation"
-RUNS = None               # existing sweep folders with a --grid gamma=... to draw instead of training''', ["parameters"]),
+RUNS = None               # existing sweep folders with a --grid gamma=... to draw instead of training''',
+         ["parameters"]),
         ("code", SETUP, []),
         ("code", '''\
 if RUNS is None:

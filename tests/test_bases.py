@@ -131,7 +131,8 @@ def test_base_presets_set_their_switches_and_overrides_win():
     assert (paper.filters, paper.inner_steps, paper.meta_batch, paper.inner_lr) == (64, 5, 8, 0.1)
     assert paper.msl_anneal_steps == 5000 and paper.steps == 50000 and paper.min_meta_lr == 1e-5
     mini = preset("paper", "miniimagenet", "none", base="maml++", data="x")
-    assert (mini.filters, mini.image_size, mini.meta_batch, mini.queries, mini.msl_anneal_steps) == (48, 84, 2, 15, 7500)
+    assert ((mini.filters, mini.image_size, mini.meta_batch, mini.queries, mini.msl_anneal_steps)
+            == (48, 84, 2, 15, 7500))
     sharp = preset("quick", "sinusoid", "none", base="sharp-maml")
     assert sharp.sharp_rho_lower == sharp.sharp_rho_upper == 0.05
 

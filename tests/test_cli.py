@@ -116,9 +116,10 @@ def test_every_base_and_method_trains_from_the_cli_on_sinusoid(tmp_path, capsys,
         assert (test["base"], test["method"], test["step"]) == (base, method, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["omniglot", "fonts"])
-def test_every_base_with_cml_trains_and_resumes_on_images(omniglot_root, tmp_path, capsys, task):
-    data = ["--data", str(omniglot_root)] if task == "omniglot" else ["--data", str(tmp_path / "fonts-cache")]
+def test_every_base_with_cml_trains_and_resumes_on_images(omniglot_root, fonts_cache, tmp_path, capsys, task):
+    data = ["--data", str(omniglot_root)] if task == "omniglot" else ["--data", str(fonts_cache)]
     for base in BASES:
         common = ["train", "--base", base, "--method", "cml", "--task", task, *data, "--out", str(tmp_path),
                   "--filters", "8", "--test-tasks", "3", "--val-tasks", "2", "--log-interval", "1",

@@ -32,7 +32,8 @@ def _commands(parser: argparse.ArgumentParser, name: str = "cml"):
 def test_no_flag_of_any_command_lacks_help():
     missing = [f"{name} {a.option_strings[0] if a.option_strings else a.dest}"
                for name, parser in _commands(build_parser()) for a in parser._actions
-               if a.dest != "help" and not isinstance(a, argparse._SubParsersAction) and not (a.help and a.help.strip())]
+               if a.dest != "help" and not isinstance(a, argparse._SubParsersAction)
+               and not (a.help and a.help.strip())]
     assert not missing, f"flags without help: {missing}"
 
 

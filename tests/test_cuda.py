@@ -23,8 +23,10 @@ from test_bases import conv_cfg, image_tasks, model_for
 from test_batched import _assert_same_records, _records, relative_errors
 from test_trainer import image_cfg, synthetic_splits
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="no CUDA device: torch.cuda.is_available() is False (run bench/gpu_check.sh on a GPU)")
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(),
+                                 reason="no CUDA device: torch.cuda.is_available() is False "
+                                        "(run bench/gpu_check.sh on a GPU)")]
 
 CUDA = torch.device("cuda")
 

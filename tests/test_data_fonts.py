@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import unicodedata
 from pathlib import Path
 
@@ -16,9 +17,10 @@ SUBSET = "AaBbEeHhKkOoPpXx0123456789ΑΒΕΗΚΟΡΧαβγδεοπωАВЕНКО
 
 
 @pytest.fixture(scope="module")
-def full(tmp_path_factory: pytest.TempPathFactory):
-    """The default data set, rendered once into a temporary cache."""
+def full(tmp_path_factory: pytest.TempPathFactory, fonts_cache: Path):
+    """The default data set, from a temporary cache holding only the session's rendering of it (conftest.py)."""
     cache = tmp_path_factory.mktemp("fonts-cache")
+    shutil.copy2(fonts.load_fonts_data(28, cache=fonts_cache).cache_path, cache)
     return cache, fonts.load_fonts(cache, 28)
 
 

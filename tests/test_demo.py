@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pypdf import PdfReader
 
 from cml import records
@@ -10,7 +11,8 @@ from cml.demo import SWEEPS
 from cml.methods import variant_key
 
 
-def test_demo_trains_every_method_prints_the_table_and_writes_the_report(tmp_path, capsys):
+@pytest.mark.slow
+def test_demo_trains_every_method_prints_the_table_and_writes_the_report(tmp_path, capsys, fonts_cache):
     report = tmp_path / "reports" / "demo.pdf"
     assert main(["demo", "--out", str(tmp_path / "runs"), "--report", str(report), "--steps", "3",
                  "--test-tasks", "10"]) == 0

@@ -1,19 +1,17 @@
 """Figures, Table 4 and the claims, drawn from run folders of short real sweeps (and synthetic records).
 
-The session fixture :func:`figure_runs` trains tiny sweeps once (sinusoid at 10 and 5 shots; the font-glyph
-data set, which needs no download) and is shared with ``test_report.py`` and ``test_notebooks.py``.
+The session fixture ``figure_runs`` (tests/conftest.py) trains tiny sweeps once (sinusoid at 10 and 5 shots; the
+font-glyph data set, which needs no download) and is shared with ``test_report.py`` and ``test_tensorboard.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.colors import to_rgb
 from matplotlib.container import BarContainer
@@ -26,52 +24,9 @@ from cml import records
 from figures.runs import Cell, MissingRecordError, NoRunsError, Run, command_lines, find_runs, group_by_method, \
     group_by_setting
 
-# Built once per test session (several test modules import the fixture; the cache keeps it to one build).
-_BUILT: dict[str, Path] = {}
-
-# The cells of the fixture's sweeps, all on MAML: figures key on (base, method), not on folder names.
+# The cells of the fixture's sweeps (tests/conftest.py), all on MAML: figures key on (base, method), not on
+# folder names.
 MAML, NOISY, MORE, CL, CML = (Cell("maml", m) for m in ("none", "noisy", "more", "cl", "cml"))
-#: The fixture's command lines (after ``sweep``), each ending with ``--out``: the folder is added per sweep.
-SIN = ["--task", "sinusoid", "--steps", "30", "--record-interval", "3", "--val-interval", "10", "--val-tasks", "10",
-       "--test-tasks", "20", "--record-tasks", "5", "--log-interval", "5", "--no-progress"]
-FONTS = ["--task", "fonts", "--steps", "6", "--filters", "16", "--meta-batch", "2", "--record-interval", "2",
-         "--val-interval", "3", "--val-tasks", "5", "--test-tasks", "10", "--record-tasks", "4", "--log-interval", "2",
-         "--checkpoint-interval", "0", "--no-progress"]
-
-
-def build_figure_runs(root: Path) -> dict[str, Path]:
-    """Tiny real sweeps with learning-dynamics records, in ``root``, trained by the CLI (so that each sweep folder
-    records its command) with the older method names on MAML (so that they are read as every old folder is).
-
-    Returns:
-        ``{"sin": sinusoid 10-shot (maml, noisy-maml, cml x seeds 0, 1), "sin5": sinusoid 5-shot (maml, cml,
-        seed 0), "fonts": fonts 5-way 1-shot (maml, noisy-maml, more-maml, cl, cml x seeds 0, 1), "cache": the
-        fonts cache folder}``.
-    """
-    from cml.cli import main
-
-    # The fonts are rendered once into a throwaway cache unless the caller already chose one.
-    os.environ.setdefault("CML_CACHE", str(root / "cml-cache"))
-    threads = torch.get_num_threads()
-    # One thread: on a busy 2-core machine intra-op threads wait on each other (tiny convs run 10x slower).
-    torch.set_num_threads(1)
-    try:
-        for name, argv in (("sin", [*SIN, "--methods", "maml,noisy-maml,cml", "--seeds", "0,1"]),
-                           ("sin5", [*SIN, "--shots", "5", "--methods", "maml,cml", "--seeds", "0"]),
-                           ("fonts", [*FONTS, "--methods", "maml,noisy-maml,more-maml,cl,cml", "--seeds", "0,1"])):
-            assert main(["sweep", *argv, "--out", str(root / name)]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    return {"sin": root / "sin", "sin5": root / "sin5", "fonts": root / "fonts",
-            "cache": Path(os.environ["CML_CACHE"])}
-
-
-@pytest.fixture(scope="session")
-def figure_runs(tmp_path_factory) -> dict[str, Path]:
-    if not _BUILT:
-        _BUILT.update(build_figure_runs(tmp_path_factory.mktemp("figure-runs")))
-    return dict(_BUILT)
-
 
 def _copy_without(src: Path, dst: Path, drop: tuple[str, ...]) -> Path:
     """A copy of a sweep or run folder without the files named in ``drop`` (in every run folder)."""
@@ -212,7 +167,8 @@ def test_save_writes_png_and_pdf(tmp_path, figure_runs):
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:5] == b"%PDF-"
     import pypdf
 
-    assert pypdf.PdfReader(str(paths[1])).metadata.title == "Table 4: parameters and test performance, sinusoid, 10-shot"
+    assert (pypdf.PdfReader(str(paths[1])).metadata.title
+            == "Table 4: parameters and test performance, sinusoid, 10-shot")
 
 
 # -- Figure 2 ----------------------------------------------------------------------------------------------
@@ -434,7 +390,8 @@ def test_table4_rows_params_and_intervals(figure_runs):
     cml, dagger = rows[3], rows[4]
     params = agg["cml"]["params"]
     assert (cml.params_train, cml.params_test) == (params["train"], params["test"])
-    assert dagger.params_test == params["test_dagger"] and dagger.mean == pytest.approx(agg["cml"]["acc_dagger"]["mean"])
+    assert dagger.params_test == params["test_dagger"]
+    assert dagger.mean == pytest.approx(agg["cml"]["acc_dagger"]["mean"])
     assert cml.params_test < cml.params_train  # the co-learner is dropped at test time
 
 
@@ -455,7 +412,8 @@ def test_table4_markdown_and_figure(figure_runs):
     rows = table4.rows([figure_runs["fonts"]])
     text = table4.markdown(rows)
     lines = text.strip().splitlines()
-    assert lines[0] == ("| method | params (train) | params (test) | accuracy (%): mean across seeds (no CI: < 3 seeds) | "
+    assert lines[0] == ("| method | params (train) | params (test) | "
+                        "accuracy (%): mean across seeds (no CI: < 3 seeds) | "
                         "accuracy (%) per seed (± 95% CI over its test tasks) | seeds |")
     assert len(lines) == 2 + 5 and lines[-1].startswith("| CML† |")
     assert "**" not in text  # 2 seeds: no interval, so no win to mark
@@ -605,6 +563,7 @@ def test_sweep_with_unstarted_cells_warns_once(tmp_path, figure_runs):
     assert len(record) == 1 and len(runs) == 4
 
 
+@pytest.mark.slow
 def test_figures_never_import_the_trainer():
     import subprocess
     import sys

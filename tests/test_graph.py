@@ -11,7 +11,7 @@ import torch
 from cml.config import Config, ConfigError, preset
 from cml.data.base import DataError
 from cml.data.graph import (GraphSplits, GraphTaskSampler, Subgraphs, build_graph, generate_sbm_graph, khop_nodes,
-                            load_graph, normalized_adjacency, pack_subgraph, save_graph)
+                            load_graph, pack_subgraph, save_graph)
 from cml.gnn import GCN
 from cml.engines import FuncBackend, HigherBackend
 from cml.meta import meta_gradient, task_losses
@@ -353,6 +353,7 @@ def test_psi_blocks_are_the_gcn_layers():
 
 # -- a real run --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_real_run_beats_chance_on_held_out_classes_with_cml_recorded(tmp_path):
     """Reduced from the quick preset (120 steps, meta-batch 4, 3 inner steps, 16-node subgraphs) to stay fast;
     the quick preset itself reaches ~80% (README, 'Graphs')."""

@@ -92,12 +92,12 @@ def offences(source: str, path: str = "<string>") -> list[str]:
         if isinstance(node, ast.Compare):
             operands = [node.left, *node.comparators]
             for i, operand in enumerate(operands):
-                others = lambda i=i: " ".join(segment(o) for j, o in enumerate(operands) if j != i)  # noqa: E731
+                others = lambda i=i, ops=operands: " ".join(segment(o) for j, o in enumerate(ops) if j != i)  # noqa: E731
                 if _about_names(_names_in(operand), others):
                     flag(node)
                     break
         elif isinstance(node, ast.Subscript):
-            if _about_names(_names_in(node.slice), lambda: segment(node.value)):
+            if _about_names(_names_in(node.slice), lambda v=node.value: segment(v)):
                 flag(node)
         elif isinstance(node, ast.BinOp):
             if any(isinstance(o, (ast.Set, ast.Tuple, ast.List)) and _about_names(_names_in(o), str)
@@ -105,7 +105,7 @@ def offences(source: str, path: str = "<string>") -> list[str]:
                 flag(node)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             if node.func.attr in ("get", "pop", "setdefault", "index") and node.args and _about_names(
-                    _names_in(node.args[0]), lambda: segment(node.func.value)):
+                    _names_in(node.args[0]), lambda v=node.func.value: segment(v)):
                 flag(node)
         elif isinstance(node, (ast.For, ast.comprehension)):
             if isinstance(node.iter, (ast.Tuple, ast.List, ast.Set)) and _about_names(_names_in(node.iter), str):

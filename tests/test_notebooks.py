@@ -16,7 +16,6 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from test_figures import figure_runs  # noqa: F401  (the fonts cache of the shared session fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -71,14 +70,14 @@ def test_notebooks_match_their_generator(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def kernel_env(tmp_path_factory, figure_runs):  # noqa: F811
+def kernel_env(tmp_path_factory, fonts_cache):
     """A ``python3`` kernelspec running this interpreter, first on JUPYTER_PATH while the tests run."""
     folder = tmp_path_factory.mktemp("jupyter")
     spec = folder / "kernels" / "python3"
     spec.mkdir(parents=True)
     env = {
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        "CML_CACHE": str(figure_runs["cache"]),  # the fonts rendered once by the session fixture
+        "CML_CACHE": str(fonts_cache),  # the fonts rendered once per test session
         "OMP_NUM_THREADS": "1",  # tiny convolutions: threads only contend on 2 busy cores
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
     }
@@ -108,6 +107,7 @@ def _outputs(nb: nbformat.NotebookNode) -> list[dict]:
     return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_top_to_bottom(name, kernel_env, tmp_path):
     nb = _inject(_load(name), INJECT[name])

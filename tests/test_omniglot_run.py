@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cml.config import preset
@@ -9,6 +10,7 @@ from cml.data import load_splits
 from cml.trainer import Trainer
 
 
+@pytest.mark.slow
 def test_cml_on_held_out_alphabets_beats_chance(omniglot_root, tmp_path):
     cfg = preset("quick", "omniglot", "cml", data=str(omniglot_root), steps=150, ways=5, shots=1, queries=5,
                  val_interval=0, val_tasks=20, test_tasks=200, progress=False)

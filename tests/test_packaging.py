@@ -101,6 +101,7 @@ def _check_installed(python: Path, tmp: Path, expect_under: Path) -> None:
         assert Path(line).resolve().is_relative_to(expect_under.resolve()), (line, expect_under)
 
 
+@pytest.mark.slow
 def test_wheel_installs_into_a_fresh_venv_with_the_cml_command(tmp_path):
     src = _source_copy(tmp_path)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
@@ -118,6 +119,7 @@ def test_wheel_installs_into_a_fresh_venv_with_the_cml_command(tmp_path):
     _check_installed(python, tmp_path, tmp_path / "venv")
 
 
+@pytest.mark.slow
 def test_editable_install_runs_the_checkout(tmp_path):
     src = _source_copy(tmp_path)
     python = _fresh_venv(tmp_path / "venv")

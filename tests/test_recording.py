@@ -14,6 +14,7 @@ from cml.trainer import Trainer
 from test_trainer import image_cfg, synthetic_splits
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["cml", "noisy-maml"])
 def test_recording_on_or_off_gives_bit_identical_parameters(tmp_path, method):
     cfg = image_cfg(method, steps=6, checkpoint_interval=0)
@@ -80,6 +81,7 @@ def test_sinusoid_records_fits(tmp_path):
         np.testing.assert_allclose(truth_at_support, fits["support_y"][i], atol=0.05)
 
 
+@pytest.mark.slow
 def test_sweep_resumes_and_aggregates_across_seeds(tmp_path, monkeypatch):
     base = image_cfg("maml", steps=3, record_interval=0)
     splits = synthetic_splits()

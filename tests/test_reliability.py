@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -129,6 +128,7 @@ HOOKED_KILLS = [
 ]
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_resume_ends_identical_to_an_uninterrupted_run(tmp_path, reference):
     rng = random.Random(10)
     out = tmp_path / "cut"
@@ -545,6 +545,7 @@ _values = st.one_of(st.none(), st.booleans(), st.integers(-3, 10**6), st.integer
 _keys = st.one_of(st.sampled_from(FIELDS), st.text(max_size=10), st.integers())
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(
     st.dictionaries(_keys, _values, max_size=6),

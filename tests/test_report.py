@@ -16,8 +16,6 @@ from cml.cli import main
 from figures.report import REPORT_TITLE, write_report
 from figures.runs import NoRunsError
 
-from test_figures import figure_runs  # noqa: F401  (the shared session fixture of tiny real sweeps)
-
 
 def _texts(path: Path) -> list[str]:
     """Each page's text with runs of whitespace (line breaks of wrapped text) as one space."""
@@ -25,7 +23,7 @@ def _texts(path: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def full_report(figure_runs, tmp_path_factory) -> Path:  # noqa: F811
+def full_report(figure_runs, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report") / "sub" / "report.pdf"
     return write_report([figure_runs["sin"], figure_runs["sin5"], figure_runs["fonts"]], out)
 
@@ -78,7 +76,7 @@ def _operators(reader: pypdf.PdfReader, page: int) -> Counter:
     return Counter(op for _, op in ContentStream(reader.pages[page].get_contents(), reader).operations)
 
 
-def test_report_pages_hold_the_figures(full_report, figure_runs):  # noqa: F811
+def test_report_pages_hold_the_figures(full_report, figure_runs):
     texts = _texts(full_report)
     reader = pypdf.PdfReader(str(full_report))
     # Figures are vector drawings: curves are line segments ("l"), scatter points are marker XObjects ("Do").
@@ -95,7 +93,7 @@ def test_report_pages_hold_the_figures(full_report, figure_runs):  # noqa: F811
     assert "CML beats random noise" in claims and "single seed: not a claim" in claims and "seeds: 0, 1" in claims
 
 
-def test_missing_dynamics_page_names_records_and_command(figure_runs, tmp_path):  # noqa: F811
+def test_missing_dynamics_page_names_records_and_command(figure_runs, tmp_path):
     bare = tmp_path / "sin-bare"
     shutil.copytree(figure_runs["sin"], bare,
                     ignore=shutil.ignore_patterns("dynamics.jsonl", "representations.json", "checkpoint.pt"))
@@ -125,7 +123,7 @@ def test_report_without_runs_fails_clearly(tmp_path, capsys):
     assert "error: no run folder" in capsys.readouterr().err
 
 
-def test_report_cli_writes_the_pdf(figure_runs, tmp_path, capsys):  # noqa: F811
+def test_report_cli_writes_the_pdf(figure_runs, tmp_path, capsys):
     out = tmp_path / "cli.pdf"
     assert main(["report", str(figure_runs["sin5"]), "-o", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)
@@ -133,7 +131,7 @@ def test_report_cli_writes_the_pdf(figure_runs, tmp_path, capsys):  # noqa: F811
     assert REPORT_TITLE in texts[0] and any("Figure 2: sinusoid regression" in t for t in texts)
 
 
-def test_unfinished_run_gives_a_missing_table_page(figure_runs, tmp_path):  # noqa: F811
+def test_unfinished_run_gives_a_missing_table_page(figure_runs, tmp_path):
     partial = tmp_path / "sin5"
     shutil.copytree(figure_runs["sin5"], partial, ignore=shutil.ignore_patterns("checkpoint.pt"))
     (partial / "cml-s0" / "test.json").unlink()
@@ -149,14 +147,15 @@ def test_every_page_has_the_same_size(full_report):
     assert sizes == {(595, 842)}  # A4 portrait, text pages and figures alike
 
 
-def test_a_two_seed_report_prints_no_interval_across_seeds(figure_runs, tmp_path):  # noqa: F811
+def test_a_two_seed_report_prints_no_interval_across_seeds(figure_runs, tmp_path):
     import re
 
     # Every method of the fonts sweep has seeds 0 and 1: the policy allows no interval across seeds.
     texts = _texts(write_report([figure_runs["fonts"]], tmp_path / "two.pdf"))
     # The intervals that may remain are each run's own, over its tasks: per-seed cells "s0: 56.80 ± 10.04"
     # (results, Table 4) and t-SNE silhouettes "(95% CI over tasks)". Nothing else carries a ±.
-    own = re.compile(r"s\d+: [-\d.]+ ± [\d.]+|: [-\d.]+ ± [\d.]+ \(95% CI over tasks\)|\(± 95% CI over its test tasks\)")
+    own = re.compile(r"s\d+: [-\d.]+ ± [\d.]+|: [-\d.]+ ± [\d.]+ \(95% CI over tasks\)"
+                     r"|\(± 95% CI over its test tasks\)")
     for i, text in enumerate(texts):
         assert "±" not in own.sub("", text), (i, own.sub("", text)[:400])
         assert "across 2 seeds" not in text

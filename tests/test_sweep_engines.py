@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from cml import records
 from cml.cli import main
-from cml.config import Config, ConfigError
 from cml.sweep import parse_grid
 from cml.trainer import load_checkpoint
 from figures.runs import find_runs
@@ -28,6 +28,8 @@ from figures.runs import find_runs
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--steps", "4", "--test-tasks", "5", "--val-tasks", "2", "--meta-batch", "2", "--log-interval", "2",
         "--no-progress"]
+# What Ray raises when its own cluster did not come up in time (on an overloaded machine).
+RAY_STARTUP_TIMEOUT = "The current node timed out during startup"
 # The 2 x 2 grid of the engine tests: gamma x seeds on CML.
 GRID = ["sweep", "--task", "sinusoid", "--methods", "cml", "--grid", "gamma=0.5,1", "--seeds", "0,1",
         "--checkpoint-interval", "2", *TINY]
@@ -320,16 +322,25 @@ def test_ray_engine_without_ray_is_one_line(tmp_path, capsys, monkeypatch):
     assert "add --engine ray" in one_line_error(code, err)
 
 
+@pytest.mark.ray
 def test_ray_engine_with_two_workers_writes_the_local_engines_records(local_grid, tmp_path):
     pytest.importorskip("ray.tune", reason="ray[tune] is not installed (requirements.txt installs it)")
     out = tmp_path / "ray-grid"
     # A fresh interpreter outside the checkout, cml on its sys.path but not on PYTHONPATH: the workers see the
     # checkout only through the engine's runtime environment.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
-    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from cml.cli import main; "
-            f"sys.exit(main({[*map(str, GRID), '--out', str(out), '--engine', 'ray', '--cpus-per-trial', '1', '--max-concurrent', '2']!r}))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)  # Ray starts slowly on a busy 2-core machine (41 s idle)
+    argv = [*map(str, GRID), "--out", str(out), "--engine", "ray", "--cpus-per-trial", "1", "--max-concurrent", "2"]
+    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from cml.cli import main; sys.exit(main({argv!r}))"
+    for attempt in (1, 2):
+        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=600)  # Ray starts slowly on a busy 2-core machine (41 s idle)
+        # Ray gives its raylet a fixed 30 s to register (ray/_private/node.py, not configurable): on an overloaded
+        # machine the cluster itself may fail to start, before any cell runs. That, and only that, is tried again.
+        if attempt == 1 and proc.returncode != 0 and RAY_STARTUP_TIMEOUT in proc.stderr:
+            warnings.warn(f"Ray did not start ({RAY_STARTUP_TIMEOUT!r}); trying once more", stacklevel=1)
+            shutil.rmtree(out, ignore_errors=True)
+            continue
+        break
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"aggregate: {out / records.AGGREGATE}" in proc.stdout
     assert (out / ".tune").is_dir()  # Tune ran the cells

@@ -16,8 +16,6 @@ from cml import records  # noqa: E402
 from cml.cli import main  # noqa: E402
 from cml.tensorboard import TENSORBOARD_DIR, export_run, scalars  # noqa: E402
 
-from test_figures import figure_runs  # noqa: E402,F401  (the shared session fixture of tiny real sweeps)
-
 
 def read_events(logdir: Path) -> dict[str, dict[int, float]]:
     """``{tag: {step: value}}`` as TensorBoard reads the folder (every point kept: no reservoir sampling)."""
@@ -83,7 +81,7 @@ def test_train_with_tensorboard_writes_events_equal_to_the_records(tmp_path, cap
     assert any(t.startswith("representations/cka/") for t in events)
 
 
-def test_export_of_a_sweep_equals_its_records_and_replaces_old_events(figure_runs, tmp_path, capsys):  # noqa: F811
+def test_export_of_a_sweep_equals_its_records_and_replaces_old_events(figure_runs, tmp_path, capsys):
     code = main(["tensorboard", str(figure_runs["fonts"]), "--logdir", str(tmp_path / "tb")])
     assert code == 0
     written = [Path(p) for p in capsys.readouterr().out.split()]

@@ -27,7 +27,7 @@ def synthetic_splits(classes=(12, 6, 6), per_class=6, size=16) -> Splits:
 
     def pool(n, offset):
         loaders = []
-        for c in range(n):
+        for _ in range(n):
             centre = rng.integers(3, size - 3, size=2)
 
             def load(centre=centre):
@@ -56,6 +56,7 @@ def metric_lines(run_dir):
     return [{k: v for k, v in r.items() if k != "time"} for r in records.read_jsonl(run_dir / "metrics.jsonl")]
 
 
+@pytest.mark.slow
 def test_sinusoid_adaptation_beats_the_unadapted_model(tmp_path):
     result = Trainer(sinusoid(steps=600, meta_batch=10, val_interval=0, test_tasks=400), tmp_path / "run").train()
     assert result["mse"] < 0.7 * result["mse_before"]
@@ -80,7 +81,7 @@ def test_run_folder_contents_and_weights_only_checkpoint(tmp_path):
 def test_same_seed_same_numbers_and_other_seed_differs(tmp_path, method):
     a = Trainer(image_cfg(method), tmp_path / "a", splits=synthetic_splits()).train()
     b = Trainer(image_cfg(method), tmp_path / "b", splits=synthetic_splits()).train()
-    c = Trainer(image_cfg(method, seed=1), tmp_path / "c", splits=synthetic_splits()).train()
+    Trainer(image_cfg(method, seed=1), tmp_path / "c", splits=synthetic_splits()).train()
     assert metric_lines(tmp_path / "a") == metric_lines(tmp_path / "b")
     drop = ("train_time",)
     assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}

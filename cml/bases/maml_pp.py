@@ -110,7 +110,8 @@ def _meta_parameters(cfg: "Config", rates: dict[str, float]) -> "nn.ParameterDic
     import torch  # see the package docstring
     from torch import nn
 
-    return nn.ParameterDict({rate_key(n): nn.Parameter(torch.full((rate_rows(cfg),), rate)) for n, rate in rates.items()})
+    rows = rate_rows(cfg)
+    return nn.ParameterDict({rate_key(n): nn.Parameter(torch.full((rows,), rate)) for n, rate in rates.items()})
 
 
 def _quick(task: "TaskEntry") -> dict:

@@ -15,7 +15,9 @@ References: Foret et al., Sharpness-Aware Minimization, ICLR 2021; Abbas et al.,
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from typing import TYPE_CHECKING, Sequence
 
 from . import BaseLearner
@@ -45,7 +47,8 @@ def _inner_point(cfg: "Config") -> "PointFn | None":
     def point(prims: "Primitives", loss_fn: "LossFn", params: "Params", names: Sequence[str],
               order: "Order") -> "Params":
         grads = prims.grad(loss_fn, params, names, order)  # joint norm over the adapted tensors
-        norm = sum(g.pow(2).sum() for g in grads.values()).sqrt()
+        # Summed left to right, as Python's sum would (0 + the first term is that term exactly).
+        norm = functools.reduce(operator.add, [g.pow(2).sum() for g in grads.values()]).sqrt()
         return {**params, **{n: params[n] + rho * grads[n] / (norm + 1e-12) for n in names}}
 
     return point

@@ -1,7 +1,7 @@
 """Loaders for the standard few-shot image benchmarks: MiniImagenet, CIFAR-FS, FC100 and VGG Flower.
 
-None of these is downloaded by the project (their licences and hosts vary: see the README's "Data sets"); each loader reads
-the layout its usual release ships in and checks that the classes match the published split, so a wrong or
+None of these is downloaded by the project (their licences and hosts vary: see the README's "Data sets"); each loader
+reads the layout its usual release ships in and checks that the classes match the published split, so a wrong or
 partial copy fails with a :class:`DataError` naming the file instead of training on the wrong classes.
 
 Two formats are Python pickles, which can run code when loaded: the MiniImagenet cache

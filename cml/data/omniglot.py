@@ -122,7 +122,8 @@ def verify_file(path: Path, *, verify: bool = True) -> None:
     if actual != expected:
         raise DataError(
             f"checksum mismatch for {path}: expected SHA-256 {expected}, got {actual}; the file is corrupted or "
-            f"not the official one: delete it and download it again (python -m cml data download omniglot --root {path.parent})"
+            f"not the official one: delete it and download it again "
+            f"(python -m cml data download omniglot --root {path.parent})"
         )
 
 

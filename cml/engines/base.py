@@ -19,6 +19,7 @@ Every engine is also a per-task :class:`Primitives` (the recorders adapt one tas
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Callable, ClassVar, Iterable, Iterator, Literal, Protocol, Sequence, Union
 
 import torch
@@ -71,16 +72,29 @@ class Engine(Primitives, Protocol):
         ...
 
 
-class PerTaskEngine:
-    """Shared by the per-task engines: gradients with ``torch.autograd.grad`` and ``fn`` called task by task."""
+class PerTaskEngine(ABC):
+    """Shared by the per-task engines: gradients with ``torch.autograd.grad`` and ``fn`` called task by task.
+
+    Args:
+        model: the model whose parameters ``params`` name.
+        norm: how norm layers normalise (:mod:`cml.layers`; PyTorch's kernel).
+    """
 
     name: ClassVar[str]
-    #: How norm layers normalise (:mod:`cml.layers`).
-    norm: ClassVar[NormFn] = staticmethod(batch_norm_kernel)
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, norm: NormFn = batch_norm_kernel) -> None:
         self.model = model
+        self.norm = norm
         self.names = [n for n, _ in model.named_parameters()]
+
+    @abstractmethod
+    def forward(self, params: Params, x: Tensor, return_features: bool = False, step: int = 0) -> tuple:
+        """The functional forward at ``params``."""
+
+    @abstractmethod
+    def step(self, params: Params, loss_fn: LossFn, rates: dict[str, Rate], order: Order,
+             at: Params | None = None) -> Params:
+        """One differentiable SGD step (see the module docstring)."""
 
     def grad(self, loss_fn: LossFn, point: Params, names: Sequence[str], order: Order) -> Params:
         """Zeros for a tensor the loss does not reach; detached unless ``order`` is ``second``."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import warnings
 from itertools import islice
-from typing import ClassVar, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -76,12 +76,12 @@ class BatchedBackend(FuncBackend):
     """
 
     name = "batched"
-    #: How norm layers normalise inside ``vmap`` (bench/vmap_batchnorm.py swaps in PyTorch's kernel to measure it).
-    vmap_norm: ClassVar[NormFn] = staticmethod(batch_norm_explicit)
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, vmap_norm: NormFn = batch_norm_explicit) -> None:
+        """``vmap_norm``: how norm layers normalise inside ``vmap`` (the explicit formula; bench/vmap_batchnorm.py
+        passes PyTorch's kernel to measure why)."""
         super().__init__(model)
-        self._vmap = VmapPrimitives(model, self.vmap_norm)
+        self._vmap = VmapPrimitives(model, vmap_norm)
 
     def map_tasks(self, fn: TaskFn, params: Params, tasks: Iterable[Task],
                   evaluation: bool = False) -> Iterator[tuple[Tensor, ...]]:

@@ -68,7 +68,8 @@ class TaskFamily(ABC):
         return cfg.ways if self.classification else 1
 
     def check(self, cfg: "Config") -> None:
-        """Raises :class:`cml.errors.ConfigError` on a combination the family refuses."""
+        """Raises :class:`cml.errors.ConfigError` on a combination the family refuses (by default, none)."""
+        return None
 
     @abstractmethod
     def loss(self, out: "Tensor", y: "Tensor") -> "Tensor":

@@ -59,7 +59,7 @@ class Image(Classification):
 
         # The data set is a fixed artefact (the fonts data set's seed-0 rendering), whatever the run's seed: runs
         # with different seeds differ in initialisation and task order, not in their data.
-        options = {} if cfg.split == "default" else {"split": cfg.split}
+        options: dict[str, Any] = {} if cfg.split == "default" else {"split": cfg.split}
         return load_splits(cfg.task, cfg.data, cfg.image_size, **options)
 
     def in_channels(self, splits: Any) -> int:
