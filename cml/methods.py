@@ -56,11 +56,15 @@ class Method:
         phi_in_inner_loop: phi is adapted, and its support loss counted, in the inner loop while meta-training
             (CL's symmetric branches); CML never adapts phi.
         phi_in_outer_loss: the outer loss adds gamma times phi's query loss on the adapted features.
+        frozen: the roles (``phi``) the outer update leaves as initialised (their gradient is dropped before the
+            optimiser step, so Adam never moves them): the paper's random co-learner.
         perturb_gradient: ``perturb_gradient(cfg, grads, generator)``: changes the meta-gradient in place before
             the outer update, drawing from the run's ``noise`` stream (noisy: Gaussian noise); None for none.
         extra_capacity: the meta-learner's path is widened to CML's train-time parameter count.
         dagger: phi's query predictions are reported beside theta's (CML†).
         summary: one line for help texts and the README.
+        paper_name: the cell's printed name on the ``maml`` base, where the paper names it ("CML",
+            "noisy-MAML"); on other bases, and without one, "<base> + <label>".
         defaults: config values the method needs when the user sets none (noisy's sigma), applied by presets
             and sweeps.
     """
@@ -70,10 +74,12 @@ class Method:
     co_learner: bool = False
     phi_in_inner_loop: bool = False
     phi_in_outer_loss: bool = False
+    frozen: tuple[str, ...] = ()
     perturb_gradient: Callable[["Config", "dict[str, Tensor]", "torch.Generator"], None] | None = None
     extra_capacity: bool = False
     dagger: bool = False
     summary: str = ""
+    paper_name: str | None = None
     defaults: tuple[tuple[str, object], ...] = ()
 
     @property
@@ -100,15 +106,21 @@ class Method:
 
 METHOD_TABLE: dict[str, Method] = {m.name: m for m in (
     Method("none", "", summary="the base learner alone"),
-    Method("cml", "CML", co_learner=True, phi_in_outer_loss=True, dagger=True,
+    Method("cml", "CML", co_learner=True, phi_in_outer_loss=True, dagger=True, paper_name="CML",
            summary="a co-learner head phi on the adapted features, never adapted, weighted by gamma in the outer loss"),
     # sigma = 0.5 relative: the noise's norm is half the meta-gradient's (the paper does not state its sigma).
     Method("noisy", "noisy", perturb_gradient=add_noise, defaults=(("noise_std", 0.5), ("noise_mode", "relative")),
-           summary="Gaussian noise on the meta-gradient (the paper's noise baseline)"),
-    Method("more", "More", extra_capacity=True,
+           paper_name="noisy-MAML", summary="Gaussian noise on the meta-gradient (the user's Gaussian baseline)"),
+    Method("more", "More", extra_capacity=True, paper_name="More-MAML",
            summary="extra capacity in the meta-learner's path, matched to CML's train-time parameters"),
-    Method("cl", "CL", co_learner=True, phi_in_inner_loop=True, phi_in_outer_loss=True,
+    Method("cl", "CL", co_learner=True, phi_in_inner_loop=True, phi_in_outer_loss=True, paper_name="CL",
            summary="a second branch trained like the first in both loops (multi-branch baseline)"),
+    # The paper's Figure 3a baseline, "MAML with random noise": "a co-learner that does not perform any updating
+    # into the MAML (e.g. inner and outer loops)", its loss in the outer objective, the same init and data.
+    Method("random", "random co-learner", co_learner=True, phi_in_outer_loss=True, frozen=("phi",),
+           paper_name="MAML + random co-learner",
+           summary="a co-learner head phi that is never updated (neither loop), its loss in the outer objective "
+                   "(the paper's Figure 3a random-noise baseline)"),
 )}
 
 METHODS: tuple[str, ...] = tuple(METHOD_TABLE)
@@ -117,9 +129,6 @@ METHODS: tuple[str, ...] = tuple(METHOD_TABLE)
 LEGACY_BASE = "maml"
 #: Method names of run folders written before bases existed -> the method on the ``maml`` base.
 LEGACY: dict[str, str] = {"maml": "none", "noisy-maml": "noisy", "more-maml": "more"}
-
-#: Printed names of the legacy methods, kept for continuity with the paper's Table 4.
-_LEGACY_LABELS = {(LEGACY_BASE, "noisy"): "noisy-MAML", (LEGACY_BASE, "more"): "More-MAML"}
 
 
 def get_method(name: str) -> Method:
@@ -158,15 +167,12 @@ def split_variant(key: str, bases: tuple[str, ...]) -> tuple[str, str]:
 
 
 def display_name(base_label: str, base: str, method: str) -> str:
-    """The printed name of a cell: "MAML", "BOIL + CML", "MAML++ + noisy"; "noisy-MAML" and "More-MAML" on
-    the ``maml`` base, as in the paper."""
-    method = LEGACY.get(method, method)
-    if (base, method) in _LEGACY_LABELS:
-        return _LEGACY_LABELS[(base, method)]
-    label = get_method(method).label
-    if base == LEGACY_BASE and get_method(method).co_learner:
-        return label  # the paper's "CML" and "CL" are on MAML
-    return base_label if not label else f"{base_label} + {label}"
+    """The printed name of a cell: "MAML", "BOIL + CML", "MAML++ + noisy"; on the ``maml`` base the paper's
+    names ("CML", "CL", "noisy-MAML", "More-MAML": :attr:`Method.paper_name`)."""
+    spec = get_method(LEGACY.get(method, method))
+    if base == LEGACY_BASE and spec.paper_name:
+        return spec.paper_name
+    return base_label if not spec.label else f"{base_label} + {spec.label}"
 
 
 def upgrade(base: str, method: str) -> str:
@@ -185,4 +191,4 @@ def upgrade(base: str, method: str) -> str:
 
 #: The order of methods in legends and tables: the base alone, then the baselines, the method the paper is about
 #: last (the paper's Table 4). A method not listed here sorts after these, in :data:`METHOD_TABLE` order.
-DISPLAY_ORDER: tuple[str, ...] = ("none", "noisy", "more", "cl", "cml")
+DISPLAY_ORDER: tuple[str, ...] = ("none", "random", "noisy", "more", "cl", "cml")

@@ -253,8 +253,9 @@ class Trainer:
         psi_norm = math.sqrt(sum(float(g.pow(2).sum()) for n, g in mg.total.items() if role_of(n) == "psi"))
         if cfg.spec.perturb_gradient is not None:
             cfg.spec.perturb_gradient(cfg, mg.total, self.noise_gen)
+        frozen = cfg.spec.frozen  # roles the method never updates (the random co-learner): no gradient, no step
         for name, p in self.model.named_parameters():
-            p.grad = mg.total[name]
+            p.grad = None if role_of(name) in frozen else mg.total[name]
         for group in self.optimizer.param_groups:
             group["lr"] = get_base(cfg.base).outer_lr(cfg, self.step)
         self.optimizer.step()

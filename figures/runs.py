@@ -142,8 +142,9 @@ def adds_nothing(method: Method) -> bool:
 
 def cooperates(method: Method) -> bool:
     """A co-learner that only the outer loop trains, its loss added to the outer objective (the paper's CML); CL's
-    second branch, adapted in the inner loop as well, is not."""
-    return method.co_learner and method.phi_in_outer_loss and not method.phi_in_inner_loop
+    second branch, adapted in the inner loop as well, is not, and neither is a co-learner never trained (the
+    random co-learner)."""
+    return method.co_learner and method.phi_in_outer_loss and not method.phi_in_inner_loop and not method.frozen
 
 
 def cells_where(cells: Iterable[Cell], wanted: Callable[[Method], bool], base: str | None = PAPER_BASE) -> list[Cell]:

@@ -96,6 +96,8 @@ METHOD_LOOKS: dict[str, Look] = {
     "noisy": Look("#E69F00", (0, (1, 1.5)), "^", ".."),
     "more": Look("#56B4E9", (0, (6, 2, 1, 2)), "D", "xx"),
     "cl": Look("#009E73", (0, (3, 1, 1, 1, 1, 1)), "v", "\\\\"),
+    # The random co-learner (Figure 3a's baseline): black, beside MAML's blue and CML's vermillion.
+    "random": Look("#000000", (0, (1, 2, 4, 2)), "x", "|"),
     "cml": Look("#D55E00", "-", "s", "//", width=2.0),
 }
 #: A co-learner's own predictions (CML†).

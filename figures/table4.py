@@ -32,7 +32,7 @@ __all__ = ["Row", "in_table4", "rows", "rows_from_aggregate", "markdown", "best_
 def in_table4(method: Method) -> bool:
     """The paper's Table 4 rows, on :data:`figures.runs.PAPER_BASE`: MAML, More-MAML, CL and CML (the base learner
     alone, with extra capacity, with a co-learner of either kind); CML† follows CML."""
-    return adds_nothing(method) or method.extra_capacity or method.co_learner
+    return adds_nothing(method) or method.extra_capacity or (method.co_learner and not method.frozen)
 
 
 @dataclass(frozen=True)

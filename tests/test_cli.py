@@ -32,7 +32,8 @@ def test_params_table_matches_the_paper_preset(capsys):
     code, out, _ = run(capsys, "params", "--task", "omniglot", "--preset", "paper")
     assert code == 0
     rows = {line.split()[0]: [int(v) for v in line.split()[1:3]] for line in out.splitlines()[1:]}
-    assert set(rows) == {"maml", "cml", "cml†", "noisy-maml", "more-maml", "cl"}
+    assert set(rows) == {"maml", "cml", "cml†", "noisy-maml", "more-maml", "cl", "random"}
+    assert rows["random"] == rows["cml"]  # the same model: a co-learner head, dropped at test time
     assert rows["cml"][1] == rows["maml"][0] == rows["maml"][1]  # phi dropped at test time
     assert rows["cml"][0] > rows["maml"][0]
     assert abs(rows["more-maml"][1] - rows["cml"][0]) <= 0.05 * rows["cml"][0]

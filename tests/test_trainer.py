@@ -265,3 +265,34 @@ def test_damaged_checkpoint_is_named(tmp_path):
     (tmp_path / "run" / CHECKPOINT).write_bytes(b"not a checkpoint")
     with pytest.raises(records.RunFolderError, match="cannot read checkpoint.*damaged"):
         load_model(tmp_path / "run")
+
+
+def test_the_random_co_learner_is_never_updated_and_augments_mamls_gradient(tmp_path):
+    """The paper's Figure 3a baseline: phi keeps its initial values through training (neither loop moves it),
+    psi and theta start where MAML's do (same seed, same init), and their update is MAML's meta-gradient plus
+    gamma times the random head's: the gradient CML gets from its co-learner, from a head that never learns."""
+    from cml.engines import HigherBackend
+    from cml.meta import outer_gradient
+    from cml.roles import role_of
+
+    rand = Trainer(sinusoid(method="random", steps=5), tmp_path / "random")
+    maml = Trainer(sinusoid(method="maml", steps=5), tmp_path / "maml")
+    initial = {n: p.detach().clone() for n, p in rand.model.named_parameters()}
+    for n, p in maml.model.named_parameters():
+        assert torch.equal(p, initial[n]), n  # the same initialisation of psi and theta
+    phi = [n for n in initial if role_of(n) == "phi"]
+    assert phi
+    # One outer step's gradient on psi and theta: MAML's plus the co-learner term (which is not zero).
+    tasks = [rand.train_sampler.sample() for _ in range(3)]
+    params = dict(rand.model.named_parameters())
+    with_co = outer_gradient(HigherBackend(rand.model), rand.cfg, params, tasks).total
+    alone = outer_gradient(HigherBackend(maml.model), maml.cfg, dict(maml.model.named_parameters()), tasks).total
+    assert any(not torch.allclose(with_co[n], alone[n]) for n in alone)
+    rand.train()
+    for n, p in rand.model.named_parameters():
+        if n in phi:
+            assert torch.equal(p, initial[n]), n  # bit-identical after training
+        else:
+            assert not torch.equal(p, initial[n]), n
+    assert not any(rand.optimizer.state.get(p) for n, p in rand.model.named_parameters() if n in phi)
+    assert records.read_json(tmp_path / "random" / records.TEST)["method"] == "random"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from ..errors import ConfigError
 from ..registry import lookup, ordered, row_modules
@@ -70,6 +70,11 @@ class TaskFamily(ABC):
     def check(self, cfg: "Config") -> None:
         """Raises :class:`cml.errors.ConfigError` on a combination the family refuses (by default, none)."""
         return None
+
+    def paper_dataset(self, config: Mapping[str, Any]) -> str | None:
+        """The data set a run with ``config`` (a ``config.json``) is on, by the paper's name (:mod:`cml.paper`):
+        its task, for a family whose tasks are data sets."""
+        return config.get("task")
 
     @abstractmethod
     def loss(self, out: "Tensor", y: "Tensor") -> "Tensor":

@@ -5,7 +5,7 @@ generated stochastic block model."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import ConfigError
 from ..records import FEATURES
@@ -38,6 +38,11 @@ class Graph(Classification):
         "quick": dict(_COMMON, steps=300, val_interval=100, val_tasks=50, test_tasks=300, checkpoint_interval=100,
                       log_interval=20),
     }
+
+    def paper_dataset(self, config: Mapping[str, Any]) -> str | None:
+        """The graph's name when its split is one of the paper's (``graph_split``); None for the generated graph or
+        a graph of the user's own."""
+        return config.get("graph_split")
 
     def check(self, cfg: "Config") -> None:
         super().check(cfg)
