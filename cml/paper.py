@@ -80,8 +80,8 @@ def _t1() -> list[PaperValue]:
             for shots, (value, ci) in zip((1, 5), by_shot):
                 note = ("re-run with its official code" if base == "sharp-maml" and method == "none" else
                         "taken from the BOIL and MAML++ papers" if method == "none" else "")
-                out.append(PaperValue("1", get_base(base).label + suffix, "miniimagenet", "miniimagenet", 5, shots, "conv4",
-                                      base, method, metric, value, ci, note=note))
+                out.append(PaperValue("1", get_base(base).label + suffix, "miniimagenet", "miniimagenet", 5, shots,
+                                      "conv4", base, method, metric, value, ci, note=note))
     return out
 
 
