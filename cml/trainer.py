@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -92,28 +93,39 @@ def summarize(cfg: Config, res: EvalResult, where: str = "evaluation") -> dict[s
             f"test-time adaptation diverged in the {where}: the query loss is not finite on {bad} of "
             f"{len(res.meta_loss)} tasks; lower --inner-lr or --test-inner-steps")
     out: dict[str, Any] = {"tasks": len(res.meta_loss)}
+    # phi's own adaptation (Eq. (9)) may diverge where theta's did not: its numbers are then undefined (null),
+    # said in a warning, while the run's own result stands.
+    diverged = {key for key, losses in res.loss.items() if key and not all(math.isfinite(v) for v in losses)}
+    metric = cfg.family.metric
 
     def put(key: str, values: list[float]) -> None:
         if values:
+            if key.startswith(metric) and key[len(metric):] in diverged:
+                out[key] = out[key + "_ci95"] = None
+                return
             mean, ci = normal_ci95(values)
             # One task has no CI: None (null in test.json, "unavailable" on screen), never NaN.
             out[key], out[key + "_ci95"] = mean, ci if math.isfinite(ci) else None
 
     for key, values in cfg.family.results(res):
         put(key, values)
+    for key in sorted(diverged):
+        warnings.warn(f"{metric}{key} in the {where}: adaptation diverged on some tasks (a non-finite query loss); "
+                      f"written as null", stacklevel=2)
     return out
 
 
 def evaluate(model: MetaModel, cfg: Config, sampler: Sampler, n_tasks: int, device: torch.device,
-             progress: bool = False, desc: str = "eval") -> dict[str, Any]:
-    """Evaluates ``n_tasks`` tasks drawn from ``sampler`` and summarises them (see :func:`summarize`)."""
+             progress: bool = False, desc: str = "eval", validation: bool = False) -> dict[str, Any]:
+    """Evaluates ``n_tasks`` tasks drawn from ``sampler`` and summarises them (see :func:`summarize`): every
+    evaluation protocol (:data:`cml.meta.PROTOCOLS`), or with ``validation`` those validation measures."""
     from tqdm.auto import tqdm
 
     backend = make_backend(cfg.backend, model)
     params = dict(model.named_parameters())
     tasks = (sampler.sample().to(device) for _ in range(n_tasks))
     tasks = tqdm(tasks, total=n_tasks, desc=desc, disable=not progress, leave=False)
-    return summarize(cfg, evaluate_tasks(backend, cfg, params, tasks, cfg.test_inner_steps), desc)
+    return summarize(cfg, evaluate_tasks(backend, cfg, params, tasks, cfg.test_inner_steps, validation), desc)
 
 
 class Trainer:
@@ -277,7 +289,7 @@ class Trainer:
         # Fresh generator each time: every validation sees the same tasks, so curves are comparable.
         sampler = self.tasks.sampler("val", generator(self.cfg.seed, "val"))
         return evaluate(self.model, self.cfg, sampler, self.cfg.val_tasks, self.device,
-                        desc=f"validation at step {self.step}")
+                        desc=f"validation at step {self.step}", validation=True)
 
     def train(self) -> dict[str, Any]:
         """Trains up to ``cfg.steps`` outer steps, then tests; returns the test record (also ``test.json``)."""

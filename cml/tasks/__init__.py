@@ -123,8 +123,10 @@ class Classification(TaskFamily):
         return F.cross_entropy(out, y)
 
     def results(self, res: "EvalResult") -> list[tuple[str, list[float]]]:
-        """Accuracy with theta' and with phi (CML†), and the query loss."""
-        return [("acc", res.meta_acc), ("acc_dagger", res.co_acc), ("loss", res.meta_loss)]
+        """The accuracy of every evaluation protocol measured (``acc`` with theta'; ``acc_dagger``,
+        ``acc_dagger_eq9``, ``acc_dagger_noadapt`` with phi: :data:`cml.meta.PROTOCOLS`), and theta's query
+        loss."""
+        return [(f"acc{key}", values) for key, values in res.acc.items()] + [("loss", res.meta_loss)]
 
     def check(self, cfg: "Config") -> None:
         if cfg.ways < 2:

@@ -42,7 +42,9 @@ class Sinusoid(TaskFamily):
         return F.mse_loss(out, y)
 
     def results(self, res: "EvalResult") -> list[tuple[str, list[float]]]:
-        return [("mse", res.meta_loss), ("mse_dagger", res.co_loss), ("mse_before", res.pre_loss)]
+        """The MSE of every evaluation protocol measured (``mse`` with theta'; ``mse_dagger``, ``mse_dagger_eq9``,
+        ``mse_dagger_noadapt`` with phi: :data:`cml.meta.PROTOCOLS`), and before adaptation."""
+        return [(f"mse{key}", values) for key, values in res.loss.items()] + [("mse_before", res.pre_loss)]
 
     def check(self, cfg: "Config") -> None:
         no_image_options(cfg, "sinusoid")
