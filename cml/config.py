@@ -374,8 +374,9 @@ def preset(name: str, task: str, method: str, base: str = "maml", **overrides: A
     check_choice("task", task, TASKS)
     family = get_task(task).family
     if name not in family.presets:
-        raise ConfigError(f"preset {name!r} is not one of task {task!r}'s ({', '.join(family.presets)}); "
-                          f"maml-paper is the MAML paper's sinusoid setting")
+        raise ConfigError(f"preset {name!r} does not apply to task {task!r} (its presets: "
+                          f"{', '.join(p for p in PRESETS if p in family.presets)}); maml-paper is the MAML paper's "
+                          f"sinusoid setting")
     check_choice("base", base, BASES)
     try:
         spec = get_method(method)
