@@ -14,7 +14,7 @@ from . import records
 from .config import Config, ConfigError
 from .recording import Recorder
 from .tensorboard import LiveExport
-from .trainer import Trainer, load_checkpoint
+from .trainer import BEST_VAL, Trainer, load_checkpoint, read_best
 
 
 def train_cell(run_dir: Path, cfg: Config, splits=None, record: bool = True, restart: bool = False,
@@ -58,7 +58,8 @@ def cell_finished(run_dir: Path, cfg: Config, recording: bool) -> bool:
     ``config.json`` (the cell's settings; only ``steps`` may differ, as on resume), ``metrics.jsonl``,
     ``val.jsonl``, and a checkpoint and ``test.json`` of the same step, at least ``cfg.steps`` (a cell trained
     further than asked counts as finished); with ``recording``, also ``dynamics.jsonl`` (if a step was
-    recorded), ``representations.json`` and ``features.npz`` (image tasks) or ``fits.npz`` (sinusoid). A cell
+    recorded), ``representations.json`` and ``features.npz`` (image tasks) or ``fits.npz`` (sinusoid); with
+    ``select`` best-val, ``best.pt`` of the step ``test.json`` says it tested (``selected_step``). A cell
     killed between ``test.json`` and its recorder's last file is therefore not finished, and resuming it writes
     what is missing.
     """
@@ -77,6 +78,9 @@ def cell_finished(run_dir: Path, cfg: Config, recording: bool) -> bool:
             records.read_jsonl(run_dir / name)
         if load_checkpoint(run_dir)["step"] != step:
             return False
+        if cfg.select == BEST_VAL and records.read_json(run_dir / records.TEST).get("selected_step") != \
+                read_best(run_dir)["step"]:
+            return False  # the test read another checkpoint than the best.pt beside it
         if recording:
             records.read_json(run_dir / records.REPRESENTATIONS)
             records.load_npz(run_dir / cfg.family.end_record)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 from . import __version__, ray_engine, slurm_engine
 from .bases import BASES, get_base
-from .config import BACKENDS, DEVICES, FIELD_CHOICES, PRESETS, TASKS, Config, ConfigError, preset
+from .config import BACKENDS, DEVICES, FIELD_CHOICES, PRESETS, SELECTS, TASKS, Config, ConfigError, preset
 from .errors import UserError
 from .fields import check_choice, check_keys, field_types, info, parse_text, show
 from .methods import LEGACY, LEGACY_BASE, METHODS, display_name, get_method
@@ -68,8 +68,8 @@ def _add_config_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> N
 
 TENSORBOARD_HELP = ("also write TensorBoard event files into each run folder's tensorboard/, from its records "
                     "(losses, accuracies, psi gradient norms and cosines, CKA at the end), updated at every log line")
-PRESET_HELP = ("quick (minutes on a CPU) or paper (the authors' settings); sets every config flag left out "
-               "(default quick)")
+PRESET_HELP = ("quick (minutes on a CPU), paper (the CML paper's settings) or maml-paper (the MAML paper's "
+               "sinusoid setting; sinusoid only); sets every config flag left out (default quick)")
 
 
 def _choices(values: Sequence[Any]) -> str:
@@ -231,17 +231,25 @@ def _tasks(r: dict[str, Any]) -> str:
     return f"{r['tasks']} task{'' if r['tasks'] == 1 else 's'}"
 
 
+#: How a line of results names phi's readings (cml.meta.PROTOCOLS), after the co-learner's label.
+_PHI_READINGS = (("_dagger", ""), ("_dagger_eq9", " by Eq. (9)"), ("_dagger_noadapt", " without adaptation"))
+
+
 def format_result(r: dict[str, Any]) -> str:
-    """One line of test results; phi's predictions are CML† for cml (for cl, its second head)."""
-    if "acc" in r:
+    """One line of test results; phi's predictions are CML† for cml (for cl, its second head): as the authors'
+    code reads them, by the paper's Eq. (9), and without adaptation (each where the record has it)."""
+    classification = "acc" in r
+    metric, scale, fmt, unit = ("acc", 100, ".2f", "%") if classification else ("mse", 1, ".4f", "")
+    if classification:
         text = f"{result_name(r)}: test accuracy {_mean_ci(r, 'acc', 100, '.2f', '%')} over {_tasks(r)}"
-        if "acc_dagger" in r:
-            text += f"; {_phi_label(r['method'])} {_mean_ci(r, 'acc_dagger', 100, '.2f', '%')}"
-        return text
-    text = f"{result_name(r)}: test MSE {_mean_ci(r, 'mse', 1, '.4f')} over {_tasks(r)} " \
-           f"(before adaptation {r['mse_before']:.3f})"
-    if "mse_dagger" in r:
-        text += f"; {_phi_label(r['method'])} {_mean_ci(r, 'mse_dagger', 1, '.4f')}"
+    else:
+        text = f"{result_name(r)}: test MSE {_mean_ci(r, 'mse', 1, '.4f')} over {_tasks(r)} " \
+               f"(before adaptation {r['mse_before']:.3f})"
+    for key, how in _PHI_READINGS:
+        if metric + key in r:
+            value = (_mean_ci(r, metric + key, scale, fmt, unit) if r[metric + key] is not None else
+                     "undefined (adaptation diverged)")
+            text += f"; {_phi_label(r['method'])}{how} {value}"
     return text
 
 
@@ -249,9 +257,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_folder_pool
     from .data.base import DataError, TaskSampler
     from .seeds import generator
-    from .trainer import TaskSource, evaluate, load_model, resolve_device
+    from .trainer import BEST_VAL, TaskSource, evaluate, load_best, load_checkpoint, load_model, resolve_device
 
     model, cfg = load_model(Path(args.run))
+    # The checkpoint the run's final test read (its select), unless --select says otherwise.
+    which = args.select or cfg.select
+    step = load_best(Path(args.run), model, cfg) if which == BEST_VAL else load_checkpoint(Path(args.run))["step"]
     changes = {k: v for k, v in (("shots", args.shots), ("queries", args.queries), ("test_tasks", args.tasks),
                                  ("seed", args.seed), ("test_inner_steps", args.inner_steps), ("device", args.device),
                                  ("backend", args.backend)) if v is not None}
@@ -286,8 +297,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         sampler = TaskSource(cfg, device=device).sampler("test", gen)
         where = family.describe(cfg)
     result = evaluate(model, cfg, sampler, cfg.test_tasks, device, progress=cfg.progress)
-    result.update(method=cfg.method, base=cfg.base, task=cfg.task)
-    print(f"{where}: " + format_result(result))
+    result.update(method=cfg.method, base=cfg.base, task=cfg.task, selected=which, selected_step=step)
+    print(f"{where}: " + format_result(result) + f" [{which} checkpoint, step {step}]")
     return 0
 
 
@@ -301,8 +312,11 @@ def cmd_params(args: argparse.Namespace) -> int:
     print(f"{'cell':18s} {'train':>9s} {'test':>9s}   name ({args.preset} preset, {args.task})")
     for base in bases:
         for method in METHODS:
-            overrides = {k: getattr(args, k) for k in ("co_learner", "filters", "ways", "image_size", "more_capacity")
+            overrides = {k: getattr(args, k) for k in ("co_learner", "filters", "ways", "image_size", "more_capacity",
+                                                       "co_learner_depth", "meta_head_like_co_learner")
                          if getattr(args, k) is not None}
+            if get_method(method).extra_capacity:  # More sizes its own head (the config refuses the same heads)
+                overrides.pop("meta_head_like_co_learner", None)
             data = "-" if task.needs_data else None
             cfg = preset(args.preset, args.task, method, base=base, data=data, **overrides)
             c = parameter_counts(cfg, task.channels)
@@ -447,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--backend", choices=BACKENDS,
                    help="engine (default: the run's; batched adapts the tasks in chunks, auto the faster on the "
                         "device)")
+    e.add_argument("--select", choices=SELECTS,
+                   help="the checkpoint to evaluate: last, or best-val (best.pt, the best validation's; a run "
+                        "trained with --select best-val keeps it) (default: the run's select, the one its test read)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
 
@@ -461,6 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the co-learner head (default: the preset's)")
     c.add_argument("--more-capacity", dest="more_capacity", metavar=_choices(FIELD_CHOICES["more_capacity"]),
                    help="how More gets its extra parameters (default: the preset's)")
+    c.add_argument("--co-learner-depth", dest="co_learner_depth", type=int, metavar="0-4",
+                   help="the conv co-learner's conv blocks, the paper's Table 8 (default: the preset's, 2)")
+    c.add_argument("--meta-head-like-co-learner", dest="meta_head_like_co_learner", action="store_true",
+                   default=None, help="theta of the co-learner's structure, the paper's Table 7 (every method but "
+                                      "more, which sizes its own)")
     c.add_argument("--filters", type=int, help="channels of every Conv-4 block (default: the preset's)")
     c.add_argument("--ways", type=int, help="classes per task, the heads' outputs (default: the preset's)")
     c.add_argument("--image-size", dest="image_size", type=int,

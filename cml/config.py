@@ -24,19 +24,31 @@ from .tasks import FAMILIES, TASKS, TaskEntry, TaskFamily, get_task
 #: :attr:`cml.fields.FieldInfo.tasks` names them.
 TASK_FAMILIES = tuple(FAMILIES)
 # The closed sets of values (their Literal is the field's type; the tuples are what other modules import).
-CoLearner = Literal["linear", "conv"]
+CoLearner = Literal["linear", "conv", "mlp"]
+Select = Literal["last", "best-val"]
 NoiseMode = Literal["absolute", "relative"]
 MoreCapacity = Literal["width", "blocks"]
 SharpVariant = Literal["lower", "upper", "both"]
 Device = Literal["cpu", "cuda", "auto"]
 CO_LEARNERS: tuple[str, ...] = get_args(CoLearner)
+SELECTS: tuple[str, ...] = get_args(Select)
 NOISE_MODES: tuple[str, ...] = get_args(NoiseMode)
 MORE_CAPACITIES: tuple[str, ...] = get_args(MoreCapacity)
 SHARP_VARIANTS: tuple[str, ...] = get_args(SharpVariant)
 DEVICES: tuple[str, ...] = get_args(Device)
 # An engine registry may add backends: a str field with choices, not a Literal.
 BACKENDS = ("higher", "func", "batched", "auto")
-PRESETS = ("quick", "paper")
+#: Every preset name; a task family offers those of its ``presets`` (``maml-paper``: sinusoid only).
+PRESETS = ("quick", "paper", "maml-paper")
+#: The preset whose base-learner and method values a preset takes (the MAML paper's sinusoid setting is a paper one).
+PRESET_BASIS = {"maml-paper": "paper"}
+#: Values a preset sets for every task before the family's own: the paper reports "the model with the best
+#: validation accuracy" (Section 4; its code tests the best-validation checkpoint).
+PRESET_COMMON: dict[str, dict[str, Any]] = {"paper": {"select": "best-val"}}
+#: The conv co-learner's depths (the paper's Table 8: 0-4 conv layers before its linear layer).
+CO_LEARNER_DEPTHS = range(0, 5)
+#: The authors' conv co-learner: two conv blocks, the second pooled, then a linear layer.
+AUTHORS_CO_LEARNER_DEPTH = 2
 # The --help sections of the config flags, in the order they are listed.
 AXES, DATA, SHAPE, MODEL, GRAPH = "what is trained", "data", "task shape", "model", "graph task"
 METHOD, INNER, OUTER = "method", "inner loop", "outer loop"
@@ -85,9 +97,18 @@ class Config:
     graph_layers: int = option(2, "GCN layers (G-Meta: 2)", group=GRAPH, tasks=("graph",))
     graph_modulation: bool = option(False, "AMM-GNN-style task-conditioned modulation of the node features before "
                                     "the GCN (cml.gnn.TaskModulation)", group=GRAPH, tasks=("graph",))
-    co_learner: CoLearner = option("linear", "linear (a second linear head) or conv (two conv blocks on block 4's "
-                                   "pre-pool map, then a linear layer, as in the authors' code). Used by cml and cl; "
-                                   "more-maml is sized against it", group=METHOD)
+    co_learner: CoLearner = option("linear", "linear (a second linear head), conv (conv blocks on block 4's pre-pool "
+                                   "map, then a linear layer, as in the authors' code; image tasks) or mlp (a hidden "
+                                   "layer of --hidden units with ReLU, then an output: the paper's sinusoid "
+                                   "co-learner). Used by cml, cl and random; more-maml is sized against it",
+                                   group=METHOD)
+    co_learner_depth: int = option(AUTHORS_CO_LEARNER_DEPTH, "the conv co-learner's conv blocks before its linear "
+                                   "layer, 0-4 (the paper's Table 8; the last block is pooled; 0: a linear layer on "
+                                   "block 4's pre-pool map); 2 is the authors' co-learner", group=METHOD,
+                                   tasks=("image",))
+    meta_head_like_co_learner: bool = option(False, "the meta-learner head theta gets the conv co-learner's structure "
+                                             "(the paper's Table 7: heads of the same capacity)", group=METHOD,
+                                             tasks=("image",))
     gamma: float = option(1.0, "weight of the co-learner's loss in the outer objective", group=METHOD)
     inner_lr: float = option(0.4, "the inner-loop SGD step (alpha)", group=INNER)
     head_inner_lr: float | None = option(None, "the head's (theta's) inner step; None: the base's own (inner_lr; "
@@ -125,6 +146,9 @@ class Config:
                                          group=BASE)
     sharp_rho_lower: float = option(0.0, "the inner-step perturbation radius rho (0: none)", group=BASE)
     sharp_rho_upper: float = option(0.0, "the outer-step (SAM) perturbation radius rho (0: none)", group=BASE)
+    grad_clamp: float = option(0.0, "clamp each element of the weights' meta-gradient to +-grad_clamp before the "
+                               "outer step, after any method noise (the reference: 10 on ImageNet-like sets; 0: off)",
+                               group=BASE)
     backend: str = option("higher", "higher (the per-task engine), func (the independent torch.func "
                           "implementation), batched (every task of a meta-batch at once: cml.engines.batched) or "
                           "auto (the faster on the run's device; the trainer writes the one it chose into "
@@ -136,6 +160,9 @@ class Config:
     val_tasks: int = option(100, "tasks per validation", group=RECORDS)
     test_tasks: int = option(600, "tasks in the final test (>= 600 for classification in the paper preset)",
                              group=RECORDS)
+    select: Select = option("last", "the checkpoint the final test and evaluate read: last, or best-val (the one with "
+                            "the best validation accuracy, MSE for regression, kept beside the last as best.pt)",
+                            group=RECORDS)
     checkpoint_interval: int = option(0, "outer steps between checkpoints (0: only at the end)", group=RECORDS)
     record_interval: int = option(0, "outer steps between learning-dynamics records (0: off)", group=RECORDS)
     record_tasks: int = option(20, "test tasks used for the CKA and t-SNE records", group=RECORDS)
@@ -175,7 +202,7 @@ class Config:
             if getattr(self, name) > FLOAT32_MAX:
                 raise ConfigError(f"{name} must be at most {FLOAT32_MAX:.4g} (the largest float32), got "
                                   f"{getattr(self, name)!r}")
-        for name in ("min_meta_lr", "sharp_rho_lower", "sharp_rho_upper"):
+        for name in ("min_meta_lr", "sharp_rho_lower", "sharp_rho_upper", "grad_clamp"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
         if self.head_inner_lr is not None and not (0 <= self.head_inner_lr < float("inf")):
@@ -188,15 +215,36 @@ class Config:
         if self.log_interval == 0:
             raise ConfigError("log_interval must be positive, got 0")
         self.family.check(self)
-        if self.more_capacity == "blocks" and self.co_learner != "conv":
-            raise ConfigError("more_capacity 'blocks' mirrors the conv co-learner; set co_learner 'conv' or "
-                              "more_capacity 'width'")
+        self._check_heads()
         self._check_base()
         if get_method(self.method).gradient_noise and self.noise_std == 0:
             raise ConfigError(f"method {self.method!r} needs noise_std > 0 (e.g. --noise-std 0.1); with 0 it is the "
                               f"base alone (--method none)")
         if self.task_entry.needs_data and self.data is None:
             raise ConfigError(f"task {self.task!r} needs a data path (--data PATH); see README, 'Data sets'")
+
+    def _check_heads(self) -> None:
+        """The co-learner's kind, depth and the same-capacity heads, where they mean something."""
+        kinds = self.family.co_learners
+        if self.co_learner not in kinds:
+            raise ConfigError(f"co_learner {self.co_learner!r} does not apply to task {self.task!r} (its models take "
+                              f"{' or '.join(kinds)}; mlp is the sinusoid co-learner, conv needs images)")
+        if self.more_capacity == "blocks" and self.co_learner != "conv":
+            raise ConfigError("more_capacity 'blocks' mirrors the conv co-learner; set co_learner 'conv' or "
+                              "more_capacity 'width'")
+        if self.co_learner_depth not in CO_LEARNER_DEPTHS:
+            raise ConfigError(f"co_learner_depth must be 0 to 4 (the conv co-learner's conv blocks), got "
+                              f"{self.co_learner_depth}")
+        if self.co_learner_depth != AUTHORS_CO_LEARNER_DEPTH and self.co_learner != "conv":
+            raise ConfigError(f"co_learner_depth counts the conv co-learner's blocks; co_learner {self.co_learner!r} "
+                              f"has none: set --co-learner conv (image tasks) or remove co_learner_depth")
+        if self.meta_head_like_co_learner:
+            if self.co_learner != "conv":
+                raise ConfigError(f"meta_head_like_co_learner gives theta the conv co-learner's structure; with "
+                                  f"co_learner {self.co_learner!r} set --co-learner conv (image tasks) or remove it")
+            if get_method(self.method).extra_capacity:
+                raise ConfigError(f"method {self.method!r} sizes its own extra capacity; meta_head_like_co_learner "
+                                  f"applies to the other methods (use --more-capacity blocks for a conv head)")
 
     def _check_base(self) -> None:
         """Base-specific options only under their base; combinations without meaning refused, saying why."""
@@ -324,17 +372,24 @@ def preset(name: str, task: str, method: str, base: str = "maml", **overrides: A
     """
     check_choice("preset", name, PRESETS)
     check_choice("task", task, TASKS)
+    family = get_task(task).family
+    if name not in family.presets:
+        raise ConfigError(f"preset {name!r} does not apply to task {task!r} (its presets: "
+                          f"{', '.join(p for p in PRESETS if p in family.presets)}); maml-paper is the MAML paper's "
+                          f"sinusoid setting")
     check_choice("base", base, BASES)
     try:
         spec = get_method(method)
     except KeyError as e:
         raise ConfigError(str(e.args[0])) from None
     entry = get_task(task)
-    values: dict[str, Any] = dict(entry.family.presets[name])
+    basis = PRESET_BASIS.get(name, name)
+    values: dict[str, Any] = dict(PRESET_COMMON.get(name, {}))
+    values.update(entry.family.presets[name])
     values.update(task=task, method=method, base=base)
-    if name == "paper" and entry.paper_image_size is not None:
+    if basis == "paper" and entry.paper_image_size is not None:
         values["image_size"] = entry.paper_image_size
-    values.update(get_base(base).preset_values(name, entry))
+    values.update(get_base(base).preset_values(basis, entry))
     values.update(dict(spec.defaults))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Config.from_dict(values, source=f"preset {name!r} with overrides")

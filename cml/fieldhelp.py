@@ -42,10 +42,12 @@ def _task_group(tasks: list[str]) -> str:
 
 
 def _by_task(values: dict[str, Any]) -> str:
-    """``{task: value}`` as one text: the value alone if every task agrees, else ``value (tasks), ...``."""
+    """``{task: value}`` as one text: the value alone if every task agrees, else ``value (tasks), ...`` (a preset
+    only some tasks have, ``maml-paper``, gives the values of those)."""
     by_value: dict[str, list[str]] = {}
     for t in TASKS:
-        by_value.setdefault(show(values[t]), []).append(t)
+        if t in values:
+            by_value.setdefault(show(values[t]), []).append(t)
     if len(by_value) == 1:
         return next(iter(by_value))
     return ", ".join(f"{v} ({_task_group(ts)})" for v, ts in by_value.items())
@@ -61,7 +63,7 @@ def _resolved(every: bool = False) -> dict[tuple[str, str, str, str], dict[str, 
     names = [f.name for f in dataclasses.fields(Config)]
     # Every task that needs a data path gets a dummy one to validate; the path itself is never read.
     return {(p, t, m, b): {n: getattr(cfg, n) for n in names}
-            for p in PRESETS for t in TASKS for m, b in pairs
+            for p in PRESETS for t in TASKS if p in TASK_TABLE[t].family.presets for m, b in pairs
             for cfg in [preset(p, t, m, base=b, data="DATA" if TASK_TABLE[t].needs_data else None)]}
 
 
@@ -95,14 +97,19 @@ def _preset_defaults() -> dict[str, str]:
             continue
         texts: dict[str, str] = {}
         for p in PRESETS:
-            baseline = {t: value(p, t, none, maml) for t in TASKS}
+            tasks = [t for t in TASKS if (p, t, none, maml) in resolved]
+            if len(tasks) < len(TASKS) and any(
+                    all(value(p, *k[1:]) == value(q, *k[1:]) for k in resolved if k[0] == p)
+                    for q in PRESETS if q != p and all((q, t, none, maml) in resolved for t in TASKS)):
+                continue  # a preset of some tasks (maml-paper) that says what a preset of every task says there
+            baseline = {t: value(p, t, none, maml) for t in tasks}
             text = _by_task(baseline)
             for m in METHODS:
-                per_task = {t: value(p, t, m, maml) for t in TASKS}
+                per_task = {t: value(p, t, m, maml) for t in tasks}
                 if per_task != baseline:
                     text += f"; --method {m}: {_by_task(per_task)}"
             for b in BASES:
-                per_task = {t: value(p, t, none, b) for t in TASKS}
+                per_task = {t: value(p, t, none, b) for t in tasks}
                 if per_task != baseline:
                     text += f"; --base {b}: {_by_task(per_task)}"
             texts[p] = text

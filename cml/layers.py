@@ -159,19 +159,47 @@ class LinearHead(nn.Module):
         return self.fc(feats["flat"])
 
 
-class ConvHead(nn.Module):
-    """The authors' conv co-learner: two conv blocks on block 4's pre-pool map (the second pooled), then a
-    linear layer. More-MAML's ``blocks`` variant uses the same module as its meta-learner head."""
+class MLPHead(nn.Module):
+    """A hidden layer with ReLU, then a linear output, on the flattened features: the paper's sinusoid co-learner
+    (one hidden layer of 40 and an output)."""
 
-    def __init__(self, filters: int, prepool_size: int, out: int, norm_layer: NormLayer = BatchNorm) -> None:
+    def __init__(self, in_features: int, hidden: int, out: int) -> None:
         super().__init__()
-        self.block_a = ConvBlock(filters, filters, norm_layer)
-        self.block_b = ConvBlock(filters, filters, norm_layer)
-        self.fc = nn.Linear(filters * (prepool_size // 2) ** 2, out)
+        self.hidden = nn.Linear(in_features, hidden)
+        self.fc = nn.Linear(hidden, out)
 
     def forward(self, feats: dict[str, Tensor], step: int = 0, norm: NormFn = batch_norm_kernel) -> Tensor:
-        h = self.block_b(self.block_a(feats["prepool"], step, norm), step, norm)
-        return self.fc(F.max_pool2d(h, 2).flatten(1))
+        return self.fc(torch.relu(self.hidden(feats["flat"])))
+
+
+#: The conv head's blocks by position (``block_a`` first): the authors' two-block co-learner keeps its names.
+CONV_HEAD_BLOCKS = ("block_a", "block_b", "block_c", "block_d")
+
+
+class ConvHead(nn.Module):
+    """The conv co-learner: ``depth`` conv blocks on block 4's pre-pool map, the last one pooled, then a linear
+    layer; ``depth`` 0 is the linear layer alone on the pre-pool map (the paper's Table 8, Conv(0)-Conv(4)). The
+    authors' co-learner is ``depth`` 2. More-MAML's ``blocks`` variant, and theta with heads of the same
+    structure (Table 7), use the same module as the meta-learner head."""
+
+    def __init__(self, filters: int, prepool_size: int, out: int, norm_layer: NormLayer = BatchNorm,
+                 depth: int = 2) -> None:
+        super().__init__()
+        if not 0 <= depth <= len(CONV_HEAD_BLOCKS):
+            raise ValueError(f"a conv head has 0 to {len(CONV_HEAD_BLOCKS)} blocks, got {depth}")
+        self.blocks = list(CONV_HEAD_BLOCKS[:depth])
+        for name in self.blocks:
+            setattr(self, name, ConvBlock(filters, filters, norm_layer))
+        side = prepool_size // 2 if depth else prepool_size
+        self.fc = nn.Linear(filters * side ** 2, out)
+
+    def forward(self, feats: dict[str, Tensor], step: int = 0, norm: NormFn = batch_norm_kernel) -> Tensor:
+        h = feats["prepool"]  # (n, filters, s, s)
+        for name in self.blocks:
+            h = getattr(self, name)(h, step, norm)
+        if self.blocks:
+            h = F.max_pool2d(h, 2)
+        return self.fc(h.flatten(1))
 
 
 class MetaModel(nn.Module):

@@ -8,9 +8,12 @@ call, into two small frozen plans:
   ``role_rates``, ``adapts`` and ``step_rates`` hooks; the method decides phi), the derivative order, the support
   loss (the method's ``support_loss``) and the point each step's gradient is taken at (the base's
   ``inner_point``: Sharp-MAML);
-- :class:`Plan` (:func:`training_plan`, :func:`evaluation_plan`): the inner spec, the weights of the query
-  losses after each inner step (the base's ``query_weights``: MAML++'s multi-step loss), the task's loss and
-  whether the co-learner's query loss enters the outer objective.
+- :class:`Plan` (:func:`training_plan`): the inner spec, the weights of the query losses after each inner step
+  (the base's ``query_weights``: MAML++'s multi-step loss), the task's loss and whether the co-learner's query
+  loss enters the outer objective;
+- :class:`EvalPlan` (:func:`evaluation_plan`): the evaluation protocols of :data:`PROTOCOLS` (which tensors adapt
+  at test time, on which head's support loss, and which head predicts the query set), each adaptation run once
+  however many protocols read it.
 
 :func:`task_objective` and :func:`eval_objective` are pure functions of an engine's primitives
 (:mod:`cml.engines.base`): the per-task engines call them task by task, the batched engine ``vmap``s them. The
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, Sequence
 
 import torch
 from torch import Tensor
@@ -91,14 +94,20 @@ class InnerSpec:
         return {n: r[k] for n, r in self.rates.items()}
 
 
-def inner_spec(cfg: Config, params: Params, steps: int, order: Order, test_time: bool = False) -> InnerSpec:
+def inner_spec(cfg: Config, params: Params, steps: int, order: Order, test_time: bool = False,
+               roles: Sequence[str] | None = None, loss: HeadsLoss | None = None) -> InnerSpec:
     """The inner loop of ``cfg``'s base and method (see :class:`InnerSpec`). ``test_time`` selects MAML's
-    inference for every method: adapt psi and theta on the meta-learner's loss with plain gradient steps."""
+    inference for every method: adapt psi and theta on the meta-learner's loss with plain gradient steps.
+
+    ``roles`` keeps only the tensors of those roles (an evaluation protocol that adapts psi alone: Eq. (9));
+    ``loss`` replaces the method's support loss (Eq. (9) descends phi's)."""
     base = get_base(cfg.base)
     rates = {name: base.step_rates(cfg, params, name, rate, steps)
-             for name, rate in inner_rates(cfg, params, test_time).items()}
+             for name, rate in inner_rates(cfg, params, test_time).items() if roles is None or role_of(name) in roles}
     point = None if test_time else base.inner_point(cfg)
-    return InnerSpec(steps, rates, order, cfg.spec.support_loss(cfg.family.loss, cfg.gamma, test_time), point)
+    if loss is None:
+        loss = cfg.spec.support_loss(cfg.family.loss, cfg.gamma, test_time)
+    return InnerSpec(steps, rates, order, loss, point)
 
 
 def adapt(prims: Primitives, spec: InnerSpec, params: Params, support: tuple[Tensor, Tensor]) -> list[Params]:
@@ -147,9 +156,13 @@ class Plan:
 
     def hits(self, out: Tensor | None, y: Tensor) -> Tensor:
         """The fraction of correct predictions (a 0-d tensor; zero where there is nothing to count)."""
-        if out is None or not self.classification:
-            return y.new_zeros((), dtype=torch.get_default_dtype())
-        return (out.argmax(1) == y).to(out.dtype).mean()
+        return _hits(self.classification, out, y)
+
+
+def _hits(classification: bool, out: Tensor | None, y: Tensor) -> Tensor:
+    if out is None or not classification:
+        return y.new_zeros((), dtype=torch.get_default_dtype())
+    return (out.argmax(1) == y).to(out.dtype).mean()
 
 
 def _plan(cfg: Config, inner: InnerSpec, weights: tuple[float, ...]) -> Plan:
@@ -171,9 +184,107 @@ def training_plan(cfg: Config, params: Params, outer_step: int = 0, order: Order
     return _plan(cfg, inner_spec(cfg, params, cfg.inner_steps, order), tuple(base.query_weights(cfg, outer_step)))
 
 
-def evaluation_plan(cfg: Config, params: Params, steps: int) -> Plan:
-    """MAML-style evaluation with ``steps`` inner steps: no graph, the meta-learner's loss, the last step."""
-    return _plan(cfg, inner_spec(cfg, params, steps, "none", test_time=True), (0.0,) * (steps - 1) + (1.0,))
+#: A head of the model: theta (``meta``) or phi (``co``).
+Head = Literal["meta", "co"]
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """One way to read a trained model on a task: what adapts on the support set, and who predicts the query set.
+
+    Attributes:
+        key: the suffix of its ``test.json`` keys after the family's metric (``acc`` or ``mse``): ``""`` is
+            ``acc``, ``"_dagger_eq9"`` is ``acc_dagger_eq9``.
+        adapts: the roles whose tensors adapt, each at the base learner's test-time step sizes (``()``: none).
+        support: whose support loss the adaptation descends (theta's ``meta`` or phi's ``co``); None without
+            adaptation.
+        predicts: the head that predicts the query set (on the adapted features).
+        needs_co: it reads or adapts on phi, so only a model with a co-learner has it.
+        validated: also measured at every validation (``val.jsonl``); the others only in the final test.
+        source: where the protocol comes from (README, "Evaluation protocols").
+    """
+
+    key: str
+    adapts: tuple[str, ...]
+    support: Head | None
+    predicts: Head
+    needs_co: bool
+    validated: bool
+    source: str
+
+
+#: The evaluation protocols every engine computes (README, "Evaluation protocols"). Protocols with the same
+#: ``adapts`` and ``support`` share one adaptation, so MAML's test and CML† cost one inner loop together.
+PROTOCOLS: tuple[EvalProtocol, ...] = (
+    EvalProtocol("", ("psi", "theta"), "meta", "meta", needs_co=False, validated=True,
+                 source="MAML's test (Finn et al., 2017): adapt (psi, theta) on theta's support loss, predict with "
+                        "theta'"),
+    EvalProtocol("_dagger", ("psi", "theta"), "meta", "co", needs_co=True, validated=True,
+                 source="the authors' code (JJongyn/CML test_cml.py --use-colearner): the same adaptation, phi "
+                        "predicts on the adapted features"),
+    EvalProtocol("_dagger_eq9", ("psi",), "co", "co", needs_co=True, validated=False,
+                 source="the paper's Eq. (9): adapt psi alone on phi's support loss, phi predicts"),
+    EvalProtocol("_dagger_noadapt", (), None, "co", needs_co=True, validated=False,
+                 source="Table 4's \"CL† without adaptation\": phi on the unadapted features"),
+)
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """An evaluation's protocols, read from the tables once (:func:`evaluation_plan`).
+
+    Attributes:
+        adaptations: the distinct inner loops the protocols need (None: no adaptation, the model as trained).
+        readings: per protocol measured, ``(key, index into adaptations, predicting head)``, in
+            :data:`PROTOCOLS` order.
+        loss: the task's loss.
+        classification: accuracies are measured.
+    """
+
+    adaptations: tuple[InnerSpec | None, ...]
+    readings: tuple[tuple[str, int, Head], ...]
+    loss: Callable[[Tensor, Tensor], Tensor]
+    classification: bool
+
+    def hits(self, out: Tensor, y: Tensor) -> Tensor:
+        """The fraction of correct predictions (:meth:`Plan.hits`)."""
+        return _hits(self.classification, out, y)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(key for key, _, _ in self.readings)
+
+
+def _phi_loss(loss: Callable[[Tensor, Tensor], Tensor]) -> HeadsLoss:
+    def heads_loss(meta: Tensor, co: Tensor | None, y: Tensor) -> Tensor:
+        assert co is not None, "a protocol on phi's loss needs a co-learner (EvalProtocol.needs_co)"
+        return loss(co, y)
+
+    return heads_loss
+
+
+def evaluation_plan(cfg: Config, params: Params, steps: int, validation: bool = False) -> EvalPlan:
+    """The evaluation of :data:`PROTOCOLS` with ``steps`` inner steps (no graph, plain gradient steps, the base's
+    test-time rates): every protocol the model has (phi's need a co-learner), or with ``validation`` those
+    measured at validation."""
+    adaptations: list[InnerSpec | None] = []
+    index: dict[tuple[tuple[str, ...], Head | None], int] = {}
+    readings = []
+    for p in PROTOCOLS:
+        if (p.needs_co and not cfg.spec.co_learner) or (validation and not p.validated):
+            continue
+        where = (p.adapts, p.support)
+        if where not in index:
+            spec: InnerSpec | None = None
+            if p.adapts:
+                loss = None if p.support == "meta" else _phi_loss(cfg.family.loss)
+                spec = inner_spec(cfg, params, steps, "none", test_time=True, roles=p.adapts, loss=loss)
+                # ANIL's psi takes no step: Eq. (9) then adapts nothing.
+                spec = spec if spec.rates else None
+            index[where] = len(adaptations)
+            adaptations.append(spec)
+        readings.append((p.key, index[where], p.predicts))
+    return EvalPlan(tuple(adaptations), tuple(readings), cfg.family.loss, cfg.family.classification)
 
 
 def query_losses(prims: Primitives, plan: Plan, trajectory: Sequence[Params],
@@ -215,18 +326,32 @@ def task_objective(prims: Primitives, params: Params, support: tuple[Tensor, Ten
 
 
 def eval_objective(prims: Primitives, params: Params, support: tuple[Tensor, Tensor],
-                   query: tuple[Tensor, Tensor], *, plan: Plan) -> tuple[Tensor, ...]:
-    """One task's ``(loss before adaptation, meta loss, meta accuracy, co loss, co accuracy)`` on the query set,
-    adapting with the meta-learner's loss."""
+                   query: tuple[Tensor, Tensor], *, plan: EvalPlan) -> tuple[Tensor, ...]:
+    """One task's query loss before adaptation, then the query loss and accuracy of each protocol of ``plan``
+    (``(pre, loss_1, hits_1, loss_2, hits_2, ...)`` in ``plan.readings`` order).
+
+    Each adaptation of the plan runs once; its query forward uses the per-step norm row of its last step (the
+    unadapted model, row 0).
+    """
     xq, yq = query
     with torch.no_grad():
-        pre = plan.loss(prims.forward(params, xq)[0], yq)
-    adapted = adapt(prims, plan.inner, params, support)[-1]
+        outputs: list[tuple[Tensor, Tensor | None]] = []
+        unadapted = prims.forward(params, xq)[:2]
+        pre = plan.loss(unadapted[0], yq)
+    for spec in plan.adaptations:
+        if spec is None:
+            outputs.append(unadapted)
+            continue
+        adapted = adapt(prims, spec, params, support)[-1]
+        with torch.no_grad():
+            outputs.append(prims.forward(adapted, xq, step=spec.steps - 1)[:2])
+    out = [pre]
     with torch.no_grad():
-        meta, co = prims.forward(adapted, xq, step=plan.inner.steps - 1)[:2]
-        zero = pre.new_zeros(())
-        co_loss = zero if co is None else plan.loss(co, yq)
-        return pre, plan.loss(meta, yq), plan.hits(meta, yq), co_loss, plan.hits(co, yq)
+        for _, i, head in plan.readings:
+            pred = outputs[i][0] if head == "meta" else outputs[i][1]
+            assert pred is not None, "a protocol read phi on a model without one (EvalProtocol.needs_co)"
+            out += [plan.loss(pred, yq), plan.hits(pred, yq)]
+    return tuple(out)
 
 
 @dataclass
@@ -331,33 +456,50 @@ def outer_gradient(backend: Engine, cfg: Config, params: Params, tasks: Sequence
 
 @dataclass
 class EvalResult:
-    """Per-task query metrics of an evaluation: loss and accuracy with theta' and, where phi exists, with phi."""
+    """Per-task query metrics of an evaluation, per protocol (:data:`PROTOCOLS`, by key: ``""`` theta' after
+    MAML's adaptation, ``"_dagger"`` phi on the same adapted features, ...).
 
-    meta_loss: list[float]
-    meta_acc: list[float]
-    co_loss: list[float]
-    co_acc: list[float]
+    Attributes:
+        loss: per protocol measured, the query loss of every task.
+        acc: per protocol measured, the query accuracy of every task (classification; empty otherwise).
+        pre_loss: the query loss before adaptation (to show that adaptation helps).
+    """
+
+    loss: dict[str, list[float]]
+    acc: dict[str, list[float]]
     pre_loss: list[float]
 
+    @property
+    def meta_loss(self) -> list[float]:
+        return self.loss[""]
 
-def evaluate_tasks(backend: Engine, cfg: Config, params: Params, tasks: Iterable[Task], steps: int) -> EvalResult:
-    """MAML-style evaluation: adapt (psi, theta) on each support set with the meta-learner's loss, predict the
-    query set with theta'.
+    @property
+    def meta_acc(self) -> list[float]:
+        return self.acc.get("", [])
 
-    ``co_*`` (phi on the adapted features: CML dagger for ``cml``) are filled when the model has a co-learner;
-    ``pre_loss`` is the query loss before adaptation (to show that adaptation helps).
-    """
-    plan = evaluation_plan(cfg, params, steps)
-    res = EvalResult([], [], [], [], [])
+    @property
+    def co_loss(self) -> list[float]:
+        """phi's loss on the adapted features (CML†, the authors' protocol); empty without a co-learner."""
+        return self.loss.get("_dagger", [])
+
+    @property
+    def co_acc(self) -> list[float]:
+        return self.acc.get("_dagger", [])
+
+
+def evaluate_tasks(backend: Engine, cfg: Config, params: Params, tasks: Iterable[Task], steps: int,
+                   validation: bool = False) -> EvalResult:
+    """Every evaluation protocol of :data:`PROTOCOLS` the model has (with ``validation``, those measured at
+    validation), on every task: MAML's (adapt (psi, theta) on the meta-learner's support loss, predict the query set
+    with theta') and, with a co-learner, phi's readings (CML†, Eq. (9), without adaptation)."""
+    plan = evaluation_plan(cfg, params, steps, validation)
+    res = EvalResult({k: [] for k in plan.keys}, {k: [] for k in plan.keys} if plan.classification else {}, [])
     chunks: Iterator[tuple[Tensor, ...]] = backend.map_tasks(partial(eval_objective, plan=plan), params, tasks,
                                                              evaluation=True)
-    for pre, meta, meta_hits, co, co_hits in chunks:
-        res.pre_loss.extend(pre.reshape(-1).tolist())
-        res.meta_loss.extend(meta.reshape(-1).tolist())
-        if plan.classification:
-            res.meta_acc.extend(meta_hits.reshape(-1).tolist())
-        if plan.has_co:
-            res.co_loss.extend(co.reshape(-1).tolist())
+    for out in chunks:
+        res.pre_loss.extend(out[0].reshape(-1).tolist())
+        for i, key in enumerate(plan.keys):
+            res.loss[key].extend(out[1 + 2 * i].reshape(-1).tolist())
             if plan.classification:
-                res.co_acc.extend(co_hits.reshape(-1).tolist())
+                res.acc[key].extend(out[2 + 2 * i].reshape(-1).tolist())
     return res

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .bases import get_base
 from .config import Config, ConfigError
-from .layers import BatchNorm, ConvHead, LinearHead, MetaModel, NormLayer, reset_norm_layers
+from .layers import BatchNorm, ConvHead, LinearHead, MetaModel, MLPHead, NormLayer, reset_norm_layers
 from .meta import inner_rates
 from .roles import role_of
 
@@ -29,7 +29,9 @@ def _build(cfg: Config, in_channels: int, width: int, meta_head: str, co_head: s
     def head(kind: str) -> nn.Module:
         if kind == "linear":
             return LinearHead(features.out_features, out)
-        return ConvHead(width, features.prepool_size, out, norm_layer)
+        if kind == "mlp":
+            return MLPHead(features.out_features, width, out)
+        return ConvHead(width, features.prepool_size, out, norm_layer, cfg.co_learner_depth)
 
     model = MetaModel(features, head(meta_head), head(co_head) if co_head else None)
     model.inner_lr = base.meta_parameters(cfg, inner_rates(cfg, [n for n, _ in model.named_parameters()]))
@@ -74,9 +76,13 @@ def build_model(cfg: Config, in_channels: int = 1) -> MetaModel:
     """The model a method trains. Parameters are left as PyTorch creates them; call :func:`init_parameters`.
 
     - ``none``, ``noisy``: psi + linear theta.
-    - ``cml``, ``cl``: psi + linear theta + phi (``cfg.co_learner``).
+    - ``cml``, ``cl``, ``random``: psi + linear theta + phi (``cfg.co_learner``, ``cfg.co_learner_depth`` conv
+      blocks for the conv one).
     - ``more``: no phi; extra capacity in the meta-learner's path, sized to CML's train-time count:
       ``width`` widens psi, ``blocks`` uses the conv co-learner's architecture as theta.
+
+    With ``meta_head_like_co_learner`` theta has the co-learner's structure instead of a linear layer (the
+    paper's Table 7), for every method but ``more``, which the config refuses.
     """
     if cfg.spec.extra_capacity:
         if cfg.more_capacity == "blocks":
@@ -88,7 +94,8 @@ def build_model(cfg: Config, in_channels: int = 1) -> MetaModel:
             return model
         return _build(cfg, in_channels, more_maml_width(cfg, in_channels), "linear", None)
     co = cfg.co_learner if cfg.has_co_learner else None
-    return _build(cfg, in_channels, _base_width(cfg), "linear", co)
+    theta = cfg.co_learner if cfg.meta_head_like_co_learner else "linear"
+    return _build(cfg, in_channels, _base_width(cfg), theta, co)
 
 
 def init_parameters(model: nn.Module, generator: torch.Generator) -> None:
@@ -112,8 +119,10 @@ def parameter_counts(cfg: Config, in_channels: int = 1) -> dict[str, int]:
     """Parameters at train time and at test time for ``cfg``'s base and method (one function for all).
 
     Test time drops phi for every method that evaluates with theta' (CML's co-learner is discarded); learned
-    inner rates stay (test-time adaptation uses them). CML† needs theta to adapt and phi to predict, so its
-    test count is the full train count.
+    inner rates stay (test-time adaptation uses them). CML† as the authors' code reads it needs theta to adapt
+    and phi to predict, so its test count (``test_dagger``) is the full train count; by the paper's Eq. (9) phi
+    predicts after psi alone adapted on phi's loss, so theta is not needed (``test_dagger_eq9``, for every method
+    with a co-learner: the paper's Table 4 counts CML† and CL† so).
     """
     model = build_model(cfg, in_channels)
     by_role = {"psi": 0, "theta": 0, "phi": 0, "rate": 0}
@@ -126,4 +135,6 @@ def parameter_counts(cfg: Config, in_channels: int = 1) -> dict[str, int]:
     }
     if cfg.spec.dagger:
         counts["test_dagger"] = counts["train"]
+    if cfg.spec.co_learner:
+        counts["test_dagger_eq9"] = by_role["psi"] + by_role["phi"] + by_role["rate"]
     return counts

@@ -1,7 +1,8 @@
 """Run-folder files: JSON lines, JSON, checkpoints and arrays, each written so that a crash never leaves half a file.
 
 A run folder holds ``config.json``, ``metrics.jsonl`` (training), ``val.jsonl`` (validation),
-``checkpoint.pt`` (model, optimizer and RNG state), ``test.json`` (the final test) and, for analysis runs,
+``checkpoint.pt`` (model, optimizer and RNG state), with ``--select best-val`` ``best.pt`` (the weights of the
+best validation), ``test.json`` (the final test) and, for analysis runs,
 ``dynamics.jsonl``, ``representations.json`` and ``features.npz`` (or ``fits.npz``); a run folder written by
 ``train`` and a sweep folder also hold ``command.json``, the command lines that wrote them. Figures read only
 these files, and so does :mod:`cml.tensorboard`, which writes ``tensorboard/`` (event files) from them on request.
@@ -59,6 +60,8 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 VAL = "val.jsonl"
 CHECKPOINT = "checkpoint.pt"
+#: The checkpoint with the best validation metric, kept beside the last by a ``--select best-val`` run.
+BEST_CHECKPOINT = "best.pt"
 TEST = "test.json"
 DYNAMICS = "dynamics.jsonl"
 REPRESENTATIONS = "representations.json"
@@ -129,6 +132,8 @@ _RESTART = ("rerun the run's train or sweep command with --restart: that moves {
 _FIXES = {
     "config.json": _RESTART,
     CHECKPOINT: _RESTART,
+    BEST_CHECKPOINT: ("rerun the run's train command with --resume, or its sweep command: either writes {name} again "
+                      "from the best weights kept in checkpoint.pt"),
     SWEEP: ("rerun the sweep with --restart: it moves {name} aside and writes it again from the command line; "
             "the cells are kept"),
     AGGREGATE: "rerun the sweep command: it writes {name} again from the cells' test.json",

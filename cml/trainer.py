@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -24,11 +25,15 @@ from .errors import MissingFileError, OutputExistsError
 from .meta import EvalResult, MetaGradient, NonFiniteLossError, evaluate_tasks, outer_gradient
 from .models import MetaModel, build_model, init_parameters, parameter_counts
 from .roles import role_of
-from .records import CHECKPOINT
+from .records import BEST_CHECKPOINT, CHECKPOINT
 from .seeds import generator
 
 # What every checkpoint holds (see Trainer.save_checkpoint); a file without these keys is not a cml checkpoint.
 CHECKPOINT_KEYS = ("model", "optimizer", "train_gen", "noise_gen", "step", "elapsed", "config")
+# What best.pt holds (see Trainer.save_checkpoint): the weights of the best validation, its step and value.
+BEST_KEYS = ("model", "step", "value", "metric", "config")
+#: ``select`` values: the last checkpoint, or the one with the best validation metric.
+LAST, BEST_VAL = "last", "best-val"
 
 
 class Sampler(Protocol):
@@ -92,28 +97,39 @@ def summarize(cfg: Config, res: EvalResult, where: str = "evaluation") -> dict[s
             f"test-time adaptation diverged in the {where}: the query loss is not finite on {bad} of "
             f"{len(res.meta_loss)} tasks; lower --inner-lr or --test-inner-steps")
     out: dict[str, Any] = {"tasks": len(res.meta_loss)}
+    # phi's own adaptation (Eq. (9)) may diverge where theta's did not: its numbers are then undefined (null),
+    # said in a warning, while the run's own result stands.
+    diverged = {key for key, losses in res.loss.items() if key and not all(math.isfinite(v) for v in losses)}
+    metric = cfg.family.metric
 
     def put(key: str, values: list[float]) -> None:
         if values:
+            if key.startswith(metric) and key[len(metric):] in diverged:
+                out[key] = out[key + "_ci95"] = None
+                return
             mean, ci = normal_ci95(values)
             # One task has no CI: None (null in test.json, "unavailable" on screen), never NaN.
             out[key], out[key + "_ci95"] = mean, ci if math.isfinite(ci) else None
 
     for key, values in cfg.family.results(res):
         put(key, values)
+    for key in sorted(diverged):
+        warnings.warn(f"{metric}{key} in the {where}: adaptation diverged on some tasks (a non-finite query loss); "
+                      f"written as null", stacklevel=2)
     return out
 
 
 def evaluate(model: MetaModel, cfg: Config, sampler: Sampler, n_tasks: int, device: torch.device,
-             progress: bool = False, desc: str = "eval") -> dict[str, Any]:
-    """Evaluates ``n_tasks`` tasks drawn from ``sampler`` and summarises them (see :func:`summarize`)."""
+             progress: bool = False, desc: str = "eval", validation: bool = False) -> dict[str, Any]:
+    """Evaluates ``n_tasks`` tasks drawn from ``sampler`` and summarises them (see :func:`summarize`): every
+    evaluation protocol (:data:`cml.meta.PROTOCOLS`), or with ``validation`` those validation measures."""
     from tqdm.auto import tqdm
 
     backend = make_backend(cfg.backend, model)
     params = dict(model.named_parameters())
     tasks = (sampler.sample().to(device) for _ in range(n_tasks))
     tasks = tqdm(tasks, total=n_tasks, desc=desc, disable=not progress, leave=False)
-    return summarize(cfg, evaluate_tasks(backend, cfg, params, tasks, cfg.test_inner_steps), desc)
+    return summarize(cfg, evaluate_tasks(backend, cfg, params, tasks, cfg.test_inner_steps, validation), desc)
 
 
 class Trainer:
@@ -152,6 +168,10 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0
         self.window: list[dict[str, float | None]] = []
+        #: With ``select`` best-val: the best validation so far, ``{"step", "value", "model"}`` (its weights), kept
+        #: in checkpoint.pt too so that a resumed run keeps the right best checkpoint.
+        self.best: dict[str, Any] | None = None
+        self._best_written: int | None = None  # the step of the best.pt on disk, written by this process
         self.recorder = recorder
         #: Called as ``hook(trainer)`` after each step that appended to metrics.jsonl or val.jsonl (e.g. the
         #: live TensorBoard export, which reads those records).
@@ -190,7 +210,34 @@ class Trainer:
             # average the same steps as an uninterrupted run.
             "window": self.window,
             "config": self.cfg.to_dict(),
+            **({"best": self.best} if self.best is not None else {}),
         }, self.run_dir / CHECKPOINT)
+        self._write_best()
+
+    def _write_best(self) -> None:
+        """best.pt from the best validation held in checkpoint.pt, after it: the two files always agree once the
+        checkpoint is written (a resumed run writes best.pt again from the checkpoint's copy)."""
+        if self.best is None or self._best_written == self.best["step"]:
+            return
+        records.atomic_torch_save({"model": self.best["model"], "step": self.best["step"],
+                                   "value": self.best["value"], "metric": self.cfg.family.metric,
+                                   "config": self.cfg.to_dict()}, self.run_dir / BEST_CHECKPOINT)
+        self._best_written = self.best["step"]
+
+    def _consider_best(self, val: dict[str, Any]) -> bool:
+        """With ``select`` best-val, keeps the weights of this validation if its metric (accuracy, or MSE for
+        regression) beats every earlier one (the earliest wins a tie); returns whether it did."""
+        if self.cfg.select != BEST_VAL:
+            return False
+        family = self.cfg.family
+        value = float(val[family.metric])
+        if self.best is not None:
+            better = value > self.best["value"] if family.higher_is_better else value < self.best["value"]
+            if not better:
+                return False
+        self.best = {"step": self.step, "value": value,
+                     "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+        return True
 
     def _load_checkpoint(self) -> None:
         path = self.run_dir / CHECKPOINT
@@ -208,9 +255,9 @@ class Trainer:
         if self.cfg.steps < step:
             raise ConfigError(f"--steps {self.cfg.steps} is fewer than the {step} steps {self.run_dir} has "
                               f"trained; a run cannot be shortened: resume with --steps {step} or more")
-        _load_weights(self.model, state["model"], path)
+        _load_weights(self.model, state["model"], path, self.cfg)
         try:
-            self.optimizer.load_state_dict(state["optimizer"])
+            self.optimizer.load_state_dict(_saved_optimizer(self.cfg, self.model, state["optimizer"]))
             self.train_gen.set_state(state["train_gen"])
             self.noise_gen.set_state(state["noise_gen"])
             self.elapsed = float(state["elapsed"])
@@ -219,6 +266,12 @@ class Trainer:
             raise records.damaged(path, f"its optimizer or generator state does not fit this run "
                                         f"({type(e).__name__})") from None
         self.step = step
+        if self.cfg.select == BEST_VAL:
+            if "best" in state:
+                self.best = _saved_best(state["best"], self.model, path, self.cfg)
+                self._write_best()  # a best.pt written after this checkpoint belongs to steps trained again
+            else:  # no validation before this checkpoint: any best.pt belongs to steps trained again
+                (self.run_dir / BEST_CHECKPOINT).unlink(missing_ok=True)
         # Lines written after the checkpoint belong to steps that will be trained again; a line cut short
         # by a crash is dropped with them.
         for name in records.STEP_RECORDS:
@@ -253,6 +306,9 @@ class Trainer:
         psi_norm = math.sqrt(sum(float(g.pow(2).sum()) for n, g in mg.total.items() if role_of(n) == "psi"))
         if cfg.spec.perturb_gradient is not None:
             cfg.spec.perturb_gradient(cfg, mg.total, self.noise_gen)
+        clip = get_base(cfg.base).clip_gradient(cfg)
+        if clip is not None:  # after the method's noise: it bounds the gradient Adam steps with, noise included
+            clip(mg.total)
         frozen = cfg.spec.frozen  # roles the method never updates (the random co-learner): no gradient, no step
         for name, p in self.model.named_parameters():
             p.grad = None if role_of(name) in frozen else mg.total[name]
@@ -277,7 +333,7 @@ class Trainer:
         # Fresh generator each time: every validation sees the same tasks, so curves are comparable.
         sampler = self.tasks.sampler("val", generator(self.cfg.seed, "val"))
         return evaluate(self.model, self.cfg, sampler, self.cfg.val_tasks, self.device,
-                        desc=f"validation at step {self.step}")
+                        desc=f"validation at step {self.step}", validation=True)
 
     def train(self) -> dict[str, Any]:
         """Trains up to ``cfg.steps`` outer steps, then tests; returns the test record (also ``test.json``)."""
@@ -299,7 +355,9 @@ class Trainer:
                 self.window = []
             validated = bool(cfg.val_interval) and self.step % cfg.val_interval == 0
             if validated:
-                records.append_jsonl(self.run_dir / records.VAL, {"step": self.step, **self.validate()})
+                line = self.validate()
+                self._consider_best(line)  # written with the next checkpoint (this step's, at the last step)
+                records.append_jsonl(self.run_dir / records.VAL, {"step": self.step, **line})
             if validated or not self.window:  # the window empties when a metrics line is written
                 for hook in self.log_hooks:
                     hook(self)
@@ -309,19 +367,33 @@ class Trainer:
         val_path = self.run_dir / records.VAL
         done = val_path.exists() and any(r["step"] == self.step for r in records.read_jsonl(val_path))
         if not done:  # a run resumed after its last checkpoint has validated already
-            records.append_jsonl(val_path, {"step": self.step, **self.validate()})
+            line = self.validate()
+            if self._consider_best(line):  # after the last checkpoint: write it again with the new best
+                self.save_checkpoint()
+            records.append_jsonl(val_path, {"step": self.step, **line})
             for hook in self.log_hooks:
                 hook(self)
         return self.test()
 
     def test(self) -> dict[str, Any]:
+        """The final test of the selected checkpoint (``select``: the last, or the best validation's) into
+        ``test.json``, which names it (``selected``, ``selected_step``)."""
+        model, selected_step = self.model, self.step
+        if self.cfg.select == BEST_VAL:
+            if self.best is None:
+                raise MissingFileError(f"{self.run_dir}: select best-val, but no validation has been kept yet; "
+                                       f"train the run (its last step validates)")
+            model = build_model(self.cfg, self.tasks.in_channels).to(self.device)
+            model.load_state_dict(self.best["model"])
+            selected_step = self.best["step"]
         sampler = self.tasks.sampler("test", generator(self.cfg.seed, "test"))
-        result = evaluate(self.model, self.cfg, sampler, self.cfg.test_tasks, self.device,
+        result = evaluate(model, self.cfg, sampler, self.cfg.test_tasks, self.device,
                           progress=self.cfg.progress, desc="test")
         result.update(step=self.step, method=self.cfg.method, base=self.cfg.base, variant=self.cfg.variant,
                       task=self.cfg.task, shots=self.cfg.shots,
                       ways=self.cfg.ways if self.cfg.family.classification else None,
-                      params=parameter_counts(self.cfg, self.tasks.in_channels), train_time=self.elapsed)
+                      params=parameter_counts(self.cfg, self.tasks.in_channels), train_time=self.elapsed,
+                      selected=self.cfg.select, selected_step=selected_step)
         records.write_json(self.run_dir / records.TEST, result)
         return result
 
@@ -370,10 +442,13 @@ def _checkpoint_config(state: dict[str, Any], path: Path) -> Config:
         raise records.damaged(path, f"holds an invalid config ({e})") from None
 
 
-def _load_weights(model: MetaModel, weights: Any, path: Path) -> None:
-    """``model.load_state_dict`` with a one-line error naming what does not fit (another method's weights)."""
+def _load_weights(model: MetaModel, weights: Any, path: Path, cfg: Config) -> None:
+    """``model.load_state_dict`` with a one-line error naming what does not fit (another method's weights), each
+    tensor first read as this version holds it (the base's ``load_saved`` hook)."""
     if not isinstance(weights, dict):
         raise records.damaged(path, "its model entry is not a state dict")
+    load_saved = get_base(cfg.base).load_saved
+    weights = {k: load_saved(cfg, k, v) if isinstance(v, Tensor) else v for k, v in weights.items()}
     own = model.state_dict()
     missing, extra = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
     shapes = sorted(k for k in set(own) & set(weights)
@@ -386,17 +461,87 @@ def _load_weights(model: MetaModel, weights: Any, path: Path) -> None:
     model.load_state_dict(weights)
 
 
-def load_model(run_dir: Path, in_channels: int | None = None) -> tuple[MetaModel, Config]:
-    """The trained model and config of a run folder."""
+def _saved_optimizer(cfg: Config, model: MetaModel, state: Any) -> Any:
+    """The optimiser's saved state with each parameter's tensors read as this version holds them (the base's
+    ``load_saved``: Adam's moments of MAML++'s per-step rows); the state is indexed in parameter order."""
+    if not isinstance(state, dict) or not isinstance(state.get("state"), dict):
+        return state  # load_state_dict says what is wrong with it
+    names = [n for n, _ in model.named_parameters()]
+    load_saved = get_base(cfg.base).load_saved
+    per_param = {i: ({k: load_saved(cfg, names[i], v) if isinstance(v, Tensor) and v.ndim else v
+                      for k, v in st.items()} if isinstance(i, int) and 0 <= i < len(names) and isinstance(st, dict)
+                     else st)
+                 for i, st in state["state"].items()}
+    return {**state, "state": per_param}
+
+
+def _saved_best(best: Any, model: MetaModel, path: Path, cfg: Config) -> dict[str, Any]:
+    """The best validation kept in a checkpoint, its weights checked against the model."""
+    if not isinstance(best, dict) or not {"step", "value", "model"} <= set(best):
+        raise records.damaged(path, "its best-validation entry lacks step, value or weights")
+    probe = build_model(cfg, _in_channels(best["model"], path))
+    _load_weights(probe, best["model"], path, cfg)
+    return {"step": int(best["step"]), "value": float(best["value"]), "model": probe.state_dict()}
+
+
+def _in_channels(weights: Any, path: Path) -> int:
+    first = next((v for k, v in weights.items() if isinstance(v, Tensor) and k.endswith("weight")
+                  and v.ndim in (2, 4)), None) if isinstance(weights, dict) else None
+    if first is None:
+        raise records.damaged(path, "holds no weight matrix to size the model by; it is not a cml checkpoint")
+    return int(first.shape[1])
+
+
+def load_model(run_dir: Path, in_channels: int | None = None, select: str = LAST) -> tuple[MetaModel, Config]:
+    """The trained model and config of a run folder: its last checkpoint, or with ``select`` best-val the weights
+    of its best validation (``best.pt``, :func:`load_best`)."""
     path = Path(run_dir) / CHECKPOINT
     state = load_checkpoint(run_dir)
     cfg = _checkpoint_config(state, path)
     if in_channels is None:
-        first = next((v for k, v in state["model"].items() if isinstance(v, Tensor) and k.endswith("weight")
-                      and v.ndim in (2, 4)), None) if isinstance(state["model"], dict) else None
-        if first is None:
-            raise records.damaged(path, "holds no weight matrix to size the model by; it is not a cml checkpoint")
-        in_channels = int(first.shape[1])
+        in_channels = _in_channels(state["model"], path)
     model = build_model(cfg, in_channels)
-    _load_weights(model, state["model"], path)
+    _load_weights(model, state["model"], path, cfg)
+    if select == BEST_VAL:
+        load_best(run_dir, model, cfg)
     return model, cfg
+
+
+def load_best(run_dir: Path, model: MetaModel, cfg: Config) -> int:
+    """Loads a run's ``best.pt`` (the weights of its best validation) into ``model``; returns its step.
+
+    Raises:
+        MissingFileError: if the run kept none (it does not select best-val, or has not validated yet).
+        RunFolderError: if the file is damaged or foreign (naming it and the fix).
+    """
+    path = Path(run_dir) / BEST_CHECKPOINT
+    if not path.exists():
+        why = ("it selects the last checkpoint (select last)" if cfg.select != BEST_VAL else
+               "it has not validated yet")
+        raise MissingFileError(f"no {BEST_CHECKPOINT} in {run_dir}: {why}; evaluate its last checkpoint "
+                               f"(--select last)")
+    state = read_best(run_dir)
+    _load_weights(model, state["model"], path, cfg)
+    return int(state["step"])
+
+
+def read_best(run_dir: Path) -> dict[str, Any]:
+    """A run's ``best.pt``, loaded with ``weights_only=True``, with every key it must hold.
+
+    Raises:
+        MissingFileError: if there is none.
+        RunFolderError: if it is truncated, foreign, or lacks a key (naming the file and the fix).
+    """
+    path = Path(run_dir) / BEST_CHECKPOINT
+    if not path.exists():
+        raise MissingFileError(f"no {BEST_CHECKPOINT} in {run_dir}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: say which, and what to do
+        raise records.damaged(path, f"cannot read it ({type(e).__name__}); it is damaged or not written by cml") \
+            from None
+    missing = [k for k in BEST_KEYS if not isinstance(state, dict) or k not in state]
+    if missing or not isinstance(state["step"], int):
+        raise records.damaged(path, f"lacks {', '.join(missing) or 'a step'}; it is not a cml best-validation "
+                                    f"checkpoint")
+    return state

@@ -3,19 +3,21 @@ engines agreeing, and by float64 gradient checks; plus the properties that tie e
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from cml.bases import BASES, get_base
+from cml.bases import BASE_TABLE, BASES, get_base
 from cml.config import Config, ConfigError, preset
 from cml.data.base import Task
 from cml.bases.maml_pp import msl_weights
 from cml.engines import FuncBackend, HigherBackend
 from cml.meta import adapt, inner_spec, meta_gradient, outer_gradient, task_losses
 from cml.models import MetaModel, build_model, init_parameters
+from cml.roles import is_norm
 from cml.trainer import Trainer
 from cml import records
 
@@ -146,10 +148,14 @@ def test_base_presets_set_their_switches_and_overrides_win():
     ("boil", {"head_inner_lr": 0.1}),                      # head rate = body rate (conv: 0.1, MLP: set below)
     ("sharp-maml", {"sharp_rho_lower": 0.0, "sharp_rho_upper": 0.0}),  # rho = 0
 ])
-def test_base_reduces_to_maml_bit_for_bit(make, method, base, same):
+def test_base_reduces_to_maml_bit_for_bit(make, method, base, same, monkeypatch):
     cfg_maml = make("maml", method)
     opts = {k: (cfg_maml.inner_lr if k == "head_inner_lr" else v) for k, v in same.items()}
     cfg = Config(**{**cfg_maml.to_dict(), "base": base, **opts})
+    if base == "maml++":  # MAML++ never adapts BatchNorm (as its reference): MAML with BatchNorm kept out of the inner
+        # loop (on the MLP, which has none, MAML itself)
+        maml_row = dataclasses.replace(get_base("maml"), adapts=lambda cfg, name: not is_norm(name))
+        monkeypatch.setitem(BASE_TABLE, "maml", maml_row)
     tasks = sinusoid_tasks(2) if make is mlp_cfg else image_tasks(cfg, 2)
     g_base = outer(HigherBackend, cfg, model_for(cfg), tasks, split=method == "cml")
     g_maml = outer(HigherBackend, cfg_maml, model_for(cfg_maml), tasks, split=method == "cml")
@@ -186,6 +192,91 @@ def test_maml_pp_does_not_adapt_batchnorm_and_per_step_rows_are_used():
     bumped["features.block1.norm.bias"] = params["features.block1.norm.bias"] + torch.tensor([[0.0], [0.5]])
     after = [backend.forward(bumped, x, step=k)[0] for k in (0, 1)]
     assert torch.equal(before[0], after[0]) and not torch.allclose(before[1], after[1])
+
+
+@pytest.mark.parametrize("switches", [dict(), dict(msl=True, msl_anneal_steps=3), dict(cosine_lr=True)])
+def test_maml_pp_never_adapts_batchnorm_whichever_switches_are_on(switches):
+    """The reference never adapts BatchNorm in the inner loop, in any configuration (earlier versions did, with the
+    multi-step loss alone or with every switch off)."""
+    off = dict(learn_inner_lr=False, per_step_bn=False, msl=False, cosine_lr=False, msl_anneal_steps=0)
+    cfg = conv_cfg("maml++", "none", **{**off, **switches})
+    model = model_for(cfg)
+    params, new = adapted(FuncBackend, cfg, model, image_tasks(cfg, 1)[0].support)
+    norms = [n for n in params if ".norm." in n]
+    assert norms and all(torch.equal(new[n], params[n]) for n in norms)
+    assert all(not torch.equal(new[n], params[n]) for n in params if n.endswith("conv.weight"))
+    maml = conv_cfg("maml", "none")
+    params, new = adapted(FuncBackend, maml, model_for(maml), image_tasks(maml, 1)[0].support)
+    assert all(not torch.equal(new[n], params[n]) for n in params if n.endswith("norm.weight"))  # MAML adapts it
+
+
+def test_maml_pp_rows_are_the_training_steps_and_a_later_test_step_uses_the_last():
+    """Per-step BatchNorm rows and learned rates: one per training step (2); test-time step 3 reads row 2 (index 1),
+    trained, rather than a row no training step reached."""
+    cfg = conv_cfg("maml++", "cml", inner_steps=2, test_inner_steps=3)
+    model = model_for(cfg)
+    params = dict(model.named_parameters())
+    assert params["features.block1.norm.weight"].shape == (2, 4) and params["co_head.block_a.norm.bias"].shape == (2, 4)
+    assert {p.shape for n, p in params.items() if n.startswith("inner_lr.")} == {(2,)}
+    with torch.no_grad():  # rows made to differ, as trained ones do
+        for n, p in params.items():
+            if ".norm." in n or n.startswith("inner_lr."):
+                p.add_(torch.rand(p.shape, generator=torch.Generator().manual_seed(len(n))) * 0.1)
+    spec = inner_spec(cfg, params, 3, "none", test_time=True)
+    for name, rates in spec.rates.items():
+        assert len(rates) == 3 and torch.equal(rates[2], rates[1]) and not torch.equal(rates[1], rates[0]), name
+    x = image_tasks(cfg, 1)[0].support[0]
+    out = [FuncBackend(model).forward(params, x, step=k)[0] for k in range(3)]
+    assert torch.equal(out[2], out[1]) and not torch.allclose(out[1], out[0])
+
+
+def test_maml_pp_checkpoints_with_rows_for_the_test_steps_still_load_and_resume(tmp_path):
+    """Checkpoints written when the rows were sized max(inner, test) steps: the extra rows never trained (their
+    initial values, Adam's moments zero) are dropped; the run evaluates and resumes."""
+    from cml.trainer import load_model
+    from test_trainer import image_cfg, synthetic_splits
+
+    torch.set_default_dtype(torch.float32)
+    cfg = image_cfg("cml", base="maml++", inner_steps=2, test_inner_steps=3, msl=True, msl_anneal_steps=3,
+                    learn_inner_lr=True, per_step_bn=True, steps=3, checkpoint_interval=3)
+    Trainer(cfg, tmp_path / "run", splits=synthetic_splits()).train()
+    path = tmp_path / "run" / records.CHECKPOINT
+    state = torch.load(path, weights_only=True)
+    names = list(state["model"])
+    old = dict(state, model=dict(state["model"]))
+    for name in names:  # what the earlier version wrote: a third row at its initial value
+        t = state["model"][name]
+        if name.startswith("inner_lr."):
+            old["model"][name] = torch.cat([t, torch.full((1,), cfg.inner_lr)])
+        elif ".norm." in name:
+            old["model"][name] = torch.cat([t, (torch.ones if name.endswith("weight") else torch.zeros)(1, t.shape[1])])
+    order = [n for n, _ in build_model(cfg, 1).named_parameters()]
+    old["optimizer"] = {**state["optimizer"], "state": {
+        i: {k: (torch.cat([v, torch.zeros_like(v[:1])]) if v.ndim and old["model"][order[i]].shape != v.shape else v)
+            for k, v in st.items()} for i, st in state["optimizer"]["state"].items()}}
+    records.atomic_torch_save(old, path)
+    model, _ = load_model(tmp_path / "run")
+    for name, p in model.state_dict().items():
+        assert torch.equal(p, state["model"][name]), name
+    resumed = Trainer(cfg.replace(steps=4), tmp_path / "run", splits=synthetic_splits(), resume=True)
+    for p in resumed.model.parameters():
+        for v in resumed.optimizer.state[p].values():
+            assert not v.ndim or v.shape == p.shape
+    resumed.train()
+    assert records.read_json(tmp_path / "run" / records.TEST)["step"] == 4
+
+
+def test_the_paper_presets_run_maml_pp_and_sharp_maml_as_the_references_do():
+    mini = preset("paper", "miniimagenet", "cml", base="maml++", data="x")
+    assert mini.min_meta_lr == mini.meta_lr == 1e-3 and mini.grad_clamp == 10.0 and mini.inner_steps == 5
+    assert {get_base("maml++").outer_lr(mini, k) for k in (0, 1000, 40000)} == {1e-3}  # no annealing in effect
+    for task in ("omniglot", "fonts"):
+        assert preset("paper", task, "cml", base="maml++", data="x").grad_clamp == 0.0
+    assert preset("quick", "miniimagenet", "cml", base="maml++", data="x").grad_clamp == 0.0
+    for task in ("omniglot", "miniimagenet"):
+        sharp = preset("paper", task, "cml", base="sharp-maml", data="x")
+        assert (sharp.inner_steps, sharp.test_inner_steps, sharp.inner_lr) == (5, 5, 0.1)
+    assert preset("paper", "sinusoid", "cml", base="sharp-maml").inner_steps == 1
 
 
 # -- MAML++ -----------------------------------------------------------------------------------------------

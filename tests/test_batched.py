@@ -18,7 +18,7 @@ from cml.bases import BASES
 from cml.cli import main
 from cml.config import Config
 from cml.data.base import TaskSampler
-from cml.meta import NonFiniteLossError, evaluate_tasks, outer_gradient
+from cml.meta import PROTOCOLS, NonFiniteLossError, evaluate_tasks, outer_gradient
 from cml.methods import METHODS
 from cml.layers import batch_norm_explicit
 from cml.recording import Recorder
@@ -102,18 +102,26 @@ def test_explicit_batch_norm_is_the_kernel_and_twice_differentiable(float64):
     assert torch.autograd.gradgradcheck(batch_norm_explicit, small)
 
 
-def test_batched_evaluation_equals_the_per_task_one(float64):
-    for cfg, tasks in ((cfg_for("conv", "maml++", "cml"), None), (cfg_for("mlp", "boil", "cml"), sinusoid_tasks(5))):
-        tasks = tasks or image_tasks(cfg, 5)
-        model = model_for(cfg)
-        params = dict(model.named_parameters())
-        want = evaluate_tasks(HigherBackend(model), cfg, params, tasks, 3)
-        got = evaluate_tasks(BatchedBackend(model), cfg, params, iter(tasks), 3)
-        for key in ("meta_loss", "meta_acc", "co_loss", "co_acc", "pre_loss"):
-            assert len(getattr(got, key)) == len(getattr(want, key)), key
-            tol = 1e-7 if "acc" in key else 1e-10  # the per-task engine averages hits in float32
-            assert getattr(got, key) == pytest.approx(getattr(want, key), rel=tol, abs=1e-14), key
-        assert len(got.meta_loss) == 5 and len(got.co_loss) == 5
+@pytest.mark.parametrize("kind, base, method", [("conv", "maml++", "cml"), ("mlp", "boil", "cml"),
+                                                ("conv", "maml", "cl"), ("conv", "anil", "random"),
+                                                ("mlp", "sharp-maml", "none")])
+def test_batched_evaluation_equals_the_per_task_one(float64, kind, base, method):
+    """Every evaluation protocol (theta', CML† as the authors read it, Eq. (9), phi unadapted) on both engines."""
+    cfg = cfg_for(kind, base, method)
+    tasks = image_tasks(cfg, 5) if kind == "conv" else sinusoid_tasks(5)
+    model = model_for(cfg)
+    params = dict(model.named_parameters())
+    want = evaluate_tasks(HigherBackend(model), cfg, params, tasks, 3)
+    got = evaluate_tasks(BatchedBackend(model), cfg, params, iter(tasks), 3)
+    protocols = [p.key for p in PROTOCOLS if cfg.spec.co_learner or not p.needs_co]
+    assert list(got.loss) == list(want.loss) == protocols
+    assert list(got.acc) == list(want.acc) == (protocols if kind == "conv" else [])
+    for what in ("loss", "acc"):
+        for key, values in getattr(want, what).items():
+            assert len(getattr(got, what)[key]) == len(values) == 5, (what, key)
+            tol = 1e-7 if what == "acc" else 1e-10  # the per-task engine averages hits in float32
+            assert getattr(got, what)[key] == pytest.approx(values, rel=tol, abs=1e-14), (what, key)
+    assert got.pre_loss == pytest.approx(want.pre_loss, rel=1e-10)
 
 
 def test_tasks_that_cannot_be_stacked_say_so_and_run_per_task(float64):

@@ -120,6 +120,8 @@ def test_preset_values_vary_by_method_or_by_base_never_by_both_together():
     for name in (f.name for f in dataclasses.fields(Config) if f.name not in ("base", "method", "task", "data")):
         for p in PRESETS:
             for t in TASKS:
+                if (p, t, none, maml) not in resolved:  # a preset of some tasks only (maml-paper: sinusoid)
+                    continue
                 plain = resolved[(p, t, none, maml)][name]
                 for m in METHODS:
                     for b in BASES:

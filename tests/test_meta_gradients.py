@@ -159,6 +159,27 @@ def test_higher_and_torch_func_agree(method, first_order, kind):
     assert any(g.abs().sum() > 0 for g in gf.values())
 
 
+@pytest.mark.parametrize("method", ["cml", "cl"])
+@pytest.mark.parametrize("heads", [dict(co_learner_depth=0), dict(co_learner_depth=1), dict(co_learner_depth=3),
+                                   dict(co_learner_depth=0, meta_head_like_co_learner=True),
+                                   dict(meta_head_like_co_learner=True), "mlp"])
+def test_higher_and_torch_func_agree_on_every_co_learner(method, heads):
+    """The conv co-learner at the depths of the paper's Table 8, theta of its structure (Table 7), and the MLP
+    co-learner of its sinusoid experiments, second order."""
+    if heads == "mlp":
+        cfg = sinusoid_cfg(method, co_learner="mlp")
+        tasks = sinusoid_tasks(2)
+    else:
+        cfg = image_cfg(method, image_size=32, **heads)  # a 4x4 pre-pool map: a pooled block fits
+        tasks = image_tasks(cfg, 2)
+    model = model_for(cfg)
+    gh = grads(HigherBackend, cfg, model, tasks).total
+    gf = grads(FuncBackend, cfg, model, tasks).total
+    whole = sum(float(g.pow(2).sum()) for g in gf.values()) ** 0.5
+    assert max(float((gh[n] - gf[n]).norm()) for n in gf) / whole <= 1e-10
+    assert all(gf[n].abs().sum() > 0 for n in gf if n.startswith("co_head.") and "norm.bias" not in n)
+
+
 # -- 3. finite differences in float64 -------------------------------------------------------------------
 
 def _outer_loss_fn(cfg, model, tasks, backend_cls):

@@ -296,3 +296,144 @@ def test_the_random_co_learner_is_never_updated_and_augments_mamls_gradient(tmp_
             assert not torch.equal(p, initial[n]), n
     assert not any(rand.optimizer.state.get(p) for n, p in rand.model.named_parameters() if n in phi)
     assert records.read_json(tmp_path / "random" / records.TEST)["method"] == "random"
+
+
+# -- model selection: --select best-val ------------------------------------------------------------------------
+
+#: Validation MSEs by step, scripted so that the best is neither the first nor the last (the real values of a short
+#: run decrease too steadily to test a selection with).
+SCRIPTED_VAL = {5: 5.0, 10: 4.0, 15: 1.0, 20: 3.0, 25: 0.5, 30: 2.0}
+
+
+def _scripted(trainer, snapshots=None):
+    """Replaces the validation metric by SCRIPTED_VAL (the rest of the record is real); keeps the weights seen."""
+    original = trainer.validate
+
+    def validate():
+        line = original()
+        if snapshots is not None:
+            snapshots[trainer.step] = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        return {**line, "mse": SCRIPTED_VAL[trainer.step]}
+
+    trainer.validate = validate
+    return trainer
+
+
+def _best_cfg(**kw) -> Config:
+    return sinusoid(**{"steps": 30, "val_interval": 5, "checkpoint_interval": 10, "test_tasks": 20,
+                       "select": "best-val", **kw})
+
+
+def test_best_val_keeps_and_tests_the_checkpoint_of_the_best_validation(tmp_path, capsys):
+    from cml.cli import main
+
+    snapshots: dict = {}
+    result = _scripted(Trainer(_best_cfg(), tmp_path / "run"), snapshots).train()
+    assert result["selected"] == "best-val" and result["selected_step"] == 25 and result["step"] == 30
+    best = torch.load(tmp_path / "run" / records.BEST_CHECKPOINT, weights_only=True)
+    assert best["step"] == 25 and best["value"] == 0.5 and best["metric"] == "mse"
+    assert best["model"].keys() == snapshots[25].keys()
+    assert all(torch.equal(best["model"][k], snapshots[25][k]) for k in best["model"])
+    last = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)
+    assert not all(torch.equal(last["model"][k], best["model"][k]) for k in best["model"])  # kept beside the last
+    # The test read the best weights: evaluate reproduces it from best.pt, and says which checkpoint it read.
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"test MSE {result['mse']:.4f}" in out and out.rstrip().endswith("[best-val checkpoint, step 25]")
+    assert main(["evaluate", str(tmp_path / "run"), "--no-progress", "--select", "last"]) == 0
+    out = capsys.readouterr().out
+    assert f"test MSE {result['mse']:.4f}" not in out and out.rstrip().endswith("[last checkpoint, step 30]")
+    # A run that selects the last checkpoint keeps no best.pt, and evaluate says so in one line.
+    Trainer(sinusoid(steps=10, val_interval=0), tmp_path / "plain").train()
+    assert not (tmp_path / "plain" / records.BEST_CHECKPOINT).exists()
+    assert main(["evaluate", str(tmp_path / "plain"), "--select", "best-val", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no best.pt" in err and "select last" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("cut", [22, 27])
+def test_best_val_selection_keeps_the_right_checkpoint_across_a_resume(tmp_path, monkeypatch, cut):
+    """Interrupted at step 22 (the best, step 15, is in checkpoint 20) or 27 (a better one, step 25, was found
+    after checkpoint 20 and is lost with the process): the resumed run selects what the uninterrupted one does."""
+    full = _scripted(Trainer(_best_cfg(), tmp_path / "full")).train()
+    trainer = _scripted(Trainer(_best_cfg(), tmp_path / "cut"))
+    original = trainer.outer_step
+
+    def interrupted(record):
+        if trainer.step == cut:
+            raise KeyboardInterrupt
+        return original(record)
+
+    monkeypatch.setattr(trainer, "outer_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert torch.load(tmp_path / "cut" / records.BEST_CHECKPOINT, weights_only=True)["step"] == 15
+    resumed = _scripted(Trainer(_best_cfg(), tmp_path / "cut", resume=True))
+    assert resumed.best["step"] == 15  # restored from checkpoint 20
+    result = resumed.train()
+    assert result["selected_step"] == full["selected_step"] == 25
+    drop = ("train_time",)
+    assert {k: v for k, v in result.items() if k not in drop} == {k: v for k, v in full.items() if k not in drop}
+    a, b = (torch.load(tmp_path / run / records.BEST_CHECKPOINT, weights_only=True) for run in ("cut", "full"))
+    assert a["step"] == b["step"] and all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])
+
+
+def test_a_best_pt_behind_its_checkpoint_is_written_again_on_resume(tmp_path, monkeypatch):
+    """A crash between checkpoint.pt (holding best step 15) and best.pt (still step 10's) at step 20."""
+    trainer = _scripted(Trainer(_best_cfg(), tmp_path / "run"))
+    write = trainer._write_best
+
+    def crash_at_20():
+        if trainer.step == 20:
+            raise KeyboardInterrupt
+        write()
+
+    monkeypatch.setattr(trainer, "_write_best", crash_at_20)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert load_checkpoint(tmp_path / "run")["best"]["step"] == 15
+    assert torch.load(tmp_path / "run" / records.BEST_CHECKPOINT, weights_only=True)["step"] == 10
+    _scripted(Trainer(_best_cfg(), tmp_path / "run", resume=True))
+    assert torch.load(tmp_path / "run" / records.BEST_CHECKPOINT, weights_only=True)["step"] == 15
+
+
+def test_a_best_val_cell_is_finished_only_with_the_best_pt_it_tested(tmp_path):
+    from cml.cells import cell_finished
+
+    cfg = _best_cfg(steps=10)
+    _scripted(Trainer(cfg, tmp_path / "run")).train()
+    assert cell_finished(tmp_path / "run", cfg, recording=False)
+    test = records.read_json(tmp_path / "run" / records.TEST)
+    records.write_json(tmp_path / "run" / records.TEST, {**test, "selected_step": 5})
+    assert not cell_finished(tmp_path / "run", cfg, recording=False)
+    records.write_json(tmp_path / "run" / records.TEST, test)
+    (tmp_path / "run" / records.BEST_CHECKPOINT).write_bytes(b"damaged")
+    assert not cell_finished(tmp_path / "run", cfg, recording=False)
+    (tmp_path / "run" / records.BEST_CHECKPOINT).unlink()
+    assert not cell_finished(tmp_path / "run", cfg, recording=False)
+
+
+def test_the_gradient_clamp_acts_after_the_noise_and_spares_the_learned_rates(tmp_path):
+    """MAML++'s +-c clamp (the reference's on ImageNet-like sets) on the gradient Adam steps with: the weights' are
+    within +-c after the method's noise (large here, so a clamp before it would not bound them); the learned inner
+    rates' are not clamped (the reference keeps them outside the clamped module)."""
+    bound = 1e-3
+    cfg = preset("quick", "sinusoid", "noisy", base="maml++", noise_std=5.0, grad_clamp=bound, steps=1,
+                 progress=False)
+    trainer = Trainer(cfg, tmp_path / "run")
+    seen, step = {}, trainer.optimizer.step
+
+    def wrapped(*args, **kwargs):
+        seen.update({n: p.grad.clone() for n, p in trainer.model.named_parameters()})
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = wrapped
+    trainer.outer_step(False)
+    weights = {n: g for n, g in seen.items() if not n.startswith("inner_lr.")}
+    rates = {n: g for n, g in seen.items() if n.startswith("inner_lr.")}
+    assert weights and rates
+    assert max(g.abs().max().item() for g in weights.values()) == pytest.approx(bound)
+    assert max(g.abs().max().item() for g in rates.values()) > 10 * bound
+    with pytest.raises(ConfigError, match="grad_clamp is an option of base 'maml\\+\\+'"):
+        sinusoid(grad_clamp=10.0)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from ..registry import lookup, ordered, row_modules
 
 if TYPE_CHECKING:
-    from torch import nn
+    from torch import Tensor, nn
 
     from ..config import Config
     from ..engines.base import LossFn, Order, Params, Primitives, Rate
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     PointFn = Callable[[Primitives, LossFn, Params, Sequence[str], Order], Params]
     #: ``compute(params, split)``: the meta-gradient at ``params`` (:func:`cml.meta.meta_gradient` on the batch).
     OuterFn = Callable[[Params, bool], MetaGradient]
+    #: ``post(grads)``: changes the meta-gradient (``{name: tensor}``) in place before the outer step.
+    GradientFn = Callable[[Params], None]
 
 
 def maml_rates(cfg: "Config") -> dict[str, float]:
@@ -80,6 +82,11 @@ def _none(cfg: "Config") -> None:
     return None
 
 
+def saved_as_is(cfg: "Config", name: str, saved: "Tensor") -> "Tensor":
+    """A saved tensor loads as it was saved."""
+    return saved
+
+
 def _no_parameters(cfg: "Config", rates: dict[str, float]) -> None:
     return None
 
@@ -116,6 +123,12 @@ class BaseLearner:
         meta_parameters: ``meta_parameters(cfg, rates)``: None, or a ``ParameterDict`` of meta-parameters
             that are not weights, stored as the model's ``inner_lr`` (MAML++'s learnable rates, built from the
             adapted tensors' base ``rates``).
+        clip_gradient: ``clip_gradient(cfg)``: None, or a :data:`GradientFn` the trainer applies to the
+            meta-gradient after the method's perturbation (noise) and before the optimiser step (MAML++'s
+            element-wise clamp on ImageNet-like sets).
+        load_saved: ``load_saved(cfg, name, tensor)``: a tensor of a checkpoint as this version's model holds
+            it (MAML++'s per-step rows, which earlier versions sized by the test-time steps too); applied to
+            weights and to the optimiser's per-tensor state.
         options: the config fields that only this base reads (MAML++'s switches, Sharp-MAML's radii). The
             config refuses a value other than the field's default under any other base.
         presets: per preset name (``quick``/``paper``, and ``*`` for both), config values the base sets when
@@ -137,6 +150,8 @@ class BaseLearner:
     outer_gradient: Callable[["Config", "OuterFn", "Params", bool], "MetaGradient"] = plain_outer_gradient
     norm_layer: Callable[["Config"], "NormLayer | None"] = _none
     meta_parameters: Callable[["Config", dict[str, float]], "nn.ParameterDict | None"] = _no_parameters
+    clip_gradient: Callable[["Config"], "GradientFn | None"] = _none
+    load_saved: Callable[["Config", str, "Tensor"], "Tensor"] = saved_as_is
     options: tuple[str, ...] = ()
     presets: dict[str, Any] = field(default_factory=dict)
 

@@ -1,7 +1,7 @@
 """MAML++ (Antoniou, Edwards & Storkey, How to train your MAML, ICLR 2019), as the reference code
 HowToTrainYourMAMLPytorch implements it. This file is MAML++'s algorithm: each trick is a hook of the row below and
 its own switch (``--no-msl`` etc.), so an ablation turns them on one at a time; with every switch off MAML++ is MAML
-bit for bit (tested).
+with BatchNorm kept out of the inner loop, bit for bit (tested; MAML itself on a model without BatchNorm).
 
 - ``msl``: the multi-step loss, the query losses after every inner step weighted by :func:`msl_weights` over
   ``msl_anneal_steps`` outer steps (hook ``query_weights``);
@@ -14,11 +14,16 @@ bit for bit (tested).
 - ``first_order_steps``: derivative-order annealing, first order for that many outer steps, then second order
   (hook ``outer_order``);
 - ``cosine_lr``: cosine annealing of the outer learning rate from ``meta_lr`` to ``min_meta_lr`` (hook
-  ``outer_lr``).
+  ``outer_lr``);
+- ``grad_clamp``: each element of the weights' meta-gradient clamped to +-``grad_clamp`` before the Adam step, after
+  any method noise (hook ``clip_gradient``); the reference clamps to +-10 on ImageNet-like data sets (the RGB
+  benchmarks' paper preset), the network's weights only, not the learned rates.
 
-With learnable rates or per-step BatchNorm, BatchNorm weights are not adapted in the inner loop (the reference's
-default; hook ``adapts``). The reference's argparse default task learning rate is 0.1 while its JSON configs say
-0.01 (a key the code never reads), so the reference ran with 0.1: the presets use 0.1.
+BatchNorm weights are never adapted in the inner loop, whichever switches are on: the reference never adapts them,
+in any configuration (hook ``adapts``). Learned rates and per-step BatchNorm rows are sized by the *training* inner
+steps (:func:`rate_rows`): a test-time step beyond them uses the last trained row (rows beyond would get no gradient
+in training and keep their initial values). The reference's argparse default task learning rate is 0.1 while its
+JSON configs say 0.01 (a key the code never reads), so the reference ran with 0.1: the presets use 0.1.
 """
 
 from __future__ import annotations
@@ -27,15 +32,16 @@ import math
 from typing import TYPE_CHECKING
 
 from . import BaseLearner, config_order, constant_lr, constant_rates, last_step_only
-from ..roles import is_norm, rate_key
+from ..roles import is_norm, rate_key, role_of
 
 if TYPE_CHECKING:
-    from torch import nn
+    from torch import Tensor, nn
 
     from ..config import Config
     from ..engines.base import Order, Params, Rate
     from ..layers import NormLayer
     from ..tasks import TaskEntry
+    from . import GradientFn
 
 _SWITCHES = dict(msl=True, learn_inner_lr=True, per_step_bn=True, cosine_lr=True)
 # The reference's epochs are 500 outer steps each.
@@ -63,12 +69,14 @@ def msl_weights(steps: int, outer_step: int, anneal_steps: int) -> list[float]:
 
 
 def rate_rows(cfg: "Config") -> int:
-    """Learnable rates and per-step BatchNorm rows are kept for every step training or testing takes."""
-    return max(cfg.inner_steps, cfg.test_inner_steps)
+    """Learnable rates and per-step BatchNorm rows: one per *training* inner step. A test-time step beyond them uses
+    the last row (:class:`cml.layers.StepNorm` and the learned rates clamp the step), since a row no training step
+    reads would get no gradient and keep its initial value."""
+    return cfg.inner_steps
 
 
 def _adapts(cfg: "Config", name: str) -> bool:
-    return not ((cfg.learn_inner_lr or cfg.per_step_bn) and is_norm(name))
+    return not is_norm(name)  # the reference never adapts BatchNorm in the inner loop
 
 
 def _step_rates(cfg: "Config", params: "Params", name: str, rate: float, steps: int) -> tuple["Rate", ...]:
@@ -93,6 +101,30 @@ def _outer_lr(cfg: "Config", step: int) -> float:
     if not cfg.cosine_lr:
         return constant_lr(cfg, step)
     return cfg.min_meta_lr + 0.5 * (cfg.meta_lr - cfg.min_meta_lr) * (1 + math.cos(math.pi * step / cfg.steps))
+
+
+def _clip_gradient(cfg: "Config") -> "GradientFn | None":
+    """The reference's ``param.grad.data.clamp_(-10, 10)`` on the classifier's parameters (not the learned rates,
+    which it keeps in another module)."""
+    if not cfg.grad_clamp:
+        return None
+    bound = cfg.grad_clamp
+
+    def clamp(grads: "Params") -> None:
+        for name, g in grads.items():
+            if role_of(name) != "rate":
+                g.clamp_(-bound, bound)
+
+    return clamp
+
+
+def _load_saved(cfg: "Config", name: str, saved: "Tensor") -> "Tensor":
+    """Checkpoints written before the rows were sized by the training steps hold ``max(inner_steps,
+    test_inner_steps)`` rows; those beyond the training steps were never trained (no gradient: Adam left them at
+    their initial values, with zero moments), so they are dropped."""
+    per_step = name.startswith("inner_lr.") or (cfg.per_step_bn and is_norm(name))
+    rows = rate_rows(cfg)
+    return saved[:rows] if per_step and saved.ndim >= 1 and saved.shape[0] > rows else saved
 
 
 def _norm_layer(cfg: "Config") -> "NormLayer | None":
@@ -128,9 +160,10 @@ def _paper(task: "TaskEntry") -> dict:
         return dict(msl=True, learn_inner_lr=True, cosine_lr=True, msl_anneal_steps=10 * _EPOCH, min_meta_lr=1e-5)
     if task.rgb:  # the reference's MiniImagenet config for the RGB benchmarks
         # MiniImagenet 5-way: 48 filters, 84 px, 5 inner steps, 2 tasks per batch, 15 queries, MSL over 15 of
-        # 100 epochs, meta LR 1e-3.
+        # 100 epochs, meta LR 1e-3 and minimum LR 1e-3 (so no annealing in effect), gradients clamped to +-10.
         return dict(_SWITCHES, filters=48, inner_lr=0.1, inner_steps=5, test_inner_steps=5, meta_batch=2,
-                    queries=15, meta_lr=1e-3, steps=100 * _EPOCH, msl_anneal_steps=15 * _EPOCH, min_meta_lr=1e-5)
+                    queries=15, meta_lr=1e-3, steps=100 * _EPOCH, msl_anneal_steps=15 * _EPOCH, min_meta_lr=1e-3,
+                    grad_clamp=10.0)
     # Omniglot: 64 filters, 28 px, 5 inner steps, 8 tasks per batch, MSL over 10 of 100 epochs, min LR 1e-5.
     return dict(_SWITCHES, filters=64, inner_lr=0.1, inner_steps=5, test_inner_steps=5, meta_batch=8,
                 steps=100 * _EPOCH, msl_anneal_steps=10 * _EPOCH, min_meta_lr=1e-5)
@@ -149,7 +182,9 @@ BASE = BaseLearner(
     outer_lr=_outer_lr,
     norm_layer=_norm_layer,
     meta_parameters=_meta_parameters,
+    clip_gradient=_clip_gradient,
+    load_saved=_load_saved,
     options=("msl", "msl_anneal_steps", "learn_inner_lr", "per_step_bn", "first_order_steps", "cosine_lr",
-             "min_meta_lr"),
+             "min_meta_lr", "grad_clamp"),
     presets={"quick": _quick, "paper": _paper},
 )

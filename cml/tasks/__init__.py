@@ -43,6 +43,7 @@ class TaskFamily(ABC):
         metric: the test record's main key (``acc`` or ``mse``); ``higher_is_better`` says which way is good.
         norm_layers: its models have BatchNorm layers (MAML++'s per-step rows, a base's image presets).
         width_field: the config field that sets the feature extractor's width (``filters`` or ``hidden``).
+        co_learners: the co-learner kinds (``co_learner``) its models can carry; the config refuses the others.
         end_record: the record file the recorder writes for it at the end of training beside
             ``representations.json`` (``features.npz``: t-SNE of features; ``fits.npz``: fitted curves).
         summary_fields: config fields of its own that a report lists beside the common ones.
@@ -58,6 +59,7 @@ class TaskFamily(ABC):
     higher_is_better: ClassVar[bool]
     norm_layers: ClassVar[bool] = False
     width_field: ClassVar[str]
+    co_learners: ClassVar[tuple[str, ...]] = ("linear",)
     end_record: ClassVar[str]
     summary_fields: ClassVar[tuple[str, ...]] = ()
     eval_folders: ClassVar[bool] = False
@@ -123,8 +125,10 @@ class Classification(TaskFamily):
         return F.cross_entropy(out, y)
 
     def results(self, res: "EvalResult") -> list[tuple[str, list[float]]]:
-        """Accuracy with theta' and with phi (CML†), and the query loss."""
-        return [("acc", res.meta_acc), ("acc_dagger", res.co_acc), ("loss", res.meta_loss)]
+        """The accuracy of every evaluation protocol measured (``acc`` with theta'; ``acc_dagger``,
+        ``acc_dagger_eq9``, ``acc_dagger_noadapt`` with phi: :data:`cml.meta.PROTOCOLS`), and theta's query
+        loss."""
+        return [(f"acc{key}", values) for key, values in res.acc.items()] + [("loss", res.meta_loss)]
 
     def check(self, cfg: "Config") -> None:
         if cfg.ways < 2:

@@ -40,6 +40,7 @@ class Image(Classification):
     help_group = field_label = "image tasks"
     norm_layers = True
     width_field = "filters"
+    co_learners = ("linear", "conv")
     end_record = FEATURES
     eval_folders = True
     presets = {

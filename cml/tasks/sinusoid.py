@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 _COMMON = dict(shots=10, queries=10, hidden=40, inner_lr=0.01, inner_steps=1, test_inner_steps=10, meta_lr=1e-3,
                val_tasks=100, test_tasks=600, co_learner="linear")
+_LONG = dict(steps=70000, val_interval=1000, checkpoint_interval=1000, log_interval=100)
 
 
 class Sinusoid(TaskFamily):
@@ -27,11 +28,15 @@ class Sinusoid(TaskFamily):
     metric = "mse"
     higher_is_better = False
     width_field = "hidden"
+    co_learners = ("linear", "mlp")
     end_record = FITS
     presets = {
+        # CML's regression (the paper's Section 4.1): 1-40-40-1, the co-learner a hidden layer of 40 and an output,
+        # meta-batch 4, one inner step of 0.01, gamma 0.2, one step at test; K from --shots (5, 10 or 20). The
+        # paper states no iteration count: MAML's 70,000.
+        "paper": dict(_COMMON, meta_batch=4, inner_steps=1, test_inner_steps=1, gamma=0.2, co_learner="mlp", **_LONG),
         # MAML (Finn et al., 2017) sinusoid: 1-40-40-1, alpha 0.01, meta-batch 25, Adam 1e-3, 70k steps.
-        "paper": dict(_COMMON, meta_batch=25, steps=70000, val_interval=1000, checkpoint_interval=1000,
-                      log_interval=100),
+        "maml-paper": dict(_COMMON, meta_batch=25, **_LONG),
         # Minutes on 2 CPU cores.
         "quick": dict(_COMMON, meta_batch=10, steps=3000, val_interval=500, checkpoint_interval=500, log_interval=50),
     }
@@ -42,7 +47,9 @@ class Sinusoid(TaskFamily):
         return F.mse_loss(out, y)
 
     def results(self, res: "EvalResult") -> list[tuple[str, list[float]]]:
-        return [("mse", res.meta_loss), ("mse_dagger", res.co_loss), ("mse_before", res.pre_loss)]
+        """The MSE of every evaluation protocol measured (``mse`` with theta'; ``mse_dagger``, ``mse_dagger_eq9``,
+        ``mse_dagger_noadapt`` with phi: :data:`cml.meta.PROTOCOLS`), and before adaptation."""
+        return [(f"mse{key}", values) for key, values in res.loss.items()] + [("mse_before", res.pre_loss)]
 
     def check(self, cfg: "Config") -> None:
         no_image_options(cfg, "sinusoid")
