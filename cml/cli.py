@@ -301,8 +301,10 @@ def cmd_params(args: argparse.Namespace) -> int:
     print(f"{'cell':18s} {'train':>9s} {'test':>9s}   name ({args.preset} preset, {args.task})")
     for base in bases:
         for method in METHODS:
-            overrides = {k: getattr(args, k) for k in ("co_learner", "filters", "ways", "image_size", "more_capacity")
-                         if getattr(args, k) is not None}
+            overrides = {k: getattr(args, k) for k in ("co_learner", "filters", "ways", "image_size", "more_capacity",
+                                                       "backbone") if getattr(args, k) is not None}
+            if args.resnet_widths is not None:
+                overrides["resnet_widths"] = parse_text(Config, "resnet_widths", args.resnet_widths, "--resnet-widths")
             data = "-" if task.needs_data else None
             cfg = preset(args.preset, args.task, method, base=base, data=data, **overrides)
             c = parameter_counts(cfg, task.channels)
@@ -461,7 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the co-learner head (default: the preset's)")
     c.add_argument("--more-capacity", dest="more_capacity", metavar=_choices(FIELD_CHOICES["more_capacity"]),
                    help="how More gets its extra parameters (default: the preset's)")
+    c.add_argument("--backbone", metavar=_choices(FIELD_CHOICES["backbone"]),
+                   help="the image feature extractor (default: the preset's, conv4)")
     c.add_argument("--filters", type=int, help="channels of every Conv-4 block (default: the preset's)")
+    c.add_argument("--resnet-widths", dest="resnet_widths", metavar="W1,W2,W3,W4",
+                   help="the four ResNet-12 blocks' channels (default: the preset's, 64,160,320,640)")
     c.add_argument("--ways", type=int, help="classes per task, the heads' outputs (default: the preset's)")
     c.add_argument("--image-size", dest="image_size", type=int,
                    help="side of the input images (default: the preset's)")
