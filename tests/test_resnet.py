@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from cml.bases import BASES
-from cml.cli import main
+from cml.cli import _config_from_args, build_parser, main
 from cml.config import Config, ConfigError, preset
 from cml.engines import BatchedBackend, FuncBackend, HigherBackend
 from cml.layers import LinearHead, MetaModel, StepNorm
@@ -248,6 +248,18 @@ def test_the_paper_preset_with_resnet12_is_table_9s_setting(task, method):
     assert {v.table for v in matching(conv4.to_dict(), task)} == {"2"}
     quick = preset("quick", task, method, data="-", backbone="resnet12")
     assert quick.resnet_widths == (16, 40, 80, 160)
+
+
+def test_the_command_lines_of_table_9_resolve_to_its_setting():
+    common = ["--task", "fc100", "--data", "PATH", "--preset", "paper", "--backbone", "resnet12"]
+    train = _config_from_args(build_parser().parse_args(["train", *common, "--method", "cml", "--shots", "5"]))
+    assert train == preset("paper", "fc100", "cml", data="PATH", backbone="resnet12", shots=5)
+    sweep = _config_from_args(build_parser().parse_args(["sweep", *common, "--methods", "none,cml", "--out", "x"]),
+                              method="none")
+    assert sweep == preset("paper", "fc100", "none", data="PATH", backbone="resnet12")
+    small = _config_from_args(build_parser().parse_args(["train", *common, "--method", "cml", "--resnet-widths",
+                                                         "4,6,8,10"]))
+    assert small.resnet_widths == (4, 6, 8, 10) and small.inner_lr == 0.5
 
 
 @pytest.mark.parametrize("kw, message", [
