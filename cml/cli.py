@@ -313,10 +313,12 @@ def cmd_params(args: argparse.Namespace) -> int:
     for base in bases:
         for method in METHODS:
             overrides = {k: getattr(args, k) for k in ("co_learner", "filters", "ways", "image_size", "more_capacity",
-                                                       "co_learner_depth", "meta_head_like_co_learner")
-                         if getattr(args, k) is not None}
+                                                       "co_learner_depth", "meta_head_like_co_learner",
+                                                       "backbone") if getattr(args, k) is not None}
             if get_method(method).extra_capacity:  # More sizes its own head (the config refuses the same heads)
                 overrides.pop("meta_head_like_co_learner", None)
+            if args.resnet_widths is not None:
+                overrides["resnet_widths"] = parse_text(Config, "resnet_widths", args.resnet_widths, "--resnet-widths")
             data = "-" if task.needs_data else None
             cfg = preset(args.preset, args.task, method, base=base, data=data, **overrides)
             c = parameter_counts(cfg, task.channels)
@@ -483,7 +485,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--meta-head-like-co-learner", dest="meta_head_like_co_learner", action="store_true",
                    default=None, help="theta of the co-learner's structure, the paper's Table 7 (every method but "
                                       "more, which sizes its own)")
+    c.add_argument("--backbone", metavar=_choices(FIELD_CHOICES["backbone"]),
+                   help="the image feature extractor (default: the preset's, conv4)")
     c.add_argument("--filters", type=int, help="channels of every Conv-4 block (default: the preset's)")
+    c.add_argument("--resnet-widths", dest="resnet_widths", metavar="W1,W2,W3,W4",
+                   help="the four ResNet-12 blocks' channels (default: the preset's, 64,160,320,640)")
     c.add_argument("--ways", type=int, help="classes per task, the heads' outputs (default: the preset's)")
     c.add_argument("--image-size", dest="image_size", type=int,
                    help="side of the input images (default: the preset's)")

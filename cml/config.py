@@ -18,7 +18,9 @@ from .bases import BASES, base_options, get_base
 from .errors import ConfigError  # re-exported: defined with every other error in cml.errors
 from .fields import check_choice, option
 from .methods import LEGACY, METHODS, get_method, upgrade
+from .paper import DEFAULT_BACKBONE
 from .tasks import FAMILIES, TASKS, TaskEntry, TaskFamily, get_task
+from .tasks.image import RESNET12_WIDTHS
 
 #: The task families the presets are written for (:mod:`cml.tasks`); a field's
 #: :attr:`cml.fields.FieldInfo.tasks` names them.
@@ -30,12 +32,14 @@ NoiseMode = Literal["absolute", "relative"]
 MoreCapacity = Literal["width", "blocks"]
 SharpVariant = Literal["lower", "upper", "both"]
 Device = Literal["cpu", "cuda", "auto"]
+Backbone = Literal["conv4", "resnet12"]
 CO_LEARNERS: tuple[str, ...] = get_args(CoLearner)
 SELECTS: tuple[str, ...] = get_args(Select)
 NOISE_MODES: tuple[str, ...] = get_args(NoiseMode)
 MORE_CAPACITIES: tuple[str, ...] = get_args(MoreCapacity)
 SHARP_VARIANTS: tuple[str, ...] = get_args(SharpVariant)
 DEVICES: tuple[str, ...] = get_args(Device)
+BACKBONES: tuple[str, ...] = get_args(Backbone)
 # An engine registry may add backends: a str field with choices, not a Literal.
 BACKENDS = ("higher", "func", "batched", "auto")
 #: Every preset name; a task family offers those of its ``presets`` (``maml-paper``: sinusoid only).
@@ -88,7 +92,12 @@ class Config:
     shots: int = option(1, "support examples per class (K of N-way K-shot; sinusoid: support points)", group=SHAPE)
     queries: int = option(15, "query examples per class (sinusoid: query points)", group=SHAPE)
     image_size: int = option(28, "side of the square input images", group=SHAPE, tasks=("image",))
-    filters: int = option(64, "channels of every Conv-4 block", group=MODEL, tasks=("image",))
+    backbone: Backbone = option(DEFAULT_BACKBONE, "the image feature extractor: conv4 (four conv-BN-ReLU-pool "
+                                "blocks, --filters wide) or resnet12 (four residual blocks, --resnet-widths; "
+                                "cml.resnet)", group=MODEL, tasks=("image",))
+    filters: int = option(64, "channels of every Conv-4 block (backbone conv4)", group=MODEL, tasks=("image",))
+    resnet_widths: tuple[int, ...] = option(RESNET12_WIDTHS, "the four ResNet-12 blocks' channels (backbone "
+                                            "resnet12; small widths for CPU tests)", group=MODEL, tasks=("image",))
     hidden: int = option(40, "width of the sinusoid MLP's hidden layers and of the graph task's GCN layers",
                          group=MODEL, tasks=("sinusoid", "graph"))
     hops: int = option(2, "radius of each node's local subgraph (G-Meta: 2)", group=GRAPH, tasks=("graph",))
@@ -363,7 +372,8 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
 def preset(name: str, task: str, method: str, base: str = "maml", **overrides: Any) -> Config:
     """The ``quick`` or ``paper`` config for a task, base learner and method, with ``overrides`` applied last.
 
-    The task family's preset (:attr:`cml.tasks.TaskFamily.presets`, with the data set's paper image size), the
+    The task family's preset (:attr:`cml.tasks.TaskFamily.presets`, then its values for the ``backbone`` override
+    if one is given, :attr:`cml.tasks.TaskFamily.backbone_presets`, with the data set's paper image size), the
     base's own preset values (:attr:`cml.bases.BaseLearner.presets`) and the method's defaults
     (:attr:`cml.methods.Method.defaults`) come between the preset and the overrides.
 
@@ -386,6 +396,9 @@ def preset(name: str, task: str, method: str, base: str = "maml", **overrides: A
     basis = PRESET_BASIS.get(name, name)
     values: dict[str, Any] = dict(PRESET_COMMON.get(name, {}))
     values.update(entry.family.presets[name])
+    # A backbone's own values (ResNet-12's widths, the paper's Table 9) sit on the family's preset; a backbone the
+    # family has none for is left to the family's check to accept or refuse.
+    values.update(entry.family.backbone_presets.get(overrides.get("backbone") or "", {}).get(basis, {}))
     values.update(task=task, method=method, base=base)
     if basis == "paper" and entry.paper_image_size is not None:
         values["image_size"] = entry.paper_image_size

@@ -104,8 +104,9 @@ class Conv4(nn.Module):
     """Four blocks of conv3x3 -> BN -> ReLU -> max-pool 2 (Vinyals et al., 2016; Finn et al., 2017).
 
     ``forward`` returns every representation the heads and the diagnostics read: ``block1``..``block4``
-    (after pooling), ``prepool`` (block 4 before its pooling, which the conv co-learner reads) and ``flat``
-    (block 4 pooled and flattened, which the linear heads read).
+    (after pooling), ``prepool`` (block 4 before its pooling, which the conv co-learner reads: ``prepool_channels``
+    channels of side ``prepool_size``) and ``flat`` (block 4 pooled and flattened, which the linear heads read).
+    Every image backbone has these keys and attributes (:class:`cml.resnet.ResNet12` too).
     """
 
     def __init__(self, in_channels: int, filters: int, image_size: int, norm_layer: NormLayer = BatchNorm) -> None:
@@ -117,6 +118,7 @@ class Conv4(nn.Module):
         self.block3 = ConvBlock(filters, filters, norm_layer)
         self.block4 = ConvBlock(filters, filters, norm_layer)
         self.filters = filters
+        self.prepool_channels = filters
         self.prepool_size = pooled(image_size, 3)
         self.out_features = filters * pooled(image_size, 4) ** 2
 

@@ -17,6 +17,7 @@ from .bases import get_base
 from .config import Config, ConfigError
 from .layers import BatchNorm, ConvHead, LinearHead, MetaModel, MLPHead, NormLayer, reset_norm_layers
 from .meta import inner_rates
+from .resnet import ResNetConv
 from .roles import role_of
 
 
@@ -31,7 +32,7 @@ def _build(cfg: Config, in_channels: int, width: int, meta_head: str, co_head: s
             return LinearHead(features.out_features, out)
         if kind == "mlp":
             return MLPHead(features.out_features, width, out)
-        return ConvHead(width, features.prepool_size, out, norm_layer, cfg.co_learner_depth)
+        return ConvHead(features.prepool_channels, features.prepool_size, out, norm_layer, cfg.co_learner_depth)
 
     model = MetaModel(features, head(meta_head), head(co_head) if co_head else None)
     model.inner_lr = base.meta_parameters(cfg, inner_rates(cfg, [n for n, _ in model.named_parameters()]))
@@ -42,8 +43,18 @@ def count(params: Iterable[Tensor]) -> int:
     return sum(p.numel() for p in params)
 
 
+def _count(cfg: Config, in_channels: int, width: int, meta_head: str, co_head: str | None) -> int:
+    """The parameters of ``_build(...)``, built on the meta device: shapes only, no memory, no initialisation
+    (a wide ResNet-12 is tens of millions of parameters, built once per width searched)."""
+    with torch.device("meta"):
+        return count(_build(cfg, in_channels, width, meta_head, co_head).parameters())
+
+
 def more_maml_width(cfg: Config, in_channels: int) -> int:
     """The backbone width at which More-MAML's test-time parameter count is closest to CML's train-time count.
+
+    The width is the family's (:meth:`cml.tasks.TaskFamily.width`): Conv-4's filters, the MLP's or GCN's hidden
+    size, ResNet-12's last block, all four blocks widened by the same factor (:func:`cml.resnet.scaled_widths`).
 
     Only widths above the base width count, so More-MAML always has more capacity than MAML even where
     CML's co-learner is smaller than one step of width (a linear co-learner).
@@ -51,11 +62,11 @@ def more_maml_width(cfg: Config, in_channels: int) -> int:
     Raises:
         ConfigError: if no width comes within 5% (then the comparison would not be parameter-matched).
     """
-    target = count(_build(cfg, in_channels, _base_width(cfg), "linear", cfg.co_learner).parameters())
+    target = _count(cfg, in_channels, _base_width(cfg), "linear", cfg.co_learner)
     base = _base_width(cfg)
     best, best_gap = base, math.inf
     for width in range(base + 1, 4 * base + 1):
-        n = count(_build(cfg, in_channels, width, "linear", None).parameters())
+        n = _count(cfg, in_channels, width, "linear", None)
         if abs(n - target) < best_gap:
             best, best_gap = width, abs(n - target)
         if n > target:
@@ -69,7 +80,7 @@ def more_maml_width(cfg: Config, in_channels: int) -> int:
 
 
 def _base_width(cfg: Config) -> int:
-    return getattr(cfg, cfg.family.width_field)
+    return cfg.family.width(cfg)
 
 
 def build_model(cfg: Config, in_channels: int = 1) -> MetaModel:
@@ -87,7 +98,7 @@ def build_model(cfg: Config, in_channels: int = 1) -> MetaModel:
     if cfg.spec.extra_capacity:
         if cfg.more_capacity == "blocks":
             model = _build(cfg, in_channels, _base_width(cfg), "conv", None)
-            target = count(_build(cfg, in_channels, _base_width(cfg), "linear", cfg.co_learner).parameters())
+            target = _count(cfg, in_channels, _base_width(cfg), "linear", cfg.co_learner)
             if abs(count(model.parameters()) - target) > 0.05 * target:
                 raise ConfigError(f"More-MAML 'blocks' has {count(model.parameters())} parameters, more than 5% "
                                   f"from CML's {target}; use --more-capacity width")
@@ -103,10 +114,14 @@ def init_parameters(model: nn.Module, generator: torch.Generator) -> None:
 
     Conv and linear weights: Kaiming-uniform with a = sqrt(5); biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in));
     BatchNorm (one or per step): weight 1, bias 0. Learnable inner rates keep the values they were built with.
+    ResNet-12's convs (:class:`cml.resnet.ResNetConv`, no bias): Kaiming-normal with ``fan_out`` and the leaky-ReLU
+    gain, the standard's initialisation (MetaOptNet, BOIL; why: :mod:`cml.resnet`).
     """
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if isinstance(m, ResNetConv):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="leaky_relu", generator=generator)
+            elif isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
                 if m.bias is not None:
                     fan_in = m.weight[0].numel()

@@ -260,8 +260,9 @@ def cell_config(start: Config, base: str, method: str, seed: int, preset_name: s
         if getattr(start, field) == getattr(off, field):
             changes[field] = value
     if base != start.base and preset_name is not None:
-        own = preset(preset_name, start.task, method, base=start.base, data=start.data)
-        theirs = preset(preset_name, start.task, method, base=base, data=start.data)
+        # The backbone too: a ResNet-12 sweep compares with the ResNet-12 preset (cml.tasks.Image.backbone_presets).
+        own = preset(preset_name, start.task, method, base=start.base, data=start.data, backbone=start.backbone)
+        theirs = preset(preset_name, start.task, method, base=base, data=start.data, backbone=start.backbone)
         for field, value in theirs.to_dict().items():
             if field not in changes and getattr(start, field) == getattr(own, field):
                 changes[field] = value

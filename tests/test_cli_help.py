@@ -104,7 +104,7 @@ def test_defaults_come_from_the_presets():
     defaults = preset_defaults()
     assert defaults["seed"] == "0" and defaults["first_order"] == "false" and defaults["data"] == "none"
     assert defaults["noise_std"] == "0.0; --method noisy: 0.5"  # a method-specific preset value
-    assert "84 (miniimagenet, flower)" in defaults["image_size"]  # a task-specific one
+    assert "84 (miniimagenet), 32 (cifar-fs, fc100, flower)" in defaults["image_size"]  # task-specific ones
     assert defaults["msl"] == "false; --base maml++: true"  # base-specific ones
     assert defaults["sharp_rho_upper"] == "0.0; --base sharp-maml: 0.05"
     assert "--base maml++: 1 (sinusoid), 5 (image tasks, graph)" in defaults["inner_steps"]

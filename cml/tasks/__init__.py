@@ -49,6 +49,8 @@ class TaskFamily(ABC):
         summary_fields: config fields of its own that a report lists beside the common ones.
         eval_folders: ``evaluate --data FOLDER`` applies (a folder of class folders of images).
         presets: per preset name, the config values the family sets.
+        backbone_presets: per backbone (the config's ``backbone``) and preset name, the values a run with that
+            backbone sets on top of ``presets`` (images: ResNet-12's widths; the paper's Table 9).
     """
 
     name: ClassVar[str]
@@ -64,6 +66,7 @@ class TaskFamily(ABC):
     summary_fields: ClassVar[tuple[str, ...]] = ()
     eval_folders: ClassVar[bool] = False
     presets: ClassVar[dict[str, dict[str, Any]]]
+    backbone_presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
 
     def outputs(self, cfg: "Config") -> int:
         """The heads' outputs: ``ways`` classes, or one regression target."""
@@ -72,6 +75,11 @@ class TaskFamily(ABC):
     def check(self, cfg: "Config") -> None:
         """Raises :class:`cml.errors.ConfigError` on a combination the family refuses (by default, none)."""
         return None
+
+    def width(self, cfg: "Config") -> int:
+        """The feature extractor's width (the ``width`` :meth:`features` is built at): the value of
+        ``width_field``."""
+        return int(getattr(cfg, self.width_field))
 
     def paper_dataset(self, config: Mapping[str, Any]) -> str | None:
         """The data set a run with ``config`` (a ``config.json``) is on, by the paper's name (:mod:`cml.paper`):
@@ -174,7 +182,12 @@ def shape_of(cfg: "Config") -> str:
 
 
 def no_image_options(cfg: "Config", what: str) -> None:
-    """The image-only options a family without images refuses (conv heads, rotations)."""
+    """The image-only options a family without images refuses (image backbones, conv heads, rotations)."""
+    from ..paper import DEFAULT_BACKBONE
+
+    if cfg.backbone != DEFAULT_BACKBONE:
+        raise ConfigError(f"backbone {cfg.backbone!r} is an image backbone; {what} has its own model (remove "
+                          f"--backbone)")
     if cfg.co_learner == "conv":
         raise ConfigError(f"co_learner 'conv' needs an image task; {what} uses co_learner 'linear'")
     if cfg.more_capacity == "blocks":

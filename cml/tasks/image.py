@@ -1,5 +1,6 @@
-"""Few-shot image classification: N-way K-shot tasks over the classes of an image data set, Conv-4 (with BatchNorm
-under the policy of :mod:`cml.layers`), cross-entropy; t-SNE features are its end-of-training record.
+"""Few-shot image classification: N-way K-shot tasks over the classes of an image data set, Conv-4 or ResNet-12
+(``backbone``; BatchNorm under the policy of :mod:`cml.layers`), cross-entropy; t-SNE features are its
+end-of-training record.
 
 Each data set is one :class:`TaskEntry` below, its facts beside its loader (README, "Data sets", says where to get
 each and the layouts expected):
@@ -10,7 +11,7 @@ each and the layouts expected):
   detected from the first image.
 * ``miniimagenet``: Ravi & Larochelle's split, pickle or image-folder release, RGB, 84 px in the paper.
 * ``cifar-fs``, ``fc100``: CIFAR-100 with Bertinetto et al.'s and Oreshkin et al.'s splits, RGB, 32 px.
-* ``flower``: VGG Flower (Oxford 102) with Meta-Dataset's class split, RGB, 84 px.
+* ``flower``: VGG Flower (Oxford 102) with Meta-Dataset's class split, RGB, 32 px in the paper.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ if TYPE_CHECKING:
 
     from ..config import Config
     from ..layers import NormLayer
+
+
+#: The second backbone (the config's ``backbone``; the first, ``conv4``, is the default) and ResNet-12's standard
+#: widths (TADAM, MetaOptNet).
+RESNET12 = "resnet12"
+RESNET12_WIDTHS: tuple[int, ...] = (64, 160, 320, 640)
+#: Four 2x2 poolings in either backbone: the smallest image side they leave a pixel of.
+MIN_IMAGE_SIZE = 16
 
 
 def _lazy(module: str, name: str) -> Callable[[], Callable[..., Any]]:
@@ -54,6 +63,16 @@ class Image(Classification):
                       meta_lr=2e-3, steps=600, gamma=1.0, co_learner="conv", val_interval=200, val_tasks=50,
                       test_tasks=600, checkpoint_interval=200, log_interval=20),
     }
+    # What ``--backbone resnet12`` sets on top of the preset above (cml.config.preset). paper: the paper's Table 9
+    # (MAML and CML on ResNet-12, CIFAR-FS, VGG Flower, FC100) states no setting of its own, so it is the image
+    # protocol above (alpha 0.5 on every tensor, one inner step, meta-batch 4, 15 queries, Adam 1e-3, 30,000 steps,
+    # gamma 1, the conv co-learner on block 4's pre-pool map) on the standard widths; 0.5 is also the inner step
+    # of BOIL's code (the code line the authors' code comes from), which runs its ResNet with the same step
+    # arguments as its 4-conv. quick: a quarter of the widths, for minutes on a CPU.
+    backbone_presets = {
+        RESNET12: {"paper": dict(backbone=RESNET12, resnet_widths=RESNET12_WIDTHS),
+                   "quick": dict(backbone=RESNET12, resnet_widths=(16, 40, 80, 160))},
+    }
 
     def load(self, cfg: "Config"):
         from ..data import load_splits
@@ -62,6 +81,24 @@ class Image(Classification):
         # with different seeds differ in initialisation and task order, not in their data.
         options: dict[str, Any] = {} if cfg.split == "default" else {"split": cfg.split}
         return load_splits(cfg.task, cfg.data, cfg.image_size, **options)
+
+    def check(self, cfg: "Config") -> None:
+        super().check(cfg)
+        if cfg.backbone == RESNET12:
+            if len(cfg.resnet_widths) != 4 or min(cfg.resnet_widths) < 1:
+                raise ConfigError(f"resnet_widths must be four positive channel counts (one per block), got "
+                                  f"{cfg.resnet_widths}; e.g. --resnet-widths 64,160,320,640")
+            if cfg.image_size < MIN_IMAGE_SIZE:
+                raise ConfigError(f"image_size {cfg.image_size} is too small for ResNet-12's four 2x2 poolings; use "
+                                  f"at least {MIN_IMAGE_SIZE}")
+        elif tuple(cfg.resnet_widths) != RESNET12_WIDTHS:
+            raise ConfigError(f"resnet_widths is read by backbone {RESNET12!r} only (this run's is {cfg.backbone!r}); "
+                              f"remove it or add --backbone {RESNET12}")
+
+    def width(self, cfg: "Config") -> int:
+        """Conv-4's ``filters``; ResNet-12's last block's channels (More-MAML widens every block by one factor,
+        :func:`cml.resnet.scaled_widths`)."""
+        return cfg.resnet_widths[-1] if cfg.backbone == RESNET12 else cfg.filters
 
     def in_channels(self, splits: Any) -> int:
         return int(splits.train.images(0).shape[1])
@@ -74,10 +111,16 @@ class Image(Classification):
                            split=split, device=device)
 
     def features(self, cfg: "Config", in_channels: int, width: int, norm_layer: "NormLayer") -> "nn.Module":
+        """Conv-4 ``width`` filters wide, or ResNet-12 with ``resnet_widths`` scaled to a last block of ``width``
+        channels (the config's own widths when ``width`` is :meth:`width`)."""
         from ..layers import Conv4, pooled
 
         if pooled(cfg.image_size, 4) < 1:
             raise ConfigError(f"image_size {cfg.image_size} is too small for four 2x2 poolings; use at least 16")
+        if cfg.backbone == RESNET12:
+            from ..resnet import ResNet12, scaled_widths
+
+            return ResNet12(in_channels, scaled_widths(cfg.resnet_widths, width), cfg.image_size, norm_layer)
         return Conv4(in_channels, width, cfg.image_size, norm_layer)
 
     def data_summary(self, entry: TaskEntry, data: str | None, image_size: int, seed: int) -> str:
@@ -104,6 +147,8 @@ TASKS = (
               rgb=True, paper_image_size=32, loader=_lazy("cml.data.benchmarks", "load_cifar_fs")),
     TaskEntry("fc100", FAMILY, "FC100 (Oreshkin et al.'s CIFAR-100 split)", needs_data=True, channels=3, rgb=True,
               paper_image_size=32, loader=_lazy("cml.data.benchmarks", "load_fc100")),
+    # 32 px as the paper's protocol says (and BOIL's code, which the authors' comes from, sizes its VGG Flower
+    # heads for 32 px images), in Tables 2 and 9 alike.
     TaskEntry("flower", FAMILY, "VGG Flower (Meta-Dataset's split)", needs_data=True, channels=3, rgb=True,
-              paper_image_size=84, loader=_lazy("cml.data.benchmarks", "load_flower")),
+              paper_image_size=32, loader=_lazy("cml.data.benchmarks", "load_flower")),
 )
