@@ -159,6 +159,27 @@ class LinearHead(nn.Module):
         return self.fc(feats["flat"])
 
 
+class MLPHead(nn.Module):
+    """One hidden layer with ReLU and a linear output on the flattened features: the CML paper's co-learner on
+    graphs ("one hidden layer of 16 and a linear output", the GCN's width) and on the sinusoid (of 40)."""
+
+    def __init__(self, in_features: int, hidden: int, out: int) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(in_features, hidden)
+        self.fc = nn.Linear(hidden, out)
+
+    def forward(self, feats: dict[str, Tensor], step: int = 0, norm: NormFn = batch_norm_kernel) -> Tensor:
+        return self.fc(torch.relu(self.hidden(feats["flat"])))
+
+
+class EmbeddingHead(nn.Module):
+    """No head: the flattened features themselves, which a base learner turns into predictions from the support
+    set (G-Meta's prototypical loss, :mod:`cml.bases.gmeta`). It has no parameters."""
+
+    def forward(self, feats: dict[str, Tensor], step: int = 0, norm: NormFn = batch_norm_kernel) -> Tensor:
+        return feats["flat"]
+
+
 class ConvHead(nn.Module):
     """The authors' conv co-learner: two conv blocks on block 4's pre-pool map (the second pooled), then a
     linear layer. More-MAML's ``blocks`` variant uses the same module as its meta-learner head."""
