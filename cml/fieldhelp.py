@@ -14,6 +14,7 @@ import functools
 import inspect
 from typing import Any
 
+from .bases import get_base
 from .config import BASES, FIELD_ALIASES, FIELD_CHOICES, METHODS, PRESETS, TASKS, Config, field_description, preset
 from .fields import show
 from .tasks import TASK_TABLE
@@ -42,11 +43,12 @@ def _task_group(tasks: list[str]) -> str:
 
 
 def _by_task(values: dict[str, Any]) -> str:
-    """``{task: value}`` as one text: the value alone if every task agrees, else ``value (tasks), ...``."""
+    """``{task: value}`` as one text: the value alone if every task agrees, else ``value (tasks), ...`` (also for a
+    value of the tasks a base runs on alone: ``16 (graph)``)."""
     by_value: dict[str, list[str]] = {}
-    for t in TASKS:
+    for t in (t for t in TASKS if t in values):
         by_value.setdefault(show(values[t]), []).append(t)
-    if len(by_value) == 1:
+    if len(by_value) == 1 and len(values) == len(TASKS):
         return next(iter(by_value))
     return ", ".join(f"{v} ({_task_group(ts)})" for v, ts in by_value.items())
 
@@ -54,14 +56,15 @@ def _by_task(values: dict[str, Any]) -> str:
 @functools.lru_cache(maxsize=2)
 def _resolved(every: bool = False) -> dict[tuple[str, str, str, str], dict[str, Any]]:
     """``{(preset, task, method, base): config values}``: every method on the ``maml`` base and every base with
-    the ``none`` method (what the help describes), or with ``every`` all pairs (what the tests check)."""
+    the ``none`` method (what the help describes), or with ``every`` all pairs (what the tests check); a base on
+    the tasks it runs on (:meth:`cml.bases.BaseLearner.runs_on`)."""
     none, maml = METHODS[0], inspect.signature(preset).parameters["base"].default
     pairs = ([(m, b) for m in METHODS for b in BASES] if every else
              list(dict.fromkeys([(m, maml) for m in METHODS] + [(none, b) for b in BASES])))
     names = [f.name for f in dataclasses.fields(Config)]
     # Every task that needs a data path gets a dummy one to validate; the path itself is never read.
     return {(p, t, m, b): {n: getattr(cfg, n) for n in names}
-            for p in PRESETS for t in TASKS for m, b in pairs
+            for p in PRESETS for t in TASKS for m, b in pairs if get_base(b).runs_on(TASK_TABLE[t].family)
             for cfg in [preset(p, t, m, base=b, data="DATA" if TASK_TABLE[t].needs_data else None)]}
 
 
@@ -102,8 +105,8 @@ def _preset_defaults() -> dict[str, str]:
                 if per_task != baseline:
                     text += f"; --method {m}: {_by_task(per_task)}"
             for b in BASES:
-                per_task = {t: value(p, t, none, b) for t in TASKS}
-                if per_task != baseline:
+                per_task = {t: value(p, t, none, b) for t in TASKS if (p, t, none, b) in resolved}
+                if per_task != {t: baseline[t] for t in per_task}:
                     text += f"; --base {b}: {_by_task(per_task)}"
             texts[p] = text
         out[name] = (next(iter(texts.values())) if len(set(texts.values())) == 1 else

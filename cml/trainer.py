@@ -315,7 +315,7 @@ class Trainer:
         return self.test()
 
     def test(self) -> dict[str, Any]:
-        sampler = self.tasks.sampler("test", generator(self.cfg.seed, "test"))
+        sampler = self.tasks.sampler("test", generator(self.cfg.seed, "test"), queries=self.cfg.test_queries)
         result = evaluate(self.model, self.cfg, sampler, self.cfg.test_tasks, self.device,
                           progress=self.cfg.progress, desc="test")
         result.update(step=self.step, method=self.cfg.method, base=self.cfg.base, variant=self.cfg.variant,

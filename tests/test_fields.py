@@ -140,9 +140,9 @@ def test_bad_json_values_name_the_field(changes, message):
 def test_one_unknown_key_check_and_one_choice_check_for_every_source(tmp_path):
     with pytest.raises(ConfigError, match=r"^config: unknown key\(s\) 3, gama; known keys: backend"):
         check_keys(Config, {"gama": 1, 3: 2, "seed": 0}, "config")
-    with pytest.raises(ConfigError, match=r"^unknown co_learner 'x'; choose one of: linear, conv$"):
+    with pytest.raises(ConfigError, match=r"^unknown co_learner 'x'; choose one of: linear, conv, mlp$"):
         Config(co_learner="x")
-    with pytest.raises(ConfigError, match=r"^--co-learner: unknown co_learner 'x'; choose one of: linear, conv$"):
+    with pytest.raises(ConfigError, match=r"^--co-learner: unknown co_learner 'x'; choose one of: linear, conv, mlp$"):
         parse_text(Config, "co_learner", "x", "--co-learner")
     with pytest.raises(ConfigError, match=r"^--grid co_learner=x: unknown co_learner 'x'"):
         parse_grid(["co_learner=x"])
