@@ -29,11 +29,18 @@ works unchanged::
 
 The default graph is generated (:func:`generate_sbm_graph`): a stochastic block model with class-dependent
 edge densities and node features drawn around per-class prototypes; it is a fixed artefact, the same for every
-run and machine (numpy's PCG64 from a constant seed).
+run and machine (numpy's PCG64 from a constant seed). The *stand-ins* (:func:`standin_graph`) are generated the
+same way in the shapes of the CML paper's Table 3 data sets (their class counts, class splits and node counts),
+so that its commands run without the data; they are not those data sets.
+
+**The paper's class splits** (:func:`with_paper_split`): a file holding CiteSeer, Amazon-Computer or CoraFull is
+split as Tan et al. (2022) split it (counts 2/2/2, 4/3/3, 40/15/15; the classes their code draws, :func:`tan_split`),
+or as the file's own stored split when its counts are the paper's; a file with another class count is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +79,7 @@ class Graph:
         labels: ``(num_nodes,)`` int64, ``-1`` for unlabelled nodes.
         classes: ``{"train": ids, "val": ids, "test": ids}``, disjoint int64 arrays of class ids.
         source: where the graph comes from, for messages.
+        split_given: the split was given (stored in the file, or by the generator), not the 60/20/20 default.
     """
 
     indptr: np.ndarray
@@ -80,6 +88,7 @@ class Graph:
     labels: np.ndarray
     classes: dict[str, np.ndarray]
     source: str
+    split_given: bool = True
 
     @property
     def num_nodes(self) -> int:
@@ -168,6 +177,7 @@ def build_graph(edges: np.ndarray, features: np.ndarray, labels: np.ndarray,
         raise bad(f"'edges' refers to node {int(edges.min() if edges.min() < 0 else edges.max())}, outside "
                   f"0..{n - 1}")
     labelled = np.unique(labels[labels >= 0])
+    given = classes is not None
     if classes is None:
         if len(labelled) < 3:
             raise bad(f"{len(labelled)} labelled class(es); splitting into train/val/test needs at least 3")
@@ -189,7 +199,7 @@ def build_graph(edges: np.ndarray, features: np.ndarray, labels: np.ndarray,
                           f"disjoint")
     indptr, indices = _csr(n, edges.astype(np.int64))
     return Graph(indptr, indices, features.astype(np.float32), labels.astype(np.int64),
-                 {s: np.sort(np.asarray(classes[s]).astype(np.int64)) for s in SPLITS}, source)
+                 {s: np.sort(np.asarray(classes[s]).astype(np.int64)) for s in SPLITS}, source, given)
 
 
 def _default_split(labelled: np.ndarray, features: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -254,6 +264,83 @@ def generate_sbm_graph(num_classes: int = SBM_CLASSES, num_features: int = SBM_F
     classes = {"train": order[:a], "val": order[a:b], "test": order[b:]}
     return build_graph(np.concatenate(edges), features, labels, classes,
                        source=f"generated SBM ({num_classes} classes, seed {seed})")
+
+
+#: Per stand-in: (classes, class split, (min, max) class size, seed). The class counts and splits are the paper's
+#: data sets' (its Table 6, with CiteSeer's 2/2/2 of Tan et al.'s code); class sizes put the node count near
+#: each data set's (3,327, 13,752 and 19,793 nodes). Features, degrees and difficulty are the generator's own.
+STANDINS: dict[str, tuple[int, tuple[int, int, int], tuple[int, int], int]] = {
+    "citeseer": (6, (2, 2, 2), (400, 700), SBM_SEED + 6),
+    "amazon-computer": (10, (4, 3, 3), (1100, 1650), SBM_SEED + 10),
+    "corafull": (70, (40, 15, 15), (150, 420), SBM_SEED + 70),
+}
+
+
+def standin_graph(shape: str) -> Graph:
+    """The generated stand-in of a paper data set's shape (:data:`STANDINS`): a stochastic block model like the
+    default graph, with that data set's class count, class split and about its node count. Not the data set.
+
+    Raises:
+        KeyError: for a shape that has no stand-in.
+    """
+    classes, split, (low, high), seed = STANDINS[shape]
+    graph = generate_sbm_graph(num_classes=classes, min_size=low, max_size=high, seed=seed, split=split)
+    return dataclasses.replace(graph, source=f"generated stand-in of {shape}'s shape ({classes} classes, "
+                                             f"{'/'.join(map(str, split))}, seed {seed}; not {shape})")
+
+
+#: The seed of Tan et al.'s code (TLP-FSNC), whose first draws after seeding pick its class split.
+TAN_SEED = 1234
+
+
+def tan_split(num_classes: int, counts: tuple[int, int, int], seed: int = TAN_SEED) -> dict[str, np.ndarray]:
+    """The class split Tan et al.'s code draws for a data set of ``num_classes`` classes (ids ``0..C-1``).
+
+    Their loader draws the test classes first, then the validation classes from the remaining ones (in
+    increasing order), with numpy's legacy global generator just after ``np.random.seed(1234)``, and keeps the
+    rest for training; :class:`numpy.random.RandomState` with the same seed makes the same draws. That is the
+    split of their code's first load of a data set (the CML paper does not list its classes).
+
+    Args:
+        num_classes: the data set's classes.
+        counts: (train, val, test) class counts.
+        seed: the seed their code sets.
+    """
+    rng = np.random.RandomState(seed)
+    test = rng.choice(list(range(num_classes)), counts[2], replace=False)
+    rest = sorted(set(range(num_classes)) - set(test.tolist()))
+    val = rng.choice(rest, counts[1], replace=False)
+    train = sorted(set(rest) - set(val.tolist()))
+    return {"train": np.array(train, dtype=np.int64), "val": np.asarray(val, dtype=np.int64),
+            "test": np.asarray(test, dtype=np.int64)}
+
+
+def with_paper_split(graph: Graph, name: str, label: str, counts: tuple[int, int, int]) -> Graph:
+    """``graph`` (a user's file given as ``--graph-split name``, the paper's data set ``label``) with that data
+    set's class split.
+
+    The file's own stored split is kept when its counts are ``counts``; without a stored split, the labelled
+    classes (in increasing order) are split as Tan et al.'s code splits them (:func:`tan_split`).
+
+    Raises:
+        DataError: one line, if the file's labelled classes are not ``sum(counts)``, or its stored split has
+            other counts.
+    """
+    labelled = np.unique(graph.labels[graph.labels >= 0])
+    want = "/".join(map(str, counts))
+    if len(labelled) != sum(counts):
+        raise DataError(f"{graph.source} has {len(labelled)} labelled classes; --graph-split {name} needs "
+                        f"{label}'s {sum(counts)} (split {want}): is the file {label}? (README, 'Table 3')")
+    if graph.split_given:
+        have = tuple(len(graph.classes[s]) for s in SPLITS)
+        if have != tuple(counts):
+            raise DataError(f"{graph.source} stores a {'/'.join(map(str, have))} class split; {label}'s is {want}: "
+                            f"store the paper's split or none (then Tan et al.'s classes are drawn)")
+        return graph
+    split = tan_split(len(labelled), counts)
+    classes = {s: labelled[split[s]] for s in SPLITS}
+    return dataclasses.replace(graph, classes=classes, split_given=True,
+                               source=f"{graph.source} ({label}, Tan et al.'s {want} class split)")
 
 
 def save_graph(path: str | Path, graph: Graph) -> Path:
@@ -489,6 +576,14 @@ class GraphSplits:
         return "\n".join(lines)
 
 
-def load_graph_splits(path: str | Path | None) -> GraphSplits:
-    """The generated graph (``path`` None) or a user's ``.npz``, as :class:`GraphSplits`."""
-    return GraphSplits(generate_sbm_graph() if path is None else load_graph(path))
+def load_graph_splits(path: str | Path | None, paper: tuple[str, str, tuple[int, int, int]] | None = None,
+                      standin: str | None = None) -> GraphSplits:
+    """The generated graph (``path`` None), a stand-in (``standin``: :func:`standin_graph`) or a user's ``.npz``
+    (with the paper's class split of data set ``paper = (name, label, counts)`` when given:
+    :func:`with_paper_split`), as :class:`GraphSplits`."""
+    if standin is not None:
+        return GraphSplits(standin_graph(standin))
+    if path is None:
+        return GraphSplits(generate_sbm_graph())
+    graph = load_graph(path)
+    return GraphSplits(graph if paper is None else with_paper_split(graph, *paper))
