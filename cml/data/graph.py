@@ -41,15 +41,20 @@ or as the file's own stored split when its counts are the paper's; a file with a
 from __future__ import annotations
 
 import dataclasses
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from cml.data.base import DataError, Task
+
+if TYPE_CHECKING:
+    from cml.tasks.graph import PaperGraph
 
 #: G-Meta's defaults: 2-hop subgraphs. The cap on a subgraph's nodes is this project's choice (G-Meta samples
 #: large neighbourhoods down too); 32 keeps a 3-way 3-shot task with 24 queries per class in ~0.7 MB.
@@ -60,6 +65,8 @@ SBM_CLASSES = 64
 SBM_FEATURES = 32
 SBM_SEED = 20200  # fixed: the graph is a data set, not part of a run's randomness
 SUBGRAPH_SEED = 7919  # node v's capped subgraph is sampled with seed SUBGRAPH_SEED + v
+#: The memory the packed subgraphs of one graph may hold (:class:`Subgraphs`); nodes beyond it are packed per draw.
+CACHE_BYTES = 2 * 2**30
 #: Class split of the generated graph (train, val, test); of a file without a split, the fractions.
 SBM_SPLIT = (40, 12, 12)
 FILE_SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
@@ -315,32 +322,38 @@ def tan_split(num_classes: int, counts: tuple[int, int, int], seed: int = TAN_SE
             "test": np.asarray(test, dtype=np.int64)}
 
 
-def with_paper_split(graph: Graph, name: str, label: str, counts: tuple[int, int, int]) -> Graph:
-    """``graph`` (a user's file given as ``--graph-split name``, the paper's data set ``label``) with that data
+def with_paper_split(graph: Graph, name: str, paper: "PaperGraph") -> Graph:
+    """``graph`` (a user's file given as ``--graph-split name``, the paper's data set ``paper``) with that data
     set's class split.
 
-    The file's own stored split is kept when its counts are ``counts``; without a stored split, the labelled
-    classes (in increasing order) are split as Tan et al.'s code splits them (:func:`tan_split`).
+    The file's own stored split is kept when its counts are the paper's; without a stored split, the labelled
+    classes (in increasing order) are split as Tan et al.'s code splits them (:func:`tan_split`). A file whose
+    node or feature count is not the paper's is warned about (another version of the data set), not refused.
 
     Raises:
-        DataError: one line, if the file's labelled classes are not ``sum(counts)``, or its stored split has
+        DataError: one line, if the file's labelled classes are not the data set's, or its stored split has
             other counts.
     """
     labelled = np.unique(graph.labels[graph.labels >= 0])
-    want = "/".join(map(str, counts))
-    if len(labelled) != sum(counts):
+    want = "/".join(map(str, paper.split))
+    if len(labelled) != paper.classes:
         raise DataError(f"{graph.source} has {len(labelled)} labelled classes; --graph-split {name} needs "
-                        f"{label}'s {sum(counts)} (split {want}): is the file {label}? (README, 'Table 3')")
+                        f"{paper.label}'s {paper.classes} (split {want}): is the file {paper.label}? (PyTorch "
+                        f"Geometric's {paper.pyg}, DGL's {paper.dgl}; README, 'Table 3')")
+    if (graph.num_nodes, graph.num_features) != (paper.nodes, paper.features):
+        warnings.warn(f"{graph.source} has {graph.num_nodes} nodes and {graph.num_features} features; the paper's "
+                      f"{paper.label} has {paper.nodes} and {paper.features}: its runs are set beside the paper's "
+                      f"{paper.label} numbers all the same", stacklevel=2)
     if graph.split_given:
         have = tuple(len(graph.classes[s]) for s in SPLITS)
-        if have != tuple(counts):
-            raise DataError(f"{graph.source} stores a {'/'.join(map(str, have))} class split; {label}'s is {want}: "
-                            f"store the paper's split or none (then Tan et al.'s classes are drawn)")
+        if have != tuple(paper.split):
+            raise DataError(f"{graph.source} stores a {'/'.join(map(str, have))} class split; {paper.label}'s is "
+                            f"{want}: store the paper's split or none (then Tan et al.'s classes are drawn)")
         return graph
-    split = tan_split(len(labelled), counts)
+    split = tan_split(len(labelled), paper.split)
     classes = {s: labelled[split[s]] for s in SPLITS}
     return dataclasses.replace(graph, classes=classes, split_given=True,
-                               source=f"{graph.source} ({label}, Tan et al.'s {want} class split)")
+                               source=f"{graph.source} ({paper.label}, Tan et al.'s {want} class split)")
 
 
 def save_graph(path: str | Path, graph: Graph) -> Path:
@@ -468,18 +481,24 @@ class Subgraphs:
 
     A neighbourhood larger than the cap is sampled with a generator seeded by the node's index, so a node's
     subgraph is a fixed part of the data set: the same for every run, seed and split, and computed once per
-    process however often the node is drawn (as G-Meta extracts each node's subgraph once).
+    process however often the node is drawn (as G-Meta extracts each node's subgraph once), within a memory
+    budget; a node packed after the budget is spent is packed again on each draw (the same tensor's values).
 
     Args:
         graph: the graph.
         hops, max_nodes: the subgraph's radius and node cap.
+        cache_bytes: the budget of the cache (:data:`CACHE_BYTES`).
     """
 
-    def __init__(self, graph: Graph, hops: int = DEFAULT_HOPS, max_nodes: int = DEFAULT_MAX_NODES) -> None:
+    def __init__(self, graph: Graph, hops: int = DEFAULT_HOPS, max_nodes: int = DEFAULT_MAX_NODES,
+                 cache_bytes: int = CACHE_BYTES) -> None:
         if hops < 1 or max_nodes < 2:
             raise DataError(f"subgraphs need hops >= 1 and max_nodes >= 2, got hops={hops}, max_nodes={max_nodes}")
         self.graph, self.hops, self.max_nodes = graph, hops, max_nodes
         self._cache: dict[int, Tensor] = {}
+        # A packed subgraph holds its nodes' features: with thousands of features (CoraFull's 8,710: 1.1 MB a node
+        # at 32 nodes) caching every node would not fit in memory; beyond the budget nodes are packed on each draw.
+        self._room = cache_bytes
 
     def nodes(self, centre: int) -> np.ndarray:
         """The subgraph's nodes, centre first (:func:`khop_nodes` with the node's own generator)."""
@@ -489,9 +508,14 @@ class Subgraphs:
     def __getitem__(self, centre: int) -> Tensor:
         """``centre``'s packed subgraph ``(M, M + F + 1)`` (layout in the module docstring)."""
         centre = int(centre)
-        if centre not in self._cache:
-            self._cache[centre] = pack_subgraph(self.graph, self.nodes(centre), self.max_nodes)
-        return self._cache[centre]
+        if centre in self._cache:
+            return self._cache[centre]
+        packed = pack_subgraph(self.graph, self.nodes(centre), self.max_nodes)
+        size = packed.numel() * packed.element_size()
+        if size <= self._room:
+            self._cache[centre] = packed
+            self._room -= size
+        return packed
 
 
 class GraphTaskSampler:
@@ -576,11 +600,11 @@ class GraphSplits:
         return "\n".join(lines)
 
 
-def load_graph_splits(path: str | Path | None, paper: tuple[str, str, tuple[int, int, int]] | None = None,
+def load_graph_splits(path: str | Path | None, paper: "tuple[str, PaperGraph] | None" = None,
                       standin: str | None = None) -> GraphSplits:
     """The generated graph (``path`` None), a stand-in (``standin``: :func:`standin_graph`) or a user's ``.npz``
-    (with the paper's class split of data set ``paper = (name, label, counts)`` when given:
-    :func:`with_paper_split`), as :class:`GraphSplits`."""
+    (with the class split of the paper's data set ``paper = (name, facts)`` when given: :func:`with_paper_split`),
+    as :class:`GraphSplits`."""
     if standin is not None:
         return GraphSplits(standin_graph(standin))
     if path is None:

@@ -40,7 +40,7 @@ class PaperGraph:
         split: the (train, val, test) class counts Tan et al.'s code splits it into (the paper prints
             CiteSeer's as "20/10/10", impossible for 6 classes; the code uses 2/2/2).
         nodes, edges, features: the paper's Table 6 counts.
-        pyg: the PyTorch Geometric data set Tan et al.'s code loads.
+        pyg: the PyTorch Geometric data set Tan et al.'s code loads (named in the error for a file that is not it).
         dgl: the DGL data set of the same graph.
     """
 
@@ -122,8 +122,7 @@ class Graph(Classification):
     def load(self, cfg: "Config"):
         from ..data.graph import load_graph_splits
 
-        paper = (None if cfg.graph_split is None else
-                 (cfg.graph_split, PAPER_GRAPHS[cfg.graph_split].label, PAPER_GRAPHS[cfg.graph_split].split))
+        paper = None if cfg.graph_split is None else (cfg.graph_split, PAPER_GRAPHS[cfg.graph_split])
         return load_graph_splits(cfg.data, paper, _standin(cfg))
 
     def in_channels(self, splits: Any) -> int:
