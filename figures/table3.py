@@ -67,9 +67,13 @@ class Graph3(NamedTuple):
             return f"the paper's data set {_dataset_label(self.dataset)}: its Table 3 values are beside the run's"
         if self.data is not None:
             return "a graph of your own (no --graph-split): not the paper's data, no paper values beside it"
-        entry = get_task(self.task)
-        if getattr(entry, "standin", None):
-            return f"{entry.summary}: a stand-in, not the paper's data, no paper values beside it"
+        standin = getattr(get_task(self.task), "standin", None)
+        if standin:
+            from cml.tasks.graph import PAPER_GRAPHS
+
+            g = PAPER_GRAPHS[standin]
+            return (f"a generated stand-in of {g.label}'s shape ({g.classes} classes, split "
+                    f"{'/'.join(map(str, g.split))}), not {g.label} (not the paper's data): no paper values beside it")
         return "the generated graph: not the paper's data, no paper values beside it"
 
 
@@ -245,10 +249,12 @@ def figure(source: Run | str | Iterable[Run | str], figsize: tuple[float, float]
         caption = textwrap.wrap(CAPTION, 125)
         fig.text(0.06, top, "\n".join(caption), fontsize=7.4, va="top", linespacing=1.4)
         chart_top = top - len(caption) * 7.4 * 1.4 / (72 * figsize[1]) - 0.06
-        if chart_top > 0.25 and drawn:
-            n = len(drawn)
-            for i, (key, table) in enumerate(drawn.items()):
-                ax = fig.add_axes((0.1 + i * 0.86 / n, 0.08, 0.86 / n - 0.07, chart_top - 0.08))
+        charted = {k: t for k, t in drawn.items() if any(r.runs.gains().n for r in t)}
+        if chart_top > 0.25 and charted:
+            n = len(charted)
+            height = min(chart_top - 0.08, 0.3)  # a dot plot needs no more; the page's foot stays empty
+            for i, (key, table) in enumerate(charted.items()):
+                ax = fig.add_axes((0.1 + i * 0.86 / n, chart_top - height, 0.86 / n - 0.07, height))
                 _gain_chart(ax, table, key)
     return fig
 
