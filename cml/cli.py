@@ -294,7 +294,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                               device=device)
         where = f"{args.data}, {cfg.ways}-way {cfg.shots}-shot"
     else:
-        sampler = TaskSource(cfg, device=device).sampler("test", gen)
+        sampler = TaskSource(cfg, device=device).sampler("test", gen, queries=cfg.test_queries)
         where = family.describe(cfg)
     result = evaluate(model, cfg, sampler, cfg.test_tasks, device, progress=cfg.progress)
     result.update(method=cfg.method, base=cfg.base, task=cfg.task, selected=which, selected_step=step)

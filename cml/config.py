@@ -20,7 +20,9 @@ from .fields import check_choice, option
 from .methods import LEGACY, METHODS, get_method, upgrade
 from .paper import DEFAULT_BACKBONE
 from .tasks import FAMILIES, TASKS, TaskEntry, TaskFamily, get_task
+from .bases.gmeta import GmetaLoss
 from .tasks.image import RESNET12_WIDTHS
+from .tasks.graph import GraphReadout, GraphSplit
 
 #: The task families the presets are written for (:mod:`cml.tasks`); a field's
 #: :attr:`cml.fields.FieldInfo.tasks` names them.
@@ -80,7 +82,8 @@ class Config:
     """
 
     base: str = option("maml", "the base learner: how a task is adapted and the outer step taken (maml, maml++, "
-                       "boil, sharp-maml, anil; see cml.bases)", group=AXES, choices=BASES)
+                       "boil, sharp-maml, anil; gmeta and amm-gnn on graphs; see cml.bases)", group=AXES,
+                       choices=BASES)
     method: str = option("cml", "what is added to the base: none, cml, noisy, more or cl (see cml.methods; the older "
                          "names maml, noisy-maml, more-maml are read as none, noisy, more on the maml base)",
                          group=AXES, choices=METHODS, aliases=tuple(LEGACY))
@@ -91,6 +94,8 @@ class Config:
     ways: int = option(5, "classes per task (N of N-way K-shot; sinusoid regression has none)", group=SHAPE)
     shots: int = option(1, "support examples per class (K of N-way K-shot; sinusoid: support points)", group=SHAPE)
     queries: int = option(15, "query examples per class (sinusoid: query points)", group=SHAPE)
+    test_queries: int | None = option(None, "query examples per class in the final test; None: queries (Tan et al.'s "
+                                      "node classification: 5 in training and validation, 10 at test)", group=SHAPE)
     image_size: int = option(28, "side of the square input images", group=SHAPE, tasks=("image",))
     backbone: Backbone = option(DEFAULT_BACKBONE, "the image feature extractor: conv4 (four conv-BN-ReLU-pool "
                                 "blocks, --filters wide) or resnet12 (four residual blocks, --resnet-widths; "
@@ -106,10 +111,19 @@ class Config:
     graph_layers: int = option(2, "GCN layers (G-Meta: 2)", group=GRAPH, tasks=("graph",))
     graph_modulation: bool = option(False, "AMM-GNN-style task-conditioned modulation of the node features before "
                                     "the GCN (cml.gnn.TaskModulation)", group=GRAPH, tasks=("graph",))
+    graph_readout: GraphReadout | None = option(None, "how a node's embedding is read from its subgraph's GCN outputs: "
+                                                "centre (the centre node) or mean (over the subgraph's nodes); None: "
+                                                "the base learner's (mean for gmeta, centre otherwise)", group=GRAPH,
+                                                tasks=("graph",))
+    graph_split: GraphSplit | None = option(None, "the paper's data set a --data graph file is (its class split: "
+                                            "citeseer 2/2/2, amazon-computer 4/3/3, corafull 40/15/15; its class "
+                                            "count is checked); runs with it are set beside the paper's Table 3",
+                                            group=GRAPH, tasks=("graph",))
     co_learner: CoLearner = option("linear", "linear (a second linear head), conv (conv blocks on block 4's pre-pool "
                                    "map, then a linear layer, as in the authors' code; image tasks) or mlp (a hidden "
-                                   "layer of --hidden units with ReLU, then an output: the paper's sinusoid "
-                                   "co-learner). Used by cml, cl and random; more-maml is sized against it",
+                                   "layer as wide as the feature extractor's, ReLU, then an output: the paper's "
+                                   "co-learner on the sinusoid and on graphs). Used by cml, cl and random; "
+                                   "more-maml is sized against it",
                                    group=METHOD)
     co_learner_depth: int = option(AUTHORS_CO_LEARNER_DEPTH, "the conv co-learner's conv blocks before its linear "
                                    "layer, 0-4 (the paper's Table 8; the last block is pooled; 0: a linear layer on "
@@ -158,6 +172,9 @@ class Config:
     grad_clamp: float = option(0.0, "clamp each element of the weights' meta-gradient to +-grad_clamp before the "
                                "outer step, after any method noise (the reference: 10 on ImageNet-like sets; 0: off)",
                                group=BASE)
+    gmeta_loss: GmetaLoss = option("ce", "ce (Tan et al.'s G-Meta: a linear head, cross-entropy, mean readout) or "
+                                   "proto (the original G-Meta's prototypical loss: softmax over minus the squared "
+                                   "distances to the support set's class means, centre readout)", group=BASE)
     backend: str = option("higher", "higher (the per-task engine), func (the independent torch.func "
                           "implementation), batched (every task of a meta-batch at once: cml.engines.batched) or "
                           "auto (the faster on the run's device; the trainer writes the one it chose into "
@@ -214,6 +231,9 @@ class Config:
         for name in ("min_meta_lr", "sharp_rho_lower", "sharp_rho_upper", "grad_clamp"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
+        if self.test_queries is not None and self.test_queries < 1:
+            raise ConfigError(f"test_queries must be a positive integer or none (then queries), got "
+                              f"{self.test_queries}")
         if self.head_inner_lr is not None and not (0 <= self.head_inner_lr < float("inf")):
             raise ConfigError(f"head_inner_lr must be non-negative and finite (0 freezes the head), got "
                               f"{self.head_inner_lr}")
@@ -237,7 +257,7 @@ class Config:
         kinds = self.family.co_learners
         if self.co_learner not in kinds:
             raise ConfigError(f"co_learner {self.co_learner!r} does not apply to task {self.task!r} (its models take "
-                              f"{' or '.join(kinds)}; mlp is the sinusoid co-learner, conv needs images)")
+                              f"{' or '.join(kinds)}; conv needs images)")
         if self.more_capacity == "blocks" and self.co_learner != "conv":
             raise ConfigError("more_capacity 'blocks' mirrors the conv co-learner; set co_learner 'conv' or "
                               "more_capacity 'width'")
@@ -257,6 +277,10 @@ class Config:
 
     def _check_base(self) -> None:
         """Base-specific options only under their base; combinations without meaning refused, saying why."""
+        base = get_base(self.base)
+        if not base.runs_on(self.family):
+            raise ConfigError(f"base {self.base!r} runs on {', '.join(base.families)} tasks only ({base.why_only}); "
+                              f"task {self.task!r} is a {self.family.name} task")
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         for name, owner in base_options().items():
             if owner != self.base and getattr(self, name) != defaults[name]:
@@ -265,10 +289,11 @@ class Config:
         if self.per_step_bn and not self.family.norm_layers:
             raise ConfigError(f"per_step_bn needs BatchNorm layers, which the {self.task} model has not; use "
                               f"--no-per-step-bn")
-        rates = get_base(self.base).role_rates(self)
+        rates = base.role_rates(self)
         if not any(rates.values()):
             raise ConfigError(f"base {self.base!r} with these step sizes adapts nothing in the inner loop "
                               f"(inner_lr {self.inner_lr}, head_inner_lr {self.head_inner_lr}); raise one of them")
+        base.check(self)
 
     @property
     def task_entry(self) -> TaskEntry:

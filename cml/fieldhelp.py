@@ -12,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
+from .bases import get_base
 from .config import BASES, FIELD_ALIASES, FIELD_CHOICES, METHODS, PRESETS, TASKS, Config, field_description, preset
 from .fields import show
 from .tasks import TASK_TABLE
@@ -41,14 +43,14 @@ def _task_group(tasks: list[str]) -> str:
     return ", ".join(names)
 
 
-def _by_task(values: dict[str, Any]) -> str:
-    """``{task: value}`` as one text: the value alone if every task agrees, else ``value (tasks), ...`` (a preset
-    only some tasks have, ``maml-paper``, gives the values of those)."""
+def _by_task(values: dict[str, Any], among: Sequence[str] = TASKS) -> str:
+    """``{task: value}`` as one text: the value alone if every task of ``among`` has it, else ``value (tasks),
+    ...`` (a value of some tasks only, those a base runs on: ``16 (graph)``). ``among``: the tasks the text speaks
+    of (a preset only some tasks have, ``maml-paper``, speaks of those)."""
     by_value: dict[str, list[str]] = {}
-    for t in TASKS:
-        if t in values:
-            by_value.setdefault(show(values[t]), []).append(t)
-    if len(by_value) == 1:
+    for t in (t for t in TASKS if t in values):
+        by_value.setdefault(show(values[t]), []).append(t)
+    if len(by_value) == 1 and set(values) == set(among):
         return next(iter(by_value))
     return ", ".join(f"{v} ({_task_group(ts)})" for v, ts in by_value.items())
 
@@ -56,14 +58,16 @@ def _by_task(values: dict[str, Any]) -> str:
 @functools.lru_cache(maxsize=2)
 def _resolved(every: bool = False) -> dict[tuple[str, str, str, str], dict[str, Any]]:
     """``{(preset, task, method, base): config values}``: every method on the ``maml`` base and every base with
-    the ``none`` method (what the help describes), or with ``every`` all pairs (what the tests check)."""
+    the ``none`` method (what the help describes), or with ``every`` all pairs (what the tests check); a base on
+    the tasks it runs on (:meth:`cml.bases.BaseLearner.runs_on`)."""
     none, maml = METHODS[0], inspect.signature(preset).parameters["base"].default
     pairs = ([(m, b) for m in METHODS for b in BASES] if every else
              list(dict.fromkeys([(m, maml) for m in METHODS] + [(none, b) for b in BASES])))
     names = [f.name for f in dataclasses.fields(Config)]
     # Every task that needs a data path gets a dummy one to validate; the path itself is never read.
     return {(p, t, m, b): {n: getattr(cfg, n) for n in names}
-            for p in PRESETS for t in TASKS if p in TASK_TABLE[t].family.presets for m, b in pairs
+            for p in PRESETS for t in TASKS if p in TASK_TABLE[t].family.presets
+            for m, b in pairs if get_base(b).runs_on(TASK_TABLE[t].family)
             for cfg in [preset(p, t, m, base=b, data="DATA" if TASK_TABLE[t].needs_data else None)]}
 
 
@@ -103,15 +107,15 @@ def _preset_defaults() -> dict[str, str]:
                     for q in PRESETS if q != p and all((q, t, none, maml) in resolved for t in TASKS)):
                 continue  # a preset of some tasks (maml-paper) that says what a preset of every task says there
             baseline = {t: value(p, t, none, maml) for t in tasks}
-            text = _by_task(baseline)
+            text = _by_task(baseline, tasks)
             for m in METHODS:
                 per_task = {t: value(p, t, m, maml) for t in tasks}
                 if per_task != baseline:
-                    text += f"; --method {m}: {_by_task(per_task)}"
+                    text += f"; --method {m}: {_by_task(per_task, tasks)}"
             for b in BASES:
-                per_task = {t: value(p, t, none, b) for t in tasks}
-                if per_task != baseline:
-                    text += f"; --base {b}: {_by_task(per_task)}"
+                per_task = {t: value(p, t, none, b) for t in tasks if (p, t, none, b) in resolved}
+                if per_task != {t: baseline[t] for t in per_task}:
+                    text += f"; --base {b}: {_by_task(per_task, tasks)}"
             texts[p] = text
         out[name] = (next(iter(texts.values())) if len(set(texts.values())) == 1 else
                      " | ".join(f"--preset {p}: {text}" for p, text in texts.items()))

@@ -57,28 +57,78 @@ class TaskModulation(nn.Module):
         return (h * (1 + gamma) + beta) * mask
 
 
+class AttributeModulation(nn.Module):
+    """AMM-GNN's attribute modulation as Tan et al. (2022) implement it: two maps ``Linear(nodes -> 1)``, ``alpha``
+    and ``beta``, each applied to the feature columns of ``nodes`` task nodes (:func:`attribute_vector`).
+
+    The GCN holds them (they are psi's parameters, learned in the outer loop alone: the ``amm-gnn`` base keeps
+    them out of the inner loop), but its forward does not use them: they read the whole task, which one set's
+    forward does not see, so the base applies them to every set's inputs (:mod:`cml.bases.amm_gnn`).
+    """
+
+    def __init__(self, nodes: int) -> None:
+        super().__init__()
+        self.nodes = nodes
+        self.alpha = nn.Linear(nodes, 1)
+        self.beta = nn.Linear(nodes, 1)
+
+
+def attribute_vector(features: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """One per-feature vector from the features of ``k`` nodes: ``features.T @ weight.T + bias``.
+
+    ``features: (k, F)`` (row ``j`` node ``j``'s features), ``weight: (1, k)``, ``bias: (1,)`` -> ``(F,)``: entry
+    ``f`` is ``sum_j weight[0, j] * features[j, f] + bias[0]``, the map applied to feature column ``f``.
+    """
+    return F.linear(features.transpose(-1, -2), weight, bias).squeeze(-1)  # (F,)
+
+
+def node_embedding(h: Tensor, mask: Tensor, how: str) -> Tensor:
+    """A node's embedding from its subgraph's: ``h: (n, M, c)``, ``mask: (n, M, 1)`` -> ``(n, c)``.
+
+    ``centre``: the centre node's row (index 0); ``mean``: the mean over the subgraph's real nodes (padding
+    excluded).
+    """
+    if how == "centre":
+        return h[:, 0]
+    if how == "mean":
+        return (h * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+    raise ValueError(f"unknown graph readout {how!r}; expected 'centre' or 'mean'")
+
+
+READOUTS = ("centre", "mean")
+
+
 class GCN(nn.Module):
-    """``layers`` GCN layers of width ``hidden`` on packed subgraphs; the centre node's embedding is ``flat``.
+    """``layers`` GCN layers of width ``hidden`` on packed subgraphs; a node's embedding is read by ``readout``.
 
     ``forward`` returns the representations the heads and the diagnostics read, like Conv-4 does:
-    ``layer1``..``layerL`` (the centre node's embedding after each layer, ``(n, hidden)``) and ``flat`` (the
-    last layer's, which the linear heads read).
+    ``layer1``..``layerL`` (the node's embedding after each layer, ``(n, hidden)``) and ``flat`` (the last
+    layer's, which the linear heads read).
 
     Args:
         in_channels: width of a node's input row (node features plus the centre marker).
-        hidden: width of every layer (G-Meta: 64).
+        hidden: width of every layer (G-Meta: 64; Tan et al.: 16).
         layers: number of GCN layers (G-Meta: 2, matching 2-hop subgraphs).
-        modulation: put a :class:`TaskModulation` before the first layer (AMM-GNN's idea).
+        modulation: put a :class:`TaskModulation` before the first layer (AMM-GNN's idea, as FiLM).
+        readout: ``centre`` (the centre node's embedding, G-Meta's original) or ``mean`` (the mean over the
+            subgraph's nodes, Tan et al.'s G-Meta): see :func:`node_embedding`.
+        attribute_nodes: 0, or the node count of AMM-GNN's :class:`AttributeModulation` (held as ``attributes``).
     """
 
-    def __init__(self, in_channels: int, hidden: int, layers: int = 2, modulation: bool = False) -> None:
+    def __init__(self, in_channels: int, hidden: int, layers: int = 2, modulation: bool = False,
+                 readout: str = "centre", attribute_nodes: int = 0) -> None:
         super().__init__()
         if layers < 1:
             raise ValueError(f"a GCN needs at least one layer, got {layers}")
+        if readout not in READOUTS:
+            raise ValueError(f"unknown graph readout {readout!r}; expected one of {', '.join(READOUTS)}")
         self.in_channels, self.out_features, self.layers = in_channels, hidden, layers
+        self.readout = readout
         self.modulation = TaskModulation(in_channels) if modulation else None
         for i in range(1, layers + 1):
             self.add_module(f"layer{i}", GraphConv(in_channels if i == 1 else hidden, hidden))
+        if attribute_nodes:
+            self.attributes = AttributeModulation(attribute_nodes)
 
     def forward(self, x: Tensor, step: int = 0, norm: NormFn | None = None) -> dict[str, Tensor]:
         m = x.shape[1]
@@ -92,6 +142,6 @@ class GCN(nn.Module):
         out: dict[str, Tensor] = {}
         for i in range(1, self.layers + 1):
             h = getattr(self, f"layer{i}")(adjacency, h, mask)
-            out[f"layer{i}"] = h[:, 0]  # (n, hidden): the centre node
+            out[f"layer{i}"] = node_embedding(h, mask, self.readout)  # (n, hidden)
         out["flat"] = out[f"layer{self.layers}"]
         return out

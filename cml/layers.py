@@ -162,8 +162,8 @@ class LinearHead(nn.Module):
 
 
 class MLPHead(nn.Module):
-    """A hidden layer with ReLU, then a linear output, on the flattened features: the paper's sinusoid co-learner
-    (one hidden layer of 40 and an output)."""
+    """One hidden layer with ReLU and a linear output on the flattened features: the CML paper's co-learner on
+    graphs ("one hidden layer of 16 and a linear output", the GCN's width) and on the sinusoid (of 40)."""
 
     def __init__(self, in_features: int, hidden: int, out: int) -> None:
         super().__init__()
@@ -172,6 +172,14 @@ class MLPHead(nn.Module):
 
     def forward(self, feats: dict[str, Tensor], step: int = 0, norm: NormFn = batch_norm_kernel) -> Tensor:
         return self.fc(torch.relu(self.hidden(feats["flat"])))
+
+
+class EmbeddingHead(nn.Module):
+    """No head: the flattened features themselves, which a base learner turns into predictions from the support
+    set (G-Meta's prototypical loss, :mod:`cml.bases.gmeta`). It has no parameters."""
+
+    def forward(self, feats: dict[str, Tensor], step: int = 0, norm: NormFn = batch_norm_kernel) -> Tensor:
+        return feats["flat"]
 
 
 #: The conv head's blocks by position (``block_a`` first): the authors' two-block co-learner keeps its names.

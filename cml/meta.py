@@ -6,11 +6,14 @@ call, into two small frozen plans:
 
 - :class:`InnerSpec` (:func:`inner_spec`): which tensors adapt, each with its step size per step (the base's
   ``role_rates``, ``adapts`` and ``step_rates`` hooks; the method decides phi), the derivative order, the support
-  loss (the method's ``support_loss``) and the point each step's gradient is taken at (the base's
-  ``inner_point``: Sharp-MAML);
+  loss (the method's ``support_loss``), the point each step's gradient is taken at (the base's
+  ``inner_point``: Sharp-MAML) and how the heads predict (:class:`Prediction`: the base's ``task_inputs`` and
+  ``task_logits``, which see the task's support set and query inputs, :class:`TaskContext`: AMM-GNN's
+  modulation, G-Meta's prototypes);
 - :class:`Plan` (:func:`training_plan`): the inner spec, the weights of the query losses after each inner step
-  (the base's ``query_weights``: MAML++'s multi-step loss), the task's loss and whether the co-learner's query
-  loss enters the outer objective;
+  (the base's ``query_weights``: MAML++'s multi-step loss), the task's loss, whether the co-learner's query
+  loss enters the outer objective, and the base's regulariser of the outer loss (``outer_regulariser``:
+  AMM-GNN's);
 - :class:`EvalPlan` (:func:`evaluation_plan`): the evaluation protocols of :data:`PROTOCOLS` (which tensors adapt
   at test time, on which head's support loss, and which head predicts the query set), each adaptation run once
   however many protocols read it.
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -38,6 +41,7 @@ from .errors import NonFiniteLossError  # re-exported: defined with every other 
 from .roles import role_of
 
 if TYPE_CHECKING:
+    from .bases import InputsFn, LogitsFn, RegulariserFn
     from .methods import HeadsLoss
 
 
@@ -70,6 +74,57 @@ def inner_rates(cfg: Config, names: Iterable[str], test_time: bool = False) -> d
     return out
 
 
+class TaskContext(NamedTuple):
+    """What one task shows the model besides the set it predicts: the support set and the query inputs.
+
+    The objective carries it through the inner loop and the query losses, so that a base's prediction may read
+    the support set (G-Meta's prototypes) or every node of the task (AMM-GNN's feature modulation). ``query_x``
+    is None where a caller adapts without a query set (the recorders' end-of-training records).
+    """
+
+    support: tuple[Tensor, Tensor]
+    query_x: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """How the heads predict a set: the base's ``task_inputs`` and ``task_logits`` hooks, read once.
+
+    ``prediction(prims, params, x, context, step)`` returns ``(meta_out, co_out)``: the model's forward on ``x``
+    passed through ``inputs`` (when given), and the meta-learner's output turned into predictions by ``logits``
+    from its output on the context's support set at the same parameters (when given). With neither (every base
+    but G-Meta's and AMM-GNN's), it is the engine's forward itself.
+
+    Attributes:
+        inputs: None, or the base's :data:`cml.bases.InputsFn`.
+        logits: None, or the base's :data:`cml.bases.LogitsFn`.
+        ways: the classes of a task (what ``logits`` predicts).
+    """
+
+    inputs: "InputsFn | None" = None
+    logits: "LogitsFn | None" = None
+    ways: int = 0
+
+    def __call__(self, prims: Primitives, params: Params, x: Tensor, context: TaskContext,
+                 step: int = 0) -> tuple[Tensor, Tensor | None]:
+        def feed(v: Tensor) -> Tensor:
+            return v if self.inputs is None else self.inputs(params, v, context)
+
+        meta, co = prims.forward(params, feed(x), step=step)[:2]
+        if self.logits is not None:
+            xs, ys = context.support
+            # The support set predicting itself (the inner loop) needs no second forward.
+            support_out = meta if x is xs else prims.forward(params, feed(xs), step=step)[0]
+            meta = self.logits(meta, support_out, ys, self.ways)
+        return meta, co
+
+
+def prediction(cfg: Config) -> Prediction:
+    """The heads' prediction for ``cfg``'s base (see :class:`Prediction`)."""
+    base = get_base(cfg.base)
+    return Prediction(base.task_inputs(cfg), base.task_logits(cfg), cfg.ways if cfg.family.classification else 0)
+
+
 @dataclass(frozen=True)
 class InnerSpec:
     """What one inner loop does; built by :func:`inner_spec` from the base-learner and method tables.
@@ -82,6 +137,7 @@ class InnerSpec:
         loss: the support loss from ``(meta_out, co_out, y)``.
         point: None, or the base's inner gradient point (``point(prims, loss_fn, params, names, order)``:
             Sharp-MAML's perturbed parameters).
+        predict: how the heads predict the support set (:class:`Prediction`).
     """
 
     steps: int
@@ -89,6 +145,7 @@ class InnerSpec:
     order: Order
     loss: HeadsLoss
     point: Callable | None = None
+    predict: Prediction = Prediction()
 
     def rates_at(self, k: int) -> dict[str, Rate]:
         return {n: r[k] for n, r in self.rates.items()}
@@ -107,21 +164,24 @@ def inner_spec(cfg: Config, params: Params, steps: int, order: Order, test_time:
     point = None if test_time else base.inner_point(cfg)
     if loss is None:
         loss = cfg.spec.support_loss(cfg.family.loss, cfg.gamma, test_time)
-    return InnerSpec(steps, rates, order, loss, point)
+    return InnerSpec(steps, rates, order, loss, point, prediction(cfg))
 
 
-def adapt(prims: Primitives, spec: InnerSpec, params: Params, support: tuple[Tensor, Tensor]) -> list[Params]:
+def adapt(prims: Primitives, spec: InnerSpec, params: Params, support: tuple[Tensor, Tensor],
+          query_x: Tensor | None = None) -> list[Params]:
     """The inner loop: ``spec.steps`` SGD steps on the support loss. Returns the parameters before and after
     every step (``[params, after step 1, ..., after step N]``); the last entry is the adapted model.
 
     Step ``k`` (from 0) runs the forward with per-step norm row ``k``; its gradient is taken at
-    ``spec.point(...)`` when the base gives one (Sharp-MAML), else at the current parameters.
+    ``spec.point(...)`` when the base gives one (Sharp-MAML), else at the current parameters. ``query_x``, the
+    task's query inputs, is part of the context the base's prediction may read (:class:`TaskContext`).
     """
     x, y = support
+    context = TaskContext(support, query_x)
     trajectory = [params]
     for k in range(spec.steps):
         def loss_fn(p: Params, k: int = k) -> Tensor:
-            meta, co = prims.forward(p, x, step=k)[:2]
+            meta, co = spec.predict(prims, p, x, context, step=k)
             return spec.loss(meta, co, y)
 
         rates = spec.rates_at(k)
@@ -144,6 +204,8 @@ class Plan:
         has_co: the model has a co-learner head (its predictions are measured: CML†).
         classification: accuracies are measured.
         gamma: the co-learner's weight.
+        regulariser: None, or the base's term added to each task's meta-learner query loss (AMM-GNN's); None
+            at evaluation.
     """
 
     inner: InnerSpec
@@ -153,6 +215,12 @@ class Plan:
     has_co: bool
     classification: bool
     gamma: float
+    regulariser: "RegulariserFn | None" = None
+
+    @property
+    def predict(self) -> Prediction:
+        """How the heads predict (the inner loop's and the query losses' alike)."""
+        return self.inner.predict
 
     def hits(self, out: Tensor | None, y: Tensor) -> Tensor:
         """The fraction of correct predictions (a 0-d tensor; zero where there is nothing to count)."""
@@ -167,8 +235,9 @@ def _hits(classification: bool, out: Tensor | None, y: Tensor) -> Tensor:
 
 def _plan(cfg: Config, inner: InnerSpec, weights: tuple[float, ...]) -> Plan:
     spec = cfg.spec
+    regulariser = get_base(cfg.base).outer_regulariser(cfg)
     return Plan(inner, weights, cfg.family.loss, spec.co_learner and spec.phi_in_outer_loss, spec.co_learner,
-                cfg.family.classification, cfg.gamma)
+                cfg.family.classification, cfg.gamma, regulariser)
 
 
 def outer_order(cfg: Config, outer_step: int) -> Order:
@@ -239,12 +308,14 @@ class EvalPlan:
             :data:`PROTOCOLS` order.
         loss: the task's loss.
         classification: accuracies are measured.
+        predict: how the heads predict (:class:`Prediction`: the base's hooks, as in training).
     """
 
     adaptations: tuple[InnerSpec | None, ...]
     readings: tuple[tuple[str, int, Head], ...]
     loss: Callable[[Tensor, Tensor], Tensor]
     classification: bool
+    predict: Prediction = Prediction()
 
     def hits(self, out: Tensor, y: Tensor) -> Tensor:
         """The fraction of correct predictions (:meth:`Plan.hits`)."""
@@ -284,26 +355,29 @@ def evaluation_plan(cfg: Config, params: Params, steps: int, validation: bool = 
             index[where] = len(adaptations)
             adaptations.append(spec)
         readings.append((p.key, index[where], p.predicts))
-    return EvalPlan(tuple(adaptations), tuple(readings), cfg.family.loss, cfg.family.classification)
+    return EvalPlan(tuple(adaptations), tuple(readings), cfg.family.loss, cfg.family.classification,
+                    prediction(cfg))
 
 
-def query_losses(prims: Primitives, plan: Plan, trajectory: Sequence[Params],
-                 query: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def query_losses(prims: Primitives, plan: Plan, trajectory: Sequence[Params], query: tuple[Tensor, Tensor],
+                 support: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(meta loss, co loss, meta accuracy, co accuracy)`` of one task from its adapted trajectory.
 
     Both heads' query losses after inner step ``k`` are weighted by ``plan.weights[k - 1]`` (the co-learner's
     with the same weights); the co-learner's reads the adapted features psi' (not detached) through phi, which the
-    inner loop left unchanged, so its gradient reaches psi and theta through the inner loop. The accuracies are
+    inner loop left unchanged, so its gradient reaches psi and theta through the inner loop. The base's
+    regulariser (AMM-GNN's), taken at the meta-parameters, is added to the meta loss once. The accuracies are
     the last step's. A quantity that does not exist is a zero (``vmap`` maps tensors only): ``plan`` says which.
     """
     xq, yq = query
+    context = TaskContext(support, xq)
     meta_loss: Tensor | None = None
     co_loss: Tensor | None = None
     meta = co = None
     for k, w in enumerate(plan.weights, start=1):
         if w == 0:
             continue
-        meta, co = prims.forward(trajectory[k], xq, step=k - 1)[:2]
+        meta, co = plan.predict(prims, trajectory[k], xq, context, step=k - 1)
         m = plan.loss(meta, yq)
         c = plan.loss(co, yq) if co is not None and plan.co_term else None
         if w != 1.0:
@@ -312,8 +386,10 @@ def query_losses(prims: Primitives, plan: Plan, trajectory: Sequence[Params],
         if c is not None:
             co_loss = c if co_loss is None else co_loss + c
     if not plan.weights[-1]:
-        meta, co = prims.forward(trajectory[-1], xq, step=len(plan.weights) - 1)[:2]
+        meta, co = plan.predict(prims, trajectory[-1], xq, context, step=len(plan.weights) - 1)
     assert meta_loss is not None, "query-loss weights must not all be zero"
+    if plan.regulariser is not None:
+        meta_loss = meta_loss + plan.regulariser(trajectory[0], context)
     zero = meta_loss.new_zeros(())
     return meta_loss, zero if co_loss is None else co_loss, plan.hits(meta, yq), plan.hits(co, yq)
 
@@ -322,7 +398,7 @@ def task_objective(prims: Primitives, params: Params, support: tuple[Tensor, Ten
                    query: tuple[Tensor, Tensor], *, plan: Plan) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One task's query losses and accuracies after adaptation (:func:`query_losses`): the function every engine
     maps over a meta-batch."""
-    return query_losses(prims, plan, adapt(prims, plan.inner, params, support), query)
+    return query_losses(prims, plan, adapt(prims, plan.inner, params, support, query[0]), query, support)
 
 
 def eval_objective(prims: Primitives, params: Params, support: tuple[Tensor, Tensor],
@@ -334,17 +410,18 @@ def eval_objective(prims: Primitives, params: Params, support: tuple[Tensor, Ten
     unadapted model, row 0).
     """
     xq, yq = query
+    context = TaskContext(support, xq)
     with torch.no_grad():
         outputs: list[tuple[Tensor, Tensor | None]] = []
-        unadapted = prims.forward(params, xq)[:2]
+        unadapted = plan.predict(prims, params, xq, context)
         pre = plan.loss(unadapted[0], yq)
     for spec in plan.adaptations:
         if spec is None:
             outputs.append(unadapted)
             continue
-        adapted = adapt(prims, spec, params, support)[-1]
+        adapted = adapt(prims, spec, params, support, xq)[-1]
         with torch.no_grad():
-            outputs.append(prims.forward(adapted, xq, step=spec.steps - 1)[:2])
+            outputs.append(plan.predict(prims, adapted, xq, context, step=spec.steps - 1))
     out = [pre]
     with torch.no_grad():
         for _, i, head in plan.readings:
@@ -373,8 +450,8 @@ def task_losses(backend: Primitives, cfg: Config, params: Params, task: Task, or
                 outer_step: int = 0) -> TaskLosses:
     """:func:`task_objective` for one task on a per-task engine, with the adapted parameters."""
     plan = training_plan(cfg, params, outer_step, order)
-    trajectory = adapt(backend, plan.inner, params, task.support)
-    meta, co, meta_hits, co_hits = query_losses(backend, plan, trajectory, task.query)
+    trajectory = adapt(backend, plan.inner, params, task.support, task.query[0])
+    meta, co, meta_hits, co_hits = query_losses(backend, plan, trajectory, task.query, task.support)
     return TaskLosses(meta, co if plan.co_term else None, meta_hits.item() if plan.classification else None,
                       co_hits.item() if plan.classification and plan.has_co else None, trajectory[-1])
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .bases import get_base
 from .config import Config, ConfigError
-from .layers import BatchNorm, ConvHead, LinearHead, MetaModel, MLPHead, NormLayer, reset_norm_layers
+from .layers import BatchNorm, ConvHead, EmbeddingHead, LinearHead, MetaModel, MLPHead, NormLayer, reset_norm_layers
 from .meta import inner_rates
 from .resnet import ResNetConv
 from .roles import role_of
@@ -30,11 +30,13 @@ def _build(cfg: Config, in_channels: int, width: int, meta_head: str, co_head: s
     def head(kind: str) -> nn.Module:
         if kind == "linear":
             return LinearHead(features.out_features, out)
-        if kind == "mlp":
+        if kind == "mlp":  # one hidden layer as wide as the feature extractor's layers
             return MLPHead(features.out_features, width, out)
+        if kind == "embedding":
+            return EmbeddingHead()
         return ConvHead(features.prepool_channels, features.prepool_size, out, norm_layer, cfg.co_learner_depth)
 
-    model = MetaModel(features, head(meta_head), head(co_head) if co_head else None)
+    model = MetaModel(features, head(base.meta_head(cfg, meta_head)), head(co_head) if co_head else None)
     model.inner_lr = base.meta_parameters(cfg, inner_rates(cfg, [n for n, _ in model.named_parameters()]))
     return model
 

@@ -196,7 +196,7 @@ def representations(backend, cfg, params: dict[str, Tensor], support: tuple[Tens
     """
     steps = cfg.test_inner_steps
     with torch.enable_grad():
-        adapted = adapt(backend, inner_spec(cfg, params, steps, "none", test_time=True), params, support)[-1]
+        adapted = adapt(backend, inner_spec(cfg, params, steps, "none", test_time=True), params, support, xq)[-1]
     with torch.no_grad():
         _, _, before = backend.forward(params, xq, return_features=True)
         _, _, after = backend.forward(adapted, xq, return_features=True, step=steps - 1)

@@ -386,7 +386,7 @@ class Trainer:
             model = build_model(self.cfg, self.tasks.in_channels).to(self.device)
             model.load_state_dict(self.best["model"])
             selected_step = self.best["step"]
-        sampler = self.tasks.sampler("test", generator(self.cfg.seed, "test"))
+        sampler = self.tasks.sampler("test", generator(self.cfg.seed, "test"), queries=self.cfg.test_queries)
         result = evaluate(model, self.cfg, sampler, self.cfg.test_tasks, self.device,
                           progress=self.cfg.progress, desc="test")
         result.update(step=self.step, method=self.cfg.method, base=self.cfg.base, variant=self.cfg.variant,

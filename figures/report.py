@@ -43,7 +43,7 @@ from cml import records
 from cml.errors import FigureInputError, OutputExistsError
 
 from . import claims as claims_mod
-from . import ablation, fig2_sinusoid, fig3_dynamics, fig4_tsne, style, table1, table4
+from . import ablation, fig2_sinusoid, fig3_dynamics, fig4_tsne, style, table1, table3, table4
 from .runs import (PAPER_BASE, MissingRecordError, Run, command_lines, find_runs, group_by_method, group_by_setting,
                    sweep_folders)
 from .summary import POLICY, SeedValues
@@ -359,6 +359,7 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
         pages.append((f"Table 4: parameters and performance, {setting.label}", lambda g=group: table4.figure(g), group))
     if any(r.base != PAPER_BASE for r in runs):
         pages.append(("Table 1: CML on each base learner", lambda: table1.figure(runs), runs))
+    pages += table3.report_pages(runs)  # node classification: each base alone and with CML, the paper's values
     for setting, group in group_by_setting(gridded).items():
         if ablation.has_gamma_grid(group):
             # The base learner's own runs of the same setting, if given, are the reference line.

@@ -14,7 +14,6 @@ from torch.nn import functional as F
 
 from cml import records
 from cml.engines import AUTO_BACKEND, BatchedBackend, HigherBackend, resolve_backend, stack_tasks
-from cml.bases import BASES
 from cml.cli import main
 from cml.config import Config
 from cml.data.base import TaskSampler
@@ -25,7 +24,7 @@ from cml.recording import Recorder
 from cml.seeds import generator
 from cml.trainer import Trainer
 
-from test_bases import conv_cfg, image_tasks, mlp_cfg, model_for, sinusoid_tasks
+from test_bases import BASES, conv_cfg, image_tasks, mlp_cfg, model_for, sinusoid_tasks
 from test_trainer import image_cfg, synthetic_splits
 
 

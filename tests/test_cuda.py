@@ -12,14 +12,13 @@ import torch
 
 from cml import records
 from cml.engines import BatchedBackend, FuncBackend, HigherBackend
-from cml.bases import BASES
 from cml.cli import main
 from cml.data.base import TaskSampler
 from cml.meta import outer_gradient
 from cml.seeds import generator
 from cml.trainer import Trainer
 
-from test_bases import conv_cfg, image_tasks, model_for
+from test_bases import BASES, conv_cfg, image_tasks, model_for
 from test_batched import _assert_same_records, _records, relative_errors
 from test_trainer import image_cfg, synthetic_splits
 

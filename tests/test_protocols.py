@@ -194,7 +194,8 @@ def test_the_mlp_co_learner_is_a_hidden_layer_and_an_output():
 @pytest.mark.parametrize("values, match", [
     (dict(task="fonts", co_learner="mlp"), r"co_learner 'mlp' does not apply to task 'fonts' \(its models take "
                                            r"linear or conv"),
-    (dict(task="graph", co_learner="mlp"), "co_learner 'mlp' does not apply to task 'graph'"),
+    (dict(task="graph", co_learner="conv"), r"co_learner 'conv' does not apply to task 'graph' \(its models take "
+                                            r"linear or mlp"),
     (dict(task="fonts", co_learner="conv", co_learner_depth=5), "co_learner_depth must be 0 to 4"),
     (dict(task="fonts", co_learner="linear", co_learner_depth=1), "co_learner 'linear' has none"),
     (dict(task="sinusoid", co_learner="mlp", co_learner_depth=0), "co_learner 'mlp' has none"),

@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from cml.bases import BASES
 from cml.cli import _config_from_args, build_parser, main
 from cml.config import Config, ConfigError, preset
 from cml.engines import BatchedBackend, FuncBackend, HigherBackend
@@ -25,7 +24,7 @@ from cml.resnet import ResBlock, ResNet, ResNet12, ResNetConv, scaled_widths
 from cml.roles import is_norm
 from cml.tasks.image import RESNET12_WIDTHS
 
-from test_bases import conv_cfg, image_tasks, model_for
+from test_bases import BASES, conv_cfg, image_tasks, model_for
 
 TINY = dict(backbone="resnet12", resnet_widths=(2, 3, 4, 5))
 

@@ -12,7 +12,11 @@ behaviour; the objective (:mod:`cml.meta`) and the trainer call the hooks and ne
   derivative-order annealing, a cosine outer learning rate;
 - Sharp-MAML (``sharp_maml.py``): the sharpness-aware inner gradient point (lower level) and the SAM outer
   gradient (upper level);
-- BOIL and ANIL: per-role step sizes (``role_rates``) alone.
+- BOIL and ANIL: per-role step sizes (``role_rates``) alone;
+- G-Meta and AMM-GNN as Tan et al. (2022) run them (``gmeta.py``, ``amm_gnn.py``; graph tasks only,
+  ``families``): the GCN's readout (``readout``), G-Meta's prototypical predictions from the support set
+  (``meta_head``, ``task_logits``), AMM-GNN's per-task feature modulation (``feature_options``, ``task_inputs``,
+  ``adapts``) and its cosine regulariser in the outer loss (``outer_regulariser``).
 
 The table is read by the CLI to build its parser, before torch is imported (a few seconds here): hooks that need
 torch import it inside their bodies, for start-up time only.
@@ -31,8 +35,8 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..engines.base import LossFn, Order, Params, Primitives, Rate
     from ..layers import NormLayer
-    from ..meta import MetaGradient
-    from ..tasks import TaskEntry
+    from ..meta import MetaGradient, TaskContext
+    from ..tasks import TaskEntry, TaskFamily
 
     #: ``point(prims, loss_fn, params, names, order)``: the parameters at which an inner step's gradient is taken.
     PointFn = Callable[[Primitives, LossFn, Params, Sequence[str], Order], Params]
@@ -40,6 +44,14 @@ if TYPE_CHECKING:
     OuterFn = Callable[[Params, bool], MetaGradient]
     #: ``post(grads)``: changes the meta-gradient (``{name: tensor}``) in place before the outer step.
     GradientFn = Callable[[Params], None]
+    #: ``inputs(params, x, context)``: a set's inputs as the model is fed them, given the task (AMM-GNN's
+    #: modulation of the node features by the task's own nodes).
+    InputsFn = Callable[[Params, Tensor, TaskContext], Tensor]
+    #: ``logits(out, support_out, support_y, ways)``: the meta-learner's predictions ``(n, ways)`` from its outputs
+    #: on a set (``out``) and on the task's support set (G-Meta's distances to the support prototypes).
+    LogitsFn = Callable[[Tensor, Tensor, Tensor, int], Tensor]
+    #: ``regulariser(params, context)``: a 0-d term added to each task's outer loss (AMM-GNN's cosine term).
+    RegulariserFn = Callable[[Params, TaskContext], Tensor]
 
 
 def maml_rates(cfg: "Config") -> dict[str, float]:
@@ -87,6 +99,26 @@ def saved_as_is(cfg: "Config", name: str, saved: "Tensor") -> "Tensor":
     return saved
 
 
+def centre_readout(cfg: "Config") -> str:
+    """A graph node is its centre node's embedding (G-Meta's original readout)."""
+    return "centre"
+
+
+def same_head(cfg: "Config", kind: str) -> str:
+    """The meta-learner's head is the kind the method asks for (a linear layer; More-MAML's conv blocks)."""
+    return kind
+
+
+def no_options(cfg: "Config") -> dict[str, Any]:
+    """The task family's feature extractor as the family builds it."""
+    return {}
+
+
+def no_check(cfg: "Config") -> None:
+    """Nothing beyond the options and the step sizes (checked for every base)."""
+    return None
+
+
 def _no_parameters(cfg: "Config", rates: dict[str, float]) -> None:
     return None
 
@@ -129,6 +161,26 @@ class BaseLearner:
         load_saved: ``load_saved(cfg, name, tensor)``: a tensor of a checkpoint as this version's model holds
             it (MAML++'s per-step rows, which earlier versions sized by the test-time steps too); applied to
             weights and to the optimiser's per-tensor state.
+        families: the task families the base runs on (:mod:`cml.tasks`); empty: every family. The config
+            refuses any other, saying ``why_only``.
+        why_only: the reason a base with ``families`` runs on those alone (one clause, for the error).
+        readout: ``readout(cfg)``: how a graph node's embedding is read from its subgraph's GCN outputs when
+            ``graph_readout`` is not set: ``centre`` (the centre node) or ``mean`` (the mean over the subgraph's
+            nodes: Tan et al.'s G-Meta). Read by the graph family alone.
+        meta_head: ``meta_head(cfg, kind)``: the meta-learner's head, given the kind the method asks for
+            (``linear``; More-MAML's ``conv``): ``embedding`` gives no head, the features themselves, which
+            ``task_logits`` turns into predictions (G-Meta's prototypical loss).
+        feature_options: ``feature_options(cfg)``: keyword arguments the base adds to its task family's feature
+            extractor (AMM-GNN's attribute-modulation weights, part of the GCN).
+        task_inputs: ``task_inputs(cfg)``: None, or an :data:`InputsFn` through which every set's inputs pass
+            before the model sees them, in the inner loop, the query losses and evaluation alike (AMM-GNN).
+        task_logits: ``task_logits(cfg)``: None (the meta-learner's head output is its prediction), or a
+            :data:`LogitsFn` giving the predictions from the outputs on a set and on the task's support set, at
+            the same parameters (G-Meta's prototypes). The loss on them is still the family's (cross-entropy).
+        outer_regulariser: ``outer_regulariser(cfg)``: None, or a :data:`RegulariserFn` whose value is added to
+            each task's meta-learner query loss while meta-training (AMM-GNN's cosine term); never at evaluation.
+        check: ``check(cfg)``: raises :class:`cml.errors.ConfigError` on a setting the base cannot run (AMM-GNN
+            needs 10 nodes per task).
         options: the config fields that only this base reads (MAML++'s switches, Sharp-MAML's radii). The
             config refuses a value other than the field's default under any other base.
         presets: per preset name (``quick``/``paper``, and ``*`` for both), config values the base sets when
@@ -152,8 +204,21 @@ class BaseLearner:
     meta_parameters: Callable[["Config", dict[str, float]], "nn.ParameterDict | None"] = _no_parameters
     clip_gradient: Callable[["Config"], "GradientFn | None"] = _none
     load_saved: Callable[["Config", str, "Tensor"], "Tensor"] = saved_as_is
+    families: tuple[str, ...] = ()
+    why_only: str = ""
+    readout: Callable[["Config"], str] = centre_readout
+    meta_head: Callable[["Config", str], str] = same_head
+    feature_options: Callable[["Config"], dict[str, Any]] = no_options
+    task_inputs: Callable[["Config"], "InputsFn | None"] = _none
+    task_logits: Callable[["Config"], "LogitsFn | None"] = _none
+    outer_regulariser: Callable[["Config"], "RegulariserFn | None"] = _none
+    check: Callable[["Config"], None] = no_check
     options: tuple[str, ...] = ()
     presets: dict[str, Any] = field(default_factory=dict)
+
+    def runs_on(self, family: "TaskFamily") -> bool:
+        """Whether the base runs on the tasks of ``family`` (see ``families``)."""
+        return not self.families or family.name in self.families
 
     def preset_values(self, preset: str, task: "TaskEntry") -> dict[str, Any]:
         """The values this base sets in ``preset`` for ``task``."""
@@ -173,8 +238,10 @@ def _discover() -> dict[str, BaseLearner]:
         if base.name in found:
             raise ValueError(f"two base learners are named {base.name!r}")
         found[base.name] = base
-    # MAML first (the default), the rest in the paper's Table 1 order, then any others by name.
-    return {n: found[n] for n in ordered(list(found), ["maml", "maml++", "boil", "sharp-maml"])}
+    # MAML first (the default), the rest in the paper's Table 1 order, ANIL, the paper's Table 3 graph bases in its
+    # order, then any others by name.
+    return {n: found[n] for n in ordered(list(found), ["maml", "maml++", "boil", "sharp-maml", "anil", "gmeta",
+                                                       "amm-gnn"])}
 
 
 BASE_TABLE: dict[str, BaseLearner] = _discover()
@@ -188,6 +255,11 @@ def get_base(name: str) -> BaseLearner:
         KeyError: naming the known bases.
     """
     return lookup(BASE_TABLE, name, "base learner")
+
+
+def graph_readout(cfg: "Config") -> str:
+    """The graph readout a run uses: ``graph_readout`` when set, else its base's (``readout``)."""
+    return cfg.graph_readout or get_base(cfg.base).readout(cfg)
 
 
 def base_options() -> dict[str, str]:

@@ -29,20 +29,32 @@ works unchanged::
 
 The default graph is generated (:func:`generate_sbm_graph`): a stochastic block model with class-dependent
 edge densities and node features drawn around per-class prototypes; it is a fixed artefact, the same for every
-run and machine (numpy's PCG64 from a constant seed).
+run and machine (numpy's PCG64 from a constant seed). The *stand-ins* (:func:`standin_graph`) are generated the
+same way in the shapes of the CML paper's Table 3 data sets (their class counts, class splits and node counts),
+so that its commands run without the data; they are not those data sets.
+
+**The paper's class splits** (:func:`with_paper_split`): a file holding CiteSeer, Amazon-Computer or CoraFull is
+split as Tan et al. (2022) split it (counts 2/2/2, 4/3/3, 40/15/15; the classes their code draws, :func:`tan_split`),
+or as the file's own stored split when its counts are the paper's; a file with another class count is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from cml.data.base import DataError, Task
+
+if TYPE_CHECKING:
+    from cml.tasks.graph import PaperGraph
 
 #: G-Meta's defaults: 2-hop subgraphs. The cap on a subgraph's nodes is this project's choice (G-Meta samples
 #: large neighbourhoods down too); 32 keeps a 3-way 3-shot task with 24 queries per class in ~0.7 MB.
@@ -53,6 +65,8 @@ SBM_CLASSES = 64
 SBM_FEATURES = 32
 SBM_SEED = 20200  # fixed: the graph is a data set, not part of a run's randomness
 SUBGRAPH_SEED = 7919  # node v's capped subgraph is sampled with seed SUBGRAPH_SEED + v
+#: The memory the packed subgraphs of one graph may hold (:class:`Subgraphs`); nodes beyond it are packed per draw.
+CACHE_BYTES = 2 * 2**30
 #: Class split of the generated graph (train, val, test); of a file without a split, the fractions.
 SBM_SPLIT = (40, 12, 12)
 FILE_SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
@@ -72,6 +86,7 @@ class Graph:
         labels: ``(num_nodes,)`` int64, ``-1`` for unlabelled nodes.
         classes: ``{"train": ids, "val": ids, "test": ids}``, disjoint int64 arrays of class ids.
         source: where the graph comes from, for messages.
+        split_given: the split was given (stored in the file, or by the generator), not the 60/20/20 default.
     """
 
     indptr: np.ndarray
@@ -80,6 +95,7 @@ class Graph:
     labels: np.ndarray
     classes: dict[str, np.ndarray]
     source: str
+    split_given: bool = True
 
     @property
     def num_nodes(self) -> int:
@@ -168,6 +184,7 @@ def build_graph(edges: np.ndarray, features: np.ndarray, labels: np.ndarray,
         raise bad(f"'edges' refers to node {int(edges.min() if edges.min() < 0 else edges.max())}, outside "
                   f"0..{n - 1}")
     labelled = np.unique(labels[labels >= 0])
+    given = classes is not None
     if classes is None:
         if len(labelled) < 3:
             raise bad(f"{len(labelled)} labelled class(es); splitting into train/val/test needs at least 3")
@@ -189,7 +206,7 @@ def build_graph(edges: np.ndarray, features: np.ndarray, labels: np.ndarray,
                           f"disjoint")
     indptr, indices = _csr(n, edges.astype(np.int64))
     return Graph(indptr, indices, features.astype(np.float32), labels.astype(np.int64),
-                 {s: np.sort(np.asarray(classes[s]).astype(np.int64)) for s in SPLITS}, source)
+                 {s: np.sort(np.asarray(classes[s]).astype(np.int64)) for s in SPLITS}, source, given)
 
 
 def _default_split(labelled: np.ndarray, features: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -254,6 +271,89 @@ def generate_sbm_graph(num_classes: int = SBM_CLASSES, num_features: int = SBM_F
     classes = {"train": order[:a], "val": order[a:b], "test": order[b:]}
     return build_graph(np.concatenate(edges), features, labels, classes,
                        source=f"generated SBM ({num_classes} classes, seed {seed})")
+
+
+#: Per stand-in: (classes, class split, (min, max) class size, seed). The class counts and splits are the paper's
+#: data sets' (its Table 6, with CiteSeer's 2/2/2 of Tan et al.'s code); class sizes put the node count near
+#: each data set's (3,327, 13,752 and 19,793 nodes). Features, degrees and difficulty are the generator's own.
+STANDINS: dict[str, tuple[int, tuple[int, int, int], tuple[int, int], int]] = {
+    "citeseer": (6, (2, 2, 2), (400, 700), SBM_SEED + 6),
+    "amazon-computer": (10, (4, 3, 3), (1100, 1650), SBM_SEED + 10),
+    "corafull": (70, (40, 15, 15), (150, 420), SBM_SEED + 70),
+}
+
+
+def standin_graph(shape: str) -> Graph:
+    """The generated stand-in of a paper data set's shape (:data:`STANDINS`): a stochastic block model like the
+    default graph, with that data set's class count, class split and about its node count. Not the data set.
+
+    Raises:
+        KeyError: for a shape that has no stand-in.
+    """
+    classes, split, (low, high), seed = STANDINS[shape]
+    graph = generate_sbm_graph(num_classes=classes, min_size=low, max_size=high, seed=seed, split=split)
+    return dataclasses.replace(graph, source=f"generated stand-in of {shape}'s shape ({classes} classes, "
+                                             f"{'/'.join(map(str, split))}, seed {seed}; not {shape})")
+
+
+#: The seed of Tan et al.'s code (TLP-FSNC), whose first draws after seeding pick its class split.
+TAN_SEED = 1234
+
+
+def tan_split(num_classes: int, counts: tuple[int, int, int], seed: int = TAN_SEED) -> dict[str, np.ndarray]:
+    """The class split Tan et al.'s code draws for a data set of ``num_classes`` classes (ids ``0..C-1``).
+
+    Their loader draws the test classes first, then the validation classes from the remaining ones (in
+    increasing order), with numpy's legacy global generator just after ``np.random.seed(1234)``, and keeps the
+    rest for training; :class:`numpy.random.RandomState` with the same seed makes the same draws. That is the
+    split of their code's first load of a data set (the CML paper does not list its classes).
+
+    Args:
+        num_classes: the data set's classes.
+        counts: (train, val, test) class counts.
+        seed: the seed their code sets.
+    """
+    rng = np.random.RandomState(seed)
+    test = rng.choice(list(range(num_classes)), counts[2], replace=False)
+    rest = sorted(set(range(num_classes)) - set(test.tolist()))
+    val = rng.choice(rest, counts[1], replace=False)
+    train = sorted(set(rest) - set(val.tolist()))
+    return {"train": np.array(train, dtype=np.int64), "val": np.asarray(val, dtype=np.int64),
+            "test": np.asarray(test, dtype=np.int64)}
+
+
+def with_paper_split(graph: Graph, name: str, paper: "PaperGraph") -> Graph:
+    """``graph`` (a user's file given as ``--graph-split name``, the paper's data set ``paper``) with that data
+    set's class split.
+
+    The file's own stored split is kept when its counts are the paper's; without a stored split, the labelled
+    classes (in increasing order) are split as Tan et al.'s code splits them (:func:`tan_split`). A file whose
+    node or feature count is not the paper's is warned about (another version of the data set), not refused.
+
+    Raises:
+        DataError: one line, if the file's labelled classes are not the data set's, or its stored split has
+            other counts.
+    """
+    labelled = np.unique(graph.labels[graph.labels >= 0])
+    want = "/".join(map(str, paper.split))
+    if len(labelled) != paper.classes:
+        raise DataError(f"{graph.source} has {len(labelled)} labelled classes; --graph-split {name} needs "
+                        f"{paper.label}'s {paper.classes} (split {want}): is the file {paper.label}? (PyTorch "
+                        f"Geometric's {paper.pyg}, DGL's {paper.dgl}; README, 'Table 3')")
+    if (graph.num_nodes, graph.num_features) != (paper.nodes, paper.features):
+        warnings.warn(f"{graph.source} has {graph.num_nodes} nodes and {graph.num_features} features; the paper's "
+                      f"{paper.label} has {paper.nodes} and {paper.features}: its runs are set beside the paper's "
+                      f"{paper.label} numbers all the same", stacklevel=2)
+    if graph.split_given:
+        have = tuple(len(graph.classes[s]) for s in SPLITS)
+        if have != tuple(paper.split):
+            raise DataError(f"{graph.source} stores a {'/'.join(map(str, have))} class split; {paper.label}'s is "
+                            f"{want}: store the paper's split or none (then Tan et al.'s classes are drawn)")
+        return graph
+    split = tan_split(len(labelled), paper.split)
+    classes = {s: labelled[split[s]] for s in SPLITS}
+    return dataclasses.replace(graph, classes=classes, split_given=True,
+                               source=f"{graph.source} ({paper.label}, Tan et al.'s {want} class split)")
 
 
 def save_graph(path: str | Path, graph: Graph) -> Path:
@@ -381,18 +481,24 @@ class Subgraphs:
 
     A neighbourhood larger than the cap is sampled with a generator seeded by the node's index, so a node's
     subgraph is a fixed part of the data set: the same for every run, seed and split, and computed once per
-    process however often the node is drawn (as G-Meta extracts each node's subgraph once).
+    process however often the node is drawn (as G-Meta extracts each node's subgraph once), within a memory
+    budget; a node packed after the budget is spent is packed again on each draw (the same tensor's values).
 
     Args:
         graph: the graph.
         hops, max_nodes: the subgraph's radius and node cap.
+        cache_bytes: the budget of the cache (:data:`CACHE_BYTES`).
     """
 
-    def __init__(self, graph: Graph, hops: int = DEFAULT_HOPS, max_nodes: int = DEFAULT_MAX_NODES) -> None:
+    def __init__(self, graph: Graph, hops: int = DEFAULT_HOPS, max_nodes: int = DEFAULT_MAX_NODES,
+                 cache_bytes: int = CACHE_BYTES) -> None:
         if hops < 1 or max_nodes < 2:
             raise DataError(f"subgraphs need hops >= 1 and max_nodes >= 2, got hops={hops}, max_nodes={max_nodes}")
         self.graph, self.hops, self.max_nodes = graph, hops, max_nodes
         self._cache: dict[int, Tensor] = {}
+        # A packed subgraph holds its nodes' features: with thousands of features (CoraFull's 8,710: 1.1 MB a node
+        # at 32 nodes) caching every node would not fit in memory; beyond the budget nodes are packed on each draw.
+        self._room = cache_bytes
 
     def nodes(self, centre: int) -> np.ndarray:
         """The subgraph's nodes, centre first (:func:`khop_nodes` with the node's own generator)."""
@@ -402,9 +508,14 @@ class Subgraphs:
     def __getitem__(self, centre: int) -> Tensor:
         """``centre``'s packed subgraph ``(M, M + F + 1)`` (layout in the module docstring)."""
         centre = int(centre)
-        if centre not in self._cache:
-            self._cache[centre] = pack_subgraph(self.graph, self.nodes(centre), self.max_nodes)
-        return self._cache[centre]
+        if centre in self._cache:
+            return self._cache[centre]
+        packed = pack_subgraph(self.graph, self.nodes(centre), self.max_nodes)
+        size = packed.numel() * packed.element_size()
+        if size <= self._room:
+            self._cache[centre] = packed
+            self._room -= size
+        return packed
 
 
 class GraphTaskSampler:
@@ -489,6 +600,14 @@ class GraphSplits:
         return "\n".join(lines)
 
 
-def load_graph_splits(path: str | Path | None) -> GraphSplits:
-    """The generated graph (``path`` None) or a user's ``.npz``, as :class:`GraphSplits`."""
-    return GraphSplits(generate_sbm_graph() if path is None else load_graph(path))
+def load_graph_splits(path: str | Path | None, paper: "tuple[str, PaperGraph] | None" = None,
+                      standin: str | None = None) -> GraphSplits:
+    """The generated graph (``path`` None), a stand-in (``standin``: :func:`standin_graph`) or a user's ``.npz``
+    (with the class split of the paper's data set ``paper = (name, facts)`` when given: :func:`with_paper_split`),
+    as :class:`GraphSplits`."""
+    if standin is not None:
+        return GraphSplits(standin_graph(standin))
+    if path is None:
+        return GraphSplits(generate_sbm_graph())
+    graph = load_graph(path)
+    return GraphSplits(graph if paper is None else with_paper_split(graph, *paper))
