@@ -15,10 +15,10 @@ import inspect
 from typing import Any
 
 from .config import BASES, FIELD_ALIASES, FIELD_CHOICES, METHODS, PRESETS, TASKS, Config, field_description, preset
-from .fields import show
+from .fields import info, show
 from .tasks import TASK_TABLE
 
-__all__ = ["preset_defaults", "field_help"]
+__all__ = ["preset_defaults", "field_help", "task_group"]
 
 
 def _groups() -> dict[str, tuple[str, ...]]:
@@ -29,7 +29,7 @@ def _groups() -> dict[str, tuple[str, ...]]:
     return groups
 
 
-def _task_group(tasks: list[str]) -> str:
+def task_group(tasks: list[str]) -> str:
     """Names a set of tasks by the preset groups it covers whole (``image tasks``), the rest by name, in the
     order of :data:`cml.config.TASKS`."""
     if set(tasks) == set(TASKS):
@@ -45,10 +45,11 @@ def _by_task(values: dict[str, Any]) -> str:
     """``{task: value}`` as one text: the value alone if every task agrees, else ``value (tasks), ...``."""
     by_value: dict[str, list[str]] = {}
     for t in TASKS:
-        by_value.setdefault(show(values[t]), []).append(t)
+        if t in values:
+            by_value.setdefault(show(values[t]), []).append(t)
     if len(by_value) == 1:
         return next(iter(by_value))
-    return ", ".join(f"{v} ({_task_group(ts)})" for v, ts in by_value.items())
+    return ", ".join(f"{v} ({task_group(ts)})" for v, ts in by_value.items())
 
 
 @functools.lru_cache(maxsize=2)
@@ -90,25 +91,43 @@ def _preset_defaults() -> dict[str, str]:
             v = resolved[(p, t, m, b)][name]
             return None if name == "data" else v  # the dummy path stands for "the user's"
 
-        if len({repr(value(*k)) for k in resolved}) == 1:
-            out[name] = show(value(*next(iter(resolved))))
+        # Only the tasks that read the field (its FieldInfo.tasks): another task's value is never used.
+        tasks = _reading(name)
+        keys = [k for k in resolved if k[1] in tasks]
+        if len({repr(value(*k)) for k in keys}) == 1:
+            out[name] = show(value(*keys[0]))
             continue
         texts: dict[str, str] = {}
         for p in PRESETS:
-            baseline = {t: value(p, t, none, maml) for t in TASKS}
+            baseline = {t: value(p, t, none, maml) for t in tasks}
             text = _by_task(baseline)
             for m in METHODS:
-                per_task = {t: value(p, t, m, maml) for t in TASKS}
+                per_task = {t: value(p, t, m, maml) for t in tasks}
                 if per_task != baseline:
                     text += f"; --method {m}: {_by_task(per_task)}"
             for b in BASES:
-                per_task = {t: value(p, t, none, b) for t in TASKS}
+                per_task = {t: value(p, t, none, b) for t in tasks}
                 if per_task != baseline:
                     text += f"; --base {b}: {_by_task(per_task)}"
             texts[p] = text
         out[name] = (next(iter(texts.values())) if len(set(texts.values())) == 1 else
                      " | ".join(f"--preset {p}: {text}" for p, text in texts.items()))
     return out
+
+
+def _reading(name: str) -> list[str]:
+    """The tasks that read a field (:attr:`cml.fields.FieldInfo.tasks`: their families; empty: every task)."""
+    families = info(Config, name).tasks
+    return [t for t in TASKS if not families or TASK_TABLE[t].family.name in families]
+
+
+def _split_values() -> str:
+    """The ``split`` values and what the default is, from the task table (:attr:`cml.tasks.TaskEntry.splits`)."""
+    named = [(n, e.splits) for n, e in TASK_TABLE.items() if e.splits]
+    values = "; ".join(f"{n}: {', '.join(s)}" for n, s in named)
+    own = "; ".join(f"{n}'s is {s[0]}" for n, s in named)
+    return (f" One of: default, or per data set {values} (a data set not named has one split). Default: each data "
+            f"set's own split (the value default; {own}).")
 
 
 def field_help(name: str, defaults: dict[str, str] | None = None) -> str:
@@ -124,6 +143,8 @@ def field_help(name: str, defaults: dict[str, str] | None = None) -> str:
         if name in FIELD_ALIASES:
             text += f" (older names, still read: {', '.join(FIELD_ALIASES[name])})"
         text += "."
-    if name in defaults:
+    if name == "split":  # its values are the data sets' (the task table's), not one closed set
+        text += _split_values()
+    elif name in defaults:
         text += f" Default: {defaults[name]}."
     return text.replace("%", "%%")  # argparse formats help strings with %

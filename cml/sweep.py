@@ -89,7 +89,7 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
               record: bool = True, bases: Sequence[str] | None = None, preset_name: str | None = None,
               restart: bool = False, tensorboard: bool = False, grid: dict[str, list[Any]] | None = None,
               engine: str = "local", ray_options=None, slurm_options=None,
-              command: dict[str, Any] | None = None) -> dict[str, Any]:
+              command: dict[str, Any] | None = None, wandb: bool = False, bar=None) -> dict[str, Any]:
     """Trains every (base learner, method, grid point, seed) cell not yet finished, then writes and returns
     ``aggregate.json``.
 
@@ -117,6 +117,10 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
         command: the command line that asked for the sweep (:func:`cml.records.command_entry`), appended to the
             sweep folder's ``command.json`` once the grid is accepted, before any cell trains; None (a sweep
             started from Python) records none.
+        wandb: log each cell to Weights & Biases from its records once it is finished (:mod:`cml.wandb_export`),
+            every finished cell not logged before included.
+        bar: the overall progress bar to advance by one per cell trained (the demo's, across its sweeps); None:
+            one of this sweep's own (cells done of all, with an ETA) under the local engine when ``base.progress``.
 
     Raises:
         ConfigError: if ``out`` holds a sweep with another grid or base config, or a cell's config is invalid.
@@ -137,10 +141,7 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
     grid = {k: list(v) for k, v in (grid or {}).items()}
     # Every cell's config is valid before anything is written or trained.
     cells = sweep_cells(base, bases, methods, seeds, grid, preset_name)
-    spec = {"base": base.to_dict(), "bases": bases, "methods": list(methods), "seeds": [int(s) for s in seeds],
-            "preset": preset_name}
-    if grid:
-        spec["grid"] = records.grid_spec(grid)
+    spec = _spec(base, bases, methods, seeds, grid, preset_name)
     with records.FolderLock(out):  # one sweep process per folder
         out.mkdir(parents=True, exist_ok=True)
         _write_spec(out, spec, restart)
@@ -164,9 +165,61 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
         else:
             if pending and splits is None:
                 splits = base.family.load(base)  # once for every cell (None for generated tasks)
+            own = cells_bar(f"sweep {out.name}", len(cells), len(cells) - len(pending),
+                            base.progress and bar is None)
             for run_dir, cfg in pending:
                 train_cell(run_dir, cfg, splits=splits, record=record, restart=restart, tensorboard=tensorboard)
+                for b in (own, bar):
+                    if b is not None:
+                        b.update(1)
+            if own is not None:
+                own.close()
+        if wandb:
+            from .wandb_export import export_finished
+
+            export_finished([(out / name, cfg) for name, cfg in cells], record)
         return aggregate(out)
+
+
+def cells_bar(desc: str, total: int, done: int, show: bool):
+    """A progress bar over a sweep's cells (cells done of all, the ETA from the cells trained here), or None.
+
+    Its rate is the mean over the cells trained so far (``smoothing=0``): cells of one sweep cost about the same,
+    and the finished cells counted at the start add nothing to it.
+    """
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=desc, unit="cell", smoothing=0, position=0)
+
+
+def _spec(base: Config, bases: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
+          grid: dict[str, list[Any]], preset_name: str | None) -> dict[str, Any]:
+    """What ``sweep.json`` holds for this command, before it is merged with the sweep already in the folder."""
+    spec = {"base": base.to_dict(), "bases": list(bases), "methods": list(methods), "seeds": [int(s) for s in seeds],
+            "preset": preset_name}
+    if grid:
+        spec["grid"] = records.grid_spec(grid)
+    return spec
+
+
+def plan_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[int],
+               bases: Sequence[str] | None = None, preset_name: str | None = None,
+               grid: dict[str, list[Any]] | None = None) -> list[tuple[str, Config]]:
+    """The cells :func:`run_sweep` would train with these arguments, as (run folder name, config), having checked
+    everything it checks before writing (each cell's config; the sweep already in ``out`` agrees), writing nothing.
+
+    Raises:
+        ConfigError: as :func:`run_sweep`, for an invalid cell or a folder holding a sweep with other settings.
+        RunFolderError: if the folder's ``sweep.json`` is damaged.
+    """
+    bases = list(bases or [base.base])
+    grid = {k: list(v) for k, v in (grid or {}).items()}
+    cells = sweep_cells(base, bases, methods, seeds, grid, preset_name)
+    if Path(out).is_dir():
+        _write_spec(Path(out), _spec(base, bases, methods, seeds, grid, preset_name), restart=False, write=False)
+    return cells
 
 
 def sweep_cells(start: Config, bases: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
@@ -215,8 +268,9 @@ def _read_spec(spec_path: Path, restart: bool) -> dict[str, Any] | None:
     return old
 
 
-def _write_spec(out: Path, spec: dict[str, Any], restart: bool) -> None:
-    """Writes sweep.json, merged with the one already there (the union of bases, methods, seeds, grid values).
+def _write_spec(out: Path, spec: dict[str, Any], restart: bool, write: bool = True) -> None:
+    """Writes sweep.json, merged with the one already there (the union of bases, methods, seeds, grid values);
+    with ``write`` False, only checks that the two agree.
 
     Raises:
         ConfigError: if the folder holds a sweep with another base config or other grid fields.
@@ -240,7 +294,8 @@ def _write_spec(out: Path, spec: dict[str, Any], restart: bool) -> None:
         if grid:
             spec["grid"] = records.grid_spec({k: old_grid[k] + [v for v in grid[k] if v not in old_grid[k]]
                                               for k in grid})
-    records.write_json(spec_path, spec)
+    if write:
+        records.write_json(spec_path, spec)
 
 
 def cell_config(start: Config, base: str, method: str, seed: int, preset_name: str | None = None) -> Config:
