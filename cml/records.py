@@ -111,6 +111,15 @@ def spec_grid(spec: dict[str, Any]) -> dict[str, list[Any]]:
             for item in spec.get("grid") or []}
 
 
+def spec_planned(spec: dict[str, Any]) -> set[str] | None:
+    """The cell folder names a ``sweep.json``'s commands asked for, where they are fewer than its grid holds
+    (its ``cells``: the demo trains some methods on one seed and others on two); None where every cell of the
+    grid was asked for. A reader reports a cell of the grid without a folder as unfinished only if it was asked for.
+    """
+    cells = spec.get("cells")
+    return None if cells is None else set(cells)
+
+
 def grid_spec(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """A grid as ``sweep.json`` stores it (see :func:`spec_grid`)."""
     return [{"field": field, "values": list(values)} for field, values in grid.items()]

@@ -10,7 +10,7 @@ A run's *state*:
   continues it, and a sweep's own command finishes its cells;
 - ``damaged``: a record that does not parse (the message names it, and the command that writes it again);
 - ``locked``: a live process holds its folder lock (:class:`cml.records.FolderLock`): it is being written now;
-- ``not started``: a cell of a sweep's grid (``sweep.json``) that has no folder yet.
+- ``not started``: a cell of a sweep's grid (``sweep.json``) that its commands asked for and that has no folder yet.
 
 *Paired* runs (``compare``): runs of the same seed drawing the same test tasks: the test tasks are drawn from the
 seed's ``test`` stream with the task's data and shape (:data:`TEST_TASK_FIELDS`), so two such runs are tested on
@@ -162,19 +162,20 @@ def _sweep_entries(folder: Path) -> list[Entry]:
     try:
         spec = records.read_json(spec_path)
         grid = records.spec_grid(spec)
+        planned = records.spec_planned(spec)
         names = [(records.run_folder_name(variant_key(b, upgrade(b, m)), s, grid=point), point)
                  for b in spec.get("bases", [LEGACY_BASE]) for m in spec.get("methods", [])
                  for point in records.grid_points(grid) for s in spec.get("seeds", [])]
     except (RunFolderError, ValueError, TypeError, AttributeError, KeyError) as e:
         out.append(Entry(folder, state="damaged", problem=f"{spec_path}: {e}"))
-        names = []
+        names, planned = [], None
     seen = set()
     for name, point in dict.fromkeys((n, tuple(p.items())) for n, p in names):
         seen.add(name)
         run = folder / name
         if run.is_dir():
             out.append(_run_entry(run, dict(point)))
-        else:
+        elif planned is None or name in planned:  # a cell of the grid no command asked for is not listed
             out.append(Entry(run, state="not started", grid=dict(point), done=0))
     for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in seen):
         if (child / records.CONFIG).is_file() and not _skipped(child):

@@ -5,7 +5,10 @@ or as SLURM job-array tasks through submitit (``slurm``, :mod:`cml.slurm_engine`
 Layout of a sweep folder::
 
     sweep.json                 the grid: the config every cell starts from, bases, methods, seeds, and the
-                               --grid fields with their values, in order (absent when there are none)
+                               --grid fields with their values, in order (absent when there are none); and
+                               ``cells``, the folder names asked for, only where the commands that wrote the
+                               folder asked for fewer cells than that grid holds (the demo: Table 4's baselines
+                               on one seed beside Figure 3's methods on two)
     <variant>-s<seed>/         one run folder per cell (see cml.records; variant: cml.methods.variant_key,
                                e.g. cml-s0 on MAML, boil_cml-s0 on BOIL); with a --grid, the grid values
                                come before the seed: cml-gamma_0.5-co_learner_conv-s0
@@ -260,6 +263,9 @@ def _read_spec(spec_path: Path, restart: bool) -> dict[str, Any] | None:
         if not (isinstance(grid, list) and all(isinstance(i, dict) and isinstance(i.get("field"), str)
                                                and isinstance(i.get("values"), list) for i in grid)):
             raise records.damaged(spec_path, "its grid is not a list of fields with their values")
+        cells = old.get("cells")
+        if cells is not None and not (isinstance(cells, list) and all(isinstance(c, str) for c in cells)):
+            raise records.damaged(spec_path, "its cells are not a list of run folder names")
     except records.RunFolderError:
         if not restart:
             raise
@@ -288,14 +294,29 @@ def _write_spec(out: Path, spec: dict[str, Any], restart: bool, write: bool = Tr
         if list(old_grid) != list(grid):
             raise ConfigError(f"{out} holds a sweep over --grid fields {', '.join(old_grid) or '(none)'}, not "
                               f"{', '.join(grid) or '(none)'}: cell folders are named by them; use another --out")
+        asked = set(spec_cell_names(old) if old.get("cells") is None else old["cells"]) | set(spec_cell_names(spec))
         spec["bases"] = list(dict.fromkeys(old.get("bases", [LEGACY_BASE]) + spec["bases"]))
         spec["methods"] = list(dict.fromkeys(old["methods"] + spec["methods"]))
         spec["seeds"] = sorted(set(old["seeds"]) | set(spec["seeds"]))
         if grid:
             spec["grid"] = records.grid_spec({k: old_grid[k] + [v for v in grid[k] if v not in old_grid[k]]
                                               for k in grid})
+        # The union's grid can hold cells no command asked for (methods on one seed, others on two): name the
+        # ones asked for, so that a reader does not report the rest as unfinished. A folder whose commands cover
+        # the whole grid is written as before.
+        union = spec_cell_names(spec)
+        if set(union) != asked:
+            spec["cells"] = [name for name in union if name in asked]
     if write:
         records.write_json(spec_path, spec)
+
+
+def spec_cell_names(spec: dict[str, Any]) -> list[str]:
+    """The run folder names of every cell of a ``sweep.json``'s grid (bases x methods x grid points x seeds), in
+    training order, whether or not its commands asked for each (see :func:`cml.records.spec_planned`)."""
+    return [records.run_folder_name(variant_key(b, upgrade(b, m)), int(s), grid=point)
+            for b in spec.get("bases", [LEGACY_BASE]) for m in spec.get("methods", [])
+            for point in records.grid_points(records.spec_grid(spec)) for s in spec.get("seeds", [])]
 
 
 def cell_config(start: Config, base: str, method: str, seed: int, preset_name: str | None = None) -> Config:
