@@ -266,6 +266,10 @@ def _read_spec(spec_path: Path, restart: bool) -> dict[str, Any] | None:
         cells = old.get("cells")
         if cells is not None and not (isinstance(cells, list) and all(isinstance(c, str) for c in cells)):
             raise records.damaged(spec_path, "its cells are not a list of run folder names")
+        try:
+            spec_cell_names(old)  # the merge names every cell of its grid
+        except (ValueError, TypeError) as e:
+            raise records.damaged(spec_path, f"its grid does not name cml cells ({e})") from None
     except records.RunFolderError:
         if not restart:
             raise

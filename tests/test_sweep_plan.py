@@ -73,6 +73,12 @@ def test_a_damaged_cells_list_is_named(tmp_path, capsys):
     assert code == 2 and "sweep.json" in err and "cells" in err and "--restart" in err
     with pytest.raises(RunFolderError, match="cells"):
         plan_sweep(out, preset("quick", "sinusoid", "none"), ["none"], [0])
+    # A grid naming no cells (a hand-edited file: MAML's legacy method name under BOIL) is named too, not a
+    # traceback from the merge.
+    (out / records.SWEEP).write_text(json.dumps({**spec, "bases": ["boil"], "methods": ["noisy-maml"]}))
+    code = main(["sweep", "--methods", "none", "--seeds", "0", *TINY, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not name cml cells" in err and "noisy-maml" in err and len(err.strip().splitlines()) == 1
 
 
 def test_the_demo_names_the_cells_it_trains_in_its_fonts_sweep(tmp_path):
