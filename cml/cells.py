@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from . import records
-from .config import Config, ConfigError
+from .config import Config, ConfigError, differing_fields
 from .recording import Recorder
 from .tensorboard import LiveExport
 from .trainer import BEST_VAL, Trainer, load_checkpoint, read_best
@@ -66,12 +66,11 @@ def cell_finished(run_dir: Path, cfg: Config, recording: bool) -> bool:
     run_dir = Path(run_dir)
     try:
         # Through Config, so that a config.json written before a field existed compares equal to today's.
-        saved = Config.from_dict(records.read_json(run_dir / records.CONFIG)).to_dict()
-        if {k: v for k, v in saved.items() if k not in ("steps", "progress")} != \
-                {k: v for k, v in cfg.to_dict().items() if k not in ("steps", "progress")}:
+        saved = Config.from_dict(records.read_json(run_dir / records.CONFIG))
+        if differing_fields(saved, cfg):  # steps may differ, as on resume; threads None takes the cell's own
             return False
         step = records.read_json(run_dir / records.TEST).get("step")
-        if not isinstance(step, int) or step < cfg.steps or saved.get("steps") != step:
+        if not isinstance(step, int) or step < cfg.steps or saved.steps != step:
             return False
         recorded = recording and cfg.steps >= cfg.record_interval
         for name in (records.METRICS, records.VAL) + ((records.DYNAMICS,) if recorded else ()):

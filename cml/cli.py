@@ -13,6 +13,7 @@ import dataclasses
 import errno
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -22,6 +23,7 @@ from .config import BACKENDS, DEVICES, FIELD_CHOICES, PRESETS, SELECTS, TASKS, C
 from .errors import UserError
 from .fields import check_choice, check_keys, field_types, info, parse_text, show
 from .methods import LEGACY, LEGACY_BASE, METHODS, display_name, get_method
+from .runindex import COLUMNS
 from .sweep import ENGINES
 
 DEFAULT_PRESET = "quick"
@@ -68,6 +70,10 @@ def _add_config_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> N
 
 TENSORBOARD_HELP = ("also write TensorBoard event files into each run folder's tensorboard/, from its records "
                     "(losses, accuracies, psi gradient norms and cosines, CKA at the end), updated at every log line")
+WANDB_HELP = ("also log the run to Weights & Biases (its records and config.json, the tags TensorBoard uses), "
+              "live at every log line; WANDB_MODE=offline keeps it on disk; needs the wandb package")
+DRY_RUN_HELP = ("print the resolved config (as config.json would hold it) and what would happen to the run folder, "
+                "then stop, writing nothing")
 PRESET_HELP = ("quick (minutes on a CPU), paper (the CML paper's settings) or maml-paper (the MAML paper's "
                "sinusoid setting; sinusoid only); sets every config flag left out (default quick)")
 
@@ -131,7 +137,8 @@ def _config_from_args(args: argparse.Namespace, method: str | None = None) -> Co
     Args:
         method: the method to use whatever the flags and file say (a sweep's start config is the base alone).
     """
-    explicit = {**(read_config_file(args.config) if args.config else {}), **given_fields(args)}
+    flags = given_fields(args)
+    explicit = {**(read_config_file(args.config) if args.config else {}), **flags}
     if method is not None:
         explicit["method"] = method
     for axis in ("task", "method"):
@@ -142,38 +149,139 @@ def _config_from_args(args: argparse.Namespace, method: str | None = None) -> Co
                  base=explicit.get("base") or "maml", **rest)
     # preset() treats None as "not given"; a file's explicit null (data, head_inner_lr) must win over the preset.
     nulls = {k: None for k, v in rest.items() if v is None}
-    return cfg.replace(**nulls) if nulls else cfg
+    cfg = cfg.replace(**nulls) if nulls else cfg
+    check_applicable(flags, cfg.task)
+    return cfg
+
+
+def check_applicable(values: dict[str, Any], task: str, how: Callable[[str], str] | None = None) -> None:
+    """Refuses a setting given for a field its task does not read (``--ways 3`` on sinusoid regression, ``--filters``
+    on the MLP): a field's :attr:`cml.fields.FieldInfo.tasks`. A value equal to the field's default is let through
+    (it changes nothing, and any run's ``config.json`` holds one).
+
+    Args:
+        values: the fields given (flags, or ``--grid`` values).
+        how: the setting as the user wrote it, from the field's name (default: its flag).
+
+    Raises:
+        ConfigError: one line naming the flag, the task and the tasks that read it.
+    """
+    from .fieldhelp import task_group
+    from .tasks import get_task
+
+    family = get_task(task).family.name
+    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+    for name, value in values.items():
+        tasks = info(Config, name).tasks
+        if tasks and family not in tasks and value != defaults[name]:
+            readers = [t for t in TASKS if get_task(t).family.name in tasks]
+            raise ConfigError(f"{(how or _flag)(name)} does not apply to {task} (only {task_group(readers)} read "
+                              f"{name}); remove it")
+
+
+def _require_exporters(args: argparse.Namespace) -> None:
+    """``--tensorboard`` and ``--wandb`` need their packages: checked before any folder is made."""
+    if getattr(args, "tensorboard", False):
+        from .tensorboard import require_tensorboard
+
+        require_tensorboard()
+    if getattr(args, "wandb", False):
+        from .wandb_export import require_wandb
+
+        require_wandb()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import records
-    from .trainer import Trainer
 
-    cfg = _config_from_args(args)
     if args.resume and args.restart:
         raise ConfigError("--resume continues a run and --restart moves it aside to train afresh; pass one")
+    _require_exporters(args)
+    cfg = _config_from_args(args)
     run_dir = Path(args.out) / (args.name or records.run_folder_name(cfg.variant, cfg.seed, cfg.task))
+    if args.resume:
+        from .resume import resume_config
+
+        # The run's own config.json, with the flags given checked against it: none has to be typed again.
+        cfg = resume_config(run_dir, given_fields(args), read_config_file(args.config) if args.config else None,
+                            args.config)
+    if args.dry_run:
+        from .dryrun import train_plan
+
+        print(train_plan(cfg, run_dir, resume=args.resume, restart=args.restart))
+        return 0
+    return _train(args, cfg, run_dir, resume=args.resume, restart=args.restart)
+
+
+def _train(args: argparse.Namespace, cfg: Config, run_dir: Path, resume: bool, restart: bool = False,
+           continues: bool | None = None) -> int:
+    """Trains (or continues) one run into ``run_dir``, holding its lock: the body of ``train`` and ``resume``.
+
+    Args:
+        continues: the command continues the run (its ``command.json`` keeps the commands before it; for a sweep's
+            cell, the sweep folder's gets it); default ``resume``.
+    """
+    from . import records
+    from .resume import resuming_text
+    from .trainer import Trainer
+
     with records.FolderLock(run_dir):  # one writer per run folder, for the whole run
-        if args.restart and run_dir.exists():
+        if restart and run_dir.exists():
             print(f"moved {run_dir} aside to {records.move_aside(run_dir)}", file=sys.stderr)
         recorder = None
         if cfg.record_interval:
             from .recording import Recorder
 
             recorder = Recorder(run_dir)
-        trainer = Trainer(cfg, run_dir, resume=args.resume, recorder=recorder)
+        trainer = Trainer(cfg, run_dir, resume=resume, recorder=recorder)
         # Once the folder is known to be trainable, before the first step: a killed run keeps its command.
-        records.append_command(run_dir, records.command_entry(args.argv, trainer.cfg.to_dict(), _prog()),
-                               keep=args.resume)
+        keep = resume if continues is None else continues
+        # A sweep's cell has no command.json of its own: what continues it is recorded with the sweep's commands.
+        source = run_dir.parent if keep and (run_dir.parent / records.SWEEP).is_file() else run_dir
+        records.append_command(source, records.command_entry(args.argv, trainer.cfg.to_dict(), _prog()), keep=keep)
         counts = trainer_counts(trainer)
         print(f"run folder: {run_dir}\n{counts}", file=sys.stderr)
+        if resume:
+            print(resuming_text(run_dir, trainer.step, trainer.cfg.steps), file=sys.stderr)
         live = _live_tensorboard(trainer) if args.tensorboard else None
+        board = _live_wandb(trainer, "resume" if resume else "train") if getattr(args, "wandb", False) else None
         result = trainer.train()
         trainer.finish_recording()
-        if live is not None:
-            live.close()
+        for exporter in (live, board):
+            if exporter is not None:
+                exporter.close()
     print(format_result(result))
     return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from . import records
+    from .resume import resume_config
+
+    _require_exporters(args)
+    run_dir = Path(args.run)
+    cfg = resume_config(run_dir, given_fields(args))
+    has_checkpoint = (run_dir / records.CHECKPOINT).exists()
+    if args.dry_run:
+        from .dryrun import train_plan
+
+        print(train_plan(cfg, run_dir, resume=has_checkpoint, restart=False))
+        return 0
+    if not has_checkpoint:
+        # Killed before its first checkpoint: nothing to continue, so it starts again with its own settings.
+        print(f"{run_dir} holds no checkpoint yet: training it from step 0 of {cfg.steps} with its "
+              f"{records.CONFIG}", file=sys.stderr)
+    return _train(args, cfg, run_dir, resume=has_checkpoint, continues=True)
+
+
+def _live_wandb(trainer, job_type: str):
+    from .wandb_export import WandbExport
+
+    board = WandbExport(trainer.run_dir, job_type)
+    trainer.log_hooks.append(board.hook)
+    print(f"Weights & Biases run: {board.run.name} ({board.run.id}, {'offline' if board.run.offline else 'online'})",
+          file=sys.stderr)
+    return board
 
 
 def _live_tensorboard(trainer):
@@ -257,7 +365,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_folder_pool
     from .data.base import DataError, TaskSampler
     from .seeds import generator
-    from .trainer import BEST_VAL, TaskSource, evaluate, load_best, load_checkpoint, load_model, resolve_device
+    from .trainer import BEST_VAL, TaskSource, evaluate, load_best, load_checkpoint, load_model, resolve_device, \
+        use_threads
 
     model, cfg = load_model(Path(args.run))
     # The checkpoint the run's final test read (its select), unless --select says otherwise.
@@ -265,7 +374,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     step = load_best(Path(args.run), model, cfg) if which == BEST_VAL else load_checkpoint(Path(args.run))["step"]
     changes = {k: v for k, v in (("shots", args.shots), ("queries", args.queries), ("test_tasks", args.tasks),
                                  ("seed", args.seed), ("test_inner_steps", args.inner_steps), ("device", args.device),
-                                 ("backend", args.backend)) if v is not None}
+                                 ("backend", args.backend), ("threads", args.threads)) if v is not None}
     family = cfg.family
     if not family.classification and (args.data is not None or args.ways is not None):
         raise ConfigError(f"--data and --ways apply to classification runs; this run is {cfg.task} regression")
@@ -275,7 +384,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.data is not None and not family.eval_folders:
         raise ConfigError(f"--data applies to image runs; a {cfg.task} run is evaluated on the test classes of its "
                           f"own data (its config's data)")
-    cfg = cfg.replace(progress=not args.no_progress, **changes)
+    cfg = cfg.replace(progress=args.progress is not False, **changes)
+    # The run's own thread count (none recorded: the process's), so that its own settings reproduce test.json.
+    cfg = use_threads(cfg)
     try:
         device = resolve_device(cfg.device)
     except ConfigError as e:
@@ -284,12 +395,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     # The test stream: evaluating a run with its own settings reproduces its test.json.
     gen = generator(cfg.seed, "test")
     if args.data is not None:
+        from .data import looks_inverted
+
         pool = load_folder_pool(args.data, cfg.image_size, invert=args.invert)
         channels = int(pool.images(0).shape[1])
         expected = int(next(p for n, p in model.named_parameters()).shape[1])
         if channels != expected:
             raise DataError(f"{args.data} has {channels}-channel images; the run was trained on {expected}-channel "
                             f"images")
+        if len(pool) < cfg.ways:
+            # evaluate cannot lower ways: the run's heads have one output per way.
+            raise DataError(f"{args.data} has {len(pool)} class folders, fewer than the {cfg.ways} ways the run was "
+                            f"trained for; give a folder with at least {cfg.ways} classes")
+        if channels == 1 and not args.invert and looks_inverted(pool):
+            warnings.warn(f"{args.data}: its images are mostly light (dark strokes on light paper?), inverted "
+                          f"relative to the light-on-dark images cml trains on; if so, add --invert", stacklevel=2)
         sampler = TaskSampler(pool, cfg.ways, cfg.shots, cfg.queries, gen, split=f"folder {args.data}",
                               device=device)
         where = f"{args.data}, {cfg.ways}-way {cfg.shots}-shot"
@@ -309,6 +429,8 @@ def cmd_params(args: argparse.Namespace) -> int:
 
     task = get_task(args.task)
     bases = _split_list(args.bases, "--bases", BASES)
+    check_applicable({k: getattr(args, k) for k in ("filters", "ways", "image_size") if getattr(args, k) is not None},
+                     args.task)
     print(f"{'cell':18s} {'train':>9s} {'test':>9s}   name ({args.preset} preset, {args.task})")
     for base in bases:
         for method in METHODS:
@@ -363,7 +485,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo(Path(args.out), Path(args.report), quick_steps=args.steps, test_tasks=args.test_tasks,
-                    argv=args.argv, prog=_prog())
+                    argv=args.argv, prog=_prog(), threads=args.threads, progress=args.progress is not False)
 
 
 # The Ray engine's placement flags (their defaults live in cml.ray_engine.RayOptions).
@@ -394,7 +516,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     both = [f for f in grid if f in given]
     if both:
         raise ConfigError(f"--{both[0].replace('_', '-')} and --grid {both[0]}=... both set {both[0]}; keep one")
+    if not args.dry_run:
+        _require_exporters(args)
     cfg = _config_from_args(args, method="none")
+    for name, values in grid.items():
+        for value in values:
+            check_applicable({name: value}, cfg.task, lambda n, v=value: f"--grid {n}={show(v)}")
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
@@ -405,12 +532,35 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     slurm_options = _engine_options(args, "slurm", _SLURM_FLAGS, slurm_engine.options_from_flags,
                                     "submits SLURM jobs")
     out = Path(args.out)
+    if args.dry_run:
+        from .dryrun import sweep_plan
+
+        print(sweep_plan(out, cfg, methods=methods, seeds=seeds, bases=bases,
+                         preset_name=args.preset or DEFAULT_PRESET, grid=grid, engine=args.engine))
+        return 0
     result = run_sweep(out, cfg, methods=methods, seeds=seeds, bases=bases, preset_name=args.preset or DEFAULT_PRESET,
                        restart=args.restart, tensorboard=args.tensorboard, grid=grid, engine=args.engine,
                        ray_options=options, slurm_options=slurm_options,
-                       command=records.command_entry(args.argv, cfg.to_dict(), _prog()))
+                       command=records.command_entry(args.argv, cfg.to_dict(), _prog()), wandb=args.wandb)
     # Printed whatever --progress says: the one place a sweep's results are shown.
     print(summary(result, out / records.AGGREGATE))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .runindex import index, runs_table
+
+    roots = [Path(r) for r in args.folders]
+    print(runs_table(index(roots), roots, sort=args.sort))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .runindex import compare_text, index
+
+    roots = [Path(r) for r in args.runs]
+    # Only runs can be compared: a sweep's cells not started yet have nothing to show.
+    print(compare_text([e for e in index(roots) if e.state != "not started"], roots))
     return 0
 
 
@@ -441,12 +591,29 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
     t.add_argument("--out", default="runs", help="parent folder of run folders (default runs/)")
     t.add_argument("--name", help="run folder name (default TASK-VARIANT-sSEED, e.g. fonts-boil_cml-s0)")
-    t.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run from its last checkpoint, with the settings of its config.json (a flag "
+                        "given must agree with them, but --steps may extend the run; cml resume RUN needs no flags)")
     t.add_argument("--restart", action="store_true",
                    help="move the run folder aside (to NAME.aside-TIME; nothing is deleted) and train afresh")
     t.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
+    t.add_argument("--wandb", action="store_true", help=WANDB_HELP)
+    t.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
     _add_config_flags(t, skip=_AXES)
     t.set_defaults(func=cmd_train)
+
+    resume_help = "continue a run from its folder, with its own config.json (no flags to retype)"
+    u = sub.add_parser("resume", help=resume_help,
+                       description=f"{resume_help}. Says at which step it resumes; --steps N trains further; any "
+                                   f"other config flag must agree with the run's config.json (a run continues with "
+                                   f"its own settings). A run killed before its first checkpoint starts again from "
+                                   f"step 0 with its config.json.")
+    u.add_argument("run", help="the run folder (a train run, or a sweep's cell)")
+    u.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
+    u.add_argument("--wandb", action="store_true", help=WANDB_HELP)
+    u.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
+    _add_config_flags(u, skip=_AXES)
+    u.set_defaults(func=cmd_resume)
 
     e = sub.add_parser("evaluate", help="evaluate a saved run on its test split or on a folder of class folders")
     e.add_argument("run", help="a run folder written by train")
@@ -466,7 +633,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--select", choices=SELECTS,
                    help="the checkpoint to evaluate: last, or best-val (best.pt, the best validation's; a run "
                         "trained with --select best-val keeps it) (default: the run's select, the one its test read)")
-    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.add_argument("--threads", type=int,
+                   help="torch CPU threads (default: the run's, so that its own settings reproduce its test.json bit "
+                        "for bit; the process's for a run that recorded none)")
+    e.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar over the test tasks (default on)")
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("params", help="parameter counts of every method at train and test time")
@@ -474,8 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the task whose model is counted (default omniglot)")
     c.add_argument("--bases", default="maml",
                    help=f"comma-separated base learners, each one of {', '.join(BASES)} (default maml)")
-    c.add_argument("--preset", default="paper", metavar=_choices(PRESETS),
-                   help="the preset whose model sizes are counted (default paper)")
+    c.add_argument("--preset", default=DEFAULT_PRESET, metavar=_choices(PRESETS),
+                   help=f"the preset whose model sizes are counted (default {DEFAULT_PRESET}, as train's; the paper's "
+                        f"Table 4 counts: --preset paper)")
     c.add_argument("--co-learner", dest="co_learner", metavar=_choices(FIELD_CHOICES["co_learner"]),
                    help="the co-learner head (default: the preset's)")
     c.add_argument("--more-capacity", dest="more_capacity", metavar=_choices(FIELD_CHOICES["more_capacity"]),
@@ -529,6 +701,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=_CONFIG_HELP + "; its base, method and seed are the cells' (--bases, --methods, --seeds)")
     s.add_argument("--out", required=True, help="the sweep folder (one run folder per cell and seed inside)")
     s.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
+    s.add_argument("--wandb", action="store_true",
+                   help="log each cell to Weights & Biases from its records once it is finished (every engine; a "
+                        "finished cell not logged before too); needs the wandb package")
+    s.add_argument("--dry-run", action="store_true",
+                   help="print the cells this command would train (and which are finished, to resume or to start) "
+                        "and the config they start from, then stop, writing nothing")
     s.add_argument("--engine", choices=ENGINES, default="local",
                    help="local: the cells one after another in this process (default); ray: one Ray Tune trial "
                         "per cell (needs ray[tune]); slurm: one SLURM job-array task per cell (needs submitit)")
@@ -578,8 +756,42 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--report", default="reports/demo.pdf", help="the PDF to write (default reports/demo.pdf)")
     m.add_argument("--steps", type=int, help="override the outer steps of every demo run (for a faster look)")
     m.add_argument("--test-tasks", type=int, help="override the number of test tasks of every demo run")
+    m.add_argument("--threads", type=int,
+                   help="torch CPU threads of every demo run (default: the process's; the README's table says the "
+                        "count it was made at, and the same count on the same torch build and CPU gives it exactly)")
+    m.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="the overall bar (cells done of all, ETA) and each run's bar (default on)")
     m.set_defaults(func=cmd_demo)
+
+    x = sub.add_parser("runs", help="list run folders and sweep cells: task, base, method, seed, steps, result, state")
+    x.add_argument("folders", nargs="*", default=["runs"],
+                   help="run folders, sweep folders, or folders above them (default runs/)")
+    x.add_argument("--sort", choices=COLUMNS,
+                   help="order by a column (result: the best first; steps: the most trained first; default: the "
+                        "order found)")
+    x.set_defaults(func=cmd_runs)
+
+    y = sub.add_parser("compare", help="two or more runs side by side: config differences, results, paired "
+                                       "differences")
+    y.add_argument("runs", nargs="+",
+                   help="run folders (or sweep folders: their runs); runs differing only by seed form one column")
+    y.set_defaults(func=cmd_compare)
     return p
+
+
+def _one_line(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+def _with_one_line_warnings(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``func(args)`` with each warning shown as the CLI shows an error: one ``warning:`` line, without the source
+    line the user did not write (warnings recorded by a caller, as pytest does, stay recorded)."""
+    before = warnings.formatwarning
+    warnings.formatwarning = _one_line
+    try:
+        return func(args)
+    finally:
+        warnings.formatwarning = before
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -590,7 +802,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # first: --help and --version need no torch import
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: train and sweep record it
     try:
-        return args.func(args)
+        return _with_one_line_warnings(args.func, args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -91,7 +91,8 @@ class Config:
                        "node classification, cml.data.graph)", group=AXES, choices=TASKS)
     data: str | None = option(None, "path of the data set's root (None for sinusoid; for fonts, an optional cache "
                               "folder; for graph, an optional .npz graph, the generated graph when None)", group=DATA)
-    ways: int = option(5, "classes per task (N of N-way K-shot; sinusoid regression has none)", group=SHAPE)
+    ways: int = option(5, "classes per task (N of N-way K-shot; sinusoid regression has none)", group=SHAPE,
+                       tasks=("image", "graph"))
     shots: int = option(1, "support examples per class (K of N-way K-shot; sinusoid: support points)", group=SHAPE)
     queries: int = option(15, "query examples per class (sinusoid: query points)", group=SHAPE)
     test_queries: int | None = option(None, "query examples per class in the final test; None: queries (Tan et al.'s "
@@ -152,7 +153,7 @@ class Config:
                                          "image tasks with a conv co-learner)", group=METHOD)
     rotations: bool = option(False, "rotate each sampled class by a random multiple of 90 degrees (Omniglot "
                              "augmentation)", group=DATA, tasks=("image",))
-    split: str = option("default", "data-set split option passed to the loader (e.g. Omniglot lake or vinyals)",
+    split: str = option("default", "which split of the data set's classes into train, val and test its loader uses",
                         group=DATA, tasks=("image",))
     msl: bool = option(False, "the multi-step loss (the query loss after every inner step, annealed weights)",
                        group=BASE)
@@ -193,6 +194,11 @@ class Config:
     record_interval: int = option(0, "outer steps between learning-dynamics records (0: off)", group=RECORDS)
     record_tasks: int = option(20, "test tasks used for the CKA and t-SNE records", group=RECORDS)
     device: Device = option("cpu", "cpu, cuda or auto", group=RUN)
+    threads: int | None = option(None, "torch's CPU threads (torch.set_num_threads): a sum split across threads "
+                                 "adds in another order, so the same seed gives bit-identical numbers only at the "
+                                 "same count (with the same torch build and device); none: the process's count "
+                                 "when the run starts (torch.get_num_threads(), e.g. OMP_NUM_THREADS), which the "
+                                 "trainer writes into config.json", group=RUN)
     progress: bool = option(True, "show progress bars", group=RUN)
 
     def __post_init__(self) -> None:
@@ -237,6 +243,9 @@ class Config:
         if self.head_inner_lr is not None and not (0 <= self.head_inner_lr < float("inf")):
             raise ConfigError(f"head_inner_lr must be non-negative and finite (0 freezes the head), got "
                               f"{self.head_inner_lr}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be a positive integer (or none: the process's count), got "
+                              f"{self.threads}")
         for name in ("log_interval", "val_interval", "checkpoint_interval", "record_interval", "msl_anneal_steps",
                      "first_order_steps"):
             if getattr(self, name) < 0:
@@ -360,6 +369,20 @@ class Config:
             return cls.from_dict(values, source=str(path))
         except ConfigError as e:
             raise damaged(Path(path), f"not a valid config ({e})") from None
+
+
+#: The fields a resumed run may change: how long it trains (``steps``, to extend it) and whether it shows bars.
+RESUMABLE = ("steps", "progress")
+
+
+def differing_fields(saved: Config, given: Config) -> list[str]:
+    """The fields in which ``given`` contradicts a run's ``saved`` config, sorted: every field but
+    :data:`RESUMABLE`, and ``threads`` only where both name a count (None is "the process's count", resolved when
+    a run starts; a config written before threads were recorded has None, and any count continues it).
+    """
+    a, b = saved.to_dict(), given.to_dict()
+    return sorted(k for k in a if k not in RESUMABLE and a[k] != b[k]
+                  and not (k == "threads" and (a[k] is None or b[k] is None)))
 
 
 # Every annotation is resolved and checked supported now: a field the parser cannot read fails at import, naming

@@ -25,9 +25,10 @@ SWEEPS: tuple[tuple[str, int, tuple[tuple[tuple[str, ...], tuple[int, ...]], ...
 )
 
 
-def demo_configs(steps: int | None = None, test_tasks: int | None = None) -> dict[str, Config]:
+def demo_configs(steps: int | None = None, test_tasks: int | None = None, threads: int | None = None,
+                 progress: bool = True) -> dict[str, Config]:
     """The demo's base config per task (quick preset, with learning-dynamics recording on)."""
-    overrides: dict[str, Any] = {"progress": True, "steps": steps, "test_tasks": test_tasks}
+    overrides: dict[str, Any] = {"progress": progress, "steps": steps, "test_tasks": test_tasks, "threads": threads}
     # Record at least once even in a shortened demo.
     return {task: preset("quick", task, "none", record_interval=min(every, steps or every), **overrides)
             for task, every, _ in SWEEPS}
@@ -50,7 +51,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def run_demo(out: Path, report: Path, quick_steps: int | None = None, test_tasks: int | None = None,
-             argv: Sequence[str] | None = None, prog: str = "python -m cml") -> int:
+             argv: Sequence[str] | None = None, prog: str = "python -m cml", threads: int | None = None,
+             progress: bool = True) -> int:
     """Trains the demo's sweeps (resuming unfinished runs), prints the table and writes the report.
 
     Args:
@@ -59,11 +61,14 @@ def run_demo(out: Path, report: Path, quick_steps: int | None = None, test_tasks
         quick_steps, test_tasks: overrides of the quick preset, for a faster look (and the test suite).
         argv, prog: the ``demo`` command line as given, recorded in each sweep folder's ``command.json`` (rerunning
             it trains the same sweeps); None records none.
+        threads: torch's CPU threads for every run (None: the process's count, recorded in each config.json).
+        progress: one bar over every cell of the demo (cells done of all, with an ETA), and each run's own bar.
     """
     from figures.report import write_report
 
     start = time.perf_counter()
-    configs = demo_configs(quick_steps, test_tasks)
+    configs = demo_configs(quick_steps, test_tasks, threads, progress)
+    bar = _overall_bar(out, configs) if progress else None
 
     def command(task: str) -> dict[str, Any] | None:
         return None if argv is None else records.command_entry(argv, configs[task].to_dict(), prog)
@@ -73,9 +78,22 @@ def run_demo(out: Path, report: Path, quick_steps: int | None = None, test_tasks
         for i, (methods, seeds) in enumerate(parts):
             # The last sweep of a folder aggregates every cell in it; the command is recorded once per folder.
             results[task] = run_sweep(out / task, configs[task], methods, seeds, command=command(task) if i == 0
-                                      else None)
+                                      else None, bar=bar)
+    if bar is not None:
+        bar.close()
     print(table(results))
     records.make_folder(report.parent, "--report")
     write_report([out / task for task, _, _ in SWEEPS], report)
     print(f"report: {report}  ({time.perf_counter() - start:.0f} s in all)")
     return 0
+
+
+def _overall_bar(out: Path, configs: dict[str, Config]):
+    """One bar over every cell of the demo's sweeps, the finished ones counted done at the start."""
+    from .cells import cell_finished
+    from .sweep import cells_bar, sweep_cells
+
+    cells = [(out / task / name, cfg) for task, _, parts in SWEEPS for methods, seeds in parts
+             for name, cfg in sweep_cells(configs[task], [configs[task].base], methods, seeds)]
+    done = sum(cell_finished(run_dir, cfg, cfg.record_interval > 0) for run_dir, cfg in cells)
+    return cells_bar("demo", len(cells), done, True)

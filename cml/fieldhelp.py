@@ -17,10 +17,10 @@ from typing import Any
 
 from .bases import get_base
 from .config import BASES, FIELD_ALIASES, FIELD_CHOICES, METHODS, PRESETS, TASKS, Config, field_description, preset
-from .fields import show
+from .fields import info, show
 from .tasks import TASK_TABLE
 
-__all__ = ["preset_defaults", "field_help"]
+__all__ = ["preset_defaults", "field_help", "task_group"]
 
 
 def _groups() -> dict[str, tuple[str, ...]]:
@@ -31,7 +31,7 @@ def _groups() -> dict[str, tuple[str, ...]]:
     return groups
 
 
-def _task_group(tasks: list[str]) -> str:
+def task_group(tasks: list[str]) -> str:
     """Names a set of tasks by the preset groups it covers whole (``image tasks``), the rest by name, in the
     order of :data:`cml.config.TASKS`."""
     if set(tasks) == set(TASKS):
@@ -52,7 +52,7 @@ def _by_task(values: dict[str, Any], among: Sequence[str] = TASKS) -> str:
         by_value.setdefault(show(values[t]), []).append(t)
     if len(by_value) == 1 and set(values) == set(among):
         return next(iter(by_value))
-    return ", ".join(f"{v} ({_task_group(ts)})" for v, ts in by_value.items())
+    return ", ".join(f"{v} ({task_group(ts)})" for v, ts in by_value.items())
 
 
 @functools.lru_cache(maxsize=2)
@@ -96,15 +96,20 @@ def _preset_defaults() -> dict[str, str]:
             v = resolved[(p, t, m, b)][name]
             return None if name == "data" else v  # the dummy path stands for "the user's"
 
-        if len({repr(value(*k)) for k in resolved}) == 1:
-            out[name] = show(value(*next(iter(resolved))))
+        # Only the tasks that read the field (its FieldInfo.tasks): another task's value is never used.
+        reading = _reading(name)
+        keys = [k for k in resolved if k[1] in reading]
+        if len({repr(value(*k)) for k in keys}) == 1:
+            out[name] = show(value(*keys[0]))
             continue
         texts: dict[str, str] = {}
         for p in PRESETS:
-            tasks = [t for t in TASKS if (p, t, none, maml) in resolved]
-            if len(tasks) < len(TASKS) and any(
-                    all(value(p, *k[1:]) == value(q, *k[1:]) for k in resolved if k[0] == p)
-                    for q in PRESETS if q != p and all((q, t, none, maml) in resolved for t in TASKS)):
+            tasks = [t for t in reading if (p, t, none, maml) in resolved]
+            if not tasks:
+                continue
+            if len(tasks) < len(reading) and any(
+                    all(value(p, *k[1:]) == value(q, *k[1:]) for k in keys if k[0] == p)
+                    for q in PRESETS if q != p and all((q, t, none, maml) in resolved for t in reading)):
                 continue  # a preset of some tasks (maml-paper) that says what a preset of every task says there
             baseline = {t: value(p, t, none, maml) for t in tasks}
             text = _by_task(baseline, tasks)
@@ -122,6 +127,21 @@ def _preset_defaults() -> dict[str, str]:
     return out
 
 
+def _reading(name: str) -> list[str]:
+    """The tasks that read a field (:attr:`cml.fields.FieldInfo.tasks`: their families; empty: every task)."""
+    families = info(Config, name).tasks
+    return [t for t in TASKS if not families or TASK_TABLE[t].family.name in families]
+
+
+def _split_values() -> str:
+    """The ``split`` values and what the default is, from the task table (:attr:`cml.tasks.TaskEntry.splits`)."""
+    named = [(n, e.splits) for n, e in TASK_TABLE.items() if e.splits]
+    values = "; ".join(f"{n}: {', '.join(s)}" for n, s in named)
+    own = "; ".join(f"{n}'s is {s[0]}" for n, s in named)
+    return (f" One of: default, or per data set {values} (a data set not named has one split). Default: each data "
+            f"set's own split (the value default; {own}).")
+
+
 def field_help(name: str, defaults: dict[str, str] | None = None) -> str:
     """The ``--help`` text of one config field: description, allowed values, default.
 
@@ -135,6 +155,8 @@ def field_help(name: str, defaults: dict[str, str] | None = None) -> str:
         if name in FIELD_ALIASES:
             text += f" (older names, still read: {', '.join(FIELD_ALIASES[name])})"
         text += "."
-    if name in defaults:
+    if name == "split":  # its values are the data sets' (the task table's), not one closed set
+        text += _split_values()
+    elif name in defaults:
         text += f" Default: {defaults[name]}."
     return text.replace("%", "%%")  # argparse formats help strings with %

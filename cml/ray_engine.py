@@ -11,12 +11,18 @@ environment (copied to every node), and run in the driver's working directory, s
 folder and data must therefore sit at the same path on every node (a shared file system).
 
 Ray is optional: without it, :func:`require_ray` stops with one line naming the install command.
+
+Tune's own TensorBoard logger is left out (:func:`tune_callbacks`): it wrote events of Tune's trial results
+under ``.tune`` and made Tune print "To visualize your results with TensorBoard, run: tensorboard --logdir
+.../.tune/...", pointing away from the run folders where ``--tensorboard`` writes cml's events.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,6 +37,8 @@ INSTALL = "pip install 'ray[tune]>=2.60'"
 TUNE_FOLDER = ".tune"
 # The packages a worker imports: the trainer's (cml) and the statistics it records (analysis).
 _PACKAGES = ("cml", "analysis")
+# Set to 1, Tune adds none of its default result loggers (CSV, JSON, TensorBoard); the driver reads it in fit().
+_NO_AUTO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,28 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         raise ConfigError(f"--address {address}: no Ray cluster there ({e}); start one with `ray start --head` "
                           f"or leave --address out") from None
     return True
+
+
+def tune_callbacks() -> list[Any]:
+    """Tune's result loggers for a sweep: its CSV and JSON logs (``.tune``, as before), not its TensorBoard one."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    return [CSVLoggerCallback(), JsonLoggerCallback()]
+
+
+@contextlib.contextmanager
+def no_default_loggers() -> Iterator[None]:
+    """While Tune runs: no default loggers added to :func:`tune_callbacks` (so no TensorBoard logger, and no hint
+    printed for it); the variable is as it was afterwards."""
+    before = os.environ.get(_NO_AUTO_LOGGERS)
+    os.environ[_NO_AUTO_LOGGERS] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[_NO_AUTO_LOGGERS]
+        else:
+            os.environ[_NO_AUTO_LOGGERS] = before
 
 
 # Each worker process keeps the data splits it loaded: a worker trains several cells of one sweep in turn.
@@ -168,9 +198,10 @@ def run_cells(start: Config, pending: Sequence[tuple[Path, Config]], record: boo
             # One worker process trains several cells in turn: torch and the data are loaded once per worker.
             tune_config=tune.TuneConfig(max_concurrent_trials=options.max_concurrent, reuse_actors=True),
             run_config=tune.RunConfig(name=time.strftime("sweep-%Y%m%d-%H%M%S"),
-                                      storage_path=str(out / TUNE_FOLDER), verbose=0),
+                                      storage_path=str(out / TUNE_FOLDER), verbose=0, callbacks=tune_callbacks()),
         )
-        result_grid = tuner.fit()
+        with no_default_loggers():
+            result_grid = tuner.fit()
         for result in result_grid:
             if result.error is not None:
                 cell = Path(result.config["cell"]["run_dir"]).name

@@ -69,6 +69,8 @@ FEATURES = "features.npz"
 FITS = "fits.npz"
 #: JSON-lines records a resumed run truncates to its checkpoint's step.
 STEP_RECORDS = (METRICS, VAL, DYNAMICS)
+#: The Weights & Biases run a run folder was logged to (``--wandb``, :mod:`cml.wandb_export`).
+WANDB_RUN = "wandb_run.json"
 # A sweep folder's own files.
 SWEEP = "sweep.json"
 AGGREGATE = "aggregate.json"
@@ -110,6 +112,15 @@ def spec_grid(spec: dict[str, Any]) -> dict[str, list[Any]]:
     # A tuple field's values are JSON lists in the file: tuples again, as the config field holds them.
     return {item["field"]: [tuple(v) if isinstance(v, list) else v for v in item["values"]]
             for item in spec.get("grid") or []}
+
+
+def spec_planned(spec: dict[str, Any]) -> set[str] | None:
+    """The cell folder names a ``sweep.json``'s commands asked for, where they are fewer than its grid holds
+    (its ``cells``: the demo trains some methods on one seed and others on two); None where every cell of the
+    grid was asked for. A reader reports a cell of the grid without a folder as unfinished only if it was asked for.
+    """
+    cells = spec.get("cells")
+    return None if cells is None else set(cells)
 
 
 def grid_spec(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -331,14 +342,24 @@ def command_entry(argv: Sequence[str], config: dict[str, Any], prog: str = "pyth
         prog: the program as typed: ``python -m cml`` or ``cml``.
 
     Returns:
-        ``{"argv", "prog", "cwd", "config", "cml_version", "torch_version", "threads", "time"}``: ``cwd``
-        because relative paths in ``argv`` are relative to it; ``threads`` is ``torch.get_num_threads()`` (the
-        speed depends on it, and so can the last bits of a sum split across threads); ``time`` is UTC.
+        ``{"argv", "prog", "cwd", "config", "cml_version", "torch_version", "threads", "device", "time"}``:
+        ``cwd`` because relative paths in ``argv`` are relative to it; ``threads`` the torch threads the run uses
+        (the config's ``threads``, else ``torch.get_num_threads()``: the speed depends on it, and so do the last
+        bits of a sum split across threads); ``device`` where it runs (``cpu``, or ``cuda`` with the card's name;
+        ``auto`` resolved); ``time`` is UTC. The torch build, the thread count and the device are what a
+        bit-identical rerun needs besides the config.
     """
     import torch  # not at import time: the figures read records and never need torch
 
+    threads = config.get("threads")
+    device = str(config.get("device", "cpu"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and torch.cuda.is_available():
+        device = f"cuda ({torch.cuda.get_device_name()})"
     return {"argv": [str(a) for a in argv], "prog": prog, "cwd": os.getcwd(), "config": config,
-            "cml_version": __version__, "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+            "cml_version": __version__, "torch_version": torch.__version__,
+            "threads": torch.get_num_threads() if threads is None else threads, "device": device,
             "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -513,6 +534,53 @@ def _read_holder(fd: int) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return info if isinstance(info, dict) else None
+
+
+def lock_holder(folder: Path) -> dict[str, Any] | None:
+    """The live writer of a folder (its lock's host, PID and start time; ``{}`` if it wrote none), or None when no
+    process holds its lock; a lock file left by a killed writer is not held.
+
+    Reads only, and never takes the lock, not even for a moment (a writer starting then would be refused): on Linux
+    the kernel's table of locks (``/proc/locks``) is read; elsewhere a shared lock is tried and dropped at once.
+    """
+    path = lock_path(folder)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # no lock file (or not readable): nobody holds it
+        return None
+    try:
+        st = os.fstat(fd)
+        held = _held_in_proc_locks(st.st_dev, st.st_ino)
+        if held is None:
+            import fcntl
+
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:  # a writer holds it exclusively
+                held = True
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                held = False
+        return (_read_holder(fd) or {}) if held else None
+    finally:
+        os.close(fd)
+
+
+def _held_in_proc_locks(dev: int, ino: int) -> bool | None:
+    """Whether ``/proc/locks`` lists a ``flock`` on the file (device, inode); None where there is no such table."""
+    try:
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    wanted = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
+    for line in table.splitlines():
+        parts = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF"; a blocked waiter's line has "->" after the number.
+        if "->" in parts:
+            continue
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == wanted:
+            return True
+    return False
 
 
 class FolderLock:

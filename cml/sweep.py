@@ -5,7 +5,10 @@ or as SLURM job-array tasks through submitit (``slurm``, :mod:`cml.slurm_engine`
 Layout of a sweep folder::
 
     sweep.json                 the grid: the config every cell starts from, bases, methods, seeds, and the
-                               --grid fields with their values, in order (absent when there are none)
+                               --grid fields with their values, in order (absent when there are none); and
+                               ``cells``, the folder names asked for, only where the commands that wrote the
+                               folder asked for fewer cells than that grid holds (the demo: Table 4's baselines
+                               on one seed beside Figure 3's methods on two)
     <variant>-s<seed>/         one run folder per cell (see cml.records; variant: cml.methods.variant_key,
                                e.g. cml-s0 on MAML, boil_cml-s0 on BOIL); with a --grid, the grid values
                                come before the seed: cml-gamma_0.5-co_learner_conv-s0
@@ -89,7 +92,7 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
               record: bool = True, bases: Sequence[str] | None = None, preset_name: str | None = None,
               restart: bool = False, tensorboard: bool = False, grid: dict[str, list[Any]] | None = None,
               engine: str = "local", ray_options=None, slurm_options=None,
-              command: dict[str, Any] | None = None) -> dict[str, Any]:
+              command: dict[str, Any] | None = None, wandb: bool = False, bar=None) -> dict[str, Any]:
     """Trains every (base learner, method, grid point, seed) cell not yet finished, then writes and returns
     ``aggregate.json``.
 
@@ -117,6 +120,10 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
         command: the command line that asked for the sweep (:func:`cml.records.command_entry`), appended to the
             sweep folder's ``command.json`` once the grid is accepted, before any cell trains; None (a sweep
             started from Python) records none.
+        wandb: log each cell to Weights & Biases from its records once it is finished (:mod:`cml.wandb_export`),
+            every finished cell not logged before included.
+        bar: the overall progress bar to advance by one per cell trained (the demo's, across its sweeps); None:
+            one of this sweep's own (cells done of all, with an ETA) under the local engine when ``base.progress``.
 
     Raises:
         ConfigError: if ``out`` holds a sweep with another grid or base config, or a cell's config is invalid.
@@ -137,10 +144,7 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
     grid = {k: list(v) for k, v in (grid or {}).items()}
     # Every cell's config is valid before anything is written or trained.
     cells = sweep_cells(base, bases, methods, seeds, grid, preset_name)
-    spec = {"base": base.to_dict(), "bases": bases, "methods": list(methods), "seeds": [int(s) for s in seeds],
-            "preset": preset_name}
-    if grid:
-        spec["grid"] = records.grid_spec(grid)
+    spec = _spec(base, bases, methods, seeds, grid, preset_name)
     with records.FolderLock(out):  # one sweep process per folder
         out.mkdir(parents=True, exist_ok=True)
         _write_spec(out, spec, restart)
@@ -164,9 +168,61 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
         else:
             if pending and splits is None:
                 splits = base.family.load(base)  # once for every cell (None for generated tasks)
+            own = cells_bar(f"sweep {out.name}", len(cells), len(cells) - len(pending),
+                            base.progress and bar is None)
             for run_dir, cfg in pending:
                 train_cell(run_dir, cfg, splits=splits, record=record, restart=restart, tensorboard=tensorboard)
+                for b in (own, bar):
+                    if b is not None:
+                        b.update(1)
+            if own is not None:
+                own.close()
+        if wandb:
+            from .wandb_export import export_finished
+
+            export_finished([(out / name, cfg) for name, cfg in cells], record)
         return aggregate(out)
+
+
+def cells_bar(desc: str, total: int, done: int, show: bool):
+    """A progress bar over a sweep's cells (cells done of all, the ETA from the cells trained here), or None.
+
+    Its rate is the mean over the cells trained so far (``smoothing=0``): cells of one sweep cost about the same,
+    and the finished cells counted at the start add nothing to it.
+    """
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=desc, unit="cell", smoothing=0, position=0)
+
+
+def _spec(base: Config, bases: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
+          grid: dict[str, list[Any]], preset_name: str | None) -> dict[str, Any]:
+    """What ``sweep.json`` holds for this command, before it is merged with the sweep already in the folder."""
+    spec = {"base": base.to_dict(), "bases": list(bases), "methods": list(methods), "seeds": [int(s) for s in seeds],
+            "preset": preset_name}
+    if grid:
+        spec["grid"] = records.grid_spec(grid)
+    return spec
+
+
+def plan_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[int],
+               bases: Sequence[str] | None = None, preset_name: str | None = None,
+               grid: dict[str, list[Any]] | None = None) -> list[tuple[str, Config]]:
+    """The cells :func:`run_sweep` would train with these arguments, as (run folder name, config), having checked
+    everything it checks before writing (each cell's config; the sweep already in ``out`` agrees), writing nothing.
+
+    Raises:
+        ConfigError: as :func:`run_sweep`, for an invalid cell or a folder holding a sweep with other settings.
+        RunFolderError: if the folder's ``sweep.json`` is damaged.
+    """
+    bases = list(bases or [base.base])
+    grid = {k: list(v) for k, v in (grid or {}).items()}
+    cells = sweep_cells(base, bases, methods, seeds, grid, preset_name)
+    if Path(out).is_dir():
+        _write_spec(Path(out), _spec(base, bases, methods, seeds, grid, preset_name), restart=False, write=False)
+    return cells
 
 
 def sweep_cells(start: Config, bases: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
@@ -207,6 +263,13 @@ def _read_spec(spec_path: Path, restart: bool) -> dict[str, Any] | None:
         if not (isinstance(grid, list) and all(isinstance(i, dict) and isinstance(i.get("field"), str)
                                                and isinstance(i.get("values"), list) for i in grid)):
             raise records.damaged(spec_path, "its grid is not a list of fields with their values")
+        cells = old.get("cells")
+        if cells is not None and not (isinstance(cells, list) and all(isinstance(c, str) for c in cells)):
+            raise records.damaged(spec_path, "its cells are not a list of run folder names")
+        try:
+            spec_cell_names(old)  # the merge names every cell of its grid
+        except (ValueError, TypeError) as e:
+            raise records.damaged(spec_path, f"its grid does not name cml cells ({e})") from None
     except records.RunFolderError:
         if not restart:
             raise
@@ -215,8 +278,9 @@ def _read_spec(spec_path: Path, restart: bool) -> dict[str, Any] | None:
     return old
 
 
-def _write_spec(out: Path, spec: dict[str, Any], restart: bool) -> None:
-    """Writes sweep.json, merged with the one already there (the union of bases, methods, seeds, grid values).
+def _write_spec(out: Path, spec: dict[str, Any], restart: bool, write: bool = True) -> None:
+    """Writes sweep.json, merged with the one already there (the union of bases, methods, seeds, grid values);
+    with ``write`` False, only checks that the two agree.
 
     Raises:
         ConfigError: if the folder holds a sweep with another base config or other grid fields.
@@ -234,13 +298,29 @@ def _write_spec(out: Path, spec: dict[str, Any], restart: bool) -> None:
         if list(old_grid) != list(grid):
             raise ConfigError(f"{out} holds a sweep over --grid fields {', '.join(old_grid) or '(none)'}, not "
                               f"{', '.join(grid) or '(none)'}: cell folders are named by them; use another --out")
+        asked = set(spec_cell_names(old) if old.get("cells") is None else old["cells"]) | set(spec_cell_names(spec))
         spec["bases"] = list(dict.fromkeys(old.get("bases", [LEGACY_BASE]) + spec["bases"]))
         spec["methods"] = list(dict.fromkeys(old["methods"] + spec["methods"]))
         spec["seeds"] = sorted(set(old["seeds"]) | set(spec["seeds"]))
         if grid:
             spec["grid"] = records.grid_spec({k: old_grid[k] + [v for v in grid[k] if v not in old_grid[k]]
                                               for k in grid})
-    records.write_json(spec_path, spec)
+        # The union's grid can hold cells no command asked for (methods on one seed, others on two): name the
+        # ones asked for, so that a reader does not report the rest as unfinished. A folder whose commands cover
+        # the whole grid is written as before.
+        union = spec_cell_names(spec)
+        if set(union) != asked:
+            spec["cells"] = [name for name in union if name in asked]
+    if write:
+        records.write_json(spec_path, spec)
+
+
+def spec_cell_names(spec: dict[str, Any]) -> list[str]:
+    """The run folder names of every cell of a ``sweep.json``'s grid (bases x methods x grid points x seeds), in
+    training order, whether or not its commands asked for each (see :func:`cml.records.spec_planned`)."""
+    return [records.run_folder_name(variant_key(b, upgrade(b, m)), int(s), grid=point)
+            for b in spec.get("bases", [LEGACY_BASE]) for m in spec.get("methods", [])
+            for point in records.grid_points(records.spec_grid(spec)) for s in spec.get("seeds", [])]
 
 
 def cell_config(start: Config, base: str, method: str, seed: int, preset_name: str | None = None) -> Config:

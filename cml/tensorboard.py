@@ -11,7 +11,15 @@ different numbers. Every number in a record becomes a scalar series; a nested re
   ``dynamics/cos_blocks/block1``, ... (one point per recorded step);
 - ``representations.json`` -> ``representations/cka/<layer>/mean``, ``representations/cka_debiased/...``,
   ``representations/silhouette_after/mean``, ... at the last step;
-- ``test.json`` -> ``test/acc``, ``test/acc_ci95``, ``test/params/train``, ... at the last step.
+- ``test.json`` -> ``test/acc``, ``test/acc_ci95``, ``test/mse_before``, ``test/train_time``, ... at the last
+  step.
+
+A value that restates the config or counts something rather than measuring it is not a series: the parameter
+counts, shots, ways and the number of tasks of ``val.jsonl`` and ``test.json`` (:data:`NOT_SERIES`), and the count
+of tasks where a representation metric is undefined (``.../undefined``).
+
+Each run's event file also holds a TensorBoard HParams summary (:func:`hparams_summary`): the run's ``config.json``
+as its hyperparameters and its ``test/`` metrics, so that the HParams tab compares runs in one table.
 
 Events go into ``<run folder>/tensorboard/`` (``tensorboard --logdir runs/`` then lists every run), or into
 another folder given to :func:`export_run` (``cml tensorboard --logdir DIR`` uses ``DIR/<sweep>/<run>``). An
@@ -31,7 +39,8 @@ from . import records
 from .config import ConfigError
 from .errors import MissingFileError
 
-__all__ = ["TENSORBOARD_DIR", "RECORDS", "scalars", "export_run", "LiveExport"]
+__all__ = ["TENSORBOARD_DIR", "RECORDS", "NOT_SERIES", "scalars", "require_tensorboard", "hparams_summary",
+           "export_run", "LiveExport"]
 
 #: The folder of a run's event files, inside the run folder.
 TENSORBOARD_DIR = "tensorboard"
@@ -44,7 +53,13 @@ RECORDS: tuple[tuple[str, str], ...] = (
     (records.REPRESENTATIONS, "representations"),
     (records.TEST, "test"),
 )
+#: The tag prefix of test.json's series: the metrics the HParams table shows.
+TEST_PREFIX = dict(RECORDS)[records.TEST] + "/"
 _EVENTS = "events.out.tfevents.*"
+#: Keys of ``val.jsonl`` and ``test.json`` lines that are not measurements (a config echo or a count).
+NOT_SERIES = ("params", "shots", "ways", "tasks")
+# The count of tasks where a metric of representations.json is undefined (recording.py's "undefined").
+_COUNT_SUFFIX = "/undefined"
 
 
 def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, float]]:
@@ -97,19 +112,52 @@ def scalars(run_dir: str | Path) -> dict[str, dict[int, float]]:
             if last is None:
                 continue
             lines = [{"step": last, **records.read_json(path)}]
+        skip = NOT_SERIES if name in (records.VAL, records.TEST) else ()
         for line in lines:
             step = int(line["step"])
-            for tag, value in _flatten(prefix, {k: v for k, v in line.items() if k != "step"}):
-                out.setdefault(tag, {})[step] = value
+            for tag, value in _flatten(prefix, {k: v for k, v in line.items() if k != "step" and k not in skip}):
+                if not tag.endswith(_COUNT_SUFFIX):
+                    out.setdefault(tag, {})[step] = value
     return out
 
 
-def _writer(logdir: Path):
+def require_tensorboard() -> None:
+    """Checks that TensorBoard events can be written (before a run folder is made for them).
+
+    Raises:
+        ConfigError: one line naming the install command, if the tensorboard package is missing.
+    """
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     except ImportError:  # torch's writer needs the tensorboard package
         raise ConfigError("TensorBoard output needs the tensorboard package: pip install tensorboard "
                           "(or pip install 'cml[tensorboard]')") from None
+
+
+def _hparam(value: Any) -> bool | int | float | str:
+    # HParams takes numbers, strings and booleans: a tuple is shown as the CLI writes it, None as "none".
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    from .fields import show
+
+    return show(value)
+
+
+def hparams_summary(run_dir: Path, metrics: Any) -> list[Any]:
+    """The HParams summaries of a run (experiment, session start, session end): its ``config.json`` as the
+    hyperparameters and ``metrics`` (tags of its scalar series, e.g. ``test/acc``) as the metrics the table shows.
+    """
+    from torch.utils.tensorboard.summary import hparams
+
+    config = records.read_json(run_dir / records.CONFIG)
+    exp, start, end = hparams({k: _hparam(v) for k, v in sorted(config.items())}, {m: 0.0 for m in metrics})
+    return [exp, start, end]
+
+
+def _writer(logdir: Path):
+    require_tensorboard()
+    from torch.utils.tensorboard import SummaryWriter
+
     records.make_folder(logdir, "--logdir")
     for old in logdir.glob(_EVENTS):
         old.unlink()
@@ -163,5 +211,11 @@ class LiveExport:
         self.update()
 
     def close(self) -> None:
+        """Writes the points not written yet and the HParams summary (the config, and the ``test/`` metrics the
+        records hold), then closes the event file."""
         self.update()
+        metrics = sorted(t for t in scalars(self.run_dir) if t.startswith(TEST_PREFIX))
+        if metrics:
+            for summary in hparams_summary(self.run_dir, metrics):
+                self._writer.file_writer.add_summary(summary)
         self._writer.close()

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from . import records
-from .config import Config, ConfigError
+from .config import Config, ConfigError, differing_fields
 from .data.base import Task
 from .bases import get_base
 from .engines import make_backend, resolve_backend
@@ -46,6 +46,23 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu or auto")
     return torch.device(name)
+
+
+def use_threads(cfg: Config) -> Config:
+    """Sets torch's CPU thread count (for the whole process) to the config's, and returns the config with the count
+    it runs at: ``threads`` None resolves to the process's count (``torch.get_num_threads()``), as ``backend auto``
+    resolves to an engine, so that ``config.json`` says what ran.
+
+    Raises:
+        ConfigError: if torch refuses the count.
+    """
+    n = torch.get_num_threads() if cfg.threads is None else cfg.threads
+    if torch.get_num_threads() != n:
+        try:
+            torch.set_num_threads(n)
+        except RuntimeError as e:
+            raise ConfigError(f"threads {n}: torch cannot use that many ({e})") from None
+    return cfg if cfg.threads == n else cfg.replace(threads=n)
 
 
 class TaskSource:
@@ -155,6 +172,7 @@ class Trainer:
         elif (self.run_dir / CHECKPOINT).exists():
             raise OutputExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it, --restart "
                                     f"to move it aside and train afresh, or choose another --out/--name")
+        cfg = use_threads(cfg)  # before anything is computed: sums depend on it
         self.cfg = cfg
         self.tasks = TaskSource(cfg, splits, self.device)
         self.model = build_model(cfg, self.tasks.in_channels)
@@ -192,11 +210,13 @@ class Trainer:
         if not path.exists():
             raise MissingFileError(f"cannot resume: {path} does not exist; train without --resume first")
         saved = Config.load(self.run_dir / records.CONFIG)
-        diff = {k for k, v in cfg.to_dict().items() if saved.to_dict()[k] != v} - {"steps", "progress"}
+        diff = differing_fields(saved, cfg)
         if diff:
-            raise ConfigError(f"cannot resume {self.run_dir}: {', '.join(sorted(diff))} differ from the saved "
+            raise ConfigError(f"cannot resume {self.run_dir}: {', '.join(diff)} differ from the saved "
                               f"config.json; only steps may change on resume")
-        return saved.replace(steps=cfg.steps, progress=cfg.progress)
+        # threads None continues at the run's own count (the process's, for a run that recorded none).
+        threads = {} if cfg.threads is None else {"threads": cfg.threads}
+        return saved.replace(steps=cfg.steps, progress=cfg.progress, **threads)
 
     def save_checkpoint(self) -> None:
         records.atomic_torch_save({
@@ -243,8 +263,7 @@ class Trainer:
         path = self.run_dir / CHECKPOINT
         state = load_checkpoint(self.run_dir)
         saved = _checkpoint_config(state, path)
-        differ = sorted(k for k, v in saved.to_dict().items()
-                        if k not in ("steps", "progress") and self.cfg.to_dict()[k] != v)
+        differ = differing_fields(saved, self.cfg)
         if differ:
             verb = "differs" if len(differ) == 1 else "differ"
             raise records.damaged(path, f"written by a run with other settings than its config.json "
@@ -340,7 +359,8 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.variant} {cfg.task}", disable=not cfg.progress)
+        # Named by the run folder: its task, cell, grid values and seed (two seeds of a sweep are two names).
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=self.run_dir.name, disable=not cfg.progress)
         start = time.perf_counter() - self.elapsed
         while self.step < cfg.steps:
             record = cfg.record_interval > 0 and (self.step + 1) % cfg.record_interval == 0

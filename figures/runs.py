@@ -362,6 +362,7 @@ def _sweep_grid(folder: Path) -> list[str]:
 def _runs_in_sweep(folder: Path) -> list[Run]:
     spec = records.read_json(folder / records.SWEEP)
     runs, absent = [], []
+    planned = records.spec_planned(spec)
     variants = [cell_of({"base": b, "method": m}, folder / records.SWEEP).variant
                 for b in spec.get("bases", [LEGACY_BASE]) for m in spec.get("methods", [])]
     for variant in dict.fromkeys(variants):
@@ -370,7 +371,7 @@ def _runs_in_sweep(folder: Path) -> list[Run]:
                 run_dir = folder / records.run_folder_name(variant, seed, grid=point)
                 if (run_dir / records.CONFIG).is_file():
                     runs.append(Run.load(run_dir))
-                else:
+                elif planned is None or run_dir.name in planned:  # a cell no command asked for is not missing
                     absent.append(run_dir.name)
     if absent:
         # The grid is methods x seeds; a cell never started is worth one line, not one per cell.

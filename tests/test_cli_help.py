@@ -110,9 +110,10 @@ def test_defaults_come_from_the_presets():
     assert defaults["msl"] == "false; --base maml++: true"  # base-specific ones
     assert defaults["sharp_rho_upper"] == "0.0; --base sharp-maml: 0.05"
     assert "--base maml++: 1 (sinusoid), 5 (image tasks, graph)" in defaults["inner_steps"]
-    # the graph task's own group, and Tan et al.'s width under the graph bases
-    assert defaults["hidden"] == ("40 (sinusoid, image tasks), 64 (graph); --base gmeta: 16 (graph); "
-                                  "--base amm-gnn: 16 (graph)")
+    # Only the tasks that read a field (FieldInfo.tasks): the MLP's and the GCN's width, never the Conv-4's; the
+    # graph task's own group, and Tan et al.'s width under the graph bases.
+    assert defaults["hidden"] == ("40 (sinusoid), 64 (graph); --base gmeta: 16 (graph); --base amm-gnn: 16 (graph)")
+    assert "sinusoid" not in defaults["filters"] and "graph" not in defaults["filters"]
     assert defaults["base"] == "maml"
 
 

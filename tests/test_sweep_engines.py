@@ -322,6 +322,29 @@ def test_ray_engine_without_ray_is_one_line(tmp_path, capsys, monkeypatch):
     assert "add --engine ray" in one_line_error(code, err)
 
 
+def test_tune_runs_without_its_tensorboard_logger_and_hint(monkeypatch):
+    """Tune prints "To visualize your results with TensorBoard, run: tensorboard --logdir <.tune>" exactly when its
+    callbacks hold its TensorBoard logger (ray/tune/tune.py); the engine's callbacks, completed as Tuner.fit()
+    completes them, hold none, and keep Tune's CSV and JSON logs."""
+    pytest.importorskip("ray.tune", reason="ray[tune] is not installed (requirements.txt installs it)")
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+    from ray.tune.utils.callback import _create_default_callbacks  # what tune.run() calls on the list
+
+    from cml import ray_engine
+
+    monkeypatch.delenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", raising=False)
+    # Outside the engine's context Tune adds its TensorBoard logger to the same list: what the engine undoes.
+    assert any(isinstance(c, TBXLoggerCallback) for c in _create_default_callbacks(ray_engine.tune_callbacks()))
+    with ray_engine.no_default_loggers():
+        kinds = [type(c) for c in _create_default_callbacks(ray_engine.tune_callbacks())]
+    assert TBXLoggerCallback not in kinds and CSVLoggerCallback in kinds and JsonLoggerCallback in kinds
+    assert "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS" not in os.environ  # as it was
+    monkeypatch.setenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+    with ray_engine.no_default_loggers():
+        assert os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1"
+    assert os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "0"
+
+
 @pytest.mark.ray
 def test_ray_engine_with_two_workers_writes_the_local_engines_records(local_grid, tmp_path):
     pytest.importorskip("ray.tune", reason="ray[tune] is not installed (requirements.txt installs it)")
@@ -344,6 +367,8 @@ def test_ray_engine_with_two_workers_writes_the_local_engines_records(local_grid
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"aggregate: {out / records.AGGREGATE}" in proc.stdout
     assert (out / ".tune").is_dir()  # Tune ran the cells
+    # ... without pointing the user at its own TensorBoard logs (cml's events are in the run folders).
+    assert "TensorBoard" not in proc.stdout + proc.stderr and not list((out / ".tune").rglob("events.out.tfevents*"))
     assert sweep_records(out) == sweep_records(local_grid)
 
 

@@ -46,16 +46,36 @@ def _class_folders(root: Path, what: str) -> list[tuple[str, list[Path]]]:
     """``(class name, image files)`` for each non-empty class folder of ``root``, sorted by name."""
     if not root.is_dir():
         raise DataError(f"{what} {root} is not a folder; expected {root}/<class>/*.png|jpg")
-    classes = []
+    classes, empty = [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = _image_files(folder)
         if files:
             classes.append((folder.name, files))
         else:
-            warnings.warn(f"{folder} holds no .png/.jpg image; skipping it", stacklevel=3)
+            empty.append(folder)
     if not classes:
-        raise DataError(f"no class folder with images in {root}; expected {root}/<class>/*.png|jpg")
+        # The usual mistake is a root one level too high (root/<alphabet>/<character>/*.png): say where to look.
+        deeper = next((f for f in empty if any(_image_files(c) for c in f.iterdir() if c.is_dir())), None)
+        hint = (f"; its subfolders hold folders of images (e.g. {deeper}): give one of them, or the folder whose "
+                f"subfolders are the classes" if deeper is not None else "")
+        raise DataError(f"no class folder with images in {root}: the class folders were expected directly in it, as "
+                        f"{root}/<class>/*.png|jpg{hint}")
+    if empty:
+        # One line for all of them, not one per folder.
+        names = ", ".join(f.name for f in empty[:3]) + (", ..." if len(empty) > 3 else "")
+        each = "it holds" if len(empty) == 1 else f"each of these {len(empty)} holds"
+        warnings.warn(f"{root}: skipping {names}: {each} no .png/.jpg image", stacklevel=3)
     return classes
+
+
+def looks_inverted(pool: ClassPool, classes: int = 5) -> bool:
+    """Whether a grayscale pool looks dark-on-light: the mean intensity of its first ``classes`` classes is above
+    half the range. The project's grayscale convention is light strokes on a dark background (Omniglot is inverted
+    on loading, fonts are rendered that way), so such a pool is probably inverted relative to training.
+    """
+    n = min(classes, len(pool))
+    means = [float(pool.images(i).float().mean()) for i in range(n)]
+    return bool(means) and sum(means) / len(means) > 127.5
 
 
 def _folder_pool(classes: Sequence[tuple[str, list[Path]]], image_size: int, channels: int, source: str,

@@ -530,7 +530,17 @@ def load_fonts_data(
     Returns:
         The data; ``cache_path`` is None when the cache folder could not be written (a warning says why).
     """
-    folder = Path(cache) if cache is not None else cache_dir()
+    folder = Path(cache).expanduser() if cache is not None else cache_dir()
+    if cache is not None and not folder.is_dir():
+        # A cache folder named by the user is made, but not its parents: a mistyped path must not grow a tree of
+        # folders (at the root, for /nonexistent/cache) after minutes of rendering.
+        if folder.exists():
+            raise DataError(f"fonts cache --data {folder} is a file; give a folder (or leave --data out for the "
+                            f"default cache, {cache_dir()})")
+        if not folder.parent.is_dir():
+            raise DataError(f"fonts cache --data {folder}: its parent folder {folder.parent} does not exist; give "
+                            f"an existing folder or one inside one (or leave --data out for the default cache, "
+                            f"{cache_dir()})")
     files = list_font_files()
     params = dict(image_size=image_size, images_per_class=images_per_class, seed=seed, min_faces=min_faces,
                   duplicate_threshold=duplicate_threshold)

@@ -162,6 +162,8 @@ class TaskEntry:
         loader: ``loader()`` -> the data set's load function (imported on first use), or None.
         downloader: ``downloader()`` -> its download function ``download(root) -> files``, or None.
         no_download: why ``cml data download`` does not fetch it, when that is not "get it from its source".
+        splits: the ``--split`` values its loader takes, its own (what ``default`` reads as) first; empty: the
+            data set has one split.
     """
 
     name: str
@@ -174,6 +176,7 @@ class TaskEntry:
     loader: Callable[[], Callable[..., Any]] | None = field(default=None, compare=False)
     downloader: Callable[[], Callable[..., Any]] | None = field(default=None, compare=False)
     no_download: str | None = None
+    splits: tuple[str, ...] = ()
 
 
 def shape_of(cfg: "Config") -> str:

@@ -134,7 +134,7 @@ _DATA = "cml.data"
 TASKS = (
     TaskEntry("omniglot", FAMILY, "Omniglot (official zips; `cml data download omniglot`)", needs_data=True,
               loader=_lazy("cml.data.omniglot", "load_omniglot"),
-              downloader=_lazy("cml.data.omniglot", "download_omniglot")),
+              downloader=_lazy("cml.data.omniglot", "download_omniglot"), splits=("lake", "vinyals")),
     TaskEntry("fonts", FAMILY, "glyphs rendered from matplotlib's fonts, split by script (no download)",
               needs_data=False, loader=_lazy("cml.data.fonts", "load_fonts"),
               no_download="fonts needs no download: it is rendered locally from the fonts matplotlib ships (on first "
