@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from matplotlib.figure import Figure
 
@@ -21,9 +21,10 @@ from analysis.stats import MIN_SEEDS_FOR_CI
 from cml import records
 from cml.errors import FigureInputError
 
-from . import style
+from . import paper_values, style
 from .claims import Claim, _decimals, _few_seeds
-from .runs import BASE_ORDER, Cell, Run, Setting, adds_nothing, as_runs, cooperates, group_by_setting
+from .runs import (BASE_ORDER, Cell, Run, Setting, adds_nothing, as_runs, config_difference, config_groups, cooperates,
+                   group_by_setting)
 from .summary import POLICY, SeedValues, policy_note
 from .tables import draw_table, table_height
 
@@ -41,6 +42,8 @@ class BaseRow:
             with each run's 95% CI over its test tasks.
         metric: ``acc`` (a fraction) or ``mse``.
         with_cml: the cell of the base with CML (None if the runs hold none).
+        paper: per column (``alone``, ``cml``, ``dagger``), the paper's Table 1 value at the runs' setting and the
+            run's difference (:func:`figures.paper_values.cell_text`); absent where none matches.
     """
 
     base: str
@@ -50,6 +53,7 @@ class BaseRow:
     dagger: SeedValues
     metric: str
     with_cml: Cell | None = None
+    paper: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def paired_seeds(self) -> list[int]:
@@ -82,6 +86,13 @@ def rows(source: Run | str | Iterable[Run | str]) -> dict[Setting, list[BaseRow]
         # base -> [alone, with CML, CML†], each ({seed: value}, {seed: that run's CI over its test tasks})
         by_base: dict[str, list[tuple[dict[int, float], dict[int, float]]]] = {}
         with_cml: dict[str, Cell] = {}
+        first: dict[tuple[str, str], Run] = {}  # a run of each (base, column): the setting the paper is matched at
+        for cell in {r.cell for r in runs}:
+            groups = config_groups([r for r in runs if r.cell == cell])
+            if len(groups) > 1 and (adds_nothing(cell.spec) or cooperates(cell.spec)):
+                raise FigureInputError(f"Table 1 ({setting.label}): {cell.label} runs of {len(groups)} configs "
+                                       f"({' / '.join(config_difference(groups))}); a row pools seeds of one config: "
+                                       f"give the folders of one")
         for run in runs:
             alone, cml = adds_nothing(run.cell.spec), cooperates(run.cell.spec)
             if not (alone or cml) or not run.has(records.TEST):
@@ -91,6 +102,7 @@ def rows(source: Run | str | Iterable[Run | str]) -> dict[Setting, list[BaseRow]
             if cml:
                 with_cml.setdefault(run.base, run.cell)
             targets = [(columns[0] if alone else columns[1], metric)]
+            first.setdefault((run.base, "alone" if alone else "cml"), run)
             if cml and run.cell.spec.dagger:
                 targets.append((columns[2], f"{metric}_dagger"))
             for column, key in targets:
@@ -99,9 +111,19 @@ def rows(source: Run | str | Iterable[Run | str]) -> dict[Setting, list[BaseRow]
                     if test.get(f"{key}_ci95") is not None:
                         column[1][run.seed] = float(test[f"{key}_ci95"])
         order = sorted(by_base, key=lambda b: (BASE_ORDER.index(b) if b in BASE_ORDER else len(BASE_ORDER), b))
-        out[setting] = [BaseRow(b, BASE_TABLE[b].label if b in BASE_TABLE else b,
-                                *(SeedValues(*column) for column in by_base[b]), metric, with_cml.get(b))
-                        for b in order]
+        table = []
+        for b in order:
+            values = [SeedValues(*column) for column in by_base[b]]
+            paper = {}
+            for name, key, v in (("alone", metric, values[0]), ("cml", metric, values[1]),
+                                 ("dagger", f"{metric}_dagger", values[2])):
+                run = first.get((b, "alone" if name == "alone" else "cml"))
+                found = paper_values.values_for(run, key, ("1",)) if run is not None else []
+                if found:
+                    paper[name] = paper_values.cell_text(found, v.mean if v.n else None, " ")
+            table.append(BaseRow(b, BASE_TABLE[b].label if b in BASE_TABLE else b, *values, metric, with_cml.get(b),
+                                 paper))
+        out[setting] = table
     return out
 
 
@@ -134,8 +156,15 @@ def _cells(row: BaseRow, sep: str = "\n") -> list[str]:
     mean_gain = "–" if not gains.n else f"{scale * gains.mean:+{fmt}}"
     if gains.has_interval:
         mean_gain += f" ± {scale * gains.ci95:{fmt}}"
-    return [row.label, _value(row.alone, row.metric, sep), _value(row.cml, row.metric, sep),
-            _value(row.dagger, row.metric, sep), mean_gain, _gain_per_seed(row, sep), str(len(row.paired_seeds))]
+    def with_paper(column: str, values: SeedValues) -> str:
+        text = _value(values, row.metric, sep)
+        if column in row.paper:
+            paper, diff = row.paper[column]
+            text += f"{sep}paper {paper.split(' (')[0]} (run − paper {diff})"
+        return text
+
+    return [row.label, with_paper("alone", row.alone), with_paper("cml", row.cml), with_paper("dagger", row.dagger),
+            mean_gain, _gain_per_seed(row, sep), str(len(row.paired_seeds))]
 
 
 def _header(metric: str, sep: str = "\n") -> list[str]:
@@ -196,7 +225,10 @@ def figure(source: Run | str | Iterable[Run | str], figsize: tuple[float, float]
                      fontweight="bold")
             top = draw_table(fig, top - 0.025, header, cells, widths, fontsize=fontsize, width=0.86) - 0.035
             drawn[setting] = table
-        caption = textwrap.wrap(CAPTION, 118)
+        matched = any(r.paper for t in drawn.values() for r in t)
+        caption = textwrap.wrap(CAPTION + (" paper: the paper's Table 1 value at the row's setting, and run − paper in "
+                                           "points." if matched else " " + paper_values.no_match_note(
+                                               as_runs(source), ("1",))), 118)
         fig.text(0.06, top, "\n".join(caption), fontsize=7.8, va="top", linespacing=1.45)
         chart_top = top - len(caption) * 7.8 * 1.45 / (72 * figsize[1]) - 0.07
         if chart_top > 0.3 and drawn:
