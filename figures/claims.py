@@ -390,9 +390,11 @@ def _mean_of(values: Mapping[int, float]) -> float:
     return float(np.mean(list(values.values()))) if values else math.nan
 
 
-def _evidence(head: str, readings: Sequence[Reading], note: str, tail: str = "") -> str:
+def _evidence(head: str, readings: Sequence[Reading], note: str, tail: str = "", shown: bool = True) -> str:
+    """A claim's evidence: ``head``, each reading's text (unless ``head`` already gives them: ``shown`` False), the
+    few-seeds sentence, the seeds-needed ``note`` and ``tail``."""
     parts = [head] if head else []
-    if readings:
+    if readings and shown:
         parts.append("; ".join(r.text for r in readings) + ".")
     seeds = sorted({s for r in readings for s in r.seeds})
     if readings and 1 <= len(seeds) < MIN_SEEDS_FOR_CI and len({len(r.seeds) for r in readings}) == 1:
@@ -520,11 +522,12 @@ def judge_lower_cka(cml: Mapping[int, Mapping[str, float]], maml: Mapping[int, M
             ci_m = (maml_ci or {}).get(s, {}).get(layer, math.nan)
             ci_c = (cml_ci or {}).get(s, {}).get(layer, math.nan)
             fmt = f".{_decimals(ci_m, ci_c, maml[s][layer] - cml[s][layer])}f"
-            parts.append(f"{layer_label(layer)}: MAML {_pm(maml[s][layer], ci_m, fmt)}, "
+            parts.append(f"{layer_label(layer, layers)}: MAML {_pm(maml[s][layer], ci_m, fmt)}, "
                          f"CML {_pm(cml[s][layer], ci_c, fmt)}")
         return _claim(key, None, f"single seed: not a claim. Seed {s} (95% CI over tasks): " + "; ".join(parts) + ".",
                       seeds, "by seed")
-    readings = [compare(layer_label(layer), {s: maml[s][layer] for s in seeds if _finite(maml[s].get(layer))},
+    readings = [compare(layer_label(layer, layers),
+                        {s: maml[s][layer] for s in seeds if _finite(maml[s].get(layer))},
                         {s: cml[s][layer] for s in seeds if _finite(cml[s].get(layer))}, names=("MAML", "CML"))
                 for layer in layers]
     supported, needed, note = verdict(readings)
@@ -534,7 +537,7 @@ def judge_lower_cka(cml: Mapping[int, Mapping[str, float]], maml: Mapping[int, M
             ls = [s for s in seeds if _finite(maml[s].get(layer)) and _finite(cml[s].get(layer))]
             diffs = [maml[s][layer] - cml[s][layer] for s in ls]
             dec = _decimals(*diffs)
-            parts.append(f"{layer_label(layer)}: " + ", ".join(
+            parts.append(f"{layer_label(layer, layers)}: " + ", ".join(
                 f"seed {s} MAML {maml[s][layer]:.{dec}f}, CML {cml[s][layer]:.{dec}f} (MAML − CML {d:+.{dec}f})"
                 for s, d in zip(ls, diffs)))
         return _claim(key, None, f"{_few_seeds(seeds)} linear CKA before vs after adaptation, per layer: "
@@ -756,13 +759,15 @@ def _norm_claim(ctx: _Context, key: str, field_: str, hint: str) -> Claim:
         readings += group
     means = [f"{role.name} " + " / ".join(f"{_mean_of(ctx.dynamics(c, field_, block)):.3g}" for block in blocks)
              for role, c in ((_CML, cml), *present)]
-    head = ("per-seed ratio of the mean norms over the recorded steps, mean ± 95% CI across seeds, per block: "
+    across = ("mean ± 95% CI across seeds" if any(r.status in ("supported", "opposite", "inconclusive")
+                                                  for r in readings) else "each seed")
+    head = (f"per-seed ratio of the mean norms over the recorded steps, {across}, per block: "
             + "; ".join(parts) + ". Mean norms per block (" + ", ".join(blocks) + "): " + "; ".join(means) + ".")
     absent = [role.missing(ctx.runs) for role, c in ((_MAML, maml), (_CL, cl)) if c is None]
     supported, needed, note = verdict(readings)
     seeds = sorted({s for r in readings for s in r.seeds})
-    claim = _claim(key, supported, _evidence(head, [], note), seeds, _dyn_pairing(ctx, cml, *[c for _, c in present]),
-                   needed)
+    claim = _claim(key, supported, _evidence(head, readings, note, shown=False), seeds,
+                   _dyn_pairing(ctx, cml, *[c for _, c in present]), needed)
     if absent:
         return Claim(claim.key, claim.claim, None, claim.evidence + " Not decided: " + "; ".join(absent) + ".",
                      claim.seeds, claim.setting, claim.source, claim.pairing, None)
@@ -785,18 +790,20 @@ def _cka_claims(ctx: _Context) -> list[Claim]:
         else:
             conv = [k for k in layers if k != records.OUTPUT_LAYER]
             head = {s: v[records.OUTPUT_LAYER] for s, v in cka.items() if records.OUTPUT_LAYER in v}
-            readings = [compare(layer_label(k), {s: v[k] for s, v in cka.items() if k in v}, head,
+            readings = [compare(layer_label(k, layers), {s: v[k] for s, v in cka.items() if k in v}, head,
                                 names=("block", "head output")) for k in conv]
             lowest = min((v[k] for v in cka.values() for k in conv if k in v), default=math.nan)
             higher = sum(r.status == "supported" for r in readings)
+            across = ("mean ± 95% CI across seeds" if any(r.status in ("supported", "opposite", "inconclusive")
+                                                          for r in readings) else "each seed")
             head_text = (f"MAML's CKA at its conv blocks is at least {lowest:.3f} on every seed (1: unchanged), "
                          f"{_mean_of(head):.3f} at the head's output on average. Its CKA at each conv block minus at "
-                         f"the head's output, mean ± 95% CI across seeds: "
+                         f"the head's output, {across}: "
                          + ", ".join(f"{r.label} {r.short}" for r in readings)
                          + (f" (higher at {higher} of {len(readings)} blocks)." if readings and readings[0].status
                             in ("supported", "opposite", "inconclusive") else "."))
             supported, needed, note = verdict(readings)
-            out.append(_claim("3d-maml-head", supported, _evidence(head_text, [], note),
+            out.append(_claim("3d-maml-head", supported, _evidence(head_text, readings, note, shown=False),
                               sorted({s for r in readings for s in r.seeds}),
                               f"MAML's seeds {', '.join(map(str, sorted(cka)))}, each block against the same seed's "
                               f"head output", needed))
@@ -805,12 +812,13 @@ def _cka_claims(ctx: _Context) -> list[Claim]:
                                                          if c is None) + "."))
         return out
     a, b = ctx.cka(maml), ctx.cka(cml)
-    conv = [k for k in dict.fromkeys(k for v in a.values() for k in v) if k != records.OUTPUT_LAYER]
+    layers = list(dict.fromkeys(k for v in a.values() for k in v))
+    conv = [k for k in layers if k != records.OUTPUT_LAYER]
     last = conv[-1] if conv else None
     if last is None:
         out.append(_claim("3d-cml-last", None, "no CKA recorded"))
     else:
-        reading = compare(f"{layer_label(last)} (the last conv block's output)",
+        reading = compare(f"{layer_label(last, layers)} (the last conv block)",
                           {s: v[last] for s, v in a.items() if last in v},
                           {s: v[last] for s, v in b.items() if last in v}, names=("MAML", "CML"))
         out.append(_judged("3d-cml-last", "", [reading], _dyn_pairing(ctx, maml, cml, same=_CKA_TASKS)))

@@ -397,7 +397,7 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
     if sinusoid:
         pages.append(("Figure 2: sinusoid fits", lambda: fig2_sinusoid.figure(sinusoid, show_before=True), sinusoid))
     for setting, group in groups.items():
-        pages.append((f"Figure 3: learning dynamics, {setting.label} (two pages)",
+        pages.append((f"Figure 3 (a)-(d): learning dynamics, {setting.label}",
                       lambda g=group: fig3_dynamics.pages(g, smooth=auto_smooth(g)), group))
     for setting, group in groups.items():
         if setting.family.end_record == records.FEATURES:

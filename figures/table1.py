@@ -42,7 +42,7 @@ class BaseRow:
             with each run's 95% CI over its test tasks.
         metric: ``acc`` (a fraction) or ``mse``.
         with_cml: the cell of the base with CML (None if the runs hold none).
-        paper: per column (``alone``, ``cml``, ``dagger``), the paper's Table 1 value at the runs' setting and the
+        paper: per column (``alone``, ``with`` CML, ``dagger``), the paper's Table 1 value at the runs' setting and the
             run's difference (:func:`figures.paper_values.cell_text`); absent where none matches.
     """
 
@@ -102,7 +102,7 @@ def rows(source: Run | str | Iterable[Run | str]) -> dict[Setting, list[BaseRow]
             if cml:
                 with_cml.setdefault(run.base, run.cell)
             targets = [(columns[0] if alone else columns[1], metric)]
-            first.setdefault((run.base, "alone" if alone else "cml"), run)
+            first.setdefault((run.base, alone), run)
             if cml and run.cell.spec.dagger:
                 targets.append((columns[2], f"{metric}_dagger"))
             for column, key in targets:
@@ -115,9 +115,9 @@ def rows(source: Run | str | Iterable[Run | str]) -> dict[Setting, list[BaseRow]
         for b in order:
             values = [SeedValues(*column) for column in by_base[b]]
             paper = {}
-            for name, key, v in (("alone", metric, values[0]), ("cml", metric, values[1]),
-                                 ("dagger", f"{metric}_dagger", values[2])):
-                run = first.get((b, "alone" if name == "alone" else "cml"))
+            for name, key, v, alone in (("alone", metric, values[0], True), ("with", metric, values[1], False),
+                                        ("dagger", f"{metric}_dagger", values[2], False)):
+                run = first.get((b, alone))
                 found = paper_values.values_for(run, key, ("1",)) if run is not None else []
                 if found:
                     paper[name] = paper_values.cell_text(found, v.mean if v.n else None, " ")
@@ -163,7 +163,7 @@ def _cells(row: BaseRow, sep: str = "\n") -> list[str]:
             text += f"{sep}paper {paper.split(' (')[0]} (run − paper {diff})"
         return text
 
-    return [row.label, with_paper("alone", row.alone), with_paper("cml", row.cml), with_paper("dagger", row.dagger),
+    return [row.label, with_paper("alone", row.alone), with_paper("with", row.cml), with_paper("dagger", row.dagger),
             mean_gain, _gain_per_seed(row, sep), str(len(row.paired_seeds))]
 
 
