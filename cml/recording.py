@@ -217,7 +217,7 @@ class Recorder:
             source: the run's task source (its test split is sampled with the ``record`` stream).
             device: where the model lives.
         """
-        params = dict(backend.model.named_parameters())
+        params: Params = dict(backend.model.named_parameters())
         per_task = per_task_test_record(backend, cfg, params, source, device)
         records.write_json(self.run_dir / records.TEST_TASKS, per_task)
         gen = generator(cfg.seed, "record")
@@ -241,7 +241,7 @@ class Recorder:
         records.write_json(self.run_dir / records.REPRESENTATIONS, result)
         return result
 
-    def _tsne(self, backend: Engine, cfg: Config, params: dict[str, Tensor], source: "TaskSource",
+    def _tsne(self, backend: Engine, cfg: Config, params: Params, source: "TaskSource",
               device: torch.device, result: dict[str, Any]) -> None:
         gen = generator(cfg.seed, "tsne")
         try:
@@ -269,7 +269,8 @@ class Recorder:
         for _ in range(3):
             task = sampler.sample()
             fn = sampler.last_function
-            support = tuple(t.to(device) for t in task.support)
+            assert fn is not None, "the sampler names the function of the task it drew"
+            support = (task.support[0].to(device), task.support[1].to(device))
             steps = cfg.test_inner_steps
             with torch.enable_grad():
                 adapted = adapt(backend, inner_spec(cfg, params, steps, "none", test_time=True), params, support)[-1]

@@ -416,7 +416,7 @@ def _judged(key: str, head: str, readings: Sequence[Reading], pairing: str, tail
 # -- the suite's readings: plain numbers in, a Claim out -------------------------------------------------------
 
 
-def judge_dissimilar_gradients(cos_by_seed: Mapping[int, Sequence[float]],
+def judge_dissimilar_gradients(cos_by_seed: Mapping[int, Sequence[float | None]],
                                threshold: float = COSINE_THRESHOLD) -> Claim:
     """The suite's whole-psi reading from the cosine similarities ``cos_psi`` of each CML seed's recorded steps.
 
@@ -439,8 +439,8 @@ def judge_dissimilar_gradients(cos_by_seed: Mapping[int, Sequence[float]],
     rule = f"dissimilar if the mean cosine's 95% CI lies below {threshold}"
     if len(seeds) == 1:
         s = seeds[0]
-        values = [x for x in cos_by_seed[s] if _finite(x)]
-        m, ci = normal_ci95(values) if len(values) > 1 else (values[0], math.nan)
+        kept = [float(x) for x in cos_by_seed[s] if x is not None and _finite(x)]
+        m, ci = normal_ci95(kept) if len(kept) > 1 else (kept[0], math.nan)
         text = (f"single seed: not a claim. Seed {s}: mean cosine {_pm(m, ci)} over {steps[s]} recorded steps "
                 f"(CI across steps, which are correlated), {100 * negative[s]:.0f}% of steps below 0; {rule}.")
         return _claim(key, None, text, seeds, "one CML seed")
@@ -614,7 +614,7 @@ class _Context:
                 v = d.get(key)
                 if isinstance(v, dict):
                     v = v.get(block)
-                if _finite(v):
+                if isinstance(v, (int, float)) and _finite(v):
                     values.append(float(v))
             if values:
                 out[r.seed] = float(np.mean(values))
@@ -883,9 +883,9 @@ def claims_for_setting(runs: Sequence[Run]) -> list[Claim]:
     if mixed:
         text = "; ".join(f"{c.label} runs of {len(g)} configs ({' / '.join(config_difference(g))})"
                          for c, g in mixed.items())
-        out = [_claim(k, None, f"not compared: {text}. A claim pools seeds of one config per method; give the "
-                               f"folders of one config") for k in STATEMENTS]
-        return [_with_setting(c, setting.label) for c in out]
+        refused = [_claim(k, None, f"not compared: {text}. A claim pools seeds of one config per method; give the "
+                                   f"folders of one config") for k in STATEMENTS]
+        return [_with_setting(c, setting.label) for c in refused]
     ctx = _Context(runs)
     builders: list[tuple[tuple[str, ...], Callable[[], list[Claim]]]] = [
         (("3a-random",), lambda: [_test_claim(ctx, "3a-random", _RANDOM)]),

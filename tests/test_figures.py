@@ -269,7 +269,7 @@ def test_fig3_image_panels_and_content(figure_runs):
     # The sweep has no random co-learner: panel (a) names it with the command that adds it to this sweep.
     text = " ".join(_all_text(first).split())
     assert "Missing: MAML + random co-learner (method random): train it with python -m cml sweep" in text
-    assert f"--methods random" in text and f"--out {figure_runs['fonts']}" in text
+    assert "--methods random" in text and f"--out {figure_runs['fonts']}" in text
 
 
 def test_fig3_cka_points_are_the_seeds_and_their_mean(figure_runs):

@@ -151,9 +151,10 @@ def test_inner_loop_norm_is_the_hand_computed_support_gradient_norm(float64, ste
         p = dict(start)
         for _ in range(steps):  # each step's gradient at the trajectory's point, then the step (MAML: psi and theta)
             g = _manual_mlp_grads(p, x, y)
+            share = 1 / (steps * len(tasks))  # each norm is a mean over the steps and the tasks
             for b, names in blocks.items():
-                want[b] += np.sqrt(sum((g[n] ** 2).sum() for n in names)) / (steps * len(tasks))
-            want["whole"] += np.sqrt(sum((g[n] ** 2).sum() for ns in blocks.values() for n in ns)) / (steps * len(tasks))
+                want[b] += share * np.sqrt(sum((g[n] ** 2).sum() for n in names))
+            want["whole"] += share * np.sqrt(sum((g[n] ** 2).sum() for ns in blocks.values() for n in ns))
             p = {n: v - cfg.inner_lr * g[n] for n, v in p.items()}
     assert list(got["inner_grad_norm_blocks"]) == ["layer1", "layer2"]
     for b in blocks:
