@@ -1,4 +1,4 @@
-"""``python -m cml``: train, evaluate, count parameters, manage data, sweep, report, TensorBoard, demo.
+"""``python -m cml``: train, evaluate, count parameters, manage data, sweep, report, paper tables, TensorBoard, demo.
 
 Every flag of ``train`` that sets a config field is generated from :class:`cml.config.Config`, so the CLI and
 the config cannot drift apart: ``--inner-lr 0.1`` sets ``inner_lr``, ``--first-order``/``--no-first-order``
