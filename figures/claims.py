@@ -560,10 +560,13 @@ class _Role:
     Attributes:
         name: the paper's name for it, as the claims quote it.
         wanted: the test of a method's row (:mod:`cml.methods`).
+        optional: a baseline of the suite's, not a method the paper's claim needs: when the runs lack it, the claim
+            says so without suggesting a command (a run the user never asked for is no missing piece).
     """
 
     name: str
     wanted: Callable[[Method], bool]
+    optional: bool = False
 
     def cell(self, by_method: Mapping[Cell, Sequence[Run]]) -> Cell | None:
         """The first cell (in legend order) among the runs that plays the role, or None."""
@@ -573,6 +576,9 @@ class _Role:
     def missing(self, runs: Sequence[Run]) -> str:
         """The sentence a claim gives when the runs lack this method: which, and the command that trains it."""
         method = method_named(self.wanted)
+        if self.optional:
+            return (f"the records hold no {self.name} run (method {method}), the suite's optional baseline: not "
+                    f"compared")
         command = command_adding(runs, method) if method else "no method of cml.methods plays it"
         return f"the records hold no {self.name} run (method {method}); train it: {command}"
 
@@ -581,7 +587,7 @@ _CML = _Role("CML", cooperates)
 _MAML = _Role("MAML", adds_nothing)
 _CL = _Role("CL", branches)
 _RANDOM = _Role("MAML + random co-learner", never_trained)
-_NOISY = _Role("noisy-MAML", lambda m: m.gradient_noise)
+_NOISY = _Role("noisy-MAML", lambda m: m.gradient_noise, optional=True)
 
 
 class _Context:

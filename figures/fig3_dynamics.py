@@ -356,9 +356,10 @@ def _panel_d(ax: Axes, by_method: dict[Cell, list[Run]], methods: Sequence[Cell]
                 extent += [lo, hi]
             else:
                 ax.scatter([pos] * n, values, s=16, facecolor="white", edgecolor=s.colour, linewidth=1.0,
-                           marker=s.marker, zorder=3)
+                           marker=s.marker, zorder=3, label=s.label)
                 extent += list(values)
-            ax.scatter([pos], [mean], s=34, color=s.colour, marker=s.marker, zorder=4)
+            if n > 1:  # one seed's mean is the seed itself: its open marker alone, as the legend says
+                ax.scatter([pos], [mean], s=34, color=s.colour, marker=s.marker, zorder=4, label=s.label)
             extent.append(mean)
             labels.append((pos, max(mean, *(values if not math.isfinite(ci) else [min(mean + ci, 1.0)])),
                            f"{mean:.3f}", s.colour))
@@ -510,6 +511,8 @@ def _draw_c(sub: SubFigure, by_method, sel: _Selection, smooth: int, blocks: Seq
             _panel_blocks(axes, by_method, methods, smooth, key, blocks)
         if not methods:
             _empty(axes[0], f"{name}: not recorded for these runs")
+            for ax in axes[1:]:
+                ax.axis("off")  # one message for the row, not empty axes beside it
         for ax, block in zip(axes, blocks or ["–"]):
             ax.set_title(block, fontsize=9)
             if log_norm:
@@ -519,8 +522,8 @@ def _draw_c(sub: SubFigure, by_method, sel: _Selection, smooth: int, blocks: Seq
             if r == 0:
                 ax.set_xlabel("")
         axes[0].set_ylabel(unit + (" (log)" if log_norm else "") + _smooth_note(smooth))
-    _panel_title(sub, "(c) gradient norm of ψ per block: the outer meta-gradient (top) and the inner loop's "
-                      "support-set gradient (bottom)")
+    _panel_title(sub, "(c) gradient norm of ψ per block: outer meta-gradient (top), inner-loop support-set "
+                      "gradient (bottom)")
     what = ("top: the norm of ψ's meta-gradient per block (dynamics.jsonl grad_norm_blocks, before noisy-MAML's "
             "noise); bottom: the norm of the inner loop's support-set gradient on ψ per block at the meta-parameters, "
             "mean over the step's tasks (inner_grad_norm_blocks); both against the outer step.")
@@ -618,6 +621,20 @@ def figure(
                 captions[p] = _draw_c(sub, by_method, sel, smooth, norm_blocks, log_norm)
             else:
                 captions[p] = _draw_d(sub, by_method, sel, debiased_cka)
+        # A method in the page's legend but not drawn in a panel is named there, with why: a reader must never have
+        # to guess whether a line is hidden, absent or left out.
+        page_labels = _drawn_labels(fig.axes)
+        for p, sub in zip(panels, subs):
+            here = _drawn_labels(sub.axes)
+            chosen = {style.method_style(c).label for c in selections[p].cells}
+            left_out = [lab for lab in page_labels if lab not in here]
+            if left_out:
+                captions[p] += "\n" + textwrap.fill(
+                    "Not in this panel: " + "; ".join(
+                        f"{lab} (its runs lack this panel's record)" if lab in chosen else
+                        f"{lab} (in the legend from another panel; this panel draws "
+                        f"{', '.join(r.name for r in PANELS[p])})" for lab in left_out) + ".",
+                    _CAPTION_WIDTH, break_long_words=False, break_on_hyphens=False, subsequent_indent="  ")
         # Each caption below its panel, in a row of its own as tall as its lines (the rest of the panel's height,
         # less its title and axis labels, goes to the plots).
         total = sum(heights[p] for p in panels)
@@ -644,6 +661,9 @@ def figure(
         if any(1 < n < MIN_SEEDS_FOR_CI for n in counts):
             handles["thin line, (d) open marker:\none seed (no interval with < 3 seeds)"] = Line2D(
                 [], [], color="0.3", lw=0.8, alpha=0.6, marker="o", markerfacecolor="white", markersize=4)
+        elif 1 in counts and "d" in panels:
+            handles["(d) open marker: the one seed's value"] = Line2D(
+                [], [], color="0.3", lw=0, marker="o", markerfacecolor="white", markersize=4)
         a_axes = subs[panels.index("a")].axes if "a" in panels else []
         banded = any(isinstance(c, PolyCollection) for ax in a_axes[:1] for c in ax.collections)
         if counts and (min(counts) == 1 and banded or any(ax.containers for ax in a_axes[:1])):
@@ -655,9 +675,29 @@ def figure(
         letters = ", ".join(f"({p})" for p in panels)
         fig.suptitle(f"Figure 3 {letters}: learning dynamics, {setting.label}\n"
                      f"runs: {', '.join(map(str, folders))}\n"
-                     f"{seeds_text} seed{'s' if counts and max(counts) > 1 else ''} per method; thick lines: mean "
-                     f"across seeds; {policy_note(min(counts) if counts else 0)}", fontsize=9.5)
+                     f"{seeds_text} seed{'s' if counts and max(counts) > 1 else ''} per method; "
+                     f"{_lines_note(counts)}{policy_note(min(counts) if counts else 0)}", fontsize=9.5)
     return fig
+
+
+def _drawn_labels(axes: Iterable[Axes]) -> list[str]:
+    """The method labels drawn on ``axes`` (lines and markers), in drawing order; a seed's thin line is none."""
+    labels: list[str] = []
+    for ax in axes:
+        for artist in [*ax.lines, *ax.collections]:
+            lab = artist.get_label()
+            if lab and not lab.startswith("_") and lab not in labels:
+                labels.append(lab)
+    return labels
+
+
+def _lines_note(counts: Sequence[int]) -> str:
+    # What a thick line is: a mean only where a method has seeds to average; one seed's line is that seed.
+    if not counts or max(counts) == 1:
+        return "lines: the one seed's values; "
+    if min(counts) == 1:
+        return "thick lines: mean across seeds (a method with one seed: its values); "
+    return "thick lines: mean across seeds; "
 
 
 def pages(source: Run | str | Iterable[Run | str], smooth: int = 1, **kwargs) -> list[Figure]:

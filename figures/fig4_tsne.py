@@ -71,7 +71,8 @@ def figure(
         The figure: ``len(methods)`` rows x 2 columns (before, after adaptation).
 
     Raises:
-        FigureInputError: for sinusoid runs, mixed settings, or a missing method or seed.
+        FigureInputError: for sinusoid runs, mixed settings, a method asked for that the runs lack, none of the
+            default rows among the runs (a default row the runs lack is named in the caption instead), or a seed.
         MissingRecordError: if ``features.npz`` or ``representations.json`` is absent.
     """
     runs = as_runs(source)
@@ -88,16 +89,19 @@ def figure(
         methods = [cells[0] for _, cells in found if cells]
         extra = [cells[0] for _, wanted in OPTIONAL if (cells := cells_where(by_method, wanted))]
         methods = methods[:1] + extra + methods[1:]
-        if absent:
-            commands = "; ".join(f"{name}: {command_adding(runs, method_named(wanted) or name)}"
-                                 for name, wanted in DRAWN if name in absent)
+        # The rows the runs hold are drawn; a paper row they lack is named, with the command that trains it at the
+        # runs' own settings (a page of MAML's maps says more than a page saying CML is absent).
+        missing = [f"{name} (method {method_named(wanted) or name}): train it with "
+                   f"{command_adding(runs, method_named(wanted) or name)}" for name, wanted in DRAWN if name in absent]
+        if not methods:
             raise FigureInputError(f"Figure 4 ({setting.label}): no {', '.join(absent)} run "
-                                   f"(found {', '.join(map(str, by_method))}); train it: {commands}")
+                                   f"(found {', '.join(map(str, by_method))}); train it: " + "; ".join(missing))
     else:
+        missing = []
         absent = [str(m) for m in methods if m not in by_method]
-    if absent:
-        raise FigureInputError(f"Figure 4 ({setting.label}): no {', '.join(absent)} run "
-                               f"(found {', '.join(map(str, by_method))})")
+        if absent:
+            raise FigureInputError(f"Figure 4 ({setting.label}): no {', '.join(absent)} run "
+                                   f"(found {', '.join(map(str, by_method))})")
     common = set.intersection(*({r.seed for r in by_method[m]} for m in methods))
     if seed is None:
         if not common:
@@ -112,8 +116,10 @@ def figure(
 
     with style.figure_style():
         fig = Figure(figsize=figsize, layout="constrained")
+        style.page_margins(fig)
         # The caption gets a row of its own below the maps, so that constrained layout keeps it off the legend.
-        grid = fig.add_gridspec(len(methods) + 1, 2, height_ratios=[1.0] * len(methods) + [0.16 * len(methods) / 2])
+        grid = fig.add_gridspec(len(methods) + 1, 2, height_ratios=[1.0] * len(methods) +
+                                [0.16 * max(len(methods), 2) / 2 * (1.6 if missing else 1.0)])
         axes = np.array([[fig.add_subplot(grid[i, j]) for j in range(2)] for i in range(len(methods))])
         classes = sorted({int(c) for feats, _ in data.values() for c in np.unique(feats["labels"])})
         for i, m in enumerate(methods):
@@ -163,7 +169,7 @@ def figure(
             + ". Records: features.npz (one test task of the record stream: adapted on its support set, its query "
               "set embedded before and after, one joint t-SNE map per run) and representations.json (silhouettes "
               "over the recorded tasks). Checks the paper's Figure 4: \"t-SNE of MAML and CML on MiniImagenet after "
-              "adaptation on the support set, query set shown\".")
+              "adaptation on the support set, query set shown\"." + "".join(f" Missing: {m}." for m in missing))
         cap = fig.add_subplot(grid[len(methods), :])
         cap.axis("off")
         cap.text(0.0, 1.0, "\n".join(textwrap.wrap(caption, 135, break_long_words=False, break_on_hyphens=False)),

@@ -25,7 +25,7 @@ from . import paper_values, style
 from .claims import Claim, _decimals, _few_seeds
 from .runs import (BASE_ORDER, Cell, Run, Setting, adds_nothing, as_runs, config_difference, config_groups, cooperates,
                    group_by_setting)
-from .summary import POLICY, SeedValues, policy_note
+from .summary import POLICY, SeedValues, dot_column, policy_note
 from .tables import draw_table, table_height
 
 __all__ = ["BaseRow", "rows", "markdown", "figure", "claims", "CAPTION"]
@@ -167,9 +167,19 @@ def _cells(row: BaseRow, sep: str = "\n") -> list[str]:
             mean_gain, _gain_per_seed(row, sep), str(len(row.paired_seeds))]
 
 
+#: The unit of a paired gain, per metric; signed so that positive is CML better (never "reduction": a negative
+#: value of a word that names a direction reads as its opposite).
+GAIN_UNIT = {"acc": "points", "mse": "MSE, alone − with CML"}
+
+
+def direction(gain: float) -> str:
+    """The direction of a paired gain in words (positive is CML better, for either metric)."""
+    return "CML better" if gain > 0 else "CML worse" if gain < 0 else "no difference"
+
+
 def _header(metric: str, sep: str = "\n") -> list[str]:
     unit = "acc. %" if metric == "acc" else "MSE"
-    gain = "points" if metric == "acc" else "MSE reduction"
+    gain = GAIN_UNIT[metric].replace(", ", ",\n") if sep == "\n" else GAIN_UNIT[metric]
     return ["base", f"alone{sep}({unit})", f"+ CML{sep}({unit})", f"+ CML†{sep}({unit})",
             f"paired gain{sep}({gain})", "gain per seed", f"paired{sep}seeds"]
 
@@ -248,17 +258,12 @@ def _gain_chart(ax, table: list[BaseRow], title: str) -> None:
         gains = row.gains()
         if not gains.n:
             continue
-        ax.scatter([i] * gains.n, [scale * gains.values[s] for s in gains.seeds], s=22, facecolor="white",
-                   edgecolor=colour, zorder=3)
-        if gains.has_interval:
-            ax.errorbar([i], [scale * gains.mean], yerr=[scale * gains.ci95], fmt="none", ecolor=colour, capsize=4,
-                        elinewidth=1.3)
-        ax.scatter([i], [scale * gains.mean], s=46, color=colour, zorder=4)
+        dot_column(ax, i, gains, scale, colour)
     ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
     ax.set_xticks(range(len(table)), [r.label for r in table])
     ax.set_xlim(-0.6, len(table) - 0.4)
-    ax.set_ylabel("paired gain of + CML (" + ("points" if table[0].metric == "acc" else "MSE reduction") + ")")
-    ax.set_title(f"{title}: open = one seed, filled = mean,\nbar = 95% CI across 3+ seeds; above 0: CML better",
+    ax.set_ylabel("paired gain of + CML (" + GAIN_UNIT[table[0].metric] + ")")
+    ax.set_title(f"{title}: open = one seed, filled = mean of 2+,\nbar = 95% CI across 3+ seeds; above 0: CML better",
                  fontsize=8.5)
     ax.grid(axis="y", color="0.9", lw=0.6)
 
@@ -274,18 +279,19 @@ def claims(source: Run | str | Iterable[Run | str]) -> list[Claim]:
             text = f"CML improves {row.label}: better test performance with the co-learner than without"
             if not seeds:
                 continue
-            unit = "points" if row.metric == "acc" else "MSE reduction"
+            unit = GAIN_UNIT[row.metric]
             scale, fmt = _scale_fmt(row.metric)
             least = int(fmt[1:-1])  # the table's decimals, more where a value would print as zero
             gains = row.gains()
             if len(seeds) < MIN_SEEDS_FOR_CI:
                 d = _decimals(*(scale * g for g in gains.values.values()), least=least)
-                per = ", ".join(f"seed {s}: {scale * gains.values[s]:+.{d}f}" for s in gains.seeds)
+                per = ", ".join(f"seed {s}: {scale * gains.values[s]:+.{d}f} ({direction(gains.values[s])})"
+                                for s in gains.seeds)
                 evidence = (f"{_few_seeds(seeds)} Gain of CML over {row.label} alone ({unit}), {per}."
                             if len(seeds) > 1 else
                             f"single seed: not a claim. Gain of CML over {row.label} alone on seed {seeds[0]}: "
-                            f"{scale * gains.values[seeds[0]]:+.{d}f} {unit}. Train --seeds 0,1,2 (or more) to "
-                            f"test the claim.")
+                            f"{scale * gains.values[seeds[0]]:+.{d}f} {unit} ({direction(gains.values[seeds[0]])}). "
+                            f"Train --seeds 0,1,2 (or more) to test the claim.")
                 out.append(Claim(f"improves-{row.base}", text, None, evidence, seeds, setting.label))
                 continue
             diff, ci = scale * gains.mean, scale * gains.ci95
@@ -294,5 +300,5 @@ def claims(source: Run | str | Iterable[Run | str]) -> list[Claim]:
             where = "above 0" if supported else ("below 0" if diff + ci < 0 else "includes 0")
             out.append(Claim(f"improves-{row.base}", text, bool(supported),
                              f"paired gain {diff:+.{d}f} ± {ci:.{d}f} {unit} (95% CI across {len(seeds)} seeds, "
-                             f"{where})", seeds, setting.label))
+                             f"{where}; mean: {direction(diff)})", seeds, setting.label))
     return out

@@ -35,7 +35,7 @@ from cml.methods import Method
 from . import paper_values, style
 from .runs import (Cell, Run, Setting, adds_nothing, as_runs, branches, cell_of, cells_where, config_difference,
                    cooperates, group_by_config, group_by_setting)
-from .summary import POLICY, SeedValues
+from .summary import DOT_LEGEND, POLICY, SeedValues, dot_column
 from .tables import draw_table
 
 __all__ = ["ROWS", "Row", "RowKind", "in_table4", "rows", "rows_from_aggregate", "markdown", "best_row", "figure"]
@@ -384,16 +384,10 @@ def _chart(ax, table: Sequence[Row]) -> None:
         s = style.method_style(r.cell, r.dagger)
         if r.dagger and not r.cell.spec.dagger:  # CL's φ rows: CL's colour, the φ marker (CML† has its own colour)
             s = dataclasses.replace(s, colour=style.method_style(r.cell).colour)
-        values = [scale * r.values.values[k] for k in r.values.seeds]
-        ax.scatter([i] * len(values), values, s=22, facecolor="white", edgecolor=s.colour, marker=s.marker, zorder=3)
-        if r.values.has_interval:
-            ax.errorbar([i], [scale * r.mean], yerr=[scale * r.ci95], fmt="none", ecolor=s.colour, capsize=4,
-                        elinewidth=1.3)
-        ax.scatter([i], [scale * r.mean], s=46, color=s.colour, marker=s.marker, zorder=4)
+        dot_column(ax, i, r.values, scale, s.colour, s.marker)
     ax.set_xticks(range(len(table)), [f"{r.label}\n{r.params_test:,} params\nat test time" for r in table])
     ax.set_xlim(-0.6, len(table) - 0.4)
     ax.set_ylabel(f"{table[0].header}" + (" (higher is better)" if table[0].metric == "acc" else
                                           " (lower is better)"))
-    ax.set_title("The table's values: each seed (open marker), the mean (filled) and, with 3+ seeds, "
-                 "the 95% CI across seeds", fontsize=9)
+    ax.set_title("The table's values. " + "\n".join(textwrap.wrap(DOT_LEGEND, 100)), fontsize=8)
     ax.grid(axis="y", color="0.9", lw=0.6)
