@@ -49,7 +49,8 @@ from cml.errors import FigureInputError, OutputExistsError
 
 from . import claims as claims_mod
 from . import ablation, fig2_sinusoid, fig3_dynamics, fig4_tsne, paper_values, style, table1, table4
-from .runs import (PAPER_BASE, MissingRecordError, Run, command_lines, config_difference, find_runs, group_by_config,
+from .runs import (PAPER_BASE, MissingRecordError, Run, command_adding, command_lines, config_difference,
+                   find_runs, group_by_config,
                    group_by_method, group_by_setting, sweep_folders)
 from .summary import POLICY, SeedValues
 from .tables import draw_table, table_height
@@ -209,12 +210,28 @@ def _result_cells(method, rs: Sequence[Run], regression: bool, name: str = "") -
             f"{seconds:.0f}", paper, diff]
 
 
+def time_note(runs: Sequence[Run]) -> str:
+    """The caveat under a table's training times: what they measure, and the torch thread count the runs' commands
+    recorded (``command.json``; a config's ``threads`` field where it has one), or that none was recorded."""
+    threads: set[int] = set()
+    for run in runs:
+        if run.config.get("threads") is not None:
+            threads.add(int(run.config["threads"]))
+            continue
+        threads |= {int(c["threads"]) for c in run.commands() or () if c.get("threads") is not None}
+    count = (f"{', '.join(map(str, sorted(threads)))} torch thread{'s' if threads != {1} else ''} (as recorded in "
+             f"command.json)" if threads else "a torch thread count that was not recorded (no command.json)")
+    return (f"Training time: wall-clock seconds of one run's training (mean over its seeds) with {count}, on "
+            f"whatever else the machine was running at the time: a shared machine makes it slower and uneven, so "
+            f"compare times only between runs trained side by side; it is not a benchmark.")
+
+
 RESULTS_NOTE = (
     "Means are over the seeds of each row. " + POLICY + " The per-seed column gives each run's value with its own "
     "95% CI over its test tasks (normal approximation), a different quantity: the precision of one run. "
     "\"with φ\": predicting with the co-learner head (CML† for CML, as the official code evaluates it; CL's second "
-    "branch). params: counted at train time / at test time. Training time: wall-clock seconds of one run's training, "
-    "mean over its seeds. paper: the published value at the row's setting (table T; † the co-learner's), run − paper "
+    "branch). params: counted at train time / at test time. Training time: see under each table. paper: the "
+    "published value at the row's setting (table T; † the co-learner's), run − paper "
     "in points. A method's runs whose configs differ in more than the seed are separate rows, named by what differs."
 )
 
@@ -234,20 +251,24 @@ def results_pages(runs: Sequence[Run]) -> list[Figure]:
         if not with_paper:
             rows = [r[:8] for r in rows]
         # "± 95% CI" in a header only where some row of the table has 3+ seeds (and so an interval).
+        # A one-seed table has no mean across seeds to speak of: its value is the seed's.
         mean = ("mean ± 95% CI\nacross seeds" if any("±" in r[2] for r in rows)
+                else "one seed's\nvalue (no CI\nacross seeds)" if all(r[1] == "1" for r in rows)
                 else "mean across\nseeds (no CI:\n< 3 seeds)")
         cols = (["method", "seeds", f"test MSE:\n{mean}", "test MSE per seed\n(± 95% CI over\nits test tasks)",
                  f"MSE with φ:\n{mean}", "MSE before\nadaptation\n(mean)", "params\ntrain / test",
-                 "training\ntime per\nrun (s)"] if reg else
+                 "training\ntime per\nrun (s,\nwall clock)"] if reg else
                 ["method", "seeds", f"accuracy (%):\n{mean}", "accuracy (%) per seed\n(± 95% CI over\nits test tasks)",
                  f"acc. with φ (%):\n{mean}", "test loss\n(mean)", "params\ntrain / test",
-                 "training\ntime per\nrun (s)"])
+                 "training\ntime per\nrun (s,\nwall clock)"])
         widths = [0.10, 0.06, 0.14, 0.19, 0.14, 0.12, 0.15, 0.10]
         if with_paper:
             cols += ["paper (%)", "run −\npaper"]
             widths = [0.09, 0.05, 0.12, 0.16, 0.12, 0.08, 0.12, 0.07, 0.11, 0.08]
         note = "" if with_paper or not rows else paper_values.no_match_note(group)
-        height = (table_height(style.PAGE[1], rows, cols, 7.5) if rows else 0.02) + 0.05 + (0.025 if note else 0)
+        timing = textwrap.wrap(time_note(group), 130) if rows else []
+        height = ((table_height(style.PAGE[1], rows, cols, 7.5) if rows else 0.02) + 0.05 + (0.025 if note else 0)
+                  + len(timing) * _line_height(7.4, 1.3))
         if fig is None or top - height < 0.04:
             with style.figure_style():
                 fig = Figure(figsize=style.PAGE)
@@ -268,7 +289,9 @@ def results_pages(runs: Sequence[Run]) -> list[Figure]:
             if note:
                 fig.text(0.06, top, "\n".join(textwrap.wrap(note, 130)), fontsize=7.4, va="top", color="0.3")
                 top -= 0.025
-            top = draw_table(fig, top, cols, rows, widths, width=0.88) - 0.035
+            top = draw_table(fig, top, cols, rows, widths, width=0.88) - 0.012
+            fig.text(0.06, top, "\n".join(timing), fontsize=7.4, va="top", color="0.3", linespacing=1.3)
+            top -= len(timing) * _line_height(7.4, 1.3) + 0.025
     return pages
 
 
@@ -432,12 +455,23 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
     return output
 
 
-def _write_pages(path: Path, metadata_: dict[str, str], runs: Sequence[Run], contents: Sequence[str],
+def number_pages(figures: Sequence[Figure]) -> list[Figure]:
+    """Writes "page i of n" at the foot of every page (a printed report's pages must be citable and in order)."""
+    with style.figure_style():
+        for i, fig in enumerate(figures, 1):
+            # The bottom right corner: legends sit at the bottom centre of the figure pages.
+            fig.text(0.985, 0.005, f"page {i} of {len(figures)}", ha="right", va="bottom", fontsize=7, color="0.35",
+                     gid="page-number")
+    return list(figures)
+
+
+def report_pages(runs: Sequence[Run], contents: Sequence[str],
                  pages: Sequence[tuple[str, Callable[[], Figure | list[Figure]], Sequence[Run]]],
-                 checked: Sequence[claims_mod.Claim], gridded: Sequence[Run] = ()) -> None:
-    with style.figure_style(), PdfPages(path, metadata=metadata_) as pdf:
-        for fig in title_pages(runs, contents, gridded):
-            pdf.savefig(fig)
+                 checked: Sequence[claims_mod.Claim], gridded: Sequence[Run] = ()) -> list[Figure]:
+    """Every page of the report, in order and numbered: the title, the figures (a page naming what is missing for
+    one that cannot be drawn), the claims."""
+    built_pages: list[Figure] = list(title_pages(runs, contents, gridded))
+    with style.figure_style():
         for title, build, group in pages:
             # Only the two "cannot draw this" errors become a page; anything else (a damaged record, a bug) stops
             # the report: a believable page must never stand in for a broken figure.
@@ -447,26 +481,42 @@ def _write_pages(path: Path, metadata_: dict[str, str], runs: Sequence[Run], con
                 built = missing_page(title, e, None, command_lines(group))
             except FigureInputError as e:
                 built = missing_page(title, e, _command_for_input_error(title, group), command_lines(group))
-            for fig in built if isinstance(built, list) else [built]:
-                pdf.savefig(fig)
-        empty = ("no runs outside --grid sweeps: the claims compare methods at one config; the grid's cells are "
-                 "on the ablation page" if gridded and not runs else "no runs")
-        for fig in claims_pages(checked, empty):
+            built_pages += built if isinstance(built, list) else [built]
+    empty = ("no runs outside --grid sweeps: the claims compare methods at one config; the grid's cells are "
+             "on the ablation page" if gridded and not runs else "no runs")
+    built_pages += claims_pages(checked, empty)
+    return number_pages(built_pages)
+
+
+def _write_pages(path: Path, metadata_: dict[str, str], runs: Sequence[Run], contents: Sequence[str],
+                 pages: Sequence[tuple[str, Callable[[], Figure | list[Figure]], Sequence[Run]]],
+                 checked: Sequence[claims_mod.Claim], gridded: Sequence[Run] = ()) -> None:
+    figures = report_pages(runs, contents, pages, checked, gridded)
+    with style.figure_style(), PdfPages(path, metadata=metadata_) as pdf:
+        for fig in figures:
             pdf.savefig(fig)
 
 
 def _command_for_input_error(title: str, group: Sequence[Run]) -> str | None:
-    # A figure refused its runs (a method or task absent): suggest the sweep that has what it draws, where the
-    # figure's needs are fixed (Figures 2 and 4); the other pages show the runs' own commands.
+    # A figure refused its runs (a method or task absent): suggest the one command that adds what it draws, built
+    # from the runs' own recorded command or config (cf. figures.runs.command_adding), so that it trains at the runs'
+    # settings and agrees with the command the figure's own message gives. Figure 4's message already names it.
     if title.startswith("Figure 4"):
-        return ("python -m cml sweep --task fonts --methods maml,cml --seeds 0,1,2 --out runs/fonts "
-                "--record-interval 5")
+        if any(r.family.end_record == records.FEATURES for r in group):
+            return None
+        # Only sinusoid runs: no image run's config to start from; the quick preset, the runs' seeds and interval.
+        seeds = ",".join(str(s) for s in sorted({r.seed for r in group})) or "0,1,2"
+        interval = min((int(r.config.get("record_interval") or 0) for r in group), default=0) or 10
+        out = group[0].source.parent / "fonts" if group else Path("runs/fonts")
+        return (f"python -m cml sweep --task fonts --preset quick --methods maml,cml --seeds {seeds} "
+                f"--record-interval {interval} --out {out}")
     if title.startswith("Figure 2"):
-        # The shots value the figure lacks a method at (the one its message names), else the preset's 10.
         sin = [r for r in group if r.family.end_record == records.FITS]
-        lacking = [s for s in sorted({r.shots for r in sin})
-                   if fig2_sinusoid.default_methods([r for r in sin if r.shots == s])[1]]
-        shots = lacking[0] if lacking else 10
-        return (f"python -m cml sweep --task sinusoid --methods maml,cml --seeds 0 --shots {shots} "
-                f"--out runs/sin{shots} --record-interval 5")
+        lacking = [(s, name) for s in sorted({r.shots for r in sin})
+                   for name in fig2_sinusoid.default_methods([r for r in sin if r.shots == s])[1]]
+        if not lacking:
+            return None
+        shots, name = lacking[0]
+        at = [r for r in sin if r.shots == shots]
+        return command_adding(at, name)
     return None

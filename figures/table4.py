@@ -272,6 +272,7 @@ def _columns(table: Sequence[Row], sep: str = "\n", paper: bool = False) -> list
     head = table[0].header
     # "± 95% CI" in the header only where some row has 3+ seeds (and so an interval).
     mean = ("mean ± 95% CI across seeds" if any(r.values.has_interval for r in table) else
+            f"one seed's value{sep}(no CI across seeds)" if all(r.values.n <= 1 for r in table) else
             f"mean across seeds{sep}(no CI: < 3 seeds)")
     columns = ["method", f"params{sep}(train)", f"params{sep}(test)", f"{head}:{sep}{mean}",
                f"{head} per seed{sep}(± 95% CI over its test tasks)", "seeds"]

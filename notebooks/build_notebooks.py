@@ -33,7 +33,18 @@ from IPython.display import Markdown, display
 import figures
 from cml.config import preset
 from cml.sweep import run_sweep
-from figures.runs import Cell, find_runs'''
+from figures.notebook import in_checkout
+from figures.runs import Cell, find_runs
+
+# Relative paths in the parameters are relative to the repository's root, not to this notebook's folder (where
+# Jupyter starts the kernel) nor to papermill's working folder: figures.notebook.
+OUT = in_checkout(OUT)
+RUNS = None if RUNS is None else [in_checkout(r) for r in RUNS]
+print(f"repository root: {in_checkout('.')}; OUT: {OUT}")'''
+
+
+_DATA_PATH = '''
+DATA = None if DATA is None else str(in_checkout(DATA))'''
 
 
 def _notebook(stem: str, cells: list[tuple[str, str, list[str]]]) -> nbformat.NotebookNode:
@@ -43,6 +54,8 @@ def _notebook(stem: str, cells: list[tuple[str, str, list[str]]]) -> nbformat.No
         "language_info": {"name": "python"},
     }
     for i, (kind, source, tags) in enumerate(cells):
+        if source == SETUP and any("\nDATA = " in c[1] for c in cells[:i]):
+            source += _DATA_PATH  # a data folder, as the other paths, is the repository root's
         cell = new_markdown_cell(source) if kind == "md" else new_code_cell(source)
         cell.id = f"{stem}-{i}"
         if tags:
