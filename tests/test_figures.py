@@ -7,6 +7,7 @@ font-glyph data set, which needs no download) and is shared with ``test_report.p
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -896,6 +897,9 @@ def test_claims_on_real_runs_have_a_verdict_per_setting(figure_runs):
     assert all(c.supported is None for c in result)
     five = _by_key(c for c in result if c.setting == "sinusoid, 5-shot")
     assert "no noisy-MAML run (method noisy)" in five["3a-noise"].evidence
+    # noisy-MAML is the suite's optional baseline: its absence is said, and no run the user never asked for is
+    # suggested (the runs hold none at any setting).
+    assert "python -m cml" not in five["3a-noise"].evidence and "optional baseline" in five["3a-noise"].evidence
     assert "single seed" in five["suite-larger-whole"].evidence
     ten = _by_key(c for c in result if c.setting == "sinusoid, 10-shot")
     # Two seeds: per-seed numbers, no interval across seeds, no verdict.
@@ -975,3 +979,104 @@ def test_table1_follows_the_interval_policy_on_an_a4_page(tmp_path, seeds):
         # MAML gains 2 points on every seed; BOIL 1, 3, 1: its interval (+1.67 ± 2.87) includes 0.
         assert verdicts == {"improves-maml": True, "improves-boil": False}
         assert "3+ seeds: 95% Student-t CIs across seeds" in page
+
+
+# -- the report's figures read well (issue 20) --------------------------------------------------------------------
+
+
+def _renderer(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    fig.draw_without_rendering()
+    return fig.canvas.get_renderer()
+
+
+def _open_and_filled(ax) -> tuple[list, list]:
+    """A dot plot's scatters: those with white faces (one seed each point) and the filled ones (means)."""
+    scatters = [c for c in ax.collections if isinstance(c, PathCollection)]
+    open_ = [c for c in scatters if np.allclose(c.get_facecolor()[0][:3], 1.0)]
+    return open_, [c for c in scatters if c not in open_]
+
+
+def test_table4_dots_show_each_seed_open_with_its_own_interval(tmp_path):
+    one = table4.figure([constructed(tmp_path / "one", {"maml": PAPER_LIKE["maml"]}, seeds=(0,))])
+    chart = one.axes[-1]
+    open_, filled = _open_and_filled(chart)
+    # One seed: its open marker alone (a filled mean over it would hide that it is one seed), with its run's own
+    # 95% CI over test tasks (test.json's acc_ci95, 0.01) as a bar.
+    assert len(open_) == 1 and len(open_[0].get_offsets()) == 1 and not filled
+    (bar,) = [c for c in chart.collections if c.__class__.__name__ == "LineCollection"]
+    (segment,) = bar.get_segments()
+    assert segment[1, 1] - segment[0, 1] == pytest.approx(2 * 100 * 0.01)
+    assert "open marker: one seed" in chart.get_title() and "over that run's test tasks" in chart.get_title()
+    three = table4.figure([constructed(tmp_path / "three", {"maml": PAPER_LIKE["maml"]})])
+    open_, filled = _open_and_filled(three.axes[-1])
+    assert [len(c.get_offsets()) for c in open_] == [3] and [len(c.get_offsets()) for c in filled] == [1]
+    # The seeds sit left of the mean, so that neither hides the other.
+    assert open_[0].get_offsets()[:, 0].max() < filled[0].get_offsets()[0, 0]
+    bars = [c for c in three.axes[-1].collections if c.__class__.__name__ == "LineCollection"]
+    assert len(bars) == 4  # each seed's own interval, and the interval across seeds
+
+
+def test_fig3_never_calls_one_seed_a_mean_and_names_a_legend_method_absent_from_a_panel(tmp_path):
+    runs = constructed(tmp_path / "runs", {k: PAPER_LIKE[k] for k in ("maml", "noisy-maml", "cml")}, seeds=(0,))
+    first, second = fig3_dynamics.pages([runs])
+    assert "lines: the one seed's values" in first.get_suptitle() and "mean across" not in first.get_suptitle()
+    # noisy-MAML is drawn in (a) and so in the page's legend; (b) draws CL and CML only, and says so.
+    legend = [t.get_text() for t in first.legends[0].get_texts()]
+    assert "noisy-MAML" in legend
+    caption_b = " ".join(" ".join(_all_text(_panel(first, "b")).split()).split())
+    assert "Not in this panel: MAML (in the legend from another panel" in caption_b
+    assert "noisy-MAML (in the legend from another panel; this panel draws CL, CML)" in caption_b
+    assert "Not in this panel" not in " ".join(_all_text(_panel(first, "a")).split())
+    # (d) with one seed: each value an open marker, no filled mean drawn over it; the legend says what it is.
+    d = _plot_axes(_panel(second, "d"))[0]
+    open_, filled = _open_and_filled(d)
+    assert open_ and not filled
+    assert "(d) open marker: the one seed's value" in [t.get_text() for t in second.legends[0].get_texts()]
+    two = fig3_dynamics.pages([constructed(tmp_path / "two", {"cml": PAPER_LIKE["cml"]}, seeds=(0, 1))])[0]
+    assert "thick lines: mean across seeds" in two.get_suptitle()
+
+
+def _inside(box, outer) -> bool:
+    return box.x0 >= outer.x0 - 0.5 and box.x1 <= outer.x1 + 0.5 and box.y0 >= outer.y0 - 0.5 and \
+        box.y1 <= outer.y1 + 0.5
+
+
+def test_fig3_axis_labels_clear_of_the_panel_titles(figure_runs):
+    # The sinusoid page once put (a)'s "training loss" y-label over the panel's title.
+    for page in fig3_dynamics.pages([figure_runs["sin"]], smooth=3):
+        renderer = _renderer(page)
+        for sub in page.subfigs:
+            title = sub._suptitle.get_window_extent(renderer)
+            for ax in _plot_axes(sub):
+                for label in (ax.yaxis.label, ax.title):
+                    if label.get_text():
+                        assert not label.get_window_extent(renderer).overlaps(title), (sub.get_suptitle(),
+                                                                                        label.get_text())
+
+
+def test_figures_2_and_4_keep_within_the_page_margins(figure_runs):
+    for fig in (fig2_sinusoid.figure([figure_runs["sin"], figure_runs["sin5"]], show_before=True),
+                fig4_tsne.figure([figure_runs["fonts"]])):
+        renderer = _renderer(fig)
+        margin = style.MARGIN * fig.dpi * 0.9
+        inner = fig.bbox.padded(-margin)
+        for artist in [*fig.axes, *fig.legends]:
+            assert _inside(artist.get_tightbbox(renderer), inner), artist
+
+
+def test_table1_words_a_gain_by_its_sign(figure_runs):
+    from figures import table1
+
+    assert table1.direction(0.04) == "CML better" and table1.direction(-0.04) == "CML worse"
+    assert table1.direction(0.0) == "no difference"
+    assert "reduction" not in " ".join(table1._header("mse")) and "alone − with CML" in table1._header("mse")[4]
+    result = table1.claims([figure_runs["sin"], figure_runs["sin5"], figure_runs["fonts"]])
+    assert result
+    for claim in result:
+        assert "reduction" not in claim.evidence
+        for sign, word in re.findall(r"seed \d+: ([+-])[0-9.]+ [^(]*\((CML better|CML worse)\)", claim.evidence):
+            assert (sign == "+") == (word == "CML better"), claim.evidence
+        assert re.search(r"\((CML better|CML worse|no difference)\)", claim.evidence), claim.evidence

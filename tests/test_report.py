@@ -206,3 +206,45 @@ def test_a_damaged_command_record_stops_the_report_naming_it(figure_runs, tmp_pa
     err = capsys.readouterr().err
     assert f"error: {sweep / records.COMMAND}: is not a list of commands" in err and "Traceback" not in err
     assert not (tmp_path / "r.pdf").exists()
+
+
+def test_a_one_run_report_draws_what_it_can_numbers_its_pages_and_suggests_agreeing_commands(figure_runs, tmp_path):
+    out = write_report([figure_runs["fonts"] / "maml-s0"], tmp_path / "one.pdf")
+    texts = _texts(out)
+    # Every page numbered, in order.
+    assert all(t.endswith(f"page {i} of {len(texts)}") or f"page {i} of {len(texts)}" in t
+               for i, t in enumerate(texts, 1))
+    # One MAML run: every figure draws it (the methods it lacks named in the panels), none is "not available".
+    assert not [t[:80] for t in texts if "not available" in t]
+    assert any("Figure 4: t-SNE of head-input features" in t and "Missing: cml (method cml)" in t for t in texts)
+    # Every suggested command is the runs' own sweep command with another --methods: the same --steps (6) and
+    # settings, never a preset default the runs did not use.
+    (entry,) = records.read_commands(figure_runs["fonts"])
+    suggested = [line for t in texts for line in t.split("python -m cml ")[1:]]
+    assert suggested
+    for command in suggested:
+        if command.startswith("sweep "):
+            assert "--steps 6" in command and "--filters 16" in command, command
+    # The training time says what it is: wall clock, the recorded thread count, not a benchmark.
+    results = next(t for t in texts if t.startswith("Results: test performance per setting"))
+    assert f"with {entry['threads']} torch thread" in results and "shared machine" in results
+    assert "wall clock" in results and "not a benchmark" in results
+    # One seed's value is not called a mean across seeds.
+    assert "one seed's value" in results and "mean across seeds" not in results
+
+
+def test_figure_2s_suggested_command_is_the_runs_own(figure_runs, tmp_path):
+    from figures.report import _command_for_input_error
+    from figures.runs import find_runs
+
+    alone = tmp_path / "sin-maml"
+    shutil.copytree(figure_runs["sin"], alone, ignore=shutil.ignore_patterns("cml-s*", "noisy-maml-s*",
+                                                                            "checkpoint.pt"))
+    command = _command_for_input_error("Figure 2: sinusoid fits", find_runs([alone]))
+    (entry,) = records.read_commands(alone)
+    assert command == records.command_text({**entry, "argv": [
+        a if entry["argv"][i - 1] != "--methods" else "cml" for i, a in enumerate(entry["argv"])]})
+    assert "--steps 30" in command
+    fonts = _command_for_input_error("Figure 4: t-SNE (needs an image task)", find_runs([alone]))
+    assert "--task fonts" in fonts and "--seeds 0,1" in fonts and "--record-interval 3" in fonts
+    assert _command_for_input_error("Figure 4: t-SNE, fonts", find_runs([figure_runs["fonts"]])) is None
