@@ -1,4 +1,4 @@
-"""``python -m cml``: train, evaluate, count parameters, manage data, sweep, report, TensorBoard, demo.
+"""``python -m cml``: train, evaluate, count parameters, manage data, sweep, report, paper tables, TensorBoard, demo.
 
 Every flag of ``train`` that sets a config field is generated from :class:`cml.config.Config`, so the CLI and
 the config cannot drift apart: ``--inner-lr 0.1`` sets ``inner_lr``, ``--first-order``/``--no-first-order``
@@ -572,6 +572,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_paper(args: argparse.Namespace) -> int:
+    from .paper import format_tables
+
+    tables = _split_list(args.table, "--table") if args.table else None
+    try:
+        print(format_tables(tables, _prog()), end="")
+    except KeyError as e:
+        raise ConfigError(f"--table {args.table}: {e.args[0]}") from None
+    return 0
+
+
 def _prog() -> str:
     # The same parser serves `python -m cml` and the installed `cml` script; usage lines name the one typed.
     return "cml" if Path(sys.argv[0]).name == "cml" else "python -m cml"
@@ -744,6 +755,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("runs", nargs="+", help="run folders, sweep folders, or folders above them")
     r.add_argument("-o", "--output", required=True, help="the PDF to write (A4 pages)")
     r.set_defaults(func=cmd_report)
+
+    paper = sub.add_parser("paper", help="the paper's published tables, each value with the command that reproduces "
+                                         "it here")
+    paper.add_argument("--table", help="comma-separated tables to print (1,2,3,4,5,7,8,9; default all)")
+    paper.set_defaults(func=cmd_paper)
 
     b = sub.add_parser("tensorboard", help="write TensorBoard event files from the records of run or sweep folders")
     b.add_argument("runs", nargs="+", help="run folders, sweep folders, or folders above them")

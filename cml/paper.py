@@ -15,7 +15,7 @@ Torch-free, like the other tables.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .bases import get_base
 
@@ -214,4 +214,104 @@ def matching(config: Mapping[str, Any], dataset: str | None, metric: str | None 
     return out
 
 
-__all__ = ["DEFAULT_BACKBONE", "METRICS", "PAPER", "PaperValue", "TABLES", "cell_of", "matching"]
+#: What each metric of a test.json is, for the lines of ``cml paper``.
+METRIC_TEXT = {
+    "acc": "acc: θ after adaptation",
+    "acc_dagger": "acc_dagger: φ as the official code evaluates it",
+    "acc_dagger_eq9": "acc_dagger_eq9: φ as Eq. (9) defines it",
+    "acc_dagger_noadapt": "acc_dagger_noadapt: φ without adaptation",
+}
+#: The config field a graph value's data set is chosen by.
+GRAPH_FIELD = "graph_split"
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def reproduce(value: PaperValue, prog: str = "python -m cml") -> tuple[str | None, str]:
+    """The command that trains the cell of a published value in this suite, or why it cannot yet.
+
+    Built from the value's fields: its task (``--data`` for a data set that must be downloaded), ``--ways``,
+    ``--shots``, ``--base``, ``--method``, ``--preset paper``, its ``setting`` as flags, ``--backbone`` when not
+    Conv-4 and, for a graph, the graph's split field. A field, base or backbone this suite's config does not have
+    (yet) makes the value one it cannot run: the reason names it.
+
+    Returns:
+        ``(command, what to read)``: the command (None when the suite cannot run the cell) and which key of the
+        run's ``test.json`` is the value (or the reason it cannot run).
+    """
+    import dataclasses
+
+    from .bases import BASES
+    from .config import FIELD_CHOICES, Config
+    from .methods import METHODS
+    from .tasks import TASK_TABLE
+
+    fields = {f.name for f in dataclasses.fields(Config)}
+    if value.metric not in METRICS:
+        return None, "the paper does not say which prediction this row reports; no cell reproduces it"
+    if value.task not in TASK_TABLE:
+        return None, f"task {value.task!r} is not one of this suite's tasks"
+    if value.base not in BASES:
+        return None, f"base learner {value.base!r} is not in this suite yet (its bases: {', '.join(BASES)})"
+    if value.method not in METHODS:
+        return None, f"method {value.method!r} is not in this suite"
+    flags = [f"--task {value.task}"]
+    if TASK_TABLE[value.task].needs_data:
+        flags.append(f"--data DATA/{value.dataset}")
+    flags += [f"--ways {value.ways}", f"--shots {value.shots}", f"--base {value.base}", f"--method {value.method}",
+              "--preset paper"]
+    setting = dict(value.setting)
+    if value.backbone == "gcn":
+        setting[GRAPH_FIELD] = value.dataset
+    elif value.backbone != DEFAULT_BACKBONE:
+        setting["backbone"] = value.backbone
+    for name, v in setting.items():
+        if name not in fields:
+            return None, f"this suite's config has no {name} field yet (the value is measured at {name}={v})"
+        choices = FIELD_CHOICES.get(name)
+        if choices and v not in choices:
+            return None, f"{name} {v!r} is not one of this suite's choices ({', '.join(map(str, choices))})"
+        if isinstance(v, bool):
+            flags.append(_flag(name) if v else f"--no-{name.replace('_', '-')}")
+        else:
+            flags.append(f"{_flag(name)} {v}")
+    return f"{prog} train {' '.join(flags)}", f"read {value.metric} in its test.json ({METRIC_TEXT[value.metric]})"
+
+
+def format_tables(tables: Sequence[str] | None = None, prog: str = "python -m cml") -> str:
+    """The paper's tables as text, each published value with the command that reproduces it (:func:`reproduce`).
+
+    Args:
+        tables: the tables to print (default: all, in the paper's order).
+        prog: the program name the commands start with.
+
+    Raises:
+        KeyError: for a table the paper does not have, naming those it has.
+    """
+    wanted = list(tables) if tables else list(TABLES)
+    unknown = [t for t in wanted if t not in TABLES]
+    if unknown:
+        raise KeyError(f"the paper has no Table {', '.join(unknown)}; its tables: {', '.join(TABLES)}")
+    lines = ["The published values of Shin, Han & Kim, Cooperative Meta-Learning with Gradient Augmentation",
+             "(UAI 2024), each with the command that trains its cell here (DATA: the folder of the data sets; the",
+             "paper reports 3 runs: add --seed 1 and --seed 2, or run `sweep --bases B --methods M --seeds 0,1,2`).",
+             "A value's ± is as printed (3 runs for Tables 1, 4, 7, 8; none in Tables 2, 5, 9; Table 3: mean of 5).",
+             ""]
+    for table in wanted:
+        lines.append(f"Table {table}: {TABLES[table]}")
+        for v in (v for v in PAPER if v.table == table):
+            where = f"{v.dataset}, {v.ways}-way {v.shots}-shot" + (f", {v.backbone}" if v.backbone != "conv4" else "")
+            extra = "".join(f", {k}={x}" for k, x in v.setting.items())
+            ci = f" ± {v.ci:.2f}" if v.ci is not None else ""
+            note = f" ({v.note})" if v.note else ""
+            lines.append(f"  {v.row} — {where}{extra}: {v.value:.2f}{ci}{note}")
+            command, what = reproduce(v, prog)
+            lines.append(f"    {command}  # {what}" if command else f"    not runnable here: {what}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+__all__ = ["DEFAULT_BACKBONE", "METRICS", "PAPER", "PaperValue", "TABLES", "cell_of", "format_tables", "matching",
+           "reproduce"]

@@ -5,14 +5,20 @@ Per recorded outer step (every ``record_interval`` steps), one line of ``dynamic
 - ``grad_norm_psi`` and ``grad_norm_blocks``: the norm of psi's meta-gradient (before any noise), whole and
   per block (Figure 3c);
 - with a co-learner: ``cos_psi`` and ``cos_blocks``, the cosine similarity between grad_psi L_m and
-  grad_psi (gamma L_c), and the two parts' norms ``grad_norm_psi_meta`` / ``grad_norm_psi_co`` (Figure 3b).
+  grad_psi (gamma L_c), and the two parts' norms ``grad_norm_psi_meta`` / ``grad_norm_psi_co`` (Figure 3b);
+- ``inner_grad_norm_psi`` and ``inner_grad_norm_blocks``: the norm of the inner loop's support-set gradient on
+  psi, whole and per block, on the same step's tasks (Figure 3c's second reading, as in BOIL's analysis; see
+  :func:`inner_gradient_record`).
 
 At the end of training (:meth:`Recorder.finish`), on ``record_tasks`` test tasks drawn from their own
 generator:
 
 - ``representations.json``: linear CKA (plain and debiased) between each layer's query representations
-  before and after adaptation, mean and 95% CI over tasks (BOIL's protocol; Figure 3d), and silhouette
-  scores of the head's input features before and after adaptation (Figure 4's numbers);
+  before and after adaptation, from the first block to the head's output (the logits, layer ``output``), mean
+  and 95% CI over tasks (BOIL's protocol; Figure 3d), and silhouette scores of the head's input features before
+  and after adaptation (Figure 4's numbers);
+- ``test_tasks.json``: the final test again, task by task (each test metric per task, and a digest of the
+  tasks drawn), so that methods tested on the same tasks can be paired task by task (:func:`per_task_test_record`);
 - ``features.npz``: one task's query features before and after adaptation, labels, and their joint t-SNE
   map (Figure 4);
 - for sinusoid, ``fits.npz``: three test curves with support points and the predictions before and after
@@ -25,6 +31,10 @@ parameters with recording on or off (tested). The measurements themselves are th
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +49,9 @@ from analysis.stats import normal_ci95
 
 from . import records
 from .config import Config
-from .data.base import DataError
-from .engines.base import Engine
-from .meta import MetaGradient, adapt, inner_spec
+from .data.base import DataError, Task
+from .engines.base import Engine, Params, Primitives
+from .meta import InnerSpec, MetaGradient, adapt, evaluate_tasks, inner_spec
 from .roles import role_of
 from .seeds import generator
 from .sinusoid import X_RANGE, SinusoidSampler
@@ -50,6 +60,7 @@ if TYPE_CHECKING:
     from .trainer import TaskSource
 
 TSNE_QUERIES = 15  # queries per class for the t-SNE task: enough points for a readable map
+OUTPUT_LAYER = records.OUTPUT_LAYER  # the head's output among the layers of representations.json
 
 
 def psi_block(name: str) -> str:
@@ -79,19 +90,123 @@ def gradient_record(total: dict[str, Tensor], meta_part: dict[str, Tensor] | Non
     return out
 
 
+def _norm(tensors: Sequence[Tensor]) -> Tensor:
+    # The L2 norm of tensors flattened and concatenated, as a tensor (it runs inside vmap).
+    return torch.linalg.vector_norm(torch.cat([t.reshape(-1) for t in tensors]))
+
+
+def inner_gradient_task(prims: Primitives, params: Params, support: tuple[Tensor, Tensor],
+                        query: tuple[Tensor, Tensor], *, spec: InnerSpec,
+                        blocks: dict[str, list[str]]) -> tuple[Tensor, ...]:
+    """One task's inner-loop support-gradient norms on psi: ``(whole psi, block 1, ..., block B)``, 0-d tensors.
+
+    At each inner step ``k`` the gradient of the inner loop's support loss (the method's: the meta-learner's
+    alone for CML, with gamma times phi's for CL) with respect to every psi tensor is taken at the step's point of
+    the trajectory the inner loop walks (the meta-parameters at step 1), whether the base adapts that tensor or
+    not (ANIL's body too); each norm is the mean over the inner steps. Sharp-MAML's steps are taken at its
+    perturbed point; the gradient measured here is the one at the trajectory's own point. A function of an
+    engine's primitives, like :func:`cml.meta.task_objective`, so every engine maps it over tasks the same way.
+
+    Args:
+        prims: the engine's primitives.
+        params: the meta-parameters.
+        support: the task's support set.
+        query: unused (the signature every engine maps).
+        spec: the inner loop of training (:func:`cml.meta.inner_spec` at ``cfg.inner_steps``).
+        blocks: block name -> its psi parameter names, in record order.
+    """
+    x, y = support
+    # The points the gradients are taken at: the meta-parameters, then after each step but the last.
+    trajectory = adapt(prims, dataclasses.replace(spec, steps=spec.steps - 1), params, support)
+    names = [n for ns in blocks.values() for n in ns]
+    totals: list[Tensor] = []
+    for k in range(spec.steps):
+        def loss_fn(p: Params, k: int = k) -> Tensor:
+            meta, co = prims.forward(p, x, step=k)[:2]
+            return spec.loss(meta, co, y)
+
+        g = prims.grad(loss_fn, trajectory[k], names, "none")
+        norms = [_norm([g[n] for n in names])] + [_norm([g[n] for n in ns]) for ns in blocks.values()]
+        totals = norms if not totals else [a + b for a, b in zip(totals, norms)]
+    return tuple(t / spec.steps for t in totals)
+
+
+def psi_blocks(names: Sequence[str]) -> dict[str, list[str]]:
+    """Block name -> psi parameter names (sorted), blocks in model order: the blocks of ``dynamics.jsonl``."""
+    out: dict[str, list[str]] = {}
+    for n in names:
+        if role_of(n) == "psi":
+            out.setdefault(psi_block(n), []).append(n)
+    return {b: sorted(ns) for b, ns in out.items()}
+
+
+def inner_gradient_record(backend: Engine, cfg: Config, params: Params, tasks: Sequence[Task]) -> dict[str, Any]:
+    """Figure 3c's second reading for one outer step: the norm of the inner loop's support-set gradient on psi,
+    whole and per block, each the mean over ``tasks`` of :func:`inner_gradient_task` (a task's own gradient norm,
+    not the norm of the tasks' mean gradient), mapped over the tasks by the run's engine.
+
+    Returns:
+        ``{"inner_grad_norm_psi": float, "inner_grad_norm_blocks": {block: float}}``.
+    """
+    blocks = psi_blocks(list(params))
+    spec = inner_spec(cfg, params, cfg.inner_steps, "none")
+    sums = torch.zeros(len(blocks) + 1, dtype=torch.float64)
+    count = 0
+    for out in backend.map_tasks(partial(inner_gradient_task, spec=spec, blocks=blocks), params, tasks,
+                                 evaluation=True):
+        stacked = torch.stack([t.detach().reshape(-1).to("cpu", torch.float64) for t in out])  # (1 + blocks, k)
+        sums += stacked.sum(1)
+        count += stacked.shape[1]
+    means = (sums / count).tolist()
+    return {"inner_grad_norm_psi": means[0], "inner_grad_norm_blocks": dict(zip(blocks, means[1:]))}
+
+
+def _digest_stream(tasks: Iterator[Task], digest: Any, device: torch.device) -> Iterator[Task]:
+    # Hashes each task's tensors as it passes, so that the tasks are never all held at once (10,000 of them).
+    for task in tasks:
+        for part in (*task.support, *task.query):
+            digest.update(part.detach().cpu().contiguous().numpy().tobytes())
+        yield task.to(device)
+
+
+def per_task_test_record(backend: Engine, cfg: Config, params: Params, source: "TaskSource",
+                     device: torch.device) -> dict[str, Any]:
+    """The final test task by task: the same tasks (the ``test`` stream of the run's seed) and the same evaluation
+    as ``test.json``'s, with every test metric's per-task values and a SHA-256 digest of the tasks' tensors.
+
+    Two runs whose digests are equal were tested on the same tasks, so their per-task values can be paired task
+    by task (the claims page does). ``test.json``'s means are the means of these values when ``test.json`` was
+    computed from the same parameters (the claims page checks it before pairing).
+    """
+    sampler = source.sampler("test", generator(cfg.seed, "test"))
+    digest = hashlib.sha256()
+    stream = _digest_stream((sampler.sample() for _ in range(cfg.test_tasks)), digest, device)
+    res = evaluate_tasks(backend, cfg, params, stream, cfg.test_inner_steps)
+    values = {key: [float(v) for v in vs] for key, vs in cfg.family.results(res) if vs}
+    return {"tasks": cfg.test_tasks, "digest": digest.hexdigest(), "values": values}
+
+
 class Recorder:
     """Writes the learning-dynamics records of one run (see the module docstring for the files).
 
-    The trainer calls it on recording steps (``recorder(step, meta_gradient)``); :meth:`finish` takes what the
-    end-of-training records need (the engine, the config, the task source and the device), not the trainer.
+    The trainer calls it on recording steps: :meth:`inner_loop` with the step's tasks, before the update, then
+    ``recorder(step, meta_gradient)``, which writes the step's line; :meth:`finish` takes what the end-of-training
+    records need (the engine, the config, the task source and the device), not the trainer.
     """
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
+        self._inner: dict[str, Any] = {}
+
+    def inner_loop(self, backend: Engine, cfg: Config, params: Params, tasks: Sequence[Task]) -> None:
+        """Measures the inner loop's support-set gradients of the coming step (:func:`inner_gradient_record`);
+        written with the step's line."""
+        self._inner = inner_gradient_record(backend, cfg, params, tasks)
 
     def __call__(self, step: int, mg: MetaGradient) -> None:
+        inner, self._inner = self._inner, {}
         records.append_jsonl(self.run_dir / records.DYNAMICS,
-                             {"step": step, **gradient_record(mg.total, mg.meta_part)})
+                             {"step": step, **gradient_record(mg.total, mg.meta_part), **inner})
 
     def finish(self, backend: Engine, cfg: Config, source: "TaskSource", device: torch.device) -> dict[str, Any]:
         """End-of-training records; returns what it wrote to ``representations.json``.
@@ -102,7 +217,9 @@ class Recorder:
             source: the run's task source (its test split is sampled with the ``record`` stream).
             device: where the model lives.
         """
-        params = dict(backend.model.named_parameters())
+        params: Params = dict(backend.model.named_parameters())
+        per_task = per_task_test_record(backend, cfg, params, source, device)
+        records.write_json(self.run_dir / records.TEST_TASKS, per_task)
         gen = generator(cfg.seed, "record")
         sampler = source.sampler("test", gen)
         tasks = [sampler.sample().to(device) for _ in range(cfg.record_tasks)]
@@ -124,7 +241,7 @@ class Recorder:
         records.write_json(self.run_dir / records.REPRESENTATIONS, result)
         return result
 
-    def _tsne(self, backend: Engine, cfg: Config, params: dict[str, Tensor], source: "TaskSource",
+    def _tsne(self, backend: Engine, cfg: Config, params: Params, source: "TaskSource",
               device: torch.device, result: dict[str, Any]) -> None:
         gen = generator(cfg.seed, "tsne")
         try:
@@ -152,7 +269,8 @@ class Recorder:
         for _ in range(3):
             task = sampler.sample()
             fn = sampler.last_function
-            support = tuple(t.to(device) for t in task.support)
+            assert fn is not None, "the sampler names the function of the task it drew"
+            support = (task.support[0].to(device), task.support[1].to(device))
             steps = cfg.test_inner_steps
             with torch.enable_grad():
                 adapted = adapt(backend, inner_spec(cfg, params, steps, "none", test_time=True), params, support)[-1]
@@ -191,19 +309,21 @@ def representations(backend, cfg, params: dict[str, Tensor], support: tuple[Tens
                     xq: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Each layer's query representations before and after adaptation on ``support`` (BOIL's protocol).
 
-    Returns two dicts layer -> ``(n_query, features)`` tensors: every feature-extractor block and ``flat``
-    (the head's input; for Conv-4 the same numbers as ``block4`` and therefore reported once as ``flat``).
+    Returns two dicts layer -> ``(n_query, features)`` tensors: every feature-extractor block, ``flat`` (the
+    head's input; for Conv-4 the same numbers as ``block4`` and therefore reported once as ``flat``) and
+    :data:`OUTPUT_LAYER` (the head's output: the logits, or the regression's prediction).
     """
     steps = cfg.test_inner_steps
     with torch.enable_grad():
         adapted = adapt(backend, inner_spec(cfg, params, steps, "none", test_time=True), params, support, xq)[-1]
     with torch.no_grad():
-        _, _, before = backend.forward(params, xq, return_features=True)
-        _, _, after = backend.forward(adapted, xq, return_features=True, step=steps - 1)
+        out_before, _, before = backend.forward(params, xq, return_features=True)
+        out_after, _, after = backend.forward(adapted, xq, return_features=True, step=steps - 1)
 
     def pick(feats: dict[str, Tensor]) -> dict[str, Tensor]:
         # prepool/block4 (Conv-4) and layer2 (MLP) hold the same numbers as flat: keep each once.
         return {k: v.flatten(1).detach() for k, v in feats.items()
                 if k not in ("prepool", "block4") and (k == "flat" or v is not feats["flat"])}
 
-    return pick(before), pick(after)
+    return ({**pick(before), OUTPUT_LAYER: out_before.flatten(1).detach()},
+            {**pick(after), OUTPUT_LAYER: out_after.flatten(1).detach()})

@@ -65,6 +65,10 @@ BEST_CHECKPOINT = "best.pt"
 TEST = "test.json"
 DYNAMICS = "dynamics.jsonl"
 REPRESENTATIONS = "representations.json"
+#: The layer of ``representations.json`` that is the head's output (the logits; sinusoid: the prediction).
+OUTPUT_LAYER = "output"
+#: The final test task by task (per-task values and a digest of the tasks), written by the recorder.
+TEST_TASKS = "test_tasks.json"
 FEATURES = "features.npz"
 FITS = "fits.npz"
 #: JSON-lines records a resumed run truncates to its checkpoint's step.

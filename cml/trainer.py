@@ -158,7 +158,8 @@ class Trainer:
         splits: preloaded data splits, to share one load between runs; loaded from ``cfg`` when None.
         resume: continue from ``run_dir/checkpoint.pt``. Only ``steps`` may differ from the saved config.
         recorder: called as ``recorder(step, meta_gradient)`` on recording steps (learning-dynamics
-            diagnostics); on those steps the meta-gradient carries the meta-learner's part separately.
+            diagnostics); on those steps the meta-gradient carries the meta-learner's part separately. A recorder
+            with an ``inner_loop(engine, cfg, params, tasks)`` method is first given the step's tasks.
     """
 
     def __init__(self, cfg: Config, run_dir: Path, splits=None, resume: bool = False,
@@ -320,6 +321,8 @@ class Trainer:
                                      f"{self.step + 1} (the loss was finite); training stopped before the update; "
                                      f"lower --meta-lr or --inner-lr")
         if record and self.recorder is not None:
+            if hasattr(self.recorder, "inner_loop"):  # the inner loop's support gradients, on this step's tasks
+                self.recorder.inner_loop(self.backend, cfg, params, tasks)
             self.recorder(self.step + 1, mg)
         # Before any noise: the norm of the meta-gradient the method itself produced.
         psi_norm = math.sqrt(sum(float(g.pow(2).sum()) for n, g in mg.total.items() if role_of(n) == "psi"))

@@ -19,6 +19,7 @@ objective; ``tests/test_gradients.py``).
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ from matplotlib.figure import Figure
 from analysis.stats import seed_ci95
 from cml.errors import FigureInputError
 
-from . import style
+from . import paper_values, style
 from .summary import policy_note
 from .runs import Run, adds_nothing, as_runs, group_by_setting
 
@@ -36,6 +37,8 @@ __all__ = ["GRID_FIELD", "has_gamma_grid", "cells", "figure"]
 
 #: The gridded field on the x axis.
 GRID_FIELD = "gamma"
+#: The paper's tables whose values the ablation's points are compared with (γ; the co-learner's structure).
+PAPER_TABLES = ("5", "7", "8")
 # One look per co-learner type: Okabe-Ito colours, line styles and markers that survive grayscale.
 CO_LEARNER_STYLES = {"linear": dict(color="#0072B2", linestyle="-", marker="o"),
                      "conv": dict(color="#D55E00", linestyle="--", marker="s")}
@@ -77,8 +80,9 @@ def cells(runs: Sequence[Run]) -> dict[str, Any]:
 
     Returns:
         ``{"lines": {(base, co_learner): {gamma: {"test": s, "dagger": s}}}, "reference": {"test": s, "source": str},
-        "seeds": int}``, each ``s`` a ``{"mean", "ci95", "values"}`` summary across seeds (``ci95`` None with
-        fewer than :data:`MIN_SEEDS_FOR_CI` seeds).
+        "seeds": int, "runs": [Run]}``, each ``s`` a ``{"mean", "ci95", "values"}`` summary across seeds (``ci95``
+        None with fewer than :data:`MIN_SEEDS_FOR_CI` seeds); a point whose setting the paper reports also holds
+        ``paper_test`` and ``paper_dagger``: the paper's value (Tables 5, 7, 8) and the run's difference.
 
     Raises:
         FigureInputError: if no run has a γ grid, or no co-learner run of the grid has finished.
@@ -89,10 +93,13 @@ def cells(runs: Sequence[Run]) -> dict[str, Any]:
         raise FigureInputError("the ablation needs a sweep with --grid gamma=... of a co-learner method "
                                "(--methods cml) whose cells have finished")
     per: dict[tuple[str, str], dict[float, dict[str, list[float]]]] = {}
+    first: dict[tuple[str, str, float], Run] = {}  # a run of each point: the setting the paper is matched at
+
     def order(r: Run) -> tuple:
         return (r.base, _co_order(str(r.config["co_learner"])), float(r.config["gamma"]), r.seed)
 
     for run in sorted(gridded, key=order):
+        first.setdefault((run.base, str(run.config["co_learner"]), float(run.config["gamma"])), run)
         point = per.setdefault((run.base, str(run.config["co_learner"])), {}).setdefault(
             float(run.config["gamma"]), {"test": [], "dagger": []})
         for key, dagger in (("test", False), ("dagger", True)):
@@ -101,6 +108,14 @@ def cells(runs: Sequence[Run]) -> dict[str, Any]:
                 point[key].append(value)
     lines = {k: {g: {key: _summary(v) for key, v in p.items() if v} for g, p in sorted(pts.items())}
              for k, pts in per.items()}
+    # The paper's values of Tables 5, 7 and 8 (γ, the co-learner's structure) at each point's setting.
+    for (base, co), pts in lines.items():
+        for g, p in pts.items():
+            run = first[(base, co, g)]
+            for key, suffix in (("test", ""), ("dagger", "_dagger")):
+                found = paper_values.values_for(run, run.family.metric + suffix, PAPER_TABLES)
+                if found and key in p:
+                    p[f"paper_{key}"] = paper_values.cell_text(found, p[key]["mean"] / 100.0, " ")
     alone = [r for r in runs if adds_nothing(r.cell.spec) and r.has("test.json")]
     source = "the base learner's runs"
     if not alone:
@@ -112,7 +127,7 @@ def cells(runs: Sequence[Run]) -> dict[str, Any]:
     by_seed = {r.seed: v for r in alone if (v := _metric(r, False)) is not None}  # one value per seed
     reference = {**_summary(list(by_seed.values())), "source": source} if by_seed else None
     seeds = len({r.seed for r in gridded})
-    return {"lines": lines, "reference": reference, "seeds": seeds}
+    return {"lines": lines, "reference": reference, "seeds": seeds, "runs": gridded}
 
 
 def _draw_panel(ax, numbers: dict[str, Any], key: str, ylabel: str, base_labels: dict[str, str]) -> None:
@@ -198,19 +213,31 @@ def _table(ax, numbers: dict[str, Any], regression: bool, base_labels: dict[str,
             return f"{s['mean']:{fmt}} ± {s['ci95']:{fmt}}"
         return "seeds " + ", ".join(f"{v:{fmt}}" for v in s["values"])
 
+    paper = any(k.startswith("paper_") for pts in numbers["lines"].values() for p in pts.values() for k in p)
+
+    def paper_text(p: dict[str, Any]) -> list[str]:
+        if not paper:
+            return []
+        cells = [p.get(f"paper_{k}", ("–", "–")) for k in ("test", "dagger")]
+        return [f"{cells[0][0].split(' (')[0]} / {cells[1][0].split(' (')[0]}", f"{cells[0][1]} / {cells[1][1]}"]
+
     rows = []
     for (base, co), points in numbers["lines"].items():
         for gamma, p in points.items():
             name = f"{co}" + (f" ({base_labels[base]})" if len(base_labels) > 1 else "")
             rows.append([name, f"{gamma:g}", str(len(p["test"]["values"])) if "test" in p else "0",
-                         text(p.get("test")), text(p.get("dagger"))])
+                         text(p.get("test")), text(p.get("dagger")), *paper_text(p)])
     ref = numbers["reference"]
     if ref is not None:
-        rows.append(["MAML reference", "—", str(len(ref["values"])), text(ref), "—"])
+        rows.append(["MAML reference", "—", str(len(ref["values"])), text(ref), "—", *(["—", "—"] if paper else [])])
     metric = "test MSE" if regression else "accuracy (%)"
     ax.axis("off")
-    t = ax.table(cellText=rows, colLabels=["co-learner", "γ", "seeds", f"θ {metric}", f"CML† {metric}"],
-                 loc="upper center", cellLoc="center", colWidths=[0.2, 0.08, 0.08, 0.32, 0.32])
+    labels = ["co-learner", "γ", "seeds", f"θ {metric}", f"CML† {metric}"]
+    widths = [0.2, 0.08, 0.08, 0.32, 0.32]
+    if paper:
+        labels += ["paper θ / CML†\n(Tables 5, 7, 8)", "run − paper"]
+        widths = [0.14, 0.06, 0.06, 0.21, 0.21, 0.17, 0.15]
+    t = ax.table(cellText=rows, colLabels=labels, loc="upper center", cellLoc="center", colWidths=widths)
     t.auto_set_font_size(False)
     t.set_fontsize(7.5)
     t.scale(1, 1.15)
@@ -219,6 +246,7 @@ def _table(ax, numbers: dict[str, Any], regression: bool, base_labels: dict[str,
         if i == 0:
             c.set_facecolor("0.92")
             c.set_text_props(weight="bold")
-    if ref is not None:
-        ax.set_title(f"mean ± 95% CI across seeds; MAML reference: {ref['source']}", fontsize=7.5, color="0.35",
-                     loc="left")
+    note = "" if paper else " " + paper_values.no_match_note(numbers.get("runs", []), PAPER_TABLES)
+    if ref is not None or note:
+        title = f"mean ± 95% CI across seeds; MAML reference: {ref['source']}." if ref is not None else ""
+        ax.set_title("\n".join(textwrap.wrap(title + note, 150)), fontsize=7.5, color="0.35", loc="left")

@@ -124,6 +124,7 @@ def figure(
     nrows, ncols = len(curves), len(shots_values)
     with style.figure_style():
         fig = Figure(figsize=figsize, layout="constrained")
+        style.page_margins(fig)
         axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True)
         for j, shots in enumerate(shots_values):
             cells = fits[shots]

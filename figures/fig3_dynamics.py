@@ -1,86 +1,105 @@
-"""Figure 3: why CML works, seen in its learning dynamics.
+"""Figure 3: why CML works, seen in its learning dynamics, panel by panel as the paper draws it (Section 4.4).
 
-(a) convergence: validation accuracy and loss against the outer step (sinusoid: validation MSE after
-    adaptation and the training query loss), MAML, noisy-MAML and CML;
-(b) cosine similarity between the meta-learner's and the co-learner's gradients on psi, whole psi and per
-    block (CML), with the zero line: below it the co-learner pushes psi somewhere the meta-learner would not;
-(c) the norm of psi's meta-gradient, whole and per block, MAML, noisy-MAML and CML (before noisy-MAML's
-    noise is added: the gradient the method itself produced);
-(d) linear CKA between each layer's query representations before and after adaptation, MAML against CML:
-    lower CKA means adaptation changes the representation more.
+(a) convergence: validation accuracy and loss against the outer step (sinusoid: validation MSE after adaptation and
+    the training query loss) of MAML with a random co-learner (a co-learner never updated, its loss in the outer
+    objective: the paper's "MAML with random noise") and CML; plain MAML and Gaussian-noise MAML (the user's
+    baseline) are drawn too, labelled, when the runs hold them;
+(b) the cosine similarity of the meta-learner's and the co-learner's gradients on psi, cos(∇ψ L_meta, ∇ψ γL_co),
+    per block, CL and CML as separate lines; the last conv block (the paper's panel: its 4th conv layer) is
+    emphasised, and the zero line drawn (Theorem 3.2's precondition: positive at every block);
+(c) psi's gradient norm per block, MAML, CL and CML, in two rows: the outer meta-gradient (before noisy-MAML's
+    noise) and the inner loop's support-set gradient (the paper's text does not settle which it drew; see
+    :func:`cml.recording.inner_gradient_record`);
+(d) linear CKA between each layer's query representations before and after adaptation, from the first block to the
+    head's output (the logits), MAML, CL and CML: 1 is unchanged, lower means adaptation changed it more.
 
-Panels run (a) to (d) from the top of the page down. Intervals follow :mod:`figures.summary`: with 3 or more
-seeds per method, lines are the mean across seeds at each recorded step and shaded bands the 95% Student-t
-confidence interval across seeds (:func:`analysis.stats.seed_ci95`); with 2, each seed is drawn as a thin line
-beside the mean and there is no band; with one seed, (a)'s bands are the run's own 95% CI over validation tasks
-and (b)-(c) have no band. (d) is a dot plot (its axis spans the values, not 0 to 1, because the differences
-that matter are in the second and third decimal): a mean with its across-seed interval (clipped at 1, CKA's
-maximum) with 3+ seeds, else each seed's value. Records: ``val.jsonl``, ``metrics.jsonl``,
-``dynamics.jsonl`` and ``representations.json`` (train with ``--record-interval K``).
+:func:`pages` draws (a)-(b) and (c)-(d) on two report pages; :func:`figure` draws any of them on one figure. Each
+panel's caption names the runs, seeds and records it draws and the paper's sentence it checks; a method the panel
+needs but the runs lack is named there with the command that trains it (:func:`figures.runs.command_adding`), and a
+record older runs lack (the inner-loop norms, the head-output CKA) is said to be missing where it would be drawn.
+
+Intervals follow :mod:`figures.summary`: with 3 or more seeds per method, lines are the mean across seeds at each
+recorded step and shaded bands the 95% Student-t confidence interval across seeds (:func:`analysis.stats.seed_ci95`);
+with 2, each seed is drawn as a thin line beside the mean and there is no band; with one seed, (a)'s bands are the
+run's own 95% CI over validation tasks and (b)-(c) have no band. (d) is a dot plot (its axis spans the values, not 0
+to 1, because the differences that matter can be in the second and third decimal): a mean with its across-seed
+interval (clipped at 1, CKA's maximum) with 3+ seeds, else each seed's value. Records: ``val.jsonl``,
+``metrics.jsonl``, ``dynamics.jsonl`` and ``representations.json`` (train with ``--record-interval K``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+import textwrap
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from analysis.stats import MIN_SEEDS_FOR_CI, seed_ci95
+from cml import records
 from cml.errors import FigureInputError
-
 from cml.methods import Method
 
 from . import style
-from .runs import (Cell, MissingRecordError, Run, adds_nothing, as_runs, cells_where, cooperates, group_by_method,
-                   group_by_setting)
+from .claims import STATEMENTS, block_order
+from .runs import (Cell, MissingRecordError, Run, adds_nothing, as_runs, branches, cells_where, command_adding,
+                   cooperates, group_by_method, group_by_setting, layer_label, method_named, never_trained,
+                   sweep_folders)
 from .summary import policy_note
 
 __all__ = [
     "Band",
+    "PANELS",
     "band",
     "cka_summary",
     "figure",
     "layer_label",
-    "draws_convergence",
-    "draws_cosine",
-    "draws_norm",
-    "draws_cka",
+    "pages",
 ]
 
 
-# The paper's methods per panel, chosen by what a method does (on figures.runs.PAPER_BASE); figure(methods=...)
-# overrides them.
-def draws_convergence(method: Method) -> bool:
-    """Panel (a): MAML, noisy-MAML and CML (the base learner alone, with gradient noise, with a co-learner)."""
-    return adds_nothing(method) or method.gradient_noise or cooperates(method)
+@dataclass(frozen=True)
+class Role:
+    """A method a panel draws, chosen by what its row does (on :data:`figures.runs.PAPER_BASE`).
+
+    Attributes:
+        name: the paper's name for it.
+        wanted: the test of a method's row.
+        required: the paper's panel draws it (a panel names a required method the runs lack, with its command);
+            an optional one is drawn, labelled, when present.
+    """
+
+    name: str
+    wanted: Callable[[Method], bool]
+    required: bool = True
 
 
-def draws_cosine(method: Method) -> bool:
-    """Panel (b): CML (its co-learner's gradient on ψ is the one compared)."""
-    return cooperates(method)
+_MAML = Role("MAML", adds_nothing)
+_RANDOM = Role("MAML + random co-learner", never_trained)
+_NOISY = Role("noisy-MAML", lambda m: m.gradient_noise, required=False)
+_CL = Role("CL", branches)
+_CML = Role("CML", cooperates)
 
-
-def draws_norm(method: Method) -> bool:
-    """Panel (c): MAML, noisy-MAML and CML (as panel (a))."""
-    return draws_convergence(method)
-
-
-def draws_cka(method: Method) -> bool:
-    """Panel (d): MAML and CML (the base learner alone and with a co-learner)."""
-    return adds_nothing(method) or cooperates(method)
-
-
-def layer_label(layer: str) -> str:
-    """Printed name of a recorded layer: ``flat`` is the head's input."""
-    return "head input" if layer == "flat" else layer
+#: Per panel, the methods it draws: the paper's, and (a)'s labelled extras.
+PANELS: dict[str, tuple[Role, ...]] = {
+    "a": (Role("MAML", adds_nothing, required=False), _RANDOM, _NOISY, _CML),
+    "b": (_CL, _CML),
+    "c": (_MAML, _CL, _CML),
+    "d": (_MAML, _CL, _CML),
+}
+#: Per panel, the claims (:data:`figures.claims.STATEMENTS`) whose sentences it checks.
+_CHECKS = {"a": ("3a-random", "3a-noise"), "b": ("3b-below-cl", "3b-positive"), "c": ("3c-outer", "3c-inner"),
+           "d": ("3d-maml-head", "3d-cml-last")}
+_CAPTION_SIZE = 7.2  # points
+_CAPTION_WIDTH = 138  # characters per caption line at that size across the page
 
 
 @dataclass(frozen=True)
@@ -249,31 +268,32 @@ def _pct(x: float | None) -> float | None:
     return None if x is None else 100.0 * x
 
 
-# -- (b) and (c): whole psi and per block -----------------------------------------------------------------
 
 
-def _blocks(dynamics: Iterable[list[dict]], key: str) -> list[str]:
-    names: dict[str, None] = {}
-    for dyn in dynamics:
-        for rec in dyn:
-            for b in rec.get(key) or {}:
-                names.setdefault(b, None)
-    return list(names)
+# -- (b) and (c): per block --------------------------------------------------------------------------------------
+
+
+def _blocks(runs: Iterable[Run], key: str) -> list[str]:
+    """The blocks of a per-block record in model order (records store keys sorted: block10 after block9)."""
+    names = {b for r in runs for rec in r.dynamics() for b in (rec.get(key) or {})}
+    return sorted(names, key=block_order)
 
 
 def _panel_blocks(axes: Sequence[Axes], by_method: dict[Cell, list[Run]], methods: Sequence[Cell], smooth: int,
-                  whole_key: str, blocks_key: str, blocks: Sequence[str]) -> None:
+                  blocks_key: str, blocks: Sequence[str]) -> list[Cell]:
+    """Each method's per-block curves; returns the methods that had the record."""
+    drawn = []
     for m in methods:
         dyn = [r.dynamics() for r in by_method[m]]
-        whole = [{d["step"]: d.get(whole_key) for d in recs} for recs in dyn]
-        if any(any(v is not None for v in w.values()) for w in whole):
-            _draw(axes[0], band(whole, smooth), m)
-        for ax, block in zip(axes[1:], blocks):
+        for ax, block in zip(axes, blocks):
             per = [{d["step"]: (d.get(blocks_key) or {}).get(block) for d in recs} for recs in dyn]
             if any(any(v is not None for v in p.values()) for p in per):
                 _draw(ax, band(per, smooth), m)
+                if m not in drawn:
+                    drawn.append(m)
     for ax in axes:
         _step_axis(ax)
+    return drawn
 
 
 def _check_dynamics(by_method: dict[Cell, list[Run]], methods: Sequence[Cell], key: str) -> None:
@@ -283,7 +303,12 @@ def _check_dynamics(by_method: dict[Cell, list[Run]], methods: Sequence[Cell], k
             if not any(rec.get(key) is not None for rec in recs):
                 raise MissingRecordError(r.path, f"{key} in dynamics.jsonl",
                                          "only methods with a co-learner (cml, cl) record gradient cosines"
-                                         if key == "cos_psi" else None)
+                                         if key == "cos_blocks" else None)
+
+
+def _lacking(by_method: dict[Cell, list[Run]], methods: Sequence[Cell], key: str) -> list[Run]:
+    """The runs among ``methods`` whose dynamics.jsonl has no ``key`` (written before it was recorded)."""
+    return [r for m in methods for r in by_method[m] if not any(rec.get(key) is not None for rec in r.dynamics())]
 
 
 # -- (d) CKA ----------------------------------------------------------------------------------------------
@@ -331,9 +356,10 @@ def _panel_d(ax: Axes, by_method: dict[Cell, list[Run]], methods: Sequence[Cell]
                 extent += [lo, hi]
             else:
                 ax.scatter([pos] * n, values, s=16, facecolor="white", edgecolor=s.colour, linewidth=1.0,
-                           marker=s.marker, zorder=3)
+                           marker=s.marker, zorder=3, label=s.label)
                 extent += list(values)
-            ax.scatter([pos], [mean], s=34, color=s.colour, marker=s.marker, zorder=4)
+            if n > 1:  # one seed's mean is the seed itself: its open marker alone, as the legend says
+                ax.scatter([pos], [mean], s=34, color=s.colour, marker=s.marker, zorder=4, label=s.label)
             extent.append(mean)
             labels.append((pos, max(mean, *(values if not math.isfinite(ci) else [min(mean + ci, 1.0)])),
                            f"{mean:.3f}", s.colour))
@@ -346,14 +372,184 @@ def _panel_d(ax: Axes, by_method: dict[Cell, list[Run]], methods: Sequence[Cell]
         for pos, top, text, _colour in labels:
             ax.text(pos, top + 0.03 * span, text, rotation=90, ha="center", va="bottom", fontsize=7, color="black")
     ax.axhline(1.0, color="0.6", lw=0.7, ls="--", zorder=0)
-    ax.set_xticks(x, [layer_label(layer) for layer in layers])
+    ax.set_xticks(x, [layer_label(layer, layers).replace(" = ", "\n= ") for layer in layers])
     ax.set_xlim(-0.6, len(layers) - 0.4)
     ax.set_ylabel(("debiased linear CKA" if debiased else "linear CKA") + ", before vs after")
-    ax.set_title("(d) " + ("debiased CKA" if debiased else "CKA") + " per layer")
+    ax.set_title(("debiased CKA" if debiased else "CKA") + " per layer", fontsize=9)
     ax.set_xlabel("layer (dashed: CKA 1, representation unchanged)")
 
 
-# -- the figure -------------------------------------------------------------------------------------------
+
+
+# -- captions ----------------------------------------------------------------------------------------------------
+
+
+def _seed_list(runs: Sequence[Run]) -> str:
+    return ",".join(str(r.seed) for r in runs)
+
+
+def _caption(panel: str, by_method: dict[Cell, list[Run]], drawn: Sequence[Cell], absent: Sequence[str],
+             what: str, notes: Sequence[str] = ()) -> str:
+    """A panel's caption: what it draws from which records, the methods and seeds, what the runs lack (with the
+    command that trains it), and the paper's sentence it checks."""
+    methods = "; ".join(f"{style.label(m)} (seeds {_seed_list(by_method[m])})" for m in drawn) or "none"
+    found = list(dict.fromkeys(STATEMENTS[k].quote for k in _CHECKS[panel]))
+    quotes = "; ".join(q for q in found if not any(q != other and q in other for other in found))
+    figure_ = STATEMENTS[_CHECKS[panel][0]].figure
+    parts = [f"({panel}) {what}", f"Methods: {methods}."]
+    parts += [f"Missing: {a}." for a in absent]
+    parts += list(notes)
+    parts.append(f"Checks the paper's {figure_}: {quotes} (claims {', '.join(_CHECKS[panel])} on the claims page).")
+    return "\n".join(textwrap.fill(p, _CAPTION_WIDTH, break_long_words=False, break_on_hyphens=False,
+                                   subsequent_indent="  ") for p in parts)
+
+
+def _caption_axes(sub: SubFigure, gs, text: str) -> None:
+    ax = sub.add_subplot(gs)
+    ax.axis("off")
+    ax.text(0.0, 1.0, text, transform=ax.transAxes, va="top", ha="left", fontsize=_CAPTION_SIZE, linespacing=1.3)
+
+
+def _lines(text: str) -> int:
+    return text.count("\n") + 1
+
+
+# -- the figure ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Selection:
+    """What one panel draws: its methods present, and the sentences for those it lacks."""
+
+    cells: list[Cell]
+    absent: list[str]
+
+
+def _select(panel: str, by_method: dict[Cell, list[Run]], runs: Sequence[Run], methods: Sequence[Cell] | None,
+            co_only: bool = False) -> _Selection:
+    if methods is not None:
+        cells = [m for m in methods if m in by_method and (not co_only or m.spec.co_learner)]
+        return _Selection(cells, [])
+    cells, absent = [], []
+    for role in PANELS[panel]:
+        found = cells_where(by_method, role.wanted)
+        if found:
+            cells.append(found[0])
+        elif role.required:
+            method = method_named(role.wanted)
+            command = command_adding(runs, method) if method else "no method of cml.methods plays it"
+            absent.append(f"{role.name} (method {method}): train it with {command}")
+    return _Selection(sorted(cells, key=lambda c: c.sort_key), absent)
+
+
+def _panel_title(sub: SubFigure, text: str) -> None:
+    sub.suptitle(text, fontsize=9, fontweight="bold", x=0.01, ha="left")
+
+
+def _draw_a(sub: SubFigure, by_method, sel: _Selection, smooth: int, regression: bool) -> str:
+    gs = sub.add_gridspec(2, 2, height_ratios=[1, 0.001])
+    axes = [sub.add_subplot(gs[0, 0]), sub.add_subplot(gs[0, 1])]
+    if sel.cells:
+        _panel_a(axes, by_method, sel.cells, smooth, regression)
+    else:
+        for ax in axes:
+            _empty(ax, "none of the panel's methods among the runs")
+    _panel_title(sub, "(a) convergence: MAML with a random co-learner and CML" +
+                 (" (MAML and noisy-MAML when present)" if not sel.absent else ""))
+    what = ("validation MSE after adaptation (val.jsonl) and the training query loss (metrics.jsonl) against the "
+            "outer step" if regression else
+            "validation accuracy and loss after adaptation (val.jsonl) against the outer step")
+    return _caption("a", by_method, sel.cells, sel.absent, what)
+
+
+def _draw_b(sub: SubFigure, by_method, sel: _Selection, smooth: int, blocks: Sequence[str]) -> str:
+    n = max(len(blocks), 1)
+    # The last block is the paper's panel (its 4th conv layer): wider, framed.
+    gs = sub.add_gridspec(2, n, height_ratios=[1, 0.001], width_ratios=[1] * (n - 1) + [1.5])
+    axes = [sub.add_subplot(gs[0, i]) for i in range(n)]
+    for ax in axes[1:]:
+        ax.sharey(axes[0])
+    if sel.cells and blocks:
+        _panel_blocks(axes, by_method, sel.cells, smooth, "cos_blocks", blocks)
+    else:
+        _empty(axes[0], "no co-learner method (CL, CML) among the runs")
+    for i, (ax, name) in enumerate(zip(axes, blocks or ["–"])):
+        ax.axhline(0, color="0.2", lw=1.0, ls="-", zorder=0)
+        last = i == len(axes) - 1
+        ax.set_title(f"{name}: the paper's panel" if last and len(axes) > 1 else name,
+                     fontweight="bold" if last else "normal", fontsize=9)
+        if last:
+            for side in ax.spines.values():
+                side.set_linewidth(1.6)
+            ax.set_facecolor("#fffbe6")
+        # A cosine lives in [-1, 1]; the axis shows all of it, whatever the spread between seeds.
+        ax.set_ylim(-1.05, 1.05)
+    axes[0].set_ylabel("cos(∇ψ L_meta, ∇ψ γL_co)" + _smooth_note(smooth))
+    _panel_title(sub, "(b) gradient similarity of the meta- and co-learner on ψ, per block (zero line: Theorem "
+                      "3.2's precondition)")
+    what = ("cosine similarity of the meta-learner's and the co-learner's gradients on each block of ψ against the "
+            "outer step (dynamics.jsonl cos_blocks); CL's co-learner is its second branch, CML's the co-learner φ.")
+    return _caption("b", by_method, sel.cells, sel.absent, what)
+
+
+def _draw_c(sub: SubFigure, by_method, sel: _Selection, smooth: int, blocks: Sequence[str], log_norm: bool) -> str:
+    n = max(len(blocks), 1)
+    gs = sub.add_gridspec(3, n, height_ratios=[1, 1, 0.001])
+    rows = [[sub.add_subplot(gs[r, i]) for i in range(n)] for r in range(2)]
+    notes = []
+    for r, (key, name, unit) in enumerate((("grad_norm_blocks", "outer meta-gradient", "outer meta-gradient\n‖∇ψ L‖₂"),
+                                           ("inner_grad_norm_blocks", "inner-loop support gradient",
+                                            "inner-loop support\ngradient ‖∇ψ L_S‖₂"))):
+        axes = rows[r]
+        lacking = _lacking(by_method, sel.cells, key)
+        if lacking:
+            notes.append(f"{name}: not recorded in {', '.join(sorted({str(x.path) for x in lacking}))} "
+                         f"(dynamics.jsonl has no {key}: written before it was recorded; train again with "
+                         f"--record-interval K).")
+        methods = [m for m in sel.cells if not any(x in by_method[m] for x in lacking)]
+        if methods and blocks:
+            _panel_blocks(axes, by_method, methods, smooth, key, blocks)
+        if not methods:
+            _empty(axes[0], f"{name}: not recorded for these runs")
+            for ax in axes[1:]:
+                ax.axis("off")  # one message for the row, not empty axes beside it
+        for ax, block in zip(axes, blocks or ["–"]):
+            ax.set_title(block, fontsize=9)
+            if log_norm:
+                ax.set_yscale("log")
+            elif ax.has_data():
+                ax.set_ylim(bottom=0)  # norms are non-negative; the band's lower bound may not be
+            if r == 0:
+                ax.set_xlabel("")
+        axes[0].set_ylabel(unit + (" (log)" if log_norm else "") + _smooth_note(smooth))
+    _panel_title(sub, "(c) gradient norm of ψ per block: outer meta-gradient (top), inner-loop support-set "
+                      "gradient (bottom)")
+    what = ("top: the norm of ψ's meta-gradient per block (dynamics.jsonl grad_norm_blocks, before noisy-MAML's "
+            "noise); bottom: the norm of the inner loop's support-set gradient on ψ per block at the meta-parameters, "
+            "mean over the step's tasks (inner_grad_norm_blocks); both against the outer step.")
+    return _caption("c", by_method, sel.cells, sel.absent, what, notes)
+
+
+def _draw_d(sub: SubFigure, by_method, sel: _Selection, debiased: bool) -> str:
+    gs = sub.add_gridspec(2, 2 if debiased else 1, height_ratios=[1, 0.001])
+    axes = [sub.add_subplot(gs[0, i]) for i in range(2 if debiased else 1)]
+    notes = []
+    if sel.cells:
+        _panel_d(axes[0], by_method, sel.cells, debiased=False)
+        if debiased:
+            _panel_d(axes[1], by_method, sel.cells, debiased=True)
+        old = [r for m in sel.cells for r in by_method[m]
+               if records.OUTPUT_LAYER not in r.representations().get("cka", {})]
+        if old:
+            notes.append(f"head output: not recorded in {', '.join(sorted({str(r.path) for r in old}))} "
+                         f"(representations.json without the head-output CKA: written before it was recorded; "
+                         f"train again with --record-interval K).")
+    else:
+        _empty(axes[0], "none of MAML, CL, CML among the runs")
+    _panel_title(sub, "(d) CKA of the query representations before vs after adaptation, block 1 to the head's output")
+    what = ("linear CKA (left; right: debiased) between each layer's query representations before and after "
+            "adaptation, mean over the recorded test tasks (representations.json); 1: unchanged.")
+    return _caption("d", by_method, sel.cells, sel.absent, what, notes)
 
 
 def figure(
@@ -362,116 +558,148 @@ def figure(
     smooth: int = 1,
     debiased_cka: bool = True,
     log_norm: bool = False,
-    figsize: tuple[float, float] = style.PAGE,
+    panels: str = "abcd",
+    figsize: tuple[float, float] | None = None,
 ) -> Figure:
-    """Figure 3 for the runs of one setting (one task, ways and shots).
+    """Figure 3's ``panels`` for the runs of one setting (one task, ways and shots).
 
     Args:
         source: run or sweep folders (or :class:`Run` objects) of one setting; several seeds per method
             give bands.
-        methods: cells to draw in every panel (default: the paper's per panel, those present on
-            :data:`figures.runs.PAPER_BASE`: (a) and (c) MAML, noisy-MAML, CML; (b) CML; (d) MAML and CML; see
-            :func:`draws_convergence` and the others). Panel (b) draws only methods with a co-learner.
+        methods: cells to draw in every panel (default: the paper's per panel, :data:`PANELS`, those present on
+            :data:`figures.runs.PAPER_BASE`). Panel (b) draws only methods with a co-learner.
         smooth: trailing rolling mean over this many records for the training loss (sinusoid (a)), (b) and
             (c), written in the axis labels; validation curves are never smoothed.
         debiased_cka: add a panel with the debiased CKA beside the plain one.
         log_norm: logarithmic y axis for the gradient norms (c).
-        figsize: the page size (default: the report's page, A4 portrait; panels (a) to (d) from top to bottom).
+        panels: which panels, in order (``"ab"`` and ``"cd"`` are the report's two pages).
+        figsize: the figure's size (default: the report's page for two panels, taller for more).
 
     Returns:
-        The figure; axes carry the panel letter in their titles.
+        The figure; each panel is a subfigure whose title starts with its letter.
 
     Raises:
-        FigureInputError: if the runs mix settings or hold none of the panel's methods.
-        MissingRecordError: if a needed record is absent (``dynamics.jsonl``, ``representations.json``,
-            ``val.jsonl``), naming the run folder and the flag that writes it.
+        FigureInputError: if the runs mix settings, or hold none of the methods of any panel drawn.
+        MissingRecordError: if a needed record is absent (``dynamics.jsonl``, its cosines for a co-learner method,
+            ``representations.json``, ``val.jsonl``), naming the run folder and the flag that writes it.
     """
+    if not panels or any(p not in PANELS for p in panels):
+        raise ValueError(f"panels must be letters of {''.join(PANELS)}, got {panels!r}")
     runs = as_runs(source)
     settings = group_by_setting(runs)
     if len(settings) > 1:
         raise FigureInputError(f"Figure 3 draws one setting at a time; got {', '.join(s.label for s in settings)}")
     setting = next(iter(settings))
     by_method = group_by_method(runs)
-
-    def pick(default: Callable[[Method], bool], text: str, co_only: bool = False) -> list[Cell]:
-        if methods is None:
-            found = cells_where(by_method, default)
-            wanted = text
-        else:
-            found = [m for m in methods if m in by_method and (not co_only or m.spec.co_learner)]
-            wanted = ", ".join(str(m) for m in methods if not co_only or m.spec.co_learner) or "no co-learner method"
-        if not found:
-            raise FigureInputError(f"Figure 3 ({setting.label}): none of {wanted} among the runs "
-                                   f"({', '.join(map(str, by_method))})")
-        return found
-
-    # Named as the paper names them, for the message when the runs hold none.
-    conv, cos = pick(draws_convergence, "maml, noisy-maml, cml"), pick(draws_cosine, "cml", True)
-    norm, cka = pick(draws_norm, "maml, noisy-maml, cml"), pick(draws_cka, "maml, cml")
-    _check_dynamics(by_method, cos, "cos_psi")
-    dyn_all = [r.dynamics() for m in set(cos) | set(norm) for r in by_method[m]]
-    cos_blocks = _blocks(dyn_all, "cos_blocks")
-    norm_blocks = _blocks(dyn_all, "grad_norm_blocks")
-
-    drawn = set(conv) | set(cos) | set(norm) | set(cka)
+    selections = {p: _select(p, by_method, runs, methods, co_only=p == "b") for p in panels}
+    if not any(sel.cells for sel in selections.values()):
+        wanted = ", ".join(dict.fromkeys(r.name for p in panels for r in PANELS[p]))
+        raise FigureInputError(f"Figure 3 ({setting.label}): none of {wanted} among the runs "
+                               f"({', '.join(map(str, by_method))})")
+    if "b" in selections:
+        _check_dynamics(by_method, selections["b"].cells, "cos_blocks")
+    block_runs = [r for p in "bc" if p in selections for m in selections[p].cells for r in by_method[m]]
+    cos_blocks = _blocks([r for m in selections.get("b", _Selection([], [])).cells for r in by_method[m]],
+                         "cos_blocks")
+    norm_blocks = _blocks(block_runs, "grad_norm_blocks") if "c" in selections else []
+    drawn = {m for sel in selections.values() for m in sel.cells}
     counts = sorted({len(by_method[m]) for m in drawn})
+    heights = {"a": 1.0, "b": 1.0, "c": 1.7, "d": 1.15}
     with style.figure_style():
-        fig = Figure(figsize=figsize, layout="constrained")
-        fig.get_layout_engine().set(h_pad=0.06, hspace=0.04)
-        a_fig, b_fig, c_fig, d_fig = fig.subfigures(4, 1, height_ratios=[1.05, 1, 1, 1.15])
-        a_axes = a_fig.subplots(1, 2)
-        _panel_a(a_axes, by_method, conv, smooth, not setting.family.classification)
-
-        b_axes = b_fig.subplots(1, 1 + len(cos_blocks), sharey=True, squeeze=False,
-                                gridspec_kw={"width_ratios": [1.3] + [1] * len(cos_blocks)})[0]
-        _panel_blocks(b_axes, by_method, cos, smooth, "cos_psi", "cos_blocks", cos_blocks)
-        for ax, name in zip(b_axes, ["whole ψ", *cos_blocks]):
-            ax.axhline(0, color="0.35", lw=0.8, ls="-", zorder=0)
-            ax.set_title(f"(b) {name}")
-            # A cosine lives in [-1, 1]; the axis shows all of it, whatever the spread between seeds.
-            ax.set_ylim(-1.05, 1.05)
-        b_axes[0].set_ylabel("cosine similarity" + _smooth_note(smooth))
-        b_fig.suptitle("(b) cosine similarity of the meta- and co-learner gradients on ψ, cos(∇ψ L_meta, ∇ψ γL_co): "
-                       "whole ψ and per block", fontsize=9)
-
-        c_axes = c_fig.subplots(
-            1, 1 + len(norm_blocks), squeeze=False, gridspec_kw={"width_ratios": [1.3] + [1] * len(norm_blocks)})[0]
-        _panel_blocks(c_axes, by_method, norm, smooth, "grad_norm_psi", "grad_norm_blocks", norm_blocks)
-        for ax, name in zip(c_axes, ["whole ψ", *norm_blocks]):
-            ax.set_title(f"(c) {name}")
-            if log_norm:
-                ax.set_yscale("log")
+        size = figsize or (style.PAGE if len(panels) <= 2 else (style.PAGE[0], style.PAGE[1] * len(panels) / 2))
+        fig = Figure(figsize=size, layout="constrained")
+        fig.get_layout_engine().set(h_pad=0.05, hspace=0.03)
+        subs = fig.subfigures(len(panels), 1, height_ratios=[heights[p] for p in panels], squeeze=False)[:, 0]
+        captions = {}
+        for p, sub in zip(panels, subs):
+            sel = selections[p]
+            if p == "a":
+                captions[p] = _draw_a(sub, by_method, sel, smooth, not setting.family.classification)
+            elif p == "b":
+                captions[p] = _draw_b(sub, by_method, sel, smooth, cos_blocks)
+            elif p == "c":
+                captions[p] = _draw_c(sub, by_method, sel, smooth, norm_blocks, log_norm)
             else:
-                # Norms are non-negative; the band's lower bound may not be.
-                ax.set_ylim(bottom=0)
-        c_axes[0].set_ylabel("‖∇ψ L‖₂" + (" (log scale)" if log_norm else "") + _smooth_note(smooth))
-        c_fig.suptitle("(c) norm of ψ's meta-gradient (before noisy-MAML's noise), whole ψ and per block", fontsize=9)
-
-        d_axes = d_fig.subplots(1, 2 if debiased_cka else 1, squeeze=False)[0]
-        _panel_d(d_axes[0], by_method, cka, debiased=False)
-        if debiased_cka:
-            _panel_d(d_axes[1], by_method, cka, debiased=True)
+                captions[p] = _draw_d(sub, by_method, sel, debiased_cka)
+        # A method in the page's legend but not drawn in a panel is named there, with why: a reader must never have
+        # to guess whether a line is hidden, absent or left out.
+        page_labels = _drawn_labels(fig.axes)
+        for p, sub in zip(panels, subs):
+            here = _drawn_labels(sub.axes)
+            chosen = {style.method_style(c).label for c in selections[p].cells}
+            left_out = [lab for lab in page_labels if lab not in here]
+            if left_out:
+                captions[p] += "\n" + textwrap.fill(
+                    "Not in this panel: " + "; ".join(
+                        f"{lab} (its runs lack this panel's record)" if lab in chosen else
+                        f"{lab} (in the legend from another panel; this panel draws "
+                        f"{', '.join(r.name for r in PANELS[p])})" for lab in left_out) + ".",
+                    _CAPTION_WIDTH, break_long_words=False, break_on_hyphens=False, subsequent_indent="  ")
+        # Each caption below its panel, in a row of its own as tall as its lines (the rest of the panel's height,
+        # less its title and axis labels, goes to the plots).
+        total = sum(heights[p] for p in panels)
+        for p, sub in zip(panels, subs):
+            gs = sub.axes[0].get_subplotspec().get_gridspec()
+            rows, _ = gs.get_geometry()
+            caption_h = (_lines(captions[p]) + 0.4) * _CAPTION_SIZE * 1.3 / 72
+            plots_h = max(size[1] * heights[p] / total - caption_h - 0.75 * (rows - 1) - 0.3, 0.5)
+            ratios = gs.get_height_ratios()[:-1]
+            gs.set_height_ratios([*ratios, sum(ratios) * caption_h / plots_h])
+            _caption_axes(sub, gs[rows - 1, :], captions[p])
 
         handles: dict[str, object] = {}
-        for ax in [*a_axes, *b_axes, *c_axes, *d_axes]:
+        for ax in fig.axes:
             for h, lab in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(lab, h)
         # What the marks other than the methods' lines mean, so that every mark on the page is in the legend.
-        if max(counts) >= MIN_SEEDS_FOR_CI:
+        if counts and max(counts) >= MIN_SEEDS_FOR_CI:
             handles["shaded band: 95% CI across seeds (Student t);\noverlapping bands mix their colours"] = Patch(
                 facecolor="0.45", alpha=0.3, lw=0)
-            handles["(d) bar: 95% CI across seeds, cut at 1"] = Line2D([], [], color="0.3", marker="_", markersize=8,
-                                                                       lw=1.2)
+            if "d" in panels:
+                handles["(d) bar: 95% CI across seeds, cut at 1"] = Line2D([], [], color="0.3", marker="_",
+                                                                           markersize=8, lw=1.2)
         if any(1 < n < MIN_SEEDS_FOR_CI for n in counts):
             handles["thin line, (d) open marker:\none seed (no interval with < 3 seeds)"] = Line2D(
                 [], [], color="0.3", lw=0.8, alpha=0.6, marker="o", markerfacecolor="white", markersize=4)
-        banded = any(isinstance(c, PolyCollection) for c in a_axes[0].collections)
-        if min(counts) == 1 and banded or a_axes[0].containers:
+        elif 1 in counts and "d" in panels:
+            handles["(d) open marker: the one seed's value"] = Line2D(
+                [], [], color="0.3", lw=0, marker="o", markerfacecolor="white", markersize=4)
+        a_axes = subs[panels.index("a")].axes if "a" in panels else []
+        banded = any(isinstance(c, PolyCollection) for ax in a_axes[:1] for c in ax.collections)
+        if counts and (min(counts) == 1 and banded or any(ax.containers for ax in a_axes[:1])):
             handles["(a) band, one seed: 95% CI over\nvalidation tasks"] = Patch(facecolor="0.45", alpha=0.3, lw=0)
         fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(len(handles), 4),
                    fontsize=7.5)
-        seeds_text = "/".join(map(str, counts))
-        fig.suptitle(f"Figure 3: learning dynamics, {setting.label}\n"
-                     f"{seeds_text} seed{'s' if max(counts) > 1 else ''} per method; thick lines: mean across seeds\n"
-                     f"{policy_note(min(counts))}", fontsize=10)
+        seeds_text = "/".join(map(str, counts)) or "0"
+        folders = sweep_folders(runs) or sorted({r.path for r in runs})
+        letters = ", ".join(f"({p})" for p in panels)
+        fig.suptitle(f"Figure 3 {letters}: learning dynamics, {setting.label}\n"
+                     f"runs: {', '.join(map(str, folders))}\n"
+                     f"{seeds_text} seed{'s' if counts and max(counts) > 1 else ''} per method; "
+                     f"{_lines_note(counts)}{policy_note(min(counts) if counts else 0)}", fontsize=9.5)
     return fig
+
+
+def _drawn_labels(axes: Iterable[Axes]) -> list[str]:
+    """The method labels drawn on ``axes`` (lines and markers), in drawing order; a seed's thin line is none."""
+    labels: list[str] = []
+    for ax in axes:
+        for artist in [*ax.lines, *ax.collections]:
+            lab = artist.get_label()
+            if lab and not lab.startswith("_") and lab not in labels:
+                labels.append(lab)
+    return labels
+
+
+def _lines_note(counts: Sequence[int]) -> str:
+    # What a thick line is: a mean only where a method has seeds to average; one seed's line is that seed.
+    if not counts or max(counts) == 1:
+        return "lines: the one seed's values; "
+    if min(counts) == 1:
+        return "thick lines: mean across seeds (a method with one seed: its values); "
+    return "thick lines: mean across seeds; "
+
+
+def pages(source: Run | str | Iterable[Run | str], smooth: int = 1, **kwargs) -> list[Figure]:
+    """Figure 3 on the report's two pages: (a)-(b), then (c)-(d) (see :func:`figure` for the arguments)."""
+    return [figure(source, smooth=smooth, panels="ab", **kwargs), figure(source, smooth=smooth, panels="cd", **kwargs)]

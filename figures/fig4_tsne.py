@@ -1,5 +1,7 @@
-"""Figure 4: t-SNE maps of one test task's query features (the head's input) before and after adaptation,
-MAML in the top row and CML in the bottom row, points coloured (and shaped) by class.
+"""Figure 4: t-SNE maps of one test task's query features (the head's input) before and after adaptation on the
+task's support set, MAML in the top row and CML in the bottom row (CL between them when the runs hold it), points
+coloured (and shaped) by class: the paper's Figure 4 ("t-SNE of MAML and CML on MiniImagenet after adaptation on
+the support set, query set shown"; the recorder draws 15 queries per class for the map, as the paper's 5-way tasks).
 
 Before and after share one t-SNE map per run (the recorder fits t-SNE once on both sets), so the two panels
 of a row share their axes and a shift between them is real. Each panel states the silhouette score of the
@@ -10,6 +12,7 @@ means classes are better separated.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -19,13 +22,16 @@ from cml import records
 from cml.errors import FigureInputError
 
 from . import style
-from .runs import Cell, Run, adds_nothing, as_runs, cells_where, cooperates, group_by_method, group_by_setting
+from .runs import (Cell, Run, adds_nothing, as_runs, branches, cells_where, command_adding, cooperates, group_by_method,
+                   group_by_setting, method_named, sweep_folders)
 
 __all__ = ["figure", "silhouette_text", "DRAWN"]
 
 #: The rows Figure 4 draws by default, top to bottom, on :data:`figures.runs.PAPER_BASE`: the base learner alone
 #: and CML, the first cell (in legend order) of each; with the paper's name for each, for messages.
 DRAWN = (("maml", adds_nothing), ("cml", cooperates))
+#: Drawn between them when the runs hold it (the paper's figure has MAML and CML only).
+OPTIONAL = (("cl", branches),)
 
 
 def silhouette_text(reps: dict, when: str) -> str:
@@ -65,7 +71,8 @@ def figure(
         The figure: ``len(methods)`` rows x 2 columns (before, after adaptation).
 
     Raises:
-        FigureInputError: for sinusoid runs, mixed settings, or a missing method or seed.
+        FigureInputError: for sinusoid runs, mixed settings, a method asked for that the runs lack, none of the
+            default rows among the runs (a default row the runs lack is named in the caption instead), or a seed.
         MissingRecordError: if ``features.npz`` or ``representations.json`` is absent.
     """
     runs = as_runs(source)
@@ -80,11 +87,21 @@ def figure(
         found = [(name, cells_where(by_method, wanted)) for name, wanted in DRAWN]
         absent = [name for name, cells in found if not cells]
         methods = [cells[0] for _, cells in found if cells]
+        extra = [cells[0] for _, wanted in OPTIONAL if (cells := cells_where(by_method, wanted))]
+        methods = methods[:1] + extra + methods[1:]
+        # The rows the runs hold are drawn; a paper row they lack is named, with the command that trains it at the
+        # runs' own settings (a page of MAML's maps says more than a page saying CML is absent).
+        missing = [f"{name} (method {method_named(wanted) or name}): train it with "
+                   f"{command_adding(runs, method_named(wanted) or name)}" for name, wanted in DRAWN if name in absent]
+        if not methods:
+            raise FigureInputError(f"Figure 4 ({setting.label}): no {', '.join(absent)} run "
+                                   f"(found {', '.join(map(str, by_method))}); train it: " + "; ".join(missing))
     else:
+        missing = []
         absent = [str(m) for m in methods if m not in by_method]
-    if absent:
-        raise FigureInputError(f"Figure 4 ({setting.label}): no {', '.join(absent)} run "
-                               f"(found {', '.join(map(str, by_method))})")
+        if absent:
+            raise FigureInputError(f"Figure 4 ({setting.label}): no {', '.join(absent)} run "
+                                   f"(found {', '.join(map(str, by_method))})")
     common = set.intersection(*({r.seed for r in by_method[m]} for m in methods))
     if seed is None:
         if not common:
@@ -99,7 +116,11 @@ def figure(
 
     with style.figure_style():
         fig = Figure(figsize=figsize, layout="constrained")
-        axes = fig.subplots(len(methods), 2, squeeze=False)
+        style.page_margins(fig)
+        # The caption gets a row of its own below the maps, so that constrained layout keeps it off the legend.
+        grid = fig.add_gridspec(len(methods) + 1, 2, height_ratios=[1.0] * len(methods) +
+                                [0.16 * max(len(methods), 2) / 2 * (1.6 if missing else 1.0)])
+        axes = np.array([[fig.add_subplot(grid[i, j]) for j in range(2)] for i in range(len(methods))])
         classes = sorted({int(c) for feats, _ in data.values() for c in np.unique(feats["labels"])})
         for i, m in enumerate(methods):
             feats, reps = data[m]
@@ -141,4 +162,16 @@ def figure(
                    + (f" (the runs trained and tested with {trained} per class)" if trained != per_class else ""))
         fig.suptitle(f"Figure 4: t-SNE of head-input features, {setting.label}, seed {seed}\n{queries};\n"
                      f"silhouette scores are computed in feature space, not on the map", fontsize=10)
+        folders = sweep_folders(list(chosen.values())) or [r.path for r in chosen.values()]
+        caption = (f"Runs: {', '.join(map(str, folders))}: " + "; ".join(
+            f"{style.label(m)} seed {seed} ({by_method[m][0].cell.variant}, seeds trained "
+            f"{','.join(str(r.seed) for r in by_method[m])})" for m in methods)
+            + ". Records: features.npz (one test task of the record stream: adapted on its support set, its query "
+              "set embedded before and after, one joint t-SNE map per run) and representations.json (silhouettes "
+              "over the recorded tasks). Checks the paper's Figure 4: \"t-SNE of MAML and CML on MiniImagenet after "
+              "adaptation on the support set, query set shown\"." + "".join(f" Missing: {m}." for m in missing))
+        cap = fig.add_subplot(grid[len(methods), :])
+        cap.axis("off")
+        cap.text(0.0, 1.0, "\n".join(textwrap.wrap(caption, 135, break_long_words=False, break_on_hyphens=False)),
+                 transform=cap.transAxes, fontsize=7.2, va="top", ha="left", linespacing=1.3)
     return fig

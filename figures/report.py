@@ -5,12 +5,17 @@ Pages, in order:
 1. title, what was run (per setting: folders, methods, seeds, the settings that matter) and the environment;
 2. results: every method's test performance per setting, with 95% CIs and what they are over;
 3. Figure 2 (sinusoid fits), if sinusoid runs are given;
-4. Figure 3 (learning dynamics), one page per setting;
+4. Figure 3 (learning dynamics), two pages per setting: panels (a)-(b), then (c)-(d);
 5. Figure 4 (t-SNE), one page per image setting;
 6. Table 4 (parameters and performance), one page per setting;
 7. Table 1 (CML on each base learner), if runs of another base learner are given;
 8. the γ × co-learner ablation, one page per setting whose records hold a ``--grid gamma=...`` sweep;
-9. the four claims, checked with their evidence.
+9. the claims: the paper's Figure 3 claims as it states them, then the suite's own readings, each with its source,
+   verdict, evidence, pairing and, if undecided, the seeds a paired t-test would need.
+
+Every table page (results, Table 4, Table 1, the ablation) puts the paper's published value beside the run's where
+the setting matches (:mod:`figures.paper_values`), with the difference, and says so where none does. Tables never
+pool runs whose configs differ in anything but the seed (:func:`figures.runs.group_by_config`).
 
 The cells of a ``--grid`` sweep differ in more than method and seed, so they are kept out of the per-method
 pages and claims (which would otherwise count one method's seed several times) and drawn by the ablation
@@ -43,9 +48,9 @@ from cml import records
 from cml.errors import FigureInputError, OutputExistsError
 
 from . import claims as claims_mod
-from . import ablation, fig2_sinusoid, fig3_dynamics, fig4_tsne, style, table1, table3, table4
-from .runs import (PAPER_BASE, MissingRecordError, Run, command_lines, find_runs, group_by_method, group_by_setting,
-                   sweep_folders)
+from . import ablation, fig2_sinusoid, fig3_dynamics, fig4_tsne, paper_values, style, table1, table3, table4
+from .runs import (PAPER_BASE, MissingRecordError, Run, command_adding, command_lines, config_difference, find_runs,
+                   group_by_config, group_by_method, group_by_setting, sweep_folders)
 from .summary import POLICY, SeedValues
 from .tables import draw_table, table_height
 
@@ -174,7 +179,7 @@ def title_pages(runs: Sequence[Run], contents: Sequence[str], gridded: Sequence[
     return _text_pages(REPORT_TITLE, blocks)
 
 
-def _result_cells(method: str, rs: Sequence[Run], regression: bool) -> list[str] | None:
+def _result_cells(method, rs: Sequence[Run], regression: bool, name: str = "") -> list[str] | None:
     tests = {r.seed: r.test() for r in rs if r.has(records.TEST)}
     if not tests:
         return None
@@ -190,39 +195,79 @@ def _result_cells(method: str, rs: Sequence[Run], regression: bool) -> list[str]
     second = values("mse_before").mean_text(1.0, ".3f") if regression else values("loss").mean_text(1.0, ".3f")
     seconds = sum(t.get("train_time", 0.0) for t in tests.values()) / len(tests)
     first = next(iter(tests.values()))
+    # The paper's values of the cell's predictions (θ; and φ, marked †) where the setting is the paper's.
+    run = next(r for r in rs if r.has(records.TEST))
+    cells = [paper_values.cell_text(paper_values.values_for(run, key), v.mean if v.n else None)
+             for key, v in ((metric, main), (f"{metric}_dagger", dagger))]
+    paper = "\n".join(f"{'† ' if i else ''}{c[0]}" for i, c in enumerate(cells) if c[0] != "–") or "–"
+    diff = "\n".join(f"{'† ' if i else ''}{c[1]}" for i, c in enumerate(cells) if c[0] != "–") or "–"
     # "Sharp-MAML + CML" is wider than the method column: the method added goes on a second line.
-    return [style.label(method).replace(" + ", "\n+ "), str(len(tests)), main.mean_text(scale, fmt),
-            "\n".join(main.seed_lines(scale, fmt)),
+    label = "\n".join(w for part in style.label(method).replace(" + ", "\n+ ").split("\n")
+                      for w in textwrap.wrap(part, 14)) + (f"\n[{name}]" if name else "")
+    return [label, str(len(tests)), main.mean_text(scale, fmt), "\n".join(main.seed_lines(scale, fmt)),
             dagger.mean_text(scale, fmt), second, f"{first['params']['train']:,} / {first['params']['test']:,}",
-            f"{seconds:.0f}"]
+            f"{seconds:.0f}", paper, diff]
+
+
+def time_note(runs: Sequence[Run]) -> str:
+    """The caveat under a table's training times: what they measure, and the torch thread count the runs' commands
+    recorded (``command.json``; a config's ``threads`` field where it has one), or that none was recorded."""
+    threads: set[int] = set()
+    for run in runs:
+        if run.config.get("threads") is not None:
+            threads.add(int(run.config["threads"]))
+            continue
+        threads |= {int(c["threads"]) for c in run.commands() or () if c.get("threads") is not None}
+    count = (f"{', '.join(map(str, sorted(threads)))} torch thread{'s' if threads != {1} else ''} (as recorded in "
+             f"command.json)" if threads else "a torch thread count that was not recorded (no command.json)")
+    return (f"Training time: wall-clock seconds of one run's training (mean over its seeds) with {count}, on "
+            f"whatever else the machine was running at the time: a shared machine makes it slower and uneven, so "
+            f"compare times only between runs trained side by side; it is not a benchmark.")
 
 
 RESULTS_NOTE = (
     "Means are over the seeds of each row. " + POLICY + " The per-seed column gives each run's value with its own "
     "95% CI over its test tasks (normal approximation), a different quantity: the precision of one run. "
-    "\"with φ\": predicting with the co-learner head (CML† for CML; CL's second branch). params: counted at train "
-    "time / at test time. Training time: wall-clock seconds of one run's training, mean over its seeds."
+    "\"with φ\": predicting with the co-learner head (CML† for CML, as the official code evaluates it; CL's second "
+    "branch). params: counted at train time / at test time. Training time: see under each table. paper: the "
+    "published value at the row's setting (table T; † the co-learner's), run − paper "
+    "in points. A method's runs whose configs differ in more than the seed are separate rows, named by what differs."
 )
 
 
 def results_pages(runs: Sequence[Run]) -> list[Figure]:
     """The results: per setting, each method's test metric (mean across seeds, and per seed), the metric with
-    phi and a second metric; as many pages as the settings need."""
+    phi, a second metric, and the paper's value where the setting matches; as many pages as the settings need."""
     pages: list[Figure] = []
     fig, top = None, 0.0
     for setting, group in group_by_setting(runs).items():
         reg = not setting.family.classification
-        rows = [c for m, rs in group_by_method(group).items() if (c := _result_cells(m, rs, reg)) is not None]
+        rows = []
+        for m, groups in group_by_config(group).items():
+            names = config_difference(groups) if len(groups) > 1 else [""]
+            rows += [c for g, name in zip(groups, names) if (c := _result_cells(m, g, reg, name)) is not None]
+        with_paper = any(r[8] != "–" for r in rows)
+        if not with_paper:
+            rows = [r[:8] for r in rows]
         # "± 95% CI" in a header only where some row of the table has 3+ seeds (and so an interval).
+        # A one-seed table has no mean across seeds to speak of: its value is the seed's.
         mean = ("mean ± 95% CI\nacross seeds" if any("±" in r[2] for r in rows)
+                else "one seed's\nvalue (no CI\nacross seeds)" if all(r[1] == "1" for r in rows)
                 else "mean across\nseeds (no CI:\n< 3 seeds)")
         cols = (["method", "seeds", f"test MSE:\n{mean}", "test MSE per seed\n(± 95% CI over\nits test tasks)",
                  f"MSE with φ:\n{mean}", "MSE before\nadaptation\n(mean)", "params\ntrain / test",
-                 "training\ntime per\nrun (s)"] if reg else
+                 "training\ntime per\nrun (s,\nwall clock)"] if reg else
                 ["method", "seeds", f"accuracy (%):\n{mean}", "accuracy (%) per seed\n(± 95% CI over\nits test tasks)",
                  f"acc. with φ (%):\n{mean}", "test loss\n(mean)", "params\ntrain / test",
-                 "training\ntime per\nrun (s)"])
-        height = (table_height(style.PAGE[1], rows, cols, 7.5) if rows else 0.02) + 0.05
+                 "training\ntime per\nrun (s,\nwall clock)"])
+        widths = [0.10, 0.06, 0.14, 0.19, 0.14, 0.12, 0.15, 0.10]
+        if with_paper:
+            cols += ["paper (%)", "run −\npaper"]
+            widths = [0.09, 0.05, 0.12, 0.16, 0.12, 0.08, 0.12, 0.07, 0.11, 0.08]
+        note = "" if with_paper or not rows else paper_values.no_match_note(group)
+        timing = textwrap.wrap(time_note(group), 130) if rows else []
+        height = ((table_height(style.PAGE[1], rows, cols, 7.5) if rows else 0.02) + 0.05 + (0.025 if note else 0)
+                  + len(timing) * _line_height(7.4, 1.3))
         if fig is None or top - height < 0.04:
             with style.figure_style():
                 fig = Figure(figsize=style.PAGE)
@@ -231,7 +276,7 @@ def results_pages(runs: Sequence[Run]) -> list[Figure]:
                 fig.text(0.06, 0.95, "\n".join(textwrap.wrap(RESULTS_NOTE, 125)), fontsize=7.8, va="top",
                          linespacing=1.4)
             pages.append(fig)
-            top = 0.87
+            top = 0.855
         with style.figure_style():
             fig.text(0.06, top, setting.label, fontsize=10, fontweight="bold", va="top")
             top -= 0.02
@@ -240,7 +285,12 @@ def results_pages(runs: Sequence[Run]) -> list[Figure]:
                          va="top")
                 top -= 0.04
                 continue
-            top = draw_table(fig, top, cols, rows, [0.10, 0.06, 0.14, 0.19, 0.14, 0.12, 0.15, 0.10], width=0.86) - 0.035
+            if note:
+                fig.text(0.06, top, "\n".join(textwrap.wrap(note, 130)), fontsize=7.4, va="top", color="0.3")
+                top -= 0.025
+            top = draw_table(fig, top, cols, rows, widths, width=0.88) - 0.012
+            fig.text(0.06, top, "\n".join(timing), fontsize=7.4, va="top", color="0.3", linespacing=1.3)
+            top -= len(timing) * _line_height(7.4, 1.3) + 0.025
     return pages
 
 
@@ -263,38 +313,62 @@ def _line_height(fontsize: float, spacing: float = 1.3, page_height: float = sty
     return fontsize * spacing / (page_height * 72.0)
 
 
-CLAIMS_NOTE = ("Supported: the 95% Student-t CI across 3 or more seeds lies on the claimed side. Fewer than 3 seeds is "
-               "not a claim: each seed is shown and no interval across seeds is computed. Seeds are paired (the same "
-               "seed draws the same test tasks for every method).")
+CLAIMS_NOTE = (
+    "The paper's claims are stated as the paper states them, each with its figure and sentence; the suite's own "
+    "readings follow, labelled as such. Supported: the 95% Student-t CI across 3 or more seeds lies on the claimed "
+    "side (for a claim of several comparisons, every one). Fewer than 3 seeds is not a claim: each seed is shown and "
+    "no interval across seeds is computed. Seeds are paired (the same seed gives every method the same "
+    "initialisation, training tasks and test tasks; each claim says which pairing it used). An undecided claim "
+    "gives the seeds a paired t-test would need for 80% power at the observed effect and spread.")
 
 
 def claims_pages(claims: Sequence[claims_mod.Claim], empty: str = "no runs") -> list[Figure]:
-    """The claims, each with its verdict and evidence, over as many pages as they need (``empty``: the page's
-    text when there is no claim to check)."""
+    """The claims, each with its verdict, source, evidence, pairing and seeds needed, over as many pages as they
+    need (``empty``: the page's text when there is no claim to check); the paper's claims first, then the suite's
+    readings and the other tables' claims, each group under its heading."""
     marks = {True: "SUPPORTED", False: "NOT SUPPORTED", None: "INSUFFICIENT EVIDENCE"}
     colours = {True: "#009E73", False: "#D55E00", None: "0.35"}
     pages: list[Figure] = []
     fig, y = None, 0.0
     head_h, body_h = _line_height(9.0, 1.25), _line_height(7.4, 1.3)
-    for c in claims:
+    section_h = _line_height(11.0, 1.6)
+    ordered = [c for c in claims if c.paper] + [c for c in claims if not c.paper]
+    heading = None
+    for c in ordered:
+        section = ("The paper's claims (Section 4.4, Figure 3)" if c.paper else
+                   "The suite's readings and the other tables' claims (not the paper's Figure 3 claims)")
         claim_lines = textwrap.wrap(c.claim, 90)
+        source = textwrap.wrap(f"Source: {c.source}", 112) if c.source else []
         body = textwrap.wrap(c.evidence, 104, break_long_words=False, break_on_hyphens=False)
-        body.append(f"seeds: {', '.join(map(str, c.seeds)) or 'none'}")
-        need = head_h * (1 + len(claim_lines)) + body_h * len(body) + 0.012
+        if c.pairing:
+            body += textwrap.wrap(f"pairing: {c.pairing}", 104, break_long_words=False, break_on_hyphens=False)
+        needed = f"; seeds needed for 80% power: {c.seeds_needed}" if c.seeds_needed is not None else ""
+        body.append(f"seeds: {', '.join(map(str, c.seeds)) or 'none'}{needed}")
+        need = (head_h * (1 + len(claim_lines)) + body_h * (len(body) + len(source)) + 0.016
+                + (section_h if section != heading else 0))
         if fig is None or y - need < 0.03:
             with style.figure_style():
                 fig = Figure(figsize=style.PAGE)
                 fig.suptitle("Claims: why CML works, checked against the records" +
                              (" (continued)" if pages else ""), fontsize=13, y=0.975, fontweight="bold")
-                fig.text(0.06, 0.95, "\n".join(textwrap.wrap(CLAIMS_NOTE, 125)), fontsize=7.8, va="top",
-                         linespacing=1.4)
+                note = textwrap.wrap(CLAIMS_NOTE, 125)
+                fig.text(0.06, 0.95, "\n".join(note), fontsize=7.8, va="top", linespacing=1.4)
             pages.append(fig)
-            y = 0.905
-        fig.text(0.06, y, marks[c.supported], fontsize=9, fontweight="bold", va="top", color=colours[c.supported])
+            y = 0.95 - len(note) * _line_height(7.8, 1.4) - 0.015
+        if section != heading:
+            fig.text(0.06, y, section, fontsize=11, fontweight="bold", va="top")
+            y -= section_h
+            heading = section
+        fig.text(0.06, y, marks[c.supported] + f"  [{c.key}]", fontsize=9, fontweight="bold", va="top",
+                 color=colours[c.supported])
         fig.text(0.94, y, c.setting, fontsize=8.5, va="top", ha="right", color="0.35")
         y -= head_h
         fig.text(0.06, y, "\n".join(claim_lines), fontsize=9, fontweight="bold", va="top", linespacing=1.25)
         y -= head_h * len(claim_lines)
+        if source:
+            fig.text(0.08, y - 0.002, "\n".join(source), fontsize=7.4, style="italic", va="top", linespacing=1.3,
+                     color="0.25")
+            y -= body_h * len(source)
         fig.text(0.08, y - 0.003, "\n".join(body), fontsize=7.4, family="monospace", va="top", linespacing=1.3)
         y -= body_h * len(body) + 0.022
     if not pages:
@@ -345,8 +419,8 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
     if sinusoid:
         pages.append(("Figure 2: sinusoid fits", lambda: fig2_sinusoid.figure(sinusoid, show_before=True), sinusoid))
     for setting, group in groups.items():
-        pages.append((f"Figure 3: learning dynamics, {setting.label}",
-                      lambda g=group: fig3_dynamics.figure(g, smooth=auto_smooth(g)), group))
+        pages.append((f"Figure 3 (a)-(d): learning dynamics, {setting.label}",
+                      lambda g=group: fig3_dynamics.pages(g, smooth=auto_smooth(g)), group))
     for setting, group in groups.items():
         if setting.family.end_record == records.FEATURES:
             pages.append((f"Figure 4: t-SNE, {setting.label}", lambda g=group: fig4_tsne.figure(g), group))
@@ -381,12 +455,23 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
     return output
 
 
-def _write_pages(path: Path, metadata_: dict[str, str], runs: Sequence[Run], contents: Sequence[str],
+def number_pages(figures: Sequence[Figure]) -> list[Figure]:
+    """Writes "page i of n" at the foot of every page (a printed report's pages must be citable and in order)."""
+    with style.figure_style():
+        for i, fig in enumerate(figures, 1):
+            # The bottom right corner: legends sit at the bottom centre of the figure pages.
+            fig.text(0.985, 0.005, f"page {i} of {len(figures)}", ha="right", va="bottom", fontsize=7, color="0.35",
+                     gid="page-number")
+    return list(figures)
+
+
+def report_pages(runs: Sequence[Run], contents: Sequence[str],
                  pages: Sequence[tuple[str, Callable[[], Figure | list[Figure]], Sequence[Run]]],
-                 checked: Sequence[claims_mod.Claim], gridded: Sequence[Run] = ()) -> None:
-    with style.figure_style(), PdfPages(path, metadata=metadata_) as pdf:
-        for fig in title_pages(runs, contents, gridded):
-            pdf.savefig(fig)
+                 checked: Sequence[claims_mod.Claim], gridded: Sequence[Run] = ()) -> list[Figure]:
+    """Every page of the report, in order and numbered: the title, the figures (a page naming what is missing for
+    one that cannot be drawn), the claims."""
+    built_pages: list[Figure] = list(title_pages(runs, contents, gridded))
+    with style.figure_style():
         for title, build, group in pages:
             # Only the two "cannot draw this" errors become a page; anything else (a damaged record, a bug) stops
             # the report: a believable page must never stand in for a broken figure.
@@ -396,26 +481,42 @@ def _write_pages(path: Path, metadata_: dict[str, str], runs: Sequence[Run], con
                 built = missing_page(title, e, None, command_lines(group))
             except FigureInputError as e:
                 built = missing_page(title, e, _command_for_input_error(title, group), command_lines(group))
-            for fig in built if isinstance(built, list) else [built]:
-                pdf.savefig(fig)
-        empty = ("no runs outside --grid sweeps: the claims compare methods at one config; the grid's cells are "
-                 "on the ablation page" if gridded and not runs else "no runs")
-        for fig in claims_pages(checked, empty):
+            built_pages += built if isinstance(built, list) else [built]
+    empty = ("no runs outside --grid sweeps: the claims compare methods at one config; the grid's cells are "
+             "on the ablation page" if gridded and not runs else "no runs")
+    built_pages += claims_pages(checked, empty)
+    return number_pages(built_pages)
+
+
+def _write_pages(path: Path, metadata_: dict[str, str], runs: Sequence[Run], contents: Sequence[str],
+                 pages: Sequence[tuple[str, Callable[[], Figure | list[Figure]], Sequence[Run]]],
+                 checked: Sequence[claims_mod.Claim], gridded: Sequence[Run] = ()) -> None:
+    figures = report_pages(runs, contents, pages, checked, gridded)
+    with style.figure_style(), PdfPages(path, metadata=metadata_) as pdf:
+        for fig in figures:
             pdf.savefig(fig)
 
 
 def _command_for_input_error(title: str, group: Sequence[Run]) -> str | None:
-    # A figure refused its runs (a method or task absent): suggest the sweep that has what it draws, where the
-    # figure's needs are fixed (Figures 2 and 4); the other pages show the runs' own commands.
+    # A figure refused its runs (a method or task absent): suggest the one command that adds what it draws, built
+    # from the runs' own recorded command or config (cf. figures.runs.command_adding), so that it trains at the runs'
+    # settings and agrees with the command the figure's own message gives. Figure 4's message already names it.
     if title.startswith("Figure 4"):
-        return ("python -m cml sweep --task fonts --methods maml,cml --seeds 0,1,2 --out runs/fonts "
-                "--record-interval 5")
+        if any(r.family.end_record == records.FEATURES for r in group):
+            return None
+        # Only sinusoid runs: no image run's config to start from; the quick preset, the runs' seeds and interval.
+        seeds = ",".join(str(s) for s in sorted({r.seed for r in group})) or "0,1,2"
+        interval = min((int(r.config.get("record_interval") or 0) for r in group), default=0) or 10
+        out = group[0].source.parent / "fonts" if group else Path("runs/fonts")
+        return (f"python -m cml sweep --task fonts --preset quick --methods maml,cml --seeds {seeds} "
+                f"--record-interval {interval} --out {out}")
     if title.startswith("Figure 2"):
-        # The shots value the figure lacks a method at (the one its message names), else the preset's 10.
         sin = [r for r in group if r.family.end_record == records.FITS]
-        lacking = [s for s in sorted({r.shots for r in sin})
-                   if fig2_sinusoid.default_methods([r for r in sin if r.shots == s])[1]]
-        shots = lacking[0] if lacking else 10
-        return (f"python -m cml sweep --task sinusoid --methods maml,cml --seeds 0 --shots {shots} "
-                f"--out runs/sin{shots} --record-interval 5")
+        lacking = [(s, name) for s in sorted({r.shots for r in sin})
+                   for name in fig2_sinusoid.default_methods([r for r in sin if r.shots == s])[1]]
+        if not lacking:
+            return None
+        shots, name = lacking[0]
+        at = [r for r in sin if r.shots == shots]
+        return command_adding(at, name)
     return None

@@ -13,6 +13,7 @@ co-learner, gradient noise, extra capacity), never by a name. The names older re
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,12 +37,19 @@ __all__ = [
     "Run",
     "Setting",
     "adds_nothing",
+    "branches",
     "cell_of",
     "cells_where",
+    "command_adding",
     "command_lines",
+    "config_groups",
     "cooperates",
+    "method_named",
+    "never_trained",
     "find_runs",
     "as_runs",
+    "layer_label",
+    "group_by_config",
     "group_by_method",
     "group_by_setting",
     "sweep_folders",
@@ -147,10 +155,43 @@ def cooperates(method: Method) -> bool:
     return method.co_learner and method.phi_in_outer_loss and not method.phi_in_inner_loop and not method.frozen
 
 
+def branches(method: Method) -> bool:
+    """A second branch trained like the first, in both loops (the paper's CL): a co-learner that the inner loop
+    adapts and the outer loop trains."""
+    return method.co_learner and method.phi_in_inner_loop and not method.frozen
+
+
+def never_trained(method: Method) -> bool:
+    """A co-learner that neither loop updates, its loss in the outer objective (the paper's "MAML with random
+    noise" of Figure 3a: the random co-learner)."""
+    return method.co_learner and "phi" in method.frozen and method.phi_in_outer_loss
+
+
+def method_named(wanted: Callable[[Method], bool]) -> str | None:
+    """The first method of :data:`cml.methods.METHOD_TABLE` that satisfies ``wanted`` (its ``--methods`` name, for
+    the command that trains it), or None."""
+    return next((m.name for m in METHOD_TABLE.values() if wanted(m)), None)
+
+
 def cells_where(cells: Iterable[Cell], wanted: Callable[[Method], bool], base: str | None = PAPER_BASE) -> list[Cell]:
     """The cells whose method satisfies ``wanted``, on ``base`` (None: on any base), in legend order."""
     return sorted((c for c in cells if wanted(c.spec) and (base is None or c.base == base)),
                   key=lambda c: c.sort_key)
+
+
+def layer_label(layer: str, layers: Sequence[str] = ()) -> str:
+    """Printed name of a recorded layer of ``representations.json``: ``flat`` is the head's input (with the other
+    ``layers`` given, named as the block it is the output of: ``block4 = head input``), ``output`` the head's
+    output (the logits)."""
+    if layer == records.OUTPUT_LAYER:
+        return "head output"
+    if layer != "flat":
+        return layer
+    # The head's input is the last psi layer's output, which the records keep once, as flat: name its layer.
+    named = [name for name in layers if name not in ("flat", records.OUTPUT_LAYER)]
+    stem = named[-1].rstrip("0123456789") if named else ""
+    number = named[-1][len(stem):] if named else ""
+    return f"{stem}{int(number) + 1} = head input" if stem and number.isdigit() else "head input"
 
 
 # Why a file can be missing, and what writes it: the second half of every MissingRecordError.
@@ -163,6 +204,8 @@ _HINTS = {
     records.REPRESENTATIONS: "train with --record-interval K; CKA and silhouettes are written when training ends",
     records.FEATURES: "train an image task with --record-interval K; t-SNE features are written when training ends",
     records.FITS: "train --task sinusoid with --record-interval K; the fitted curves are written when training ends",
+    records.TEST_TASKS: "train with --record-interval K; the per-task test values are written when training ends "
+                        "(runs written before this record existed lack it)",
 }
 
 
@@ -307,6 +350,7 @@ class Run:
         """
         for name, read in ((records.TEST, self.test), (records.VAL, self.val), (records.METRICS, self.metrics),
                            (records.DYNAMICS, self.dynamics), (records.REPRESENTATIONS, self.representations),
+                           (records.TEST_TASKS, self.test_tasks),
                            (records.FEATURES, self.features), (records.FITS, self.fits)):
             if self.has(name):
                 read()
@@ -325,6 +369,16 @@ class Run:
     def test(self) -> dict[str, Any]:
         """``test.json``: the final test (means and 95% CIs over test tasks, parameter counts)."""
         return records.read_json(self.require(records.TEST))
+
+    def test_tasks(self) -> dict[str, Any]:
+        """``test_tasks.json``: the final test task by task (per-task values of each test metric, and a digest of
+        the tasks drawn: :func:`cml.recording.per_task_test_record`)."""
+        data = records.read_json(self.require(records.TEST_TASKS))
+        values = data.get("values")
+        if not (isinstance(data.get("digest"), str) and isinstance(values, dict)
+                and all(isinstance(v, list) for v in values.values())):
+            raise records.damaged(self.path / records.TEST_TASKS, "lacks its digest or per-task values")
+        return data
 
     def val(self) -> list[dict[str, Any]]:
         """``val.jsonl``: one record per validation, in step order."""
@@ -501,3 +555,69 @@ def command_lines(runs: Sequence[Run]) -> list[str]:
             continue
         lines += [("then: " if i else "") + records.command_text(c) for i, c in enumerate(commands)]
     return lines
+
+
+#: Config fields that never change a run's numbers: the seed (the unit of replication) and the progress bar.
+_NOT_COMPARED = ("seed", "progress")
+
+
+def config_key(run: Run) -> str:
+    """The run's config without the seed (and the progress bar): runs with equal keys are seeds of one config."""
+    return json.dumps({k: v for k, v in run.config.items() if k not in _NOT_COMPARED}, sort_keys=True, default=str)
+
+
+def config_groups(runs: Sequence[Run]) -> list[list[Run]]:
+    """The runs split by their whole config but the seed (:func:`config_key`), in the order first found: a table
+    pools seeds only within one group, so runs that differ in anything else (steps, gamma, the learning rate) are
+    never averaged as if they were seeds."""
+    out: dict[str, list[Run]] = {}
+    for run in runs:
+        out.setdefault(config_key(run), []).append(run)
+    return list(out.values())
+
+
+def group_by_config(runs: Sequence[Run]) -> dict[Cell, list[list[Run]]]:
+    """Per cell (in legend order), its runs split by their whole config but the seed (:func:`config_groups`), each
+    group sorted by seed with a seed given twice kept once (the first, with a warning, as :func:`group_by_method`).
+
+    The grouping of the tables (results, Table 4): a cell's runs of two configs are two rows, never one.
+    """
+    cells = sorted({r.cell for r in runs}, key=lambda c: c.sort_key)
+    out: dict[Cell, list[list[Run]]] = {}
+    for cell in cells:
+        groups = []
+        for group in config_groups([r for r in runs if r.cell == cell]):
+            by_seed = group_by_method(group)[cell]
+            groups.append(by_seed)
+        out[cell] = groups
+    return out
+
+
+def config_difference(groups: Sequence[Sequence[Run]]) -> list[str]:
+    """Per group, the fields (and values) where its config differs from the other groups' (``"steps=100"``)."""
+    configs = [{k: v for k, v in g[0].config.items() if k not in _NOT_COMPARED} for g in groups]
+    fields = sorted({k for c in configs for k in c if len({json.dumps(d.get(k), default=str) for d in configs}) > 1})
+    return [", ".join(f"{k}={c.get(k)}" for k in fields) for c in configs]
+
+
+def command_adding(runs: Sequence[Run], method: str) -> str:
+    """A command that trains ``method`` at the runs' settings, beside them: the recorded ``sweep`` command that
+    started their sweep with ``--methods method`` (a sweep folder takes new methods at its own settings), or,
+    for runs without one, a sweep from a run's ``config.json`` into a new folder."""
+    for folder in dict.fromkeys(r.source for r in runs):
+        commands = records.read_commands(folder) if (folder / records.SWEEP).is_file() else None
+        if not commands or not commands[0]["argv"] or commands[0]["argv"][0] != "sweep":
+            continue
+        argv = list(commands[0]["argv"])
+        if "--methods" in argv and argv.index("--methods") + 1 < len(argv):
+            argv[argv.index("--methods") + 1] = method
+        else:
+            argv[1:1] = ["--methods", method]
+        return records.command_text({**commands[0], "argv": argv})
+    # A run of the base alone or of CML carries no other method's defaults (noisy's sigma) into the new runs.
+    plain = [r for r in runs if adds_nothing(r.cell.spec) or cooperates(r.cell.spec)] or list(runs)
+    seeds = ",".join(str(s) for s in sorted({r.seed for r in runs}))
+    source = plain[0].source
+    out = source.parent / f"{source.name}-{method}"
+    return (f"python -m cml sweep --config {plain[0].path / records.CONFIG} --methods {method} --seeds {seeds} "
+            f"--out {out}")

@@ -31,6 +31,8 @@ from .runs import Cell
 
 __all__ = [
     "PAGE",
+    "MARGIN",
+    "page_margins",
     "Look",
     "MethodStyle",
     "METHOD_LOOKS",
@@ -50,6 +52,16 @@ __all__ = [
 #: The one page size of the report (A4 portrait, inches): text pages and figures alike are laid out for it, so
 #: a printed or zoomed report keeps one scale from page to page.
 PAGE: tuple[float, float] = (8.27, 11.69)
+#: The report's page margin in inches on every side, as its text pages keep (0.06 of the page's width).
+MARGIN = 0.5
+
+
+def page_margins(fig, margin: float = MARGIN) -> None:
+    """Keeps a constrained-layout figure's axes, labels and legend ``margin`` inches inside each edge of the page,
+    as the report's text pages are (a plot whose tick labels touch the paper's edge reads as cut off)."""
+    width, height = fig.get_size_inches()
+    fig.get_layout_engine().set(rect=(margin / width, margin / height, 1 - 2 * margin / width,
+                                      1 - 2 * margin / height))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from analysis.stats import MIN_SEEDS_FOR_CI, seed_ci95
 
-__all__ = ["SeedValues", "POLICY", "policy_note"]
+__all__ = ["SeedValues", "POLICY", "policy_note", "dot_column", "DOT_LEGEND"]
 
 #: The policy in one sentence, printed under every table and figure that uses it.
 POLICY = (f"Intervals across seeds are 95% Student-t CIs, shown only with {MIN_SEEDS_FOR_CI} or more seeds; with "
@@ -82,3 +82,33 @@ class SeedValues:
             ci_text = f" ± {_fmt(scale * ci, fmt)}" if ci is not None and math.isfinite(ci) else ""
             lines.append(f"s{s}: {_fmt(scale * self.values[s], fmt)}{ci_text}")
         return lines
+
+
+#: What :func:`dot_column`'s marks mean, for a dot plot's title or caption.
+DOT_LEGEND = ("open marker: one seed, its thin bar the 95% CI over that run's test tasks (where recorded); filled: the "
+              f"mean across seeds, its bar the 95% Student-t CI across seeds ({MIN_SEEDS_FOR_CI}+ seeds)")
+
+
+def dot_column(ax, x: float, values: SeedValues, scale: float, colour, marker: str = "o") -> None:
+    """One row of a dot plot at ``x``: each seed as an open marker (with its run's own interval over test tasks as
+    a thin bar, where known), left of the column's centre, and the mean across seeds as a filled marker (with the
+    across-seed interval as a capped bar where the policy gives one) right of it. A single seed is its open marker
+    alone: the mean of one seed is that seed, and a filled marker drawn over it would hide what it is."""
+    seeds = values.seeds
+    if not seeds:
+        return
+    # The seeds fan out a little so that equal values stay visible; all of them left of the mean.
+    spread = [x - 0.14 + 0.1 * (i - (len(seeds) - 1) / 2) / max(len(seeds), 1) for i in range(len(seeds))]
+    ys = [scale * values.values[s] for s in seeds]
+    cis = [values.task_ci.get(s, math.nan) for s in seeds]
+    for xi, y, ci in zip(spread, ys, cis):
+        if ci is not None and math.isfinite(ci):
+            ax.errorbar([xi], [y], yerr=[scale * ci], fmt="none", ecolor=colour, elinewidth=0.8, alpha=0.6,
+                        zorder=2)
+    ax.scatter(spread, ys, s=22, facecolor="white", edgecolor=colour, marker=marker, zorder=3)
+    if len(seeds) < 2:
+        return
+    if values.has_interval:
+        ax.errorbar([x + 0.1], [scale * values.mean], yerr=[scale * values.ci95], fmt="none", ecolor=colour,
+                    capsize=4, elinewidth=1.3, zorder=3)
+    ax.scatter([x + 0.1], [scale * values.mean], s=46, color=colour, marker=marker, zorder=4)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from matplotlib.figure import Figure
 
@@ -21,10 +21,11 @@ from analysis.stats import MIN_SEEDS_FOR_CI
 from cml import records
 from cml.errors import FigureInputError
 
-from . import style
+from . import paper_values, style
 from .claims import Claim, _decimals, _few_seeds
-from .runs import BASE_ORDER, Cell, Run, Setting, adds_nothing, as_runs, cooperates, group_by_setting
-from .summary import POLICY, SeedValues, policy_note
+from .runs import (BASE_ORDER, Cell, Run, Setting, adds_nothing, as_runs, config_difference, config_groups, cooperates,
+                   group_by_setting)
+from .summary import POLICY, SeedValues, dot_column, policy_note
 from .tables import draw_table, table_height
 
 __all__ = ["BaseRow", "rows", "markdown", "figure", "claims", "CAPTION"]
@@ -41,6 +42,8 @@ class BaseRow:
             with each run's 95% CI over its test tasks.
         metric: ``acc`` (a fraction) or ``mse``.
         with_cml: the cell of the base with CML (None if the runs hold none).
+        paper: per column (``alone``, ``with`` CML, ``dagger``), the paper's Table 1 value at the runs' setting and the
+            run's difference (:func:`figures.paper_values.cell_text`); absent where none matches.
     """
 
     base: str
@@ -50,6 +53,7 @@ class BaseRow:
     dagger: SeedValues
     metric: str
     with_cml: Cell | None = None
+    paper: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def paired_seeds(self) -> list[int]:
@@ -82,6 +86,13 @@ def rows(source: Run | str | Iterable[Run | str]) -> dict[Setting, list[BaseRow]
         # base -> [alone, with CML, CML†], each ({seed: value}, {seed: that run's CI over its test tasks})
         by_base: dict[str, list[tuple[dict[int, float], dict[int, float]]]] = {}
         with_cml: dict[str, Cell] = {}
+        first: dict[tuple[str, str], Run] = {}  # a run of each (base, column): the setting the paper is matched at
+        for cell in {r.cell for r in runs}:
+            groups = config_groups([r for r in runs if r.cell == cell])
+            if len(groups) > 1 and (adds_nothing(cell.spec) or cooperates(cell.spec)):
+                raise FigureInputError(f"Table 1 ({setting.label}): {cell.label} runs of {len(groups)} configs "
+                                       f"({' / '.join(config_difference(groups))}); a row pools seeds of one config: "
+                                       f"give the folders of one")
         for run in runs:
             alone, cml = adds_nothing(run.cell.spec), cooperates(run.cell.spec)
             if not (alone or cml) or not run.has(records.TEST):
@@ -91,6 +102,7 @@ def rows(source: Run | str | Iterable[Run | str]) -> dict[Setting, list[BaseRow]
             if cml:
                 with_cml.setdefault(run.base, run.cell)
             targets = [(columns[0] if alone else columns[1], metric)]
+            first.setdefault((run.base, alone), run)
             if cml and run.cell.spec.dagger:
                 targets.append((columns[2], f"{metric}_dagger"))
             for column, key in targets:
@@ -99,9 +111,19 @@ def rows(source: Run | str | Iterable[Run | str]) -> dict[Setting, list[BaseRow]
                     if test.get(f"{key}_ci95") is not None:
                         column[1][run.seed] = float(test[f"{key}_ci95"])
         order = sorted(by_base, key=lambda b: (BASE_ORDER.index(b) if b in BASE_ORDER else len(BASE_ORDER), b))
-        out[setting] = [BaseRow(b, BASE_TABLE[b].label if b in BASE_TABLE else b,
-                                *(SeedValues(*column) for column in by_base[b]), metric, with_cml.get(b))
-                        for b in order]
+        table = []
+        for b in order:
+            values = [SeedValues(*column) for column in by_base[b]]
+            paper = {}
+            for name, key, v, alone in (("alone", metric, values[0], True), ("with", metric, values[1], False),
+                                        ("dagger", f"{metric}_dagger", values[2], False)):
+                run = first.get((b, alone))
+                found = paper_values.values_for(run, key, ("1",)) if run is not None else []
+                if found:
+                    paper[name] = paper_values.cell_text(found, v.mean if v.n else None, " ")
+            table.append(BaseRow(b, BASE_TABLE[b].label if b in BASE_TABLE else b, *values, metric, with_cml.get(b),
+                                 paper))
+        out[setting] = table
     return out
 
 
@@ -134,13 +156,30 @@ def _cells(row: BaseRow, sep: str = "\n") -> list[str]:
     mean_gain = "–" if not gains.n else f"{scale * gains.mean:+{fmt}}"
     if gains.has_interval:
         mean_gain += f" ± {scale * gains.ci95:{fmt}}"
-    return [row.label, _value(row.alone, row.metric, sep), _value(row.cml, row.metric, sep),
-            _value(row.dagger, row.metric, sep), mean_gain, _gain_per_seed(row, sep), str(len(row.paired_seeds))]
+    def with_paper(column: str, values: SeedValues) -> str:
+        text = _value(values, row.metric, sep)
+        if column in row.paper:
+            paper, diff = row.paper[column]
+            text += f"{sep}paper {paper.split(' (')[0]} (run − paper {diff})"
+        return text
+
+    return [row.label, with_paper("alone", row.alone), with_paper("with", row.cml), with_paper("dagger", row.dagger),
+            mean_gain, _gain_per_seed(row, sep), str(len(row.paired_seeds))]
+
+
+#: The unit of a paired gain, per metric; signed so that positive is CML better (never "reduction": a negative
+#: value of a word that names a direction reads as its opposite).
+GAIN_UNIT = {"acc": "points", "mse": "MSE, alone − with CML"}
+
+
+def direction(gain: float) -> str:
+    """The direction of a paired gain in words (positive is CML better, for either metric)."""
+    return "CML better" if gain > 0 else "CML worse" if gain < 0 else "no difference"
 
 
 def _header(metric: str, sep: str = "\n") -> list[str]:
     unit = "acc. %" if metric == "acc" else "MSE"
-    gain = "points" if metric == "acc" else "MSE reduction"
+    gain = GAIN_UNIT[metric].replace(", ", ",\n") if sep == "\n" else GAIN_UNIT[metric]
     return ["base", f"alone{sep}({unit})", f"+ CML{sep}({unit})", f"+ CML†{sep}({unit})",
             f"paired gain{sep}({gain})", "gain per seed", f"paired{sep}seeds"]
 
@@ -196,7 +235,10 @@ def figure(source: Run | str | Iterable[Run | str], figsize: tuple[float, float]
                      fontweight="bold")
             top = draw_table(fig, top - 0.025, header, cells, widths, fontsize=fontsize, width=0.86) - 0.035
             drawn[setting] = table
-        caption = textwrap.wrap(CAPTION, 118)
+        matched = any(r.paper for t in drawn.values() for r in t)
+        caption = textwrap.wrap(CAPTION + (" paper: the paper's Table 1 value at the row's setting, and run − paper in "
+                                           "points." if matched else " " + paper_values.no_match_note(
+                                               as_runs(source), ("1",))), 118)
         fig.text(0.06, top, "\n".join(caption), fontsize=7.8, va="top", linespacing=1.45)
         chart_top = top - len(caption) * 7.8 * 1.45 / (72 * figsize[1]) - 0.07
         if chart_top > 0.3 and drawn:
@@ -216,17 +258,12 @@ def _gain_chart(ax, table: list[BaseRow], title: str) -> None:
         gains = row.gains()
         if not gains.n:
             continue
-        ax.scatter([i] * gains.n, [scale * gains.values[s] for s in gains.seeds], s=22, facecolor="white",
-                   edgecolor=colour, zorder=3)
-        if gains.has_interval:
-            ax.errorbar([i], [scale * gains.mean], yerr=[scale * gains.ci95], fmt="none", ecolor=colour, capsize=4,
-                        elinewidth=1.3)
-        ax.scatter([i], [scale * gains.mean], s=46, color=colour, zorder=4)
+        dot_column(ax, i, gains, scale, colour)
     ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
     ax.set_xticks(range(len(table)), [r.label for r in table])
     ax.set_xlim(-0.6, len(table) - 0.4)
-    ax.set_ylabel("paired gain of + CML (" + ("points" if table[0].metric == "acc" else "MSE reduction") + ")")
-    ax.set_title(f"{title}: open = one seed, filled = mean,\nbar = 95% CI across 3+ seeds; above 0: CML better",
+    ax.set_ylabel("paired gain of + CML (" + GAIN_UNIT[table[0].metric] + ")")
+    ax.set_title(f"{title}: open = one seed, filled = mean of 2+,\nbar = 95% CI across 3+ seeds; above 0: CML better",
                  fontsize=8.5)
     ax.grid(axis="y", color="0.9", lw=0.6)
 
@@ -242,18 +279,19 @@ def claims(source: Run | str | Iterable[Run | str]) -> list[Claim]:
             text = f"CML improves {row.label}: better test performance with the co-learner than without"
             if not seeds:
                 continue
-            unit = "points" if row.metric == "acc" else "MSE reduction"
+            unit = GAIN_UNIT[row.metric]
             scale, fmt = _scale_fmt(row.metric)
             least = int(fmt[1:-1])  # the table's decimals, more where a value would print as zero
             gains = row.gains()
             if len(seeds) < MIN_SEEDS_FOR_CI:
                 d = _decimals(*(scale * g for g in gains.values.values()), least=least)
-                per = ", ".join(f"seed {s}: {scale * gains.values[s]:+.{d}f}" for s in gains.seeds)
+                per = ", ".join(f"seed {s}: {scale * gains.values[s]:+.{d}f} ({direction(gains.values[s])})"
+                                for s in gains.seeds)
                 evidence = (f"{_few_seeds(seeds)} Gain of CML over {row.label} alone ({unit}), {per}."
                             if len(seeds) > 1 else
                             f"single seed: not a claim. Gain of CML over {row.label} alone on seed {seeds[0]}: "
-                            f"{scale * gains.values[seeds[0]]:+.{d}f} {unit}. Train --seeds 0,1,2 (or more) to "
-                            f"test the claim.")
+                            f"{scale * gains.values[seeds[0]]:+.{d}f} {unit} ({direction(gains.values[seeds[0]])}). "
+                            f"Train --seeds 0,1,2 (or more) to test the claim.")
                 out.append(Claim(f"improves-{row.base}", text, None, evidence, seeds, setting.label))
                 continue
             diff, ci = scale * gains.mean, scale * gains.ci95
@@ -262,5 +300,5 @@ def claims(source: Run | str | Iterable[Run | str]) -> list[Claim]:
             where = "above 0" if supported else ("below 0" if diff + ci < 0 else "includes 0")
             out.append(Claim(f"improves-{row.base}", text, bool(supported),
                              f"paired gain {diff:+.{d}f} ± {ci:.{d}f} {unit} (95% CI across {len(seeds)} seeds, "
-                             f"{where})", seeds, setting.label))
+                             f"{where}; mean: {direction(diff)})", seeds, setting.label))
     return out

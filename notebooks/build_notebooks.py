@@ -33,7 +33,18 @@ from IPython.display import Markdown, display
 import figures
 from cml.config import preset
 from cml.sweep import run_sweep
-from figures.runs import Cell, find_runs'''
+from figures.notebook import in_checkout
+from figures.runs import Cell, find_runs
+
+# Relative paths in the parameters are relative to the repository's root, not to this notebook's folder (where
+# Jupyter starts the kernel) nor to papermill's working folder: figures.notebook.
+OUT = in_checkout(OUT)
+RUNS = None if RUNS is None else [in_checkout(r) for r in RUNS]
+print(f"repository root: {in_checkout('.')}; OUT: {OUT}")'''
+
+
+_DATA_PATH = '''
+DATA = None if DATA is None else str(in_checkout(DATA))'''
 
 
 def _notebook(stem: str, cells: list[tuple[str, str, list[str]]]) -> nbformat.NotebookNode:
@@ -43,6 +54,8 @@ def _notebook(stem: str, cells: list[tuple[str, str, list[str]]]) -> nbformat.No
         "language_info": {"name": "python"},
     }
     for i, (kind, source, tags) in enumerate(cells):
+        if source == SETUP and any("\nDATA = " in c[1] for c in cells[:i]):
+            source += _DATA_PATH  # a data folder, as the other paths, is the repository root's
         cell = new_markdown_cell(source) if kind == "md" else new_code_cell(source)
         cell.id = f"{stem}-{i}"
         if tags:
@@ -102,26 +115,31 @@ for setting, group in group_by_setting(runs).items():
 
 def fig3() -> nbformat.NotebookNode:
     return _notebook("fig3", [
-        ("md", "# Figure 3: learning dynamics of MAML, noisy-MAML and CML\n\n"
-               "(a) validation accuracy and loss against the outer step; (b) cosine similarity of the meta- and\n"
-               "co-learner gradients on ψ (CML), whole and per block; (c) the norm of ψ's gradient; (d) CKA between\n"
-               "query representations before and after adaptation, per layer. Then the four claims, checked with\n"
-               "95% CIs across seeds, which need 3 or more seeds (with fewer, each seed is shown and no claim is\n"
-               "made). The default task is the font-glyph data set (no download).", []),
+        ("md", "# Figure 3: learning dynamics, as the paper draws it\n\n"
+               "(a) validation accuracy and loss against the outer step, MAML with a random co-learner (a\n"
+               "co-learner never updated, its loss in the outer objective) and CML, with MAML and Gaussian-noise\n"
+               "MAML; (b) the cosine of the meta- and co-learner gradients on ψ per block, CL and CML, the last\n"
+               "block emphasised; (c) ψ's gradient norm per block, MAML, CL and CML, for the outer meta-gradient\n"
+               "and for the inner loop's support-set gradient; (d) CKA before vs after adaptation from block 1 to\n"
+               "the head's output. Then the paper's Figure 3 claims as it states them, decided by 95% CIs across 3\n"
+               "or more seeds (with fewer, each seed is shown and no claim is made). The CPU default is the\n"
+               "font-glyph data set (no download); the paper's setting is in the comments of the parameters cell.",
+         []),
         ("code", '''\
 # Parameters (tagged "parameters": papermill and the tests override them in a cell below).
-PRESET = "quick"          # paper: "paper" (Conv-4 with 64 filters, conv co-learner, alpha 0.5, 30,000 steps)
-TASK = "fonts"            # paper: "miniimagenet" or "omniglot" (set DATA to the data set's folder)
-DATA = None               # e.g. "../shared/data/omniglot"; None for fonts and sinusoid
-WAYS, SHOTS = 5, 1        # paper: 5-way 1-shot and 5-shot
-METHODS = ["none", "noisy", "cml"]  # on MAML: the paper's MAML, noisy-MAML and CML (cml.methods)
+# The paper's setting (Section 4.4): TASK = "miniimagenet", DATA = its folder, WAYS, SHOTS = 5, 5, PRESET = "paper"
+# (4-conv with 64 filters, the conv co-learner, gamma 1, 30,000 steps), SEEDS = [0, 1, 2].
+PRESET = "quick"          # paper: "paper"
+TASK = "fonts"            # paper: "miniimagenet" (set DATA to the data set's folder)
+DATA = None               # e.g. "data/miniimagenet"; None for fonts and sinusoid
+WAYS, SHOTS = 5, 1        # paper: 5-way 5-shot
+METHODS = ["none", "random", "noisy", "cl", "cml"]  # on MAML: MAML, its random co-learner, noisy-MAML, CL, CML
 SEEDS = [0, 1, 2]         # 3+ seeds for intervals across seeds and claims; fewer: each seed is shown
-STEPS = 600               # paper: 30000
-TEST_TASKS = 200          # paper: 600
+STEPS = 300               # paper: 30000
+TEST_TASKS = 200          # paper: 600 (the official code: 10,000)
 RECORD_INTERVAL = 10      # paper-scale runs: 100
-VAL_INTERVAL = 100        # paper: 500
-SMOOTH = 1                # rolling mean over this many records in (b) and (c)
-OVERRIDES = {}            # any other cml.config.Config field, e.g. {"filters": 64}
+VAL_INTERVAL = 50         # paper: 500
+OVERRIDES = {}            # any other cml.config.Config field, e.g. {"filters": 64, "gamma": 1.0}
 OUT = "runs/notebooks/fig3"
 RUNS = None               # existing sweep or run folders to draw instead of training''', ["parameters"]),
         ("code", SETUP, []),
@@ -136,34 +154,43 @@ runs = find_runs(RUNS)
 print(f"{len(runs)} runs:", ", ".join(f"{r.cell} s{r.seed}" for r in runs))''', []),
         ("code", '''\
 from figures import fig3_dynamics
+from figures.report import auto_smooth
 
-fig = fig3_dynamics.figure(runs, smooth=SMOOTH)
-figures.save(fig, Path(OUT) / "fig3_dynamics")
-fig''', []),
+# Two pages, as in the report: (a)-(b), then (c)-(d).
+pages = fig3_dynamics.pages(runs, smooth=auto_smooth(runs))
+for name, page in zip(("fig3_ab", "fig3_cd"), pages):
+    figures.save(page, Path(OUT) / name)
+    display(page)''', []),
         ("code", '''\
 from figures.claims import claims
 
 for c in claims(runs):
-    display(Markdown(f"**{c.verdict.upper()}**: {c.claim} ({c.setting})\\n\\n{c.evidence}"))''', []),
+    display(Markdown(f"**{c.verdict.upper()}** [{c.key}]: {c.claim} ({c.setting})\\n\\n*{c.source}*\\n\\n"
+                     f"{c.evidence}\\n\\npairing: {c.pairing}"))''', []),
     ])
 
 
 def fig4() -> nbformat.NotebookNode:
     return _notebook("fig4", [
-        ("md", "# Figure 4: t-SNE of query features before and after adaptation\n\n"
-               "One test task's query features (the head's input) embedded with t-SNE, before and after adaptation,\n"
-               "MAML in the top row and CML in the bottom row, coloured by class. Each panel gives the silhouette\n"
-               "score in feature space: for this task and averaged over the recorded tasks.", []),
+        ("md", "# Figure 4: t-SNE of the query set after adaptation on the support set\n\n"
+               "One test task adapted on its support set; its query features (the head's input) embedded with t-SNE\n"
+               "before and after adaptation, MAML in the top row and CML in the bottom row (CL between them when\n"
+               "trained), coloured by class. Each panel gives the silhouette score in feature space, for this task\n"
+               "and averaged over the recorded tasks. The CPU default is the font-glyph data set; the paper's setting\n"
+               "is in the comments of the parameters cell.", []),
         ("code", '''\
 # Parameters (tagged "parameters": papermill and the tests override them in a cell below).
-PRESET = "quick"          # paper: "paper" (Conv-4/64, conv co-learner, 30,000 steps)
+# The paper's setting (Figure 4): TASK = "miniimagenet", DATA = its folder, WAYS = 5, PRESET = "paper" (4-conv/64,
+# the conv co-learner, gamma 1, 30,000 steps); the map's task has 15 queries per class (the recorder's, always).
+PRESET = "quick"          # paper: "paper"
 TASK = "fonts"            # paper: "miniimagenet" (set DATA)
 DATA = None
-WAYS, SHOTS = 5, 1        # paper: 5-way 1-shot
-METHODS = ["none", "cml"]  # on MAML: the paper's MAML (top row) and CML
+WAYS, SHOTS = 5, 1        # paper: 5-way (its Section 4.4 reads 5-shot)
+QUERIES = 5               # training and test queries per class; paper: 15
+METHODS = ["none", "cl", "cml"]  # on MAML: the paper's MAML (top row) and CML (bottom); CL between when listed
 SEEDS = [0]               # the figure draws one seed; the silhouette note averages the recorded tasks
 SEED = None               # the seed to draw (None: the lowest shared one)
-STEPS = 600               # paper: 30000
+STEPS = 300               # paper: 30000
 TEST_TASKS = 200          # paper: 600
 RECORD_INTERVAL = 50
 OVERRIDES = {}            # any other cml.config.Config field, e.g. {"record_tasks": 100}
@@ -172,8 +199,8 @@ RUNS = None               # existing sweep or run folders to draw instead of tra
         ("code", SETUP, []),
         ("code", '''\
 if RUNS is None:
-    base = preset(PRESET, TASK, METHODS[0], data=DATA, ways=WAYS, shots=SHOTS, steps=STEPS, test_tasks=TEST_TASKS,
-                  record_interval=RECORD_INTERVAL, progress=False, **OVERRIDES)
+    base = preset(PRESET, TASK, METHODS[0], data=DATA, ways=WAYS, shots=SHOTS, queries=QUERIES, steps=STEPS,
+                  test_tasks=TEST_TASKS, record_interval=RECORD_INTERVAL, progress=False, **OVERRIDES)
     run_sweep(Path(OUT), base, METHODS, SEEDS)
     RUNS = [OUT]
 runs = find_runs(RUNS)
@@ -181,7 +208,7 @@ print(f"{len(runs)} runs:", ", ".join(f"{r.cell} s{r.seed}" for r in runs))''', 
         ("code", '''\
 from figures import fig4_tsne
 
-fig = fig4_tsne.figure(runs, methods=[Cell("maml", m) for m in METHODS], seed=SEED)
+fig = fig4_tsne.figure(runs, seed=SEED)
 figures.save(fig, Path(OUT) / "fig4_tsne")
 fig''', []),
     ])

@@ -375,7 +375,7 @@ def test_real_run_beats_chance_on_held_out_classes_with_cml_recorded(tmp_path):
     assert result["acc"] - result["acc_ci95"] > 0.55, result
     dyn = [json.loads(line) for line in (run / "dynamics.jsonl").read_text().splitlines()]
     assert len(dyn) == 3 and set(dyn[0]["grad_norm_blocks"]) == {"layer1", "layer2"} and "cos_psi" in dyn[0]
-    assert reps["layers"] == ["layer1", "flat"]
+    assert reps["layers"] == ["layer1", "flat", "output"]  # up to the head's output (the logits)
     assert np.load(run / "features.npz")["before"].shape[1] == cfg.hidden
 
 

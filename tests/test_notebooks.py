@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,7 +32,7 @@ INJECT = {
     "fig2_sinusoid.ipynb": dict(SHOTS=[5, 10], STEPS=10, TEST_TASKS=5, RECORD_INTERVAL=5,
                                 OVERRIDES={"val_tasks": 4, "record_tasks": 3, "log_interval": 5}),
     "fig3_learning_dynamics.ipynb": dict(SEEDS=[0, 1], STEPS=4, TEST_TASKS=5, RECORD_INTERVAL=2, VAL_INTERVAL=2,
-                                         OVERRIDES=_IMAGE),
+                                         METHODS=["none", "random", "cl", "cml"], OVERRIDES=_IMAGE),
     "fig4_tsne.ipynb": dict(STEPS=2, TEST_TASKS=5, RECORD_INTERVAL=2, OVERRIDES=_IMAGE),
     "table4_baselines.ipynb": dict(STEPS=2, TEST_TASKS=5, OVERRIDES={**_IMAGE, "val_interval": 0}),
     "table1_plugins.ipynb": dict(BASES=["maml", "boil"], SEEDS=[0, 1], STEPS=2, TEST_TASKS=5,
@@ -123,7 +126,9 @@ def test_notebook_runs_top_to_bottom(name, kernel_env, tmp_path):
             "ablation_gamma.ipynb": "ablation"}[name]
     out = tmp_path / "runs" / "notebooks" / stem
     saved = sorted(p.name for p in out.glob("*.png"))
-    assert len(saved) == 1 and (out / saved[0]).with_suffix(".pdf").is_file()
+    # Figure 3 is two pages, as in the report; every other notebook one figure.
+    assert len(saved) == (2 if name == "fig3_learning_dynamics.ipynb" else 1), saved
+    assert all((out / png).with_suffix(".pdf").is_file() for png in saved)
     if name == "table4_baselines.ipynb":
         markdown = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
         assert markdown and "| CML† |" in markdown[0] and "| More-MAML |" in markdown[0]
@@ -132,4 +137,79 @@ def test_notebook_runs_top_to_bottom(name, kernel_env, tmp_path):
         assert "| MAML |" in markdown and "| BOIL |" in markdown and "CML improves BOIL" in text
     if name == "fig3_learning_dynamics.ipynb":
         markdown = " ".join(o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {}))
-        assert "CML beats random noise" in markdown
+        # The paper's Figure 3 claims as it states them, with their source, CL and the random co-learner trained.
+        assert "[3a-random]: CML converges to better parameters than MAML with a random co-learner" in markdown
+        assert "Figure 3b, Section 4.4" in markdown and "pairing: by seed" in markdown
+        assert "[3b-below-cl]" in markdown and "no CL run" not in markdown and "no MAML + random" not in markdown
+    if name == "fig4_tsne.ipynb":
+        assert "runs: maml s0, cl s0, cml s0" in text
+
+
+# -- the README's papermill commands, as written -------------------------------------------------------------------
+
+
+def readme_notebook_lines() -> list[str]:
+    """The lines of the README's bash block of papermill commands (section "Notebooks"), as written."""
+    text = (ROOT / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S) if "/papermill " in b]
+    assert len(blocks) == 1, "the README should hold one bash block of papermill commands"
+    return [line for line in blocks[0].splitlines() if line.strip()]
+
+
+def _fresh_clone(dest: Path) -> Path:
+    # What a clone holds: the tracked files (and the new ones of this change), without runs/, out/ or caches.
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.splitlines()
+    for name in listed:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    # `make` would create the clone's .venv; this environment's stands in for it.
+    (dest / ".venv").symlink_to(Path(sys.executable).parents[1], target_is_directory=True)
+    return dest
+
+
+@pytest.mark.notebook
+def test_readme_papermill_commands_run_as_written(kernel_env, tmp_path):
+    from cml.cli import main
+
+    lines = readme_notebook_lines()
+    assert lines[0] == "mkdir -p out" and all(line.startswith(".venv/bin/papermill notebooks/") for line in lines[1:])
+    clone = _fresh_clone(tmp_path / "clone")
+    assert not (clone / "out").exists() and not (clone / "runs").exists()
+    # The sweep the README's commands draw, tiny: the section it names trains it at the quick preset.
+    assert main(["sweep", "--task", "fonts", "--methods", "none,cml", "--seeds", "0", "--steps", "4", "--filters", "16",
+                 "--meta-batch", "2", "--record-interval", "2", "--val-interval", "2", "--val-tasks", "4",
+                 "--test-tasks", "5", "--record-tasks", "4", "--checkpoint-interval", "0", "--no-progress",
+                 "--out", str(clone / "runs" / "fig34-fonts")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for line in lines:
+        done = subprocess.run(["bash", "-c", line], cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{line}\n{done.stderr[-3000:]}"
+    # The same command with the kernel started in notebooks/ (as Jupyter does) reads the same folders: relative
+    # parameters are the repository root's.
+    fig4 = next(line for line in lines if "fig4_tsne" in line)
+    moved = fig4.replace("out/fig4.ipynb", "out/fig4-cwd.ipynb") + " --cwd notebooks"
+    done = subprocess.run(["bash", "-c", moved], cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("fig3.ipynb", "fig4.ipynb", "fig4-cwd.ipynb"):
+        nb = nbformat.read(str(clone / "out" / name), as_version=4)
+        outputs = _outputs(nb)
+        assert not [o for o in outputs if o.output_type == "error"], name
+        text = " ".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+        assert f"repository root: {clone.resolve()}" in text and "runs: maml s0, cml s0" in text, name
+    assert sorted(p.name for p in (clone / "out" / "fig3").glob("*.png")) == ["fig3_ab.png", "fig3_cd.png"]
+    assert (clone / "out" / "fig4" / "fig4_tsne.png").is_file()
+    assert not (clone / "notebooks" / "out").exists() and not (clone / "notebooks" / "runs").exists()
+
+
+def test_notebook_paths_are_the_repository_roots(tmp_path):
+    from figures.notebook import checkout_root, in_checkout
+
+    assert checkout_root(NOTEBOOKS) == ROOT and checkout_root(ROOT / "cml" / "tasks") == ROOT
+    assert in_checkout("runs/demo/fonts", NOTEBOOKS) == ROOT / "runs" / "demo" / "fonts"
+    assert in_checkout(tmp_path / "x", NOTEBOOKS) == tmp_path / "x"  # absolute paths stay as given
+    assert checkout_root(tmp_path) == tmp_path.resolve()  # outside a checkout: the working folder
+    assert ".venv/bin/papermill" in " ".join(readme_notebook_lines())
+    # out/, where the README's commands write, is ignored by git.
+    assert "/out/" in (ROOT / ".gitignore").read_text().splitlines()

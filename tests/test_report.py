@@ -37,9 +37,12 @@ def test_report_pages_in_order_with_titles(full_report):
         REPORT_TITLE,
         "Results: test performance per setting",
         "Figure 2: sinusoid regression",
-        "Figure 3: learning dynamics, fonts, 5-way 1-shot",
-        "Figure 3: learning dynamics, sinusoid, 5-shot",
-        "Figure 3: learning dynamics, sinusoid, 10-shot",
+        "Figure 3 (a), (b): learning dynamics, fonts, 5-way 1-shot",
+        "Figure 3 (c), (d): learning dynamics, fonts, 5-way 1-shot",
+        "Figure 3 (a), (b): learning dynamics, sinusoid, 5-shot",
+        "Figure 3 (c), (d): learning dynamics, sinusoid, 5-shot",
+        "Figure 3 (a), (b): learning dynamics, sinusoid, 10-shot",
+        "Figure 3 (c), (d): learning dynamics, sinusoid, 10-shot",
         "Figure 4: t-SNE of head-input features, fonts, 5-way 1-shot",
         "Table 4: parameters and test performance, fonts, 5-way 1-shot",
         "Table 4: parameters and test performance, sinusoid, 5-shot",
@@ -81,16 +84,26 @@ def test_report_pages_hold_the_figures(full_report, figure_runs):
     reader = pypdf.PdfReader(str(full_report))
     # Figures are vector drawings: curves are line segments ("l"), scatter points are marker XObjects ("Do").
     assert _operators(reader, 0)[b"l"] < 10  # the title page is text
-    assert all(_operators(reader, i)[b"l"] > 200 for i in range(2, 6))
+    assert all(_operators(reader, i)[b"l"] > 200 for i in range(2, 9))
     points = len(np.load(figure_runs["fonts"] / "cml-s0" / "features.npz")["labels"])
-    assert _operators(reader, 6)[b"Do"] == 4 * points  # Figure 4: every query in each of the four panels
+    assert _operators(reader, 9)[b"Do"] == 6 * points  # Figure 4: every query in each of the six panels
     assert "support points" in texts[2] and "ground truth" in texts[2]
-    for fig3 in texts[3:6]:
-        assert "outer step" in fig3 and "cosine similarity" in fig3 and "‖∇ψ L‖₂" in fig3 and "head input" in fig3
-    assert "t-SNE 1" in texts[6] and "silhouette" in texts[6] and "query class" in texts[6]
-    assert "CML†" in texts[7] and "params (train)" in texts[7] and "per seed" in texts[7]
-    claims = " ".join(texts[10:])
-    assert "CML beats random noise" in claims and "single seed: not a claim" in claims and "seeds: 0, 1" in claims
+    for ab, cd in ((texts[3], texts[4]), (texts[5], texts[6]), (texts[7], texts[8])):
+        assert "outer step" in ab and "cos(∇ψ L_meta, ∇ψ γL_co)" in ab and "Theorem 3.2" in ab
+        assert "‖∇ψ L‖₂" in cd and "‖∇ψ L_S‖₂" in cd and "head input" in cd and "head output" in cd
+    # The fonts sweep has CL runs: Figure 3 draws them in (b), (c) and (d), and its legend lists them.
+    assert "Methods: CL (seeds 0,1); CML (seeds 0,1)" in texts[3]
+    assert "Methods: MAML (seeds 0,1); CL (seeds 0,1); CML (seeds 0,1)" in texts[4]
+    assert "MAML noisy-MAML CL CML" in texts[3] or "MAML CL noisy-MAML CML" in texts[3], texts[3][-400:]
+    assert "Missing: MAML + random co-learner (method random)" in texts[3]
+    assert "t-SNE 1" in texts[9] and "silhouette" in texts[9] and "query class" in texts[9]
+    assert "CML† (official code)" in texts[10] and "params (train)" in texts[10] and "per seed" in texts[10]
+    assert "No published value matches fonts, 5-way 1-shot (Table 4 reports miniimagenet)" in texts[10]
+    claims = " ".join(texts[13:])
+    assert "The paper's claims (Section 4.4, Figure 3)" in claims and "The suite's readings" in claims
+    assert "CML converges to better parameters than MAML with a random co-learner" in claims
+    assert "Source: Figure 3b, Section 4.4" in claims and "single seed: not a claim" in claims
+    assert "seeds: 0, 1" in claims and "pairing: by seed" in claims
 
 
 def test_missing_dynamics_page_names_records_and_command(figure_runs, tmp_path):
@@ -99,7 +112,7 @@ def test_missing_dynamics_page_names_records_and_command(figure_runs, tmp_path):
                     ignore=shutil.ignore_patterns("dynamics.jsonl", "representations.json", "checkpoint.pt"))
     out = write_report([bare], tmp_path / "bare.pdf")
     texts = _texts(out)
-    missing = [t for t in texts if "Figure 3: learning dynamics, sinusoid, 10-shot: not available" in t]
+    missing = [t for t in texts if "Figure 3 (a)-(d): learning dynamics, sinusoid, 10-shot: not available" in t]
     assert len(missing) == 1
     page = missing[0]
     assert "records missing" in page and "has no dynamics.jsonl" in page and "--record-interval" in page
@@ -155,15 +168,16 @@ def test_a_two_seed_report_prints_no_interval_across_seeds(figure_runs, tmp_path
     # The intervals that may remain are each run's own, over its tasks: per-seed cells "s0: 56.80 ± 10.04"
     # (results, Table 4) and t-SNE silhouettes "(95% CI over tasks)". Nothing else carries a ±.
     own = re.compile(r"s\d+: [-\d.]+ ± [\d.]+|: [-\d.]+ ± [\d.]+ \(95% CI over tasks\)"
-                     r"|\(± 95% CI over its test tasks\)")
+                     r"|\(± 95% CI over its test tasks\)|[-+\d.]+ ± [\d.]+ points over its \d+ test tasks")
     for i, text in enumerate(texts):
         assert "±" not in own.sub("", text), (i, own.sub("", text)[:400])
         assert "across 2 seeds" not in text
     claims = " ".join(t for t in texts if "Claims: why CML works" in t)
-    # The paper's four claims and Table 1's "CML improves MAML" (the sweep has MAML alone and with CML).
-    assert claims.count("INSUFFICIENT EVIDENCE") == 5 and claims.count("fewer than 3: not a claim") == 5
+    # The paper's eight claims, the suite's three readings and Table 1's "CML improves MAML" (the sweep has MAML
+    # alone and with CML); every one but 3a-random (the sweep has no random co-learner) has its two seeds shown.
+    assert claims.count("INSUFFICIENT EVIDENCE") == 12 and claims.count("fewer than 3: not a claim") == 11
     assert "CML improves MAML" in claims
-    fig3 = next(t for t in texts if "Figure 3: learning dynamics" in t and "outer step" in t)
+    fig3 = next(t for t in texts if "Figure 3 (a), (b): learning dynamics" in t and "outer step" in t)
     assert "fewer than 3 seeds: each seed shown, no interval across seeds" in fig3
 
 
@@ -176,7 +190,7 @@ def test_runs_without_a_recorded_command_say_so_and_name_their_config(figure_run
     said = f"not recorded for {old} (it has no command.json: written before cml recorded its commands, or from " \
            f"Python); its config: {old / 'sweep.json'}"
     assert f"command: {said}" in texts[0]
-    missing = next(t for t in texts if "Figure 3: learning dynamics, sinusoid, 10-shot: not available" in t)
+    missing = next(t for t in texts if "Figure 3 (a)-(d): learning dynamics, sinusoid, 10-shot: not available" in t)
     assert f"The runs were written by {said}" in missing and "python -m cml sweep" not in missing
     # A single run folder names its config.json.
     run = tmp_path / "run"
@@ -192,3 +206,45 @@ def test_a_damaged_command_record_stops_the_report_naming_it(figure_runs, tmp_pa
     err = capsys.readouterr().err
     assert f"error: {sweep / records.COMMAND}: is not a list of commands" in err and "Traceback" not in err
     assert not (tmp_path / "r.pdf").exists()
+
+
+def test_a_one_run_report_draws_what_it_can_numbers_its_pages_and_suggests_agreeing_commands(figure_runs, tmp_path):
+    out = write_report([figure_runs["fonts"] / "maml-s0"], tmp_path / "one.pdf")
+    texts = _texts(out)
+    # Every page numbered, in order.
+    assert all(t.endswith(f"page {i} of {len(texts)}") or f"page {i} of {len(texts)}" in t
+               for i, t in enumerate(texts, 1))
+    # One MAML run: every figure draws it (the methods it lacks named in the panels), none is "not available".
+    assert not [t[:80] for t in texts if "not available" in t]
+    assert any("Figure 4: t-SNE of head-input features" in t and "Missing: cml (method cml)" in t for t in texts)
+    # Every suggested command is the runs' own sweep command with another --methods: the same --steps (6) and
+    # settings, never a preset default the runs did not use.
+    (entry,) = records.read_commands(figure_runs["fonts"])
+    suggested = [line for t in texts for line in t.split("python -m cml ")[1:]]
+    assert suggested
+    for command in suggested:
+        if command.startswith("sweep "):
+            assert "--steps 6" in command and "--filters 16" in command, command
+    # The training time says what it is: wall clock, the recorded thread count, not a benchmark.
+    results = next(t for t in texts if t.startswith("Results: test performance per setting"))
+    assert f"with {entry['threads']} torch thread" in results and "shared machine" in results
+    assert "wall clock" in results and "not a benchmark" in results
+    # One seed's value is not called a mean across seeds.
+    assert "one seed's value" in results and "mean across seeds" not in results
+
+
+def test_figure_2s_suggested_command_is_the_runs_own(figure_runs, tmp_path):
+    from figures.report import _command_for_input_error
+    from figures.runs import find_runs
+
+    alone = tmp_path / "sin-maml"
+    shutil.copytree(figure_runs["sin"], alone, ignore=shutil.ignore_patterns("cml-s*", "noisy-maml-s*",
+                                                                            "checkpoint.pt"))
+    command = _command_for_input_error("Figure 2: sinusoid fits", find_runs([alone]))
+    (entry,) = records.read_commands(alone)
+    assert command == records.command_text({**entry, "argv": [
+        a if entry["argv"][i - 1] != "--methods" else "cml" for i, a in enumerate(entry["argv"])]})
+    assert "--steps 30" in command
+    fonts = _command_for_input_error("Figure 4: t-SNE (needs an image task)", find_runs([alone]))
+    assert "--task fonts" in fonts and "--seeds 0,1" in fonts and "--record-interval 3" in fonts
+    assert _command_for_input_error("Figure 4: t-SNE, fonts", find_runs([figure_runs["fonts"]])) is None

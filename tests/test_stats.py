@@ -66,3 +66,35 @@ def test_seed_ci95_reports_no_interval_below_three_seeds() -> None:
     mean, half = seed_ci95([0.1, 0.3])
     assert mean == pytest.approx(0.2) and math.isnan(half)  # mean_ci95 would give 1.27: no information
     assert seed_ci95([0.1, 0.3, 0.2]) == mean_ci95([0.1, 0.3, 0.2])
+
+
+def test_seeds_needed_matches_the_published_paired_t_sample_sizes() -> None:
+    from analysis.stats import paired_t_power, seeds_needed
+
+    # G*Power 3.1 (t tests, means: difference from constant, two tails, alpha 0.05, power 0.8): d_z = 0.5 needs
+    # n = 34 (actual power 0.808), d_z = 0.8 needs 15 and d_z = 1.0 needs 10.
+    assert seeds_needed(0.5, 1.0) == 34 and seeds_needed(0.8, 1.0) == 15 and seeds_needed(1.0, 1.0) == 10
+    assert paired_t_power(0.5, 1.0, 34) == pytest.approx(0.8078, abs=5e-4)
+    assert paired_t_power(0.5, 1.0, 33) < 0.8
+    # Scale-free and sign-free: only |effect| / sd matters.
+    assert seeds_needed(-2.0, 4.0) == seeds_needed(0.5, 1.0) == seeds_needed(50.0, 100.0)
+    # More power, or a noisier effect, needs more seeds.
+    assert seeds_needed(0.5, 1.0, power=0.9) > 34 and seeds_needed(0.5, 2.0) > 34
+    # A noiseless effect is decided by the fewest seeds a t interval has; a zero effect by none.
+    assert seeds_needed(0.3, 0.0) == 2 and seeds_needed(0.0, 1.0) is None
+    assert seeds_needed(1e-4, 1.0, most=1000) is None
+
+
+def test_paired_t_power_is_the_noncentral_t_tail() -> None:
+    from scipy import stats
+
+    from analysis.stats import paired_t_power
+
+    # By simulation: the fraction of 20,000 draws of 6 differences N(0.7, 1) whose 95% t interval lies above 0.
+    rng = np.random.default_rng(0)
+    draws = rng.normal(0.7, 1.0, size=(20000, 6))
+    lower = draws.mean(1) - stats.t.ppf(0.975, 5) * draws.std(1, ddof=1) / np.sqrt(6)
+    assert paired_t_power(0.7, 1.0, 6) == pytest.approx(float((lower > 0).mean()), abs=0.01)
+    for bad in (dict(n=1), dict(sd=0.0), dict(alpha=1.0)):
+        with pytest.raises(ValueError):
+            paired_t_power(**{"effect": 0.5, "sd": 1.0, "n": 5, **bad})
