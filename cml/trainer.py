@@ -8,6 +8,7 @@ The trainer writes records into a run folder (see :mod:`cml.records`); figures r
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -15,12 +16,12 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import Tensor
 
-from . import records
+from . import interrupt, memory, records
 from .config import Config, ConfigError
 from .data.base import Task
 from .bases import get_base
 from .engines import make_backend, resolve_backend
-from .errors import MissingFileError, OutputExistsError
+from .errors import Interrupted, MissingFileError, OutputExistsError
 from .meta import EvalResult, MetaGradient, NonFiniteLossError, evaluate_tasks, outer_gradient
 from .models import MetaModel, build_model, init_parameters, parameter_counts
 from .roles import role_of
@@ -29,6 +30,10 @@ from .seeds import generator
 
 # What every checkpoint holds (see Trainer.save_checkpoint); a file without these keys is not a cml checkpoint.
 CHECKPOINT_KEYS = ("model", "optimizer", "train_gen", "noise_gen", "step", "elapsed", "config")
+# Since the second fault matrix a checkpoint also holds "record_steps": the step of the last line of each
+# JSON-lines record when it was written, so that resume can tell a line cut short after the checkpoint (dropped,
+# and written again) from a line it needs that was lost (refused: it cannot be written again without training).
+RECORD_STEPS = "record_steps"
 
 
 class Sampler(Protocol):
@@ -136,9 +141,13 @@ class Trainer:
             cfg = cfg.replace(backend=resolve_backend(cfg.backend, self.device))
         if resume:
             cfg = self._check_resume(cfg)
-        elif (self.run_dir / CHECKPOINT).exists():
+        elif os.path.lexists(self.run_dir / CHECKPOINT):
             raise OutputExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it, --restart "
                                     f"to move it aside and train afresh, or choose another --out/--name")
+        else:
+            check_run_folder(self.run_dir)
+        # Before the data loads and the model is built: a config that cannot fit is one line, not an OOM kill.
+        memory.check(cfg, cfg.task_entry.channels, self.device)
         self.cfg = cfg
         self.tasks = TaskSource(cfg, splits, self.device)
         self.model = build_model(cfg, self.tasks.in_channels)
@@ -160,6 +169,7 @@ class Trainer:
         if resume:
             self._load_checkpoint()
             cfg.save(self.run_dir / records.CONFIG)  # the new step count, once the checkpoint has loaded
+            self._remove_stale_end_records()
         else:
             for name in records.STEP_RECORDS:
                 (self.run_dir / name).unlink(missing_ok=True)
@@ -190,6 +200,7 @@ class Trainer:
             # average the same steps as an uninterrupted run.
             "window": self.window,
             "config": self.cfg.to_dict(),
+            RECORD_STEPS: {name: records.last_step(self.run_dir / name) for name in records.STEP_RECORDS},
         }, self.run_dir / CHECKPOINT)
 
     def _load_checkpoint(self) -> None:
@@ -209,23 +220,67 @@ class Trainer:
             raise ConfigError(f"--steps {self.cfg.steps} is fewer than the {step} steps {self.run_dir} has "
                               f"trained; a run cannot be shortened: resume with --steps {step} or more")
         _load_weights(self.model, state["model"], path)
+        window = state.get("window", [])
+        if not (isinstance(window, list) and all(
+                isinstance(w, dict) and all(isinstance(k, str) and (v is None or _finite_number(v))
+                                            for k, v in w.items()) for w in window)
+                and len({frozenset(w) for w in window}) <= 1):
+            raise records.damaged(path, "its window (the steps since the last log line) is not a list of records of "
+                                        "the same numbers, one per step")
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.train_gen.set_state(state["train_gen"])
             self.noise_gen.set_state(state["noise_gen"])
             self.elapsed = float(state["elapsed"])
-            self.window = [dict(w) for w in state.get("window", [])]
+            self.window = [dict(w) for w in window]
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise records.damaged(path, f"its optimizer or generator state does not fit this run "
                                         f"({type(e).__name__})") from None
         self.step = step
-        # Lines written after the checkpoint belong to steps that will be trained again; a line cut short
-        # by a crash is dropped with them.
+        written = state.get(RECORD_STEPS)
+        if written is not None and not (isinstance(written, dict) and all(
+                v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in written.values())):
+            raise records.damaged(path, f"its {RECORD_STEPS} is not the last step of each record")
+        # Lines written after the checkpoint belong to steps that will be trained again; a line cut short by a
+        # crash is dropped with them. A line the checkpoint was written after is needed: if it is gone (its last
+        # line damaged, the file deleted), training again is the only way to write it.
         for name in records.STEP_RECORDS:
+            record = self.run_dir / name
+            kept = None
+            if os.path.lexists(record):
+                kept = [r for r in records.read_jsonl(record, drop_partial_last=True) if r["step"] <= self.step]
+            needed = (written or {}).get(name)
+            if needed is not None and (not kept or kept[-1]["step"] < min(needed, self.step)):
+                found = ("does not exist" if kept is None else
+                         f"ends at step {kept[-1]['step']}" if kept else "holds no whole line")
+                raise records.damaged(record, f"{found}, but the checkpoint of step {self.step} was written after "
+                                              f"its line of step {needed}; the lost lines (a damaged last line, or a "
+                                              f"deleted file) cannot be written again without training again",
+                                      records._RESTART)
+            if kept is not None:
+                records.truncate_jsonl(record, kept)
+
+    def _remove_stale_end_records(self) -> None:
+        """Removes the end-of-run records (test, representations, features or fits) of another step than the one
+        this run ends at: a run extended with ``--resume --steps N`` must not show its earlier end as its result
+        while it trains (they are written again when it ends)."""
+        test = self.run_dir / records.TEST
+        try:
+            test_step = records.read_json(test).get("step") if os.path.lexists(test) else None
+        except records.RunFolderError:
+            test_step = -1  # damaged: stale, and written again at the end
+        for name in records.END_RECORDS:
             path = self.run_dir / name
-            if path.exists():
-                kept = [r for r in records.read_jsonl(path, drop_partial_last=True) if r["step"] <= self.step]
-                records.truncate_jsonl(path, kept)
+            if not os.path.lexists(path):
+                continue
+            try:
+                step = record_step(path)
+            except records.RunFolderError:
+                step = -1
+            if step is None:
+                step = test_step  # an older record without its step: it was written with test.json
+            if step is not None and step != self.cfg.steps:
+                path.unlink()
 
     # -- training ------------------------------------------------------------------------------------
 
@@ -286,25 +341,18 @@ class Trainer:
         cfg = self.cfg
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.variant} {cfg.task}", disable=not cfg.progress)
         start = time.perf_counter() - self.elapsed
-        while self.step < cfg.steps:
-            record = cfg.record_interval > 0 and (self.step + 1) % cfg.record_interval == 0
-            self.window.append(self.outer_step(record))
-            self.step += 1
-            self.elapsed = time.perf_counter() - start
-            bar.update(1)
-            if self.step % cfg.log_interval == 0 or self.step == cfg.steps:
-                line = _mean_metrics(self.window)
-                records.append_jsonl(self.run_dir / records.METRICS, {"step": self.step, "time": self.elapsed, **line})
-                bar.set_postfix({k: f"{v:.3g}" for k, v in line.items() if v is not None})
-                self.window = []
-            validated = bool(cfg.val_interval) and self.step % cfg.val_interval == 0
-            if validated:
-                records.append_jsonl(self.run_dir / records.VAL, {"step": self.step, **self.validate()})
-            if validated or not self.window:  # the window empties when a metrics line is written
-                for hook in self.log_hooks:
-                    hook(self)
-            if (cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0) or self.step == cfg.steps:
-                self.save_checkpoint()
+        interrupt.progress(self.step, cfg.steps)
+        with interrupt.deferred():  # SIGINT/SIGTERM: this step's records and a checkpoint, then stop
+            while self.step < cfg.steps:
+                self._train_step(start, bar)
+                interrupt.progress(self.step, cfg.steps)
+                signum = interrupt.pending()
+                if signum is not None:
+                    bar.close()
+                    if not (cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0) and \
+                            self.step != cfg.steps:
+                        self.save_checkpoint()
+                    raise Interrupted(signum, self.step, cfg.steps)
         bar.close()
         val_path = self.run_dir / records.VAL
         done = val_path.exists() and any(r["step"] == self.step for r in records.read_jsonl(val_path))
@@ -313,6 +361,28 @@ class Trainer:
             for hook in self.log_hooks:
                 hook(self)
         return self.test()
+
+    def _train_step(self, start: float, bar: Any) -> None:
+        """One outer step and the records of its step (metrics, validation, checkpoint)."""
+        cfg = self.cfg
+        record = cfg.record_interval > 0 and (self.step + 1) % cfg.record_interval == 0
+        self.window.append(self.outer_step(record))
+        self.step += 1
+        self.elapsed = time.perf_counter() - start
+        bar.update(1)
+        if self.step % cfg.log_interval == 0 or self.step == cfg.steps:
+            line = _mean_metrics(self.window)
+            records.append_jsonl(self.run_dir / records.METRICS, {"step": self.step, "time": self.elapsed, **line})
+            bar.set_postfix({k: f"{v:.3g}" for k, v in line.items() if v is not None})
+            self.window = []
+        validated = bool(cfg.val_interval) and self.step % cfg.val_interval == 0
+        if validated:
+            records.append_jsonl(self.run_dir / records.VAL, {"step": self.step, **self.validate()})
+        if validated or not self.window:  # the window empties when a metrics line is written
+            for hook in self.log_hooks:
+                hook(self)
+        if (cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0) or self.step == cfg.steps:
+            self.save_checkpoint()
 
     def test(self) -> dict[str, Any]:
         sampler = self.tasks.sampler("test", generator(self.cfg.seed, "test"))
@@ -329,8 +399,52 @@ class Trainer:
         """The recorder's end-of-training records (t-SNE, CKA, fits), if a recorder is attached; returns what
         it wrote to ``representations.json``."""
         if self.recorder is not None and hasattr(self.recorder, "finish"):
-            return self.recorder.finish(self.backend, self.cfg, self.tasks, self.device)
+            return self.recorder.finish(self.backend, self.cfg, self.tasks, self.device, step=self.step)
         return None
+
+
+def _finite_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_run_folder(run_dir: Path) -> None:
+    """Refuses to start a run in a folder that is not a cml run folder: one holding files cml does not write there,
+    one of its names as a symbolic link, or a ``config.json`` that is not a cml config. A fresh run replaces the
+    records of its folder, so it would overwrite or delete the user's own files.
+
+    Raises:
+        OutputExistsError: naming the folder and what in it is foreign.
+    """
+    run_dir = Path(run_dir)
+    foreign = records.foreign_entries(run_dir)
+    if foreign:
+        listed = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
+        raise OutputExistsError(f"{run_dir} is not a cml run folder (it holds {listed}); a new run would overwrite "
+                                f"or delete files there: choose another --out/--name, or empty the folder")
+    config = run_dir / records.CONFIG
+    if os.path.lexists(config):
+        from .fields import check_keys
+
+        try:
+            check_keys(Config, records.read_json(config), str(config))
+        except (records.RunFolderError, ConfigError) as e:
+            raise OutputExistsError(f"{run_dir} is not a cml run folder: its {records.CONFIG} is not a config "
+                                    f"written by cml ({e}); a new run would overwrite it: choose another "
+                                    f"--out/--name") from None
+
+
+def record_step(path: Path) -> int | None:
+    """The step an end-of-run record belongs to (``test.json``'s and ``representations.json``'s ``step``, an
+    ``.npz`` record's ``step`` array); None for a record written before records carried it.
+
+    Raises:
+        RunFolderError: if the record is damaged.
+    """
+    path = Path(path)
+    if path.suffix == ".npz":
+        arrays = records.load_npz(path)
+        return int(arrays["step"]) if "step" in arrays else None
+    return records.read_json(path).get("step")
 
 
 def _mean_metrics(window: list[dict[str, float | None]]) -> dict[str, float | None]:
@@ -350,10 +464,13 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
         RunFolderError: if it is truncated, foreign, or lacks a key (naming the file and the fix).
     """
     path = Path(run_dir) / CHECKPOINT
-    if not path.exists():
+    if not os.path.lexists(path):
         raise MissingFileError(f"no checkpoint at {path}; is {run_dir} a run folder that finished a step?")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with records.open_record(path) as f:  # never through a link
+            state = torch.load(f, map_location="cpu", weights_only=True)
+    except records.RunFolderError:
+        raise
     except Exception as e:  # a truncated or foreign file: say which, and what to do
         raise records.damaged(path, f"cannot read checkpoint ({type(e).__name__}); it is damaged or not "
                                     f"written by cml") from None
@@ -383,13 +500,24 @@ def _load_weights(model: MetaModel, weights: Any, path: Path) -> None:
                  for label, keys in (("missing", missing), ("unexpected", extra), ("other shapes of", shapes)) if keys]
         raise records.damaged(path, f"its weights do not fit this run's model ({'; '.join(parts)}); they were "
                                     f"written by another method or architecture")
+    # Training stops before a checkpoint can hold a non-finite weight: one here is damage, and evaluating or
+    # resuming from it would only report a diverged adaptation.
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise records.damaged(path, f"holds non-finite weights (NaN or infinite values in {', '.join(bad[:3])}"
+                                    f"{' ...' if len(bad) > 3 else ''}), which cml never saves; it is damaged or was "
+                                    f"not written by cml")
     model.load_state_dict(weights)
 
 
 def load_model(run_dir: Path, in_channels: int | None = None) -> tuple[MetaModel, Config]:
     """The trained model and config of a run folder."""
-    path = Path(run_dir) / CHECKPOINT
-    state = load_checkpoint(run_dir)
+    return model_from_checkpoint(load_checkpoint(run_dir), Path(run_dir) / CHECKPOINT, in_channels)
+
+
+def model_from_checkpoint(state: dict[str, Any], path: Path, in_channels: int | None = None
+                          ) -> tuple[MetaModel, Config]:
+    """The model and config of a loaded checkpoint (:func:`load_checkpoint`) read from ``path``."""
     cfg = _checkpoint_config(state, path)
     if in_channels is None:
         first = next((v for k, v in state["model"].items() if isinstance(v, Tensor) and k.endswith("weight")
