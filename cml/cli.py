@@ -106,6 +106,14 @@ def read_config_file(path: str | Path, cls: type = Config) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"--config {path}: expected a JSON object of config fields, got a {type(values).__name__}")
     check_keys(cls, values, f"--config {path}")
+    from .fields import coerce
+
+    types = field_types(cls)
+    for key, value in values.items():  # each value of its field's type, the file named (a NUL byte in a path too)
+        try:
+            coerce(key, types[key], value)
+        except ConfigError as e:
+            raise ConfigError(f"--config {path}: {e}") from None
     return values
 
 
@@ -161,6 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.name is not None:
         check_name(args.name)
     run_dir = Path(args.out) / (args.name or records.run_folder_name(cfg.variant, cfg.seed, cfg.task))
+    _check_memory(cfg)  # before the lock: a config that cannot fit creates no folder
     with records.FolderLock(run_dir):  # one writer per run folder, for the whole run
         if args.restart and run_dir.exists():
             print(f"moved {run_dir} aside to {records.move_aside(run_dir)}", file=sys.stderr)
@@ -210,6 +219,13 @@ def check_name(name: str) -> None:
     if problem:
         raise ConfigError(f"--name {name[:80]!r}{'...' if len(name) > 80 else ''} {problem}; --name is the run "
                           f"folder's own name, made inside --out (put the folders above it in --out)")
+
+
+def _check_memory(cfg: Config) -> None:
+    from . import memory
+    from .trainer import resolve_device
+
+    memory.check(cfg, cfg.task_entry.channels, resolve_device(cfg.device))
 
 
 def _live_tensorboard(trainer):
@@ -297,7 +313,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     state = load_checkpoint(Path(args.run))
     model, cfg = model_from_checkpoint(state, Path(args.run) / CHECKPOINT)
-    trained, planned = state["step"], cfg.steps
+    # The run's own config.json says how far it is to train (a run extended with --resume --steps says so there
+    # before its next checkpoint is written).
+    trained, planned = state["step"], max(cfg.steps, _planned_steps(Path(args.run)))
     changes = {k: v for k, v in (("shots", args.shots), ("queries", args.queries), ("test_tasks", args.tasks),
                                  ("seed", args.seed), ("test_inner_steps", args.inner_steps), ("device", args.device),
                                  ("backend", args.backend)) if v is not None}
@@ -339,6 +357,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                f"its partial model]" if isinstance(trained, int) and trained < planned else "")
     print(f"{where}: " + format_result(result) + partial)
     return 0
+
+
+def _planned_steps(run_dir: Path) -> int:
+    from . import records
+
+    try:
+        steps = records.read_json(run_dir / records.CONFIG).get("steps")
+    except (records.RunFolderError, FileNotFoundError):
+        return 0
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) else 0
 
 
 def cmd_params(args: argparse.Namespace) -> int:

@@ -135,8 +135,9 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
     out = Path(out)
     bases = list(bases or [base.base])
     grid = {k: list(v) for k, v in (grid or {}).items()}
-    # Every cell's config is valid before anything is written or trained.
+    # Every cell's config is valid, and fits in memory, before anything is written or trained.
     cells = sweep_cells(base, bases, methods, seeds, grid, preset_name)
+    _check_memory(cells)
     spec = {"base": base.to_dict(), "bases": bases, "methods": list(methods), "seeds": [int(s) for s in seeds],
             "preset": preset_name}
     if grid:
@@ -192,6 +193,23 @@ def sweep_cells(start: Config, bases: Sequence[str], methods: Sequence[str], see
                                               f"{e}") from None
                     cells.append((records.run_folder_name(cfg.variant, cfg.seed, grid=point), cfg))
     return cells
+
+
+def _check_memory(cells: Sequence[tuple[str, Config]]) -> None:
+    """Each distinct cell config's memory estimate (:func:`cml.memory.check`), naming the cell that cannot fit."""
+    from . import memory
+    from .trainer import resolve_device
+
+    seen: set[str] = set()
+    for name, cfg in cells:
+        key = repr({k: v for k, v in cfg.to_dict().items() if k != "seed"})
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            memory.check(cfg, cfg.task_entry.channels, resolve_device(cfg.device))
+        except ConfigError as e:
+            raise ConfigError(f"cell {name}: {e}") from None
 
 
 def _read_spec(spec_path: Path, restart: bool) -> dict[str, Any] | None:

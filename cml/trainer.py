@@ -168,8 +168,8 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self._load_checkpoint()
-            cfg.save(self.run_dir / records.CONFIG)  # the new step count, once the checkpoint has loaded
             self._remove_stale_end_records()
+            cfg.save(self.run_dir / records.CONFIG)  # the new step count, once the checkpoint has loaded
         else:
             for name in records.STEP_RECORDS:
                 (self.run_dir / name).unlink(missing_ok=True)
@@ -264,15 +264,15 @@ class Trainer:
         """Removes the end-of-run records (test, representations, features or fits) of another step than the one
         this run ends at: a run extended with ``--resume --steps N`` must not show its earlier end as its result
         while it trains (they are written again when it ends)."""
+        present = [self.run_dir / n for n in records.END_RECORDS if os.path.lexists(self.run_dir / n)]
+        for path in present:
+            records.refuse_link(path)  # a link or a folder in a record's place is the user's to move, not ours
         test = self.run_dir / records.TEST
         try:
-            test_step = records.read_json(test).get("step") if os.path.lexists(test) else None
+            test_step = records.read_json(test).get("step") if test in present else None
         except records.RunFolderError:
             test_step = -1  # damaged: stale, and written again at the end
-        for name in records.END_RECORDS:
-            path = self.run_dir / name
-            if not os.path.lexists(path):
-                continue
+        for path in present:
             try:
                 step = record_step(path)
             except records.RunFolderError:
