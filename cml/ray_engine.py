@@ -91,13 +91,13 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
                               "log_to_driver": False, "configure_logging": False}
     if address is None and num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
+    if address is None:  # before ray.init: the watcher must see the processes Ray starts from the first
+        _start_reaper()
     try:
         ray.init(**kwargs)
     except ConnectionError as e:
         raise ConfigError(f"--address {address}: no Ray cluster there ({e}); start one with `ray start --head` "
                           f"or leave --address out") from None
-    if address is None:
-        _start_reaper()
     return True
 
 
@@ -114,9 +114,15 @@ def _start_reaper() -> None:
         return
     root = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    _REAPER.append(subprocess.Popen([sys.executable, "-m", "cml._reaper", str(os.getpid())], env=env,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    start_new_session=True))
+    reaper = subprocess.Popen([sys.executable, "-m", "cml._reaper", str(os.getpid())], env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    # Wait until it watches (an interpreter starts slowly on a busy machine: a driver killed before then would
+    # leave everything behind). A watcher that fails to start closes the pipe, and Ray starts unwatched.
+    assert reaper.stdout is not None
+    reaper.stdout.readline()
+    reaper.stdout.close()
+    _REAPER.append(reaper)
 
 
 # Each worker process keeps the data splits it loaded: a worker trains several cells of one sweep in turn.
