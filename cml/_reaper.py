@@ -25,7 +25,7 @@ import sys
 import time
 
 #: Seconds between looks at the driver's descendants, and the grace between SIGTERM and SIGKILL.
-INTERVAL, GRACE = 0.2, 5.0
+INTERVAL, GRACE = 0.5, 5.0
 #: The line the watcher prints once it has the driver's identity (the engine waits for it before ``ray.init``).
 READY = "WATCHING"
 

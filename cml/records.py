@@ -893,7 +893,9 @@ def _why_stale(info: dict[str, Any]) -> str:
         return ("which holds no lock on the file (another host: it stopped, or the file system does not share "
                 "flock locks between hosts)")
     try:
-        alive = isinstance(pid, int) and pid > 0 and (os.kill(pid, 0) is None)
+        alive = isinstance(pid, int) and pid > 0
+        if isinstance(pid, int) and alive:
+            os.kill(pid, 0)  # signal 0: raises if no such process
     except ProcessLookupError:
         alive = False
     except PermissionError:  # the PID exists, owned by another user
