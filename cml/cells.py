@@ -14,7 +14,7 @@ from . import records
 from .config import Config, ConfigError, differing_fields
 from .recording import Recorder
 from .tensorboard import LiveExport
-from .trainer import BEST_VAL, Trainer, load_checkpoint, read_best
+from .trainer import BEST_VAL, Trainer, load_checkpoint, read_best, record_step
 
 
 def train_cell(run_dir: Path, cfg: Config, splits=None, record: bool = True, restart: bool = False,
@@ -53,15 +53,19 @@ def train_cell(run_dir: Path, cfg: Config, splits=None, record: bool = True, res
 
 
 def cell_finished(run_dir: Path, cfg: Config, recording: bool) -> bool:
-    """Whether a cell has every record it should have, each one parsing, for at least ``cfg.steps`` steps.
+    """Whether a cell has every record it should have, each one passing its schema (:data:`cml.records.SCHEMAS`)
+    and belonging to the cell's last step, for at least ``cfg.steps`` steps.
 
-    ``config.json`` (the cell's settings; only ``steps`` may differ, as on resume), ``metrics.jsonl``,
-    ``val.jsonl``, and a checkpoint and ``test.json`` of the same step, at least ``cfg.steps`` (a cell trained
-    further than asked counts as finished); with ``recording``, also ``dynamics.jsonl`` (if a step was
-    recorded), ``representations.json`` and ``features.npz`` (image tasks) or ``fits.npz`` (sinusoid); with
-    ``select`` best-val, ``best.pt`` of the step ``test.json`` says it tested (``selected_step``). A cell
-    killed between ``test.json`` and its recorder's last file is therefore not finished, and resuming it writes
-    what is missing.
+    ``config.json`` (the cell's settings; only ``steps`` may differ, as on resume), a checkpoint and ``test.json``
+    of the same step, at least ``cfg.steps`` (a cell trained further than asked counts as finished),
+    ``metrics.jsonl`` ending at that step and ``val.jsonl`` holding it, each read whole (nothing is appended to a
+    finished run, so a damaged last line is damage, not a write in progress); with ``recording``, also
+    ``dynamics.jsonl`` ending at the last recorded step, and ``representations.json`` and ``features.npz`` (image
+    tasks) or ``fits.npz`` (sinusoid) of that step; with ``select`` best-val, ``best.pt`` of the step ``test.json``
+    says it tested (``selected_step``). A cell killed between ``test.json`` and its recorder's last
+    file is therefore not finished, and resuming it writes what is missing; a record that resuming cannot write
+    again (a deleted ``dynamics.jsonl``) makes the resume stop with one line saying so, instead of the cell being
+    tested again on every rerun.
     """
     run_dir = Path(run_dir)
     try:
@@ -72,17 +76,23 @@ def cell_finished(run_dir: Path, cfg: Config, recording: bool) -> bool:
         step = records.read_json(run_dir / records.TEST).get("step")
         if not isinstance(step, int) or step < cfg.steps or saved.steps != step:
             return False
-        recorded = recording and cfg.steps >= cfg.record_interval
-        for name in (records.METRICS, records.VAL) + ((records.DYNAMICS,) if recorded else ()):
-            records.read_jsonl(run_dir / name)
         if load_checkpoint(run_dir)["step"] != step:
             return False
         if cfg.select == BEST_VAL and records.read_json(run_dir / records.TEST).get("selected_step") != \
                 read_best(run_dir)["step"]:
             return False  # the test read another checkpoint than the best.pt beside it
+        metrics = records.read_jsonl(run_dir / records.METRICS, drop_partial_last=False)
+        val = records.read_jsonl(run_dir / records.VAL, drop_partial_last=False)
+        if not metrics or metrics[-1]["step"] != step or not any(r["step"] == step for r in val):
+            return False
+        if recording and step >= cfg.record_interval:
+            dynamics = records.read_jsonl(run_dir / records.DYNAMICS, drop_partial_last=False)
+            if not dynamics or dynamics[-1]["step"] != step - step % cfg.record_interval:
+                return False
         if recording:
-            records.read_json(run_dir / records.REPRESENTATIONS)
-            records.load_npz(run_dir / cfg.family.end_record)
+            for name in (records.TEST_TASKS, records.REPRESENTATIONS, cfg.family.end_record):
+                if record_step(run_dir / name) not in (None, step):  # None: written before records had steps
+                    return False
     except (FileNotFoundError, ConfigError, records.RunFolderError):
         return False
     return True

@@ -12,6 +12,8 @@ import argparse
 import dataclasses
 import errno
 import json
+import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any, Callable, Sequence
 from . import __version__, ray_engine, slurm_engine
 from .bases import BASES, get_base
 from .config import BACKENDS, DEVICES, FIELD_CHOICES, PRESETS, SELECTS, TASKS, Config, ConfigError, preset
-from .errors import UserError
+from .errors import Interrupted, UserError
 from .fields import check_choice, check_keys, field_types, info, parse_text, show
 from .methods import LEGACY, LEGACY_BASE, METHODS, display_name, get_method
 from .runindex import COLUMNS
@@ -99,13 +101,25 @@ def read_config_file(path: str | Path, cls: type = Config) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"--config {path}: no such file; give a JSON file of config fields (a run's config.json "
                           f"is one)")
+    from .records import RunFolderError, parse_json
+
     try:
-        values = json.loads(path.read_text())
+        values = parse_json(path.read_bytes().decode("utf-8"), path)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"--config {path}: not valid JSON ({e})") from None
+    except RunFolderError as e:  # an integer of thousands of digits, nesting thousands deep
+        raise ConfigError(f"--config {str(e).split('; ')[0]}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"--config {path}: expected a JSON object of config fields, got a {type(values).__name__}")
     check_keys(cls, values, f"--config {path}")
+    from .fields import coerce
+
+    types = field_types(cls)
+    for key, value in values.items():  # each value of its field's type, the file named (a NUL byte in a path too)
+        try:
+            coerce(key, types[key], value)
+        except ConfigError as e:
+            raise ConfigError(f"--config {path}: {e}") from None
     return values
 
 
@@ -198,6 +212,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--resume continues a run and --restart moves it aside to train afresh; pass one")
     _require_exporters(args)
     cfg = _config_from_args(args)
+    if args.name is not None:
+        check_name(args.name)
     run_dir = Path(args.out) / (args.name or records.run_folder_name(cfg.variant, cfg.seed, cfg.task))
     if args.resume:
         from .resume import resume_config
@@ -225,6 +241,7 @@ def _train(args: argparse.Namespace, cfg: Config, run_dir: Path, resume: bool, r
     from .resume import resuming_text
     from .trainer import Trainer
 
+    _check_memory(cfg)  # before the lock: a config that cannot fit creates no folder
     with records.FolderLock(run_dir):  # one writer per run folder, for the whole run
         if restart and run_dir.exists():
             print(f"moved {run_dir} aside to {records.move_aside(run_dir)}", file=sys.stderr)
@@ -284,6 +301,41 @@ def _live_wandb(trainer, job_type: str):
     return board
 
 
+#: The longest --name, in bytes: its lock file ``.NAME.lock`` and the name ``--restart`` moves it aside to
+#: (``NAME.aside-TIME``) must fit the 255-byte limit of a file name.
+MAX_NAME_BYTES = 200
+
+
+def check_name(name: str) -> None:
+    """``--name`` must be one folder name inside ``--out``: not empty, ``.`` or ``..``, no path separator, no NUL,
+    at most :data:`MAX_NAME_BYTES` bytes.
+
+    Raises:
+        ConfigError: naming the value and what a name may be.
+    """
+    separators = [c for c in (os.sep, os.altsep) if c]
+    problem = None
+    if name in ("", ".", ".."):
+        problem = "is not a folder name"
+    elif any(c in name for c in separators):
+        problem = "holds a path separator: it would name a folder outside --out, or a path of folders"
+    elif "\0" in name:
+        problem = "holds a NUL byte"
+    elif len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        problem = (f"is {len(name.encode('utf-8', 'surrogateescape'))} bytes long; at most {MAX_NAME_BYTES} fit "
+                   f"a file name with its lock file and the name --restart moves it aside to")
+    if problem:
+        raise ConfigError(f"--name {name[:80]!r}{'...' if len(name) > 80 else ''} {problem}; --name is the run "
+                          f"folder's own name, made inside --out (put the folders above it in --out)")
+
+
+def _check_memory(cfg: Config) -> None:
+    from . import memory
+    from .trainer import resolve_device
+
+    memory.check(cfg, cfg.task_entry.channels, resolve_device(cfg.device))
+
+
 def _live_tensorboard(trainer):
     from .tensorboard import LiveExport
 
@@ -298,11 +350,17 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
 
     from .tensorboard import export_run
 
+    from . import records
+
     runs = find_runs([Path(r) for r in args.runs])
     for run in runs:
         # Under --logdir, each run keeps its sweep folder's name above its own, so runs stay apart.
         logdir = Path(args.logdir) / run.path.parent.name / run.path.name if args.logdir else None
-        print(export_run(run.path, logdir))
+        if logdir is None:  # into the run folder: one writer there, or a live --tensorboard loses its event file
+            with records.FolderLock(run.path):
+                print(export_run(run.path, logdir))
+        else:
+            print(export_run(run.path, logdir))
     print(f"{len(runs)} run(s); view with: tensorboard --logdir {args.logdir or ' '.join(args.runs)}",
           file=sys.stderr)
     return 0
@@ -364,14 +422,20 @@ def format_result(r: dict[str, Any]) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_folder_pool
     from .data.base import DataError, TaskSampler
+    from . import memory
+    from .records import CHECKPOINT
     from .seeds import generator
-    from .trainer import BEST_VAL, TaskSource, evaluate, load_best, load_checkpoint, load_model, resolve_device, \
-        use_threads
+    from .trainer import BEST_VAL, TaskSource, evaluate, load_best, load_checkpoint, model_from_checkpoint, \
+        resolve_device, use_threads
 
-    model, cfg = load_model(Path(args.run))
+    state = load_checkpoint(Path(args.run))
+    model, cfg = model_from_checkpoint(state, Path(args.run) / CHECKPOINT)
+    # The run's own config.json says how far it is to train (a run extended with --resume --steps says so there
+    # before its next checkpoint is written).
+    trained, planned = state["step"], max(cfg.steps, _planned_steps(Path(args.run)))
     # The checkpoint the run's final test read (its select), unless --select says otherwise.
     which = args.select or cfg.select
-    step = load_best(Path(args.run), model, cfg) if which == BEST_VAL else load_checkpoint(Path(args.run))["step"]
+    step = load_best(Path(args.run), model, cfg) if which == BEST_VAL else trained
     changes = {k: v for k, v in (("shots", args.shots), ("queries", args.queries), ("test_tasks", args.tasks),
                                  ("seed", args.seed), ("test_inner_steps", args.inner_steps), ("device", args.device),
                                  ("backend", args.backend), ("threads", args.threads)) if v is not None}
@@ -391,6 +455,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device = resolve_device(cfg.device)
     except ConfigError as e:
         raise ConfigError(f"{e} (the run's device is {cfg.device!r}; choose another with evaluate --device)") from None
+    memory.check(cfg, int(next(p for _, p in model.named_parameters()).shape[1]), device)
     model.to(device)
     # The test stream: evaluating a run with its own settings reproduces its test.json.
     gen = generator(cfg.seed, "test")
@@ -418,8 +483,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         where = family.describe(cfg)
     result = evaluate(model, cfg, sampler, cfg.test_tasks, device, progress=cfg.progress)
     result.update(method=cfg.method, base=cfg.base, task=cfg.task, selected=which, selected_step=step)
-    print(f"{where}: " + format_result(result) + f" [{which} checkpoint, step {step}]")
+    # In the result's own line, so that the number is never copied without it.
+    partial = (f" [checkpoint of step {trained} of the run's {planned}: the run has not finished, this evaluates "
+               f"its partial model]" if isinstance(trained, int) and trained < planned else "")
+    print(f"{where}: " + format_result(result) + partial + f" [{which} checkpoint, step {step}]")
     return 0
+
+
+def _planned_steps(run_dir: Path) -> int:
+    from . import records
+
+    try:
+        steps = records.read_json(run_dir / records.CONFIG).get("steps")
+    except (records.RunFolderError, FileNotFoundError):
+        return 0
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) else 0
 
 
 def cmd_params(args: argparse.Namespace) -> int:
@@ -810,27 +888,62 @@ def _with_one_line_warnings(func: Callable[[argparse.Namespace], int], args: arg
         warnings.formatwarning = before
 
 
+# Errors of the environment a path leads to (the user's to fix, never a bug), as the one line they print.
+_PATH_ERRORS = {
+    errno.EROFS: "it is on a read-only file system",
+    errno.ENAMETOOLONG: "a file name in it is too long for the file system (255 bytes)",
+    errno.ENOTDIR: "a file stands where a folder of it must be",
+    errno.EISDIR: "it is a folder where a file must be",
+    errno.ELOOP: "it goes through too many symbolic links",
+    errno.EFBIG: "the file grew beyond the file system's (or this process's) size limit",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs a command. Errors in the user's input (a :class:`cml.errors.UserError`: config, data, run folders, a
     diverged run) end with a one-line message naming the value and exit status 2, and so do a path the user may
-    not write and a full disk; anything else is a bug and keeps its traceback (a builtin ``FileNotFoundError``
-    included: a missing file the user named is a ``MissingFileError``)."""
+    not write (permissions, a read-only file system, a name too long) and a full disk; SIGINT and SIGTERM end with
+    one line saying where training stopped (:mod:`cml.interrupt`) and status 130 or 143; a closed pipe
+    (``cml params | head``) ends quietly with status 141, as a process ended by SIGPIPE; anything else is a bug
+    and keeps its traceback (a builtin ``FileNotFoundError`` included: a missing file the user named is a
+    ``MissingFileError``)."""
+    from . import interrupt
+
     args = build_parser().parse_args(argv)  # first: --help and --version need no torch import
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: train and sweep record it
     try:
-        return _with_one_line_warnings(args.func, args)
+        with interrupt.handled():
+            return _with_one_line_warnings(args.func, args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(e.message, file=sys.stderr)
+        return e.exit_code
+    except BrokenPipeError:
+        # The reader of stdout is gone (`| head`): nothing more can be shown. Point stdout at /dev/null so that
+        # the interpreter's own flush at exit does not print the same error again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 128 + signal.SIGPIPE
     except PermissionError as e:
         # An --out, --data or -o the user may not write or read: theirs to fix, not a bug.
         print(f"error: permission denied: {e.filename or e}; choose a folder you can write (--out) or fix its "
               f"permissions", file=sys.stderr)
         return 2
     except OSError as e:
-        # Records turn a full disk into a DiskFullError; this catches the other writes (the report's PDF).
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        # Records turn a full disk into a DiskFullError; this catches the other writes (the report's PDF), and the
+        # paths that cannot be written at all. Any other OSError is a bug: raised again, with its traceback.
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT) and not (e.errno in _PATH_ERRORS and e.filename):
             raise
-        print(f"error: disk full while writing {e.filename or 'a file'}; free space there and run the command "
-              f"again", file=sys.stderr)
+        print(f"error: {_os_error_line(e)}", file=sys.stderr)
         return 2
+
+
+def _os_error_line(e: OSError) -> str:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"disk full while writing {e.filename or 'a file'}; free space there and run the command again"
+    return (f"cannot write {e.filename}: {_PATH_ERRORS[e.errno]}; choose another path (--out, --name, -o or "
+            f"--logdir)")

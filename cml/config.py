@@ -235,14 +235,19 @@ class Config:
                 raise ConfigError(f"{name} must be at most {FLOAT32_MAX:.4g} (the largest float32), got "
                                   f"{getattr(self, name)!r}")
         for name in ("min_meta_lr", "sharp_rho_lower", "sharp_rho_upper", "grad_clamp"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ConfigError(f"{name} must be non-negative and finite, got {getattr(self, name)}")
         if self.test_queries is not None and self.test_queries < 1:
             raise ConfigError(f"test_queries must be a positive integer or none (then queries), got "
                               f"{self.test_queries}")
         if self.head_inner_lr is not None and not (0 <= self.head_inner_lr < float("inf")):
             raise ConfigError(f"head_inner_lr must be non-negative and finite (0 freezes the head), got "
                               f"{self.head_inner_lr}")
+        # Every step size and radius is used in float32: above the largest float32 it overflows to inf there.
+        for name in ("head_inner_lr", "min_meta_lr", "sharp_rho_lower", "sharp_rho_upper", "grad_clamp"):
+            if (getattr(self, name) or 0) > FLOAT32_MAX:
+                raise ConfigError(f"{name} must be at most {FLOAT32_MAX:.4g} (the largest float32), got "
+                                  f"{getattr(self, name)!r}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be a positive integer (or none: the process's count), got "
                               f"{self.threads}")

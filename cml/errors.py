@@ -14,12 +14,16 @@
     │   │   └── NoRunsError         none of the given paths holds a run folder
     │   ├── OutputExistsError     the path to write is taken                        (also a FileExistsError)
     │   ├── NonFiniteLossError    a loss or gradient became NaN or infinite        (also a FloatingPointError)
-    │   └── FigureInputError      a figure cannot be drawn from the runs it was given
+    │   ├── FigureInputError      a figure cannot be drawn from the runs it was given
+    │   └── WorkerDiedError       a sweep's worker process died (killed, out of memory) while training a cell
+    ├── Interrupted               SIGINT or SIGTERM stopped the command (not an error: the user asked)
     └── InternalError             not the user's to fix: a broken invariant of cml, or a failure of what it
                                   runs on                                           (also a RuntimeError)
 
-``python -m cml`` prints a :class:`UserError` as one line and exits with status 2; anything else, builtins
-included, is a bug and keeps its traceback. The Ray engine re-raises a trial's :class:`UserError` naming the
+``python -m cml`` prints a :class:`UserError` as one line and exits with status 2; an :class:`Interrupted` as
+one line saying where training stopped and how to continue, with status 128 + the signal's number (130 for
+SIGINT, 143 for SIGTERM, as a shell reports a process a signal ended); anything else, builtins included, is a bug
+and keeps its traceback. The Ray engine re-raises a trial's :class:`UserError` naming the
 cell. The report draws a "not available" page for a :class:`FigureInputError` or a :class:`MissingRecordError`
 and fails on any other exception, so that a bug in a figure is never shown as a believable message.
 
@@ -39,7 +43,7 @@ from pathlib import Path
 __all__ = [
     "CmlError", "UserError", "InternalError", "ConfigError", "DataError", "RunFolderError", "DiskFullError",
     "FolderLockedError", "MissingFileError", "MissingRecordError", "NoRunsError", "OutputExistsError",
-    "NonFiniteLossError", "FigureInputError",
+    "NonFiniteLossError", "FigureInputError", "WorkerDiedError", "Interrupted",
 ]
 
 
@@ -116,3 +120,33 @@ class NonFiniteLossError(UserError, FloatingPointError):
 class FigureInputError(UserError):
     """A figure cannot be drawn from the runs it was given: a method, task, seed or recorded value it needs is
     absent, or the runs mix settings. The message names what is missing and, where it can, how to produce it."""
+
+
+class WorkerDiedError(UserError):
+    """A sweep engine's worker process died while it trained a cell (killed by a user or the kernel's OOM killer,
+    its node lost): the cell's last checkpoint is kept, and rerunning the sweep resumes it."""
+
+
+class Interrupted(CmlError):
+    """SIGINT (Ctrl-C) or SIGTERM stopped a command; :mod:`cml.interrupt` raises it.
+
+    Attributes:
+        signum: the signal's number.
+        step: the outer step training had finished when it stopped (None: it stopped outside training).
+        steps: the steps the run was to train (None: outside training).
+        exit_code: 128 + ``signum``, what a shell reports for a process the signal ended.
+    """
+
+    def __init__(self, signum: int, step: int | None = None, steps: int | None = None) -> None:
+        self.signum, self.step, self.steps = signum, step, steps
+        self.exit_code = 128 + signum
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        if self.step is None:
+            return "interrupted before training started; rerun the same command to start again"
+        return f"interrupted at step {self.step} of {self.steps}; rerun the same command (or --resume) to continue"
+
+    def __reduce__(self):
+        return type(self), (self.signum, self.step, self.steps)

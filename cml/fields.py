@@ -266,17 +266,43 @@ def _is(tp: type, value: Any) -> bool:
     return isinstance(value, tp)
 
 
+#: The largest magnitude of an integer field: int64, what every count, size and seed fits in (torch's own
+#: sizes included); a larger one is a typo, and Python would fail to even print one of over 4,300 digits.
+INT_LIMIT = 2 ** 63 - 1
+
+
+def _huge(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT
+
+
+def _shown(value: Any) -> str:
+    # repr() of an integer of thousands of digits raises ValueError: say how long it is instead.
+    if _huge(value):
+        return f"an integer of about {int(abs(value).bit_length() * 0.30103) + 1} digits"
+    if isinstance(value, (list, tuple)) and any(_huge(v) for v in value):
+        return "a list holding an integer of more than 19 digits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def coerce(name: str, tp: Any, value: Any) -> Any:
     """A Python or JSON value checked against the field's type: the value itself, or the tuple a JSON list
-    stands for. A ``Literal`` value must also be one of its values.
+    stands for. A ``Literal`` value must also be one of its values; an integer must be at most
+    :data:`INT_LIMIT` in magnitude, and a string must hold no NUL byte (no path or name can).
 
     Raises:
         ConfigError: ``<name> must be <what it takes>, got <value>``, or the choice check's message.
     """
     try:
-        return _coerce(name, tp, value)
+        typed = _coerce(name, tp, value)
     except _Mismatch:
-        raise ConfigError(f"{name} must be {describe(tp)}, got {value!r}") from None
+        raise ConfigError(f"{name} must be {describe(tp)}, got {_shown(value)}") from None
+    for v in typed if isinstance(typed, tuple) else (typed,):
+        if _huge(v):
+            raise ConfigError(f"{name} must be an integer of at most 19 digits (below 2**63), got {_shown(v)}")
+        if isinstance(v, str) and "\0" in v:
+            raise ConfigError(f"{name} must not hold a NUL byte, got {_shown(v)}")
+    return typed
 
 
 def split_list(text: str) -> list[str]:

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 from . import records
 from .config import Config, ConfigError
-from .errors import InternalError, UserError
+from .errors import InternalError, UserError, WorkerDiedError
 
 #: What to install for ``--engine ray`` (the version this engine is tested against).
 INSTALL = "pip install 'ray[tune]>=2.60'"
@@ -99,6 +99,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
                               "log_to_driver": False, "configure_logging": False}
     if address is None and num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
+    if address is None:  # before ray.init: the watcher must see the processes Ray starts from the first
+        _start_reaper()
     try:
         ray.init(**kwargs)
     except ConnectionError as e:
@@ -127,6 +129,30 @@ def no_default_loggers() -> Iterator[None]:
             del os.environ[_NO_AUTO_LOGGERS]
         else:
             os.environ[_NO_AUTO_LOGGERS] = before
+
+
+_REAPER: list[Any] = []
+
+
+def _start_reaper() -> None:
+    """Starts :mod:`cml._reaper` for this driver (once per process, Linux only): if the driver is killed, the
+    Ray processes it started (the raylet's agents outlive it otherwise) are ended too."""
+    import subprocess
+    import sys
+
+    if _REAPER or not Path("/proc/self/stat").exists():
+        return
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    reaper = subprocess.Popen([sys.executable, "-m", "cml._reaper", str(os.getpid())], env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    # Wait until it watches (an interpreter starts slowly on a busy machine: a driver killed before then would
+    # leave everything behind). A watcher that fails to start closes the pipe, and Ray starts unwatched.
+    assert reaper.stdout is not None
+    reaper.stdout.readline()
+    reaper.stdout.close()
+    _REAPER.append(reaper)
 
 
 # Each worker process keeps the data splits it loaded: a worker trains several cells of one sweep in turn.
@@ -211,7 +237,30 @@ def run_cells(start: Config, pending: Sequence[tuple[Path, Config]], record: boo
             ray.shutdown()
 
 
+def _worker_died(error: BaseException) -> bool:
+    """Whether a trial's error says its worker process died (killed, out of memory, its node lost)."""
+    try:
+        from ray import exceptions as rex
+    except ImportError:
+        return False
+    died = tuple(getattr(rex, n) for n in ("RayActorError", "ActorDiedError", "WorkerCrashedError", "NodeDiedError",
+                                           "OutOfMemoryError", "ActorUnavailableError") if hasattr(rex, n))
+    seen = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, died):
+            return True
+        cause = getattr(cause, "cause", None) or cause.__cause__ or cause.__context__
+    return False
+
+
 def _raise_cell_error(cell: str, error: BaseException) -> None:
+    if _worker_died(error):
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise WorkerDiedError(f"cell {cell}: its Ray worker died while training it ({type(error).__name__}: {first}); "
+                              f"its last checkpoint is kept: rerun the same command to resume it (if the kernel "
+                              f"killed it for memory, lower --max-concurrent)") from None
     cause = error
     while getattr(cause, "cause", None) is not None and cause is not cause.cause:
         cause = cause.cause

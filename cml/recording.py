@@ -197,6 +197,7 @@ class Recorder:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
         self._inner: dict[str, Any] = {}
+        self._step: dict[str, Any] = {}
 
     def inner_loop(self, backend: Engine, cfg: Config, params: Params, tasks: Sequence[Task]) -> None:
         """Measures the inner loop's support-set gradients of the coming step (:func:`inner_gradient_record`);
@@ -208,7 +209,8 @@ class Recorder:
         records.append_jsonl(self.run_dir / records.DYNAMICS,
                              {"step": step, **gradient_record(mg.total, mg.meta_part), **inner})
 
-    def finish(self, backend: Engine, cfg: Config, source: "TaskSource", device: torch.device) -> dict[str, Any]:
+    def finish(self, backend: Engine, cfg: Config, source: "TaskSource", device: torch.device,
+               step: int | None = None) -> dict[str, Any]:
         """End-of-training records; returns what it wrote to ``representations.json``.
 
         Args:
@@ -216,16 +218,21 @@ class Recorder:
             cfg: the run's config.
             source: the run's task source (its test split is sampled with the ``record`` stream).
             device: where the model lives.
+            step: the outer step the model was trained to, written into every end record (``step`` of
+                ``representations.json``, a ``step`` array in ``features.npz``/``fits.npz``) so that a reader can
+                tell a record of this run's end from one an earlier, shorter run left (None: not written).
         """
+        self._step = {} if step is None else {"step": np.int64(step)}
         params: Params = dict(backend.model.named_parameters())
         per_task = per_task_test_record(backend, cfg, params, source, device)
-        records.write_json(self.run_dir / records.TEST_TASKS, per_task)
+        records.write_json(self.run_dir / records.TEST_TASKS, {**per_task, **({} if step is None else {"step": step})})
         gen = generator(cfg.seed, "record")
         sampler = source.sampler("test", gen)
         tasks = [sampler.sample().to(device) for _ in range(cfg.record_tasks)]
         reps = [representations(backend, cfg, params, t.support, t.query[0]) for t in tasks]
         layers = list(reps[0][0])
-        result: dict[str, Any] = {"tasks": len(tasks), "layers": layers, "cka": {}, "cka_debiased": {}}
+        result: dict[str, Any] = {"tasks": len(tasks), "layers": layers, "cka": {}, "cka_debiased": {},
+                                  **({} if step is None else {"step": step})}
         for layer in layers:
             for key, debiased in (("cka", False), ("cka_debiased", True)):
                 values = [_cka_or_nan(before[layer], after[layer], debiased) for before, after in reps]
@@ -254,7 +261,7 @@ class Recorder:
         labels = task.query[1].cpu().numpy()
         eb, ea = tsne_embed(fb, fa, seed=cfg.seed)
         records.atomic_savez(self.run_dir / records.FEATURES, before=fb, after=fa, labels=labels,
-                             embed_before=eb, embed_after=ea)
+                             embed_before=eb, embed_after=ea, **self._step)
         result["tsne_task"] = {
             "silhouette_before": silhouette(fb, labels), "silhouette_after": silhouette(fa, labels),
             "points": int(len(labels)),
@@ -285,7 +292,8 @@ class Recorder:
             if after_co is not None:
                 out["after_dagger"].append(after_co.squeeze(1).cpu().numpy())
         arrays = {k: np.stack(v) for k, v in out.items() if v}
-        records.atomic_savez(self.run_dir / records.FITS, x=grid.squeeze(1).cpu().numpy(), shots=cfg.shots, **arrays)
+        records.atomic_savez(self.run_dir / records.FITS, x=grid.squeeze(1).cpu().numpy(), shots=cfg.shots, **arrays,
+                             **self._step)
 
 
 def _cka_or_nan(x: Tensor, y: Tensor, debiased: bool) -> float:

@@ -142,8 +142,9 @@ def run_sweep(out: Path, base: Config, methods: Sequence[str], seeds: Sequence[i
     out = Path(out)
     bases = list(bases or [base.base])
     grid = {k: list(v) for k, v in (grid or {}).items()}
-    # Every cell's config is valid before anything is written or trained.
+    # Every cell's config is valid, and fits in memory, before anything is written or trained.
     cells = sweep_cells(base, bases, methods, seeds, grid, preset_name)
+    _check_memory(cells)
     spec = _spec(base, bases, methods, seeds, grid, preset_name)
     with records.FolderLock(out):  # one sweep process per folder
         out.mkdir(parents=True, exist_ok=True)
@@ -250,6 +251,23 @@ def sweep_cells(start: Config, bases: Sequence[str], methods: Sequence[str], see
     return cells
 
 
+def _check_memory(cells: Sequence[tuple[str, Config]]) -> None:
+    """Each distinct cell config's memory estimate (:func:`cml.memory.check`), naming the cell that cannot fit."""
+    from . import memory
+    from .trainer import resolve_device
+
+    seen: set[str] = set()
+    for name, cfg in cells:
+        key = repr({k: v for k, v in cfg.to_dict().items() if k != "seed"})
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            memory.check(cfg, cfg.task_entry.channels, resolve_device(cfg.device))
+        except ConfigError as e:
+            raise ConfigError(f"cell {name}: {e}") from None
+
+
 def _read_spec(spec_path: Path, restart: bool) -> dict[str, Any] | None:
     """The sweep.json already in a sweep folder (None if there is none, or it was damaged and moved aside)."""
     if not spec_path.exists():
@@ -290,10 +308,14 @@ def _write_spec(out: Path, spec: dict[str, Any], restart: bool, write: bool = Tr
     if old is not None:
         # As the file holds it (a tuple field's value is a JSON list there), so that only a real change differs.
         base = json.loads(json.dumps(spec["base"]))
-        changed = {k: v for k, v in old["base"].items() if base.get(k) != v and k not in ("steps", "progress")}
+        # Every setting but the progress bar: cells trained with other settings (another --steps included) would
+        # be pooled with these as seeds of one cell, and a cell's resume refuses any other change anyway.
+        changed = {k: v for k, v in old["base"].items() if base.get(k) != v and k != "progress"}
         if changed:
-            raise ConfigError(f"{out} holds a sweep with other settings ({', '.join(sorted(changed))}); "
-                              f"use another --out")
+            listed = ", ".join(f"{k} {base.get(k)!r} (sweep.json: {v!r})" for k, v in sorted(changed.items())[:4])
+            raise ConfigError(f"{out} holds a sweep with other settings: this command asks for {listed}; its cells "
+                              f"would not be comparable with the sweep's: give the sweep's settings to add seeds, "
+                              f"methods or grid values, or use another --out")
         old_grid, grid = records.spec_grid(old), records.spec_grid(spec)
         if list(old_grid) != list(grid):
             raise ConfigError(f"{out} holds a sweep over --grid fields {', '.join(old_grid) or '(none)'}, not "
@@ -355,30 +377,73 @@ def aggregate(out: Path) -> dict[str, Any]:
     Keys are cell names (:func:`cml.records.cell_name`: the variant, then the grid values); with a grid, each
     entry also holds ``grid``, the cell's values of the gridded fields. The interval follows the reporting
     policy (:func:`analysis.stats.seed_ci95`): null with fewer than 3 seeds.
+
+    Only runs that are what the sweep says they are are pooled: each cell's ``config.json`` must be the config
+    ``sweep.json`` gives that cell (:func:`sweep_cells`; the result-neutral fields of
+    :data:`cml.records.RESULT_NEUTRAL` aside) and its ``test.json`` of that config's last step. Any other run (a
+    cell trained further by hand, a copied folder, a record of another step) is left out of the mean and listed
+    in the entry's ``dropped``, with what differs; the entry has no ``dropped`` when nothing was.
     """
     from analysis.stats import seed_ci95
 
-    spec = records.read_json(Path(out) / records.SWEEP)
+    out = Path(out)
+    spec = records.read_json(out / records.SWEEP)
+    try:
+        start = Config.from_dict(spec["base"], source=f"the base config of {out / records.SWEEP}")
+    except ConfigError as e:
+        raise records.damaged(out / records.SWEEP, f"holds an invalid base config ({e})") from None
+    expected = dict(sweep_cells(start, spec.get("bases", [LEGACY_BASE]), spec["methods"], spec["seeds"],
+                                records.spec_grid(spec), spec.get("preset")))
     result: dict[str, Any] = {}
     variants = [variant_key(b, m) for b in spec.get("bases", [LEGACY_BASE]) for m in spec["methods"]]
     for variant in dict.fromkeys(variants):
         for point in records.grid_points(records.spec_grid(spec)):
-            tests = [records.read_json(p) for seed in spec["seeds"]
-                     if (p := Path(out) / records.run_folder_name(variant, seed, grid=point) / records.TEST).exists()]
-            if not tests:
+            tests, dropped = [], []
+            for seed in spec["seeds"]:
+                name = records.run_folder_name(variant, seed, grid=point)
+                if not (out / name / records.TEST).exists():
+                    continue
+                test = records.read_json(out / name / records.TEST)
+                why = _not_the_cell(out / name, expected[name], test)
+                if why:
+                    dropped.append({"run": name, "why": why})
+                else:
+                    tests.append(test)
+            if not tests and not dropped:
                 continue
-            entry: dict[str, Any] = {"seeds": len(tests), "params": tests[0]["params"],
-                                     "base": tests[0].get("base", LEGACY_BASE), "method": tests[0]["method"]}
+            cfg = expected[records.run_folder_name(variant, spec["seeds"][0], grid=point)]
+            entry: dict[str, Any] = {"seeds": len(tests), "params": tests[0]["params"] if tests else None,
+                                     "base": cfg.base, "method": cfg.method}
             if point:
                 entry["grid"] = point
             for metric in TEST_METRICS:
-                values = [t[metric] for t in tests if metric in t]
+                values = [t[metric] for t in tests if t.get(metric) is not None]
                 if values:
                     mean, ci = seed_ci95(values)
                     entry[metric] = {"mean": mean, "ci95": ci, "values": values}
+            if dropped:
+                entry["dropped"] = dropped
             result[records.cell_name(variant, point)] = entry
-    records.write_json(Path(out) / records.AGGREGATE, result)
+    records.write_json(out / records.AGGREGATE, result)
     return result
+
+
+def _not_the_cell(run_dir: Path, cfg: Config, test: dict[str, Any]) -> str | None:
+    """Why a cell's run is not the cell ``sweep.json`` defines (None when it is): its config differs in a field
+    that changes results, or its test.json is of another step than its config's last."""
+    try:
+        saved = Config.from_dict(records.read_json(run_dir / records.CONFIG)).to_dict()
+    except FileNotFoundError:
+        return f"it has no {records.CONFIG}"
+    except ConfigError as e:
+        return f"its {records.CONFIG} is not a valid config ({e})"
+    diff = records.config_differences(saved, cfg.to_dict(), ignore=())
+    if diff:
+        return "its config differs from the sweep's: " + ", ".join(
+            f"{k} {a!r} (the sweep's {b!r})" for k, (a, b) in list(diff.items())[:4])
+    if test["step"] != saved["steps"]:
+        return f"its {records.TEST} is of step {test['step']}, not of its last step {saved['steps']}"
+    return None
 
 
 def summary(result: dict[str, Any], path: Path) -> str:
@@ -399,6 +464,9 @@ def summary(result: dict[str, Any], path: Path) -> str:
             ci_text = f"{scale * ci:{fmt}}" if ci is not None and math.isfinite(ci) else "n/a"
             cells.append(f"{f'{scale * mean:{fmt}} ± {ci_text}':>17s}")
         lines.append(f"{name:{width}s} {entry['seeds']:5d}  " + "  ".join(cells))
+    for name, entry in result.items():
+        for d in entry.get("dropped", []):  # never pooled, and never silently: say which run and why
+            lines.append(f"not pooled into {name}: {d['run']}: {d['why']}")
     if not result:
         lines.append("(no finished cell)")
     note = ("acc in %; " if "acc" in metrics else "") + "± is the 95% CI across seeds (n/a with fewer than 3)"

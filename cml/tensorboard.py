@@ -29,7 +29,6 @@ duplicate points. The record files' names are :mod:`cml.records`' constants.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,8 +41,8 @@ from .errors import MissingFileError
 __all__ = ["TENSORBOARD_DIR", "RECORDS", "NOT_SERIES", "scalars", "require_tensorboard", "hparams_summary",
            "export_run", "LiveExport"]
 
-#: The folder of a run's event files, inside the run folder.
-TENSORBOARD_DIR = "tensorboard"
+#: The folder of a run's event files, inside the run folder (named once, in cml.records).
+TENSORBOARD_DIR = records.TENSORBOARD_DIR
 #: Record files exported, with their tag prefix; JSON lines give one point per line (at its ``step``), JSON
 #: files one point at the run's last step.
 RECORDS: tuple[tuple[str, str], ...] = (
@@ -72,17 +71,24 @@ def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, float]]:
 
 
 def _last_step(run_dir: Path) -> int | None:
-    for name in (records.TEST, records.METRICS):
-        path = run_dir / name
-        if path.is_file() and path.stat().st_size:
-            lines = (records.read_jsonl(path, drop_partial_last=True) if name in records.STEP_RECORDS
-                     else [records.read_json(path)])
-            if lines:
-                return max(int(r["step"]) for r in lines)
-    try:
-        return int(json.loads((run_dir / records.CONFIG).read_text())["steps"])
-    except (FileNotFoundError, KeyError, ValueError):
-        return None
+    # The step of the end-of-run records: test.json's own (checked against config.json's steps), else the last
+    # logged step, else the steps the config asks for.
+    test = run_dir / records.TEST
+    if test.is_file():
+        step = records.read_json(test)["step"]
+        config = records.read_json(run_dir / records.CONFIG)
+        if isinstance(config.get("steps"), int) and step != config["steps"]:
+            raise records.damaged(test, f"is of step {step}, but {records.CONFIG} says the run trains "
+                                        f"{config['steps']} steps: it is the result of an earlier, shorter run",
+                                  "rerun the run's train command with --resume to finish it (that writes it again)")
+        return step
+    metrics = run_dir / records.METRICS
+    if metrics.is_file() and metrics.stat().st_size:
+        lines = records.read_jsonl(metrics, drop_partial_last=True)
+        if lines:
+            return max(r["step"] for r in lines)
+    steps = records.read_json(run_dir / records.CONFIG).get("steps")
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) else None
 
 
 def scalars(run_dir: str | Path) -> dict[str, dict[int, float]]:
@@ -158,8 +164,12 @@ def _writer(logdir: Path):
     require_tensorboard()
     from torch.utils.tensorboard import SummaryWriter
 
+    # Never through a link: a tensorboard/ that links to another log folder would have that folder's events
+    # deleted below. The folder itself and every event file in it are checked.
+    records.refuse_link(logdir, folder_ok=True)
     records.make_folder(logdir, "--logdir")
     for old in logdir.glob(_EVENTS):
+        records.refuse_link(old)
         old.unlink()
     return SummaryWriter(log_dir=str(logdir))
 

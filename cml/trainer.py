@@ -8,6 +8,7 @@ The trainer writes records into a run folder (see :mod:`cml.records`); figures r
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from pathlib import Path
@@ -16,12 +17,12 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import Tensor
 
-from . import records
+from . import interrupt, memory, records
 from .config import Config, ConfigError, differing_fields
 from .data.base import Task
 from .bases import get_base
 from .engines import make_backend, resolve_backend
-from .errors import MissingFileError, OutputExistsError
+from .errors import Interrupted, MissingFileError, OutputExistsError
 from .meta import EvalResult, MetaGradient, NonFiniteLossError, evaluate_tasks, outer_gradient
 from .models import MetaModel, build_model, init_parameters, parameter_counts
 from .roles import role_of
@@ -34,6 +35,10 @@ CHECKPOINT_KEYS = ("model", "optimizer", "train_gen", "noise_gen", "step", "elap
 BEST_KEYS = ("model", "step", "value", "metric", "config")
 #: ``select`` values: the last checkpoint, or the one with the best validation metric.
 LAST, BEST_VAL = "last", "best-val"
+# Since the second fault matrix a checkpoint also holds "record_steps": the step of the last line of each
+# JSON-lines record when it was written, so that resume can tell a line cut short after the checkpoint (dropped,
+# and written again) from a line it needs that was lost (refused: it cannot be written again without training).
+RECORD_STEPS = "record_steps"
 
 
 class Sampler(Protocol):
@@ -170,10 +175,14 @@ class Trainer:
             cfg = cfg.replace(backend=resolve_backend(cfg.backend, self.device))
         if resume:
             cfg = self._check_resume(cfg)
-        elif (self.run_dir / CHECKPOINT).exists():
+        elif os.path.lexists(self.run_dir / CHECKPOINT):
             raise OutputExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it, --restart "
                                     f"to move it aside and train afresh, or choose another --out/--name")
+        else:
+            check_run_folder(self.run_dir)
         cfg = use_threads(cfg)  # before anything is computed: sums depend on it
+        # Before the data loads and the model is built: a config that cannot fit is one line, not an OOM kill.
+        memory.check(cfg, cfg.task_entry.channels, self.device)
         self.cfg = cfg
         self.tasks = TaskSource(cfg, splits, self.device)
         self.model = build_model(cfg, self.tasks.in_channels)
@@ -198,6 +207,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self._load_checkpoint()
+            self._remove_stale_end_records()
             cfg.save(self.run_dir / records.CONFIG)  # the new step count, once the checkpoint has loaded
         else:
             for name in records.STEP_RECORDS:
@@ -232,6 +242,7 @@ class Trainer:
             "window": self.window,
             "config": self.cfg.to_dict(),
             **({"best": self.best} if self.best is not None else {}),
+            RECORD_STEPS: {name: records.last_step(self.run_dir / name) for name in records.STEP_RECORDS},
         }, self.run_dir / CHECKPOINT)
         self._write_best()
 
@@ -276,12 +287,19 @@ class Trainer:
             raise ConfigError(f"--steps {self.cfg.steps} is fewer than the {step} steps {self.run_dir} has "
                               f"trained; a run cannot be shortened: resume with --steps {step} or more")
         _load_weights(self.model, state["model"], path, self.cfg)
+        window = state.get("window", [])
+        if not (isinstance(window, list) and all(
+                isinstance(w, dict) and all(isinstance(k, str) and (v is None or _finite_number(v))
+                                            for k, v in w.items()) for w in window)
+                and len({frozenset(w) for w in window}) <= 1):
+            raise records.damaged(path, "its window (the steps since the last log line) is not a list of records of "
+                                        "the same numbers, one per step")
         try:
             self.optimizer.load_state_dict(_saved_optimizer(self.cfg, self.model, state["optimizer"]))
             self.train_gen.set_state(state["train_gen"])
             self.noise_gen.set_state(state["noise_gen"])
             self.elapsed = float(state["elapsed"])
-            self.window = [dict(w) for w in state.get("window", [])]
+            self.window = [dict(w) for w in window]
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise records.damaged(path, f"its optimizer or generator state does not fit this run "
                                         f"({type(e).__name__})") from None
@@ -292,13 +310,50 @@ class Trainer:
                 self._write_best()  # a best.pt written after this checkpoint belongs to steps trained again
             else:  # no validation before this checkpoint: any best.pt belongs to steps trained again
                 (self.run_dir / BEST_CHECKPOINT).unlink(missing_ok=True)
-        # Lines written after the checkpoint belong to steps that will be trained again; a line cut short
-        # by a crash is dropped with them.
+        written = state.get(RECORD_STEPS)
+        if written is not None and not (isinstance(written, dict) and all(
+                v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in written.values())):
+            raise records.damaged(path, f"its {RECORD_STEPS} is not the last step of each record")
+        # Lines written after the checkpoint belong to steps that will be trained again; a line cut short by a
+        # crash is dropped with them. A line the checkpoint was written after is needed: if it is gone (its last
+        # line damaged, the file deleted), training again is the only way to write it.
         for name in records.STEP_RECORDS:
-            path = self.run_dir / name
-            if path.exists():
-                kept = [r for r in records.read_jsonl(path, drop_partial_last=True) if r["step"] <= self.step]
-                records.truncate_jsonl(path, kept)
+            record = self.run_dir / name
+            kept = None
+            if os.path.lexists(record):
+                kept = [r for r in records.read_jsonl(record, drop_partial_last=True) if r["step"] <= self.step]
+            needed = (written or {}).get(name)
+            if needed is not None and (not kept or kept[-1]["step"] < min(needed, self.step)):
+                found = ("does not exist" if kept is None else
+                         f"ends at step {kept[-1]['step']}" if kept else "holds no whole line")
+                raise records.damaged(record, f"{found}, but the checkpoint of step {self.step} was written after "
+                                              f"its line of step {needed}; the lost lines (a damaged last line, or a "
+                                              f"deleted file) cannot be written again without training again",
+                                      records._RESTART)
+            if kept is not None:
+                records.truncate_jsonl(record, kept)
+
+    def _remove_stale_end_records(self) -> None:
+        """Removes the end-of-run records (test, representations, features or fits) of another step than the one
+        this run ends at: a run extended with ``--resume --steps N`` must not show its earlier end as its result
+        while it trains (they are written again when it ends)."""
+        present = [self.run_dir / n for n in records.END_RECORDS if os.path.lexists(self.run_dir / n)]
+        for path in present:
+            records.refuse_link(path)  # a link or a folder in a record's place is the user's to move, not ours
+        test = self.run_dir / records.TEST
+        try:
+            test_step = records.read_json(test).get("step") if test in present else None
+        except records.RunFolderError:
+            test_step = -1  # damaged: stale, and written again at the end
+        for path in present:
+            try:
+                step = record_step(path)
+            except records.RunFolderError:
+                step = -1
+            if step is None:
+                step = test_step  # an older record without its step: it was written with test.json
+            if step is not None and step != self.cfg.steps:
+                path.unlink()
 
     # -- training ------------------------------------------------------------------------------------
 
@@ -365,27 +420,18 @@ class Trainer:
         # Named by the run folder: its task, cell, grid values and seed (two seeds of a sweep are two names).
         bar = tqdm(total=cfg.steps, initial=self.step, desc=self.run_dir.name, disable=not cfg.progress)
         start = time.perf_counter() - self.elapsed
-        while self.step < cfg.steps:
-            record = cfg.record_interval > 0 and (self.step + 1) % cfg.record_interval == 0
-            self.window.append(self.outer_step(record))
-            self.step += 1
-            self.elapsed = time.perf_counter() - start
-            bar.update(1)
-            if self.step % cfg.log_interval == 0 or self.step == cfg.steps:
-                line = _mean_metrics(self.window)
-                records.append_jsonl(self.run_dir / records.METRICS, {"step": self.step, "time": self.elapsed, **line})
-                bar.set_postfix({k: f"{v:.3g}" for k, v in line.items() if v is not None})
-                self.window = []
-            validated = bool(cfg.val_interval) and self.step % cfg.val_interval == 0
-            if validated:
-                line = self.validate()
-                self._consider_best(line)  # written with the next checkpoint (this step's, at the last step)
-                records.append_jsonl(self.run_dir / records.VAL, {"step": self.step, **line})
-            if validated or not self.window:  # the window empties when a metrics line is written
-                for hook in self.log_hooks:
-                    hook(self)
-            if (cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0) or self.step == cfg.steps:
-                self.save_checkpoint()
+        interrupt.progress(self.step, cfg.steps)
+        with interrupt.deferred():  # SIGINT/SIGTERM: this step's records and a checkpoint, then stop
+            while self.step < cfg.steps:
+                self._train_step(start, bar)
+                interrupt.progress(self.step, cfg.steps)
+                signum = interrupt.pending()
+                if signum is not None:
+                    bar.close()
+                    if not (cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0) and \
+                            self.step != cfg.steps:
+                        self.save_checkpoint()
+                    raise Interrupted(signum, self.step, cfg.steps)
         bar.close()
         val_path = self.run_dir / records.VAL
         done = val_path.exists() and any(r["step"] == self.step for r in records.read_jsonl(val_path))
@@ -397,6 +443,30 @@ class Trainer:
             for hook in self.log_hooks:
                 hook(self)
         return self.test()
+
+    def _train_step(self, start: float, bar: Any) -> None:
+        """One outer step and the records of its step (metrics, validation, checkpoint)."""
+        cfg = self.cfg
+        record = cfg.record_interval > 0 and (self.step + 1) % cfg.record_interval == 0
+        self.window.append(self.outer_step(record))
+        self.step += 1
+        self.elapsed = time.perf_counter() - start
+        bar.update(1)
+        if self.step % cfg.log_interval == 0 or self.step == cfg.steps:
+            line = _mean_metrics(self.window)
+            records.append_jsonl(self.run_dir / records.METRICS, {"step": self.step, "time": self.elapsed, **line})
+            bar.set_postfix({k: f"{v:.3g}" for k, v in line.items() if v is not None})
+            self.window = []
+        validated = bool(cfg.val_interval) and self.step % cfg.val_interval == 0
+        if validated:
+            line = self.validate()
+            self._consider_best(line)  # written with the next checkpoint (this step's, at the last step)
+            records.append_jsonl(self.run_dir / records.VAL, {"step": self.step, **line})
+        if validated or not self.window:  # the window empties when a metrics line is written
+            for hook in self.log_hooks:
+                hook(self)
+        if (cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0) or self.step == cfg.steps:
+            self.save_checkpoint()
 
     def test(self) -> dict[str, Any]:
         """The final test of the selected checkpoint (``select``: the last, or the best validation's) into
@@ -424,8 +494,52 @@ class Trainer:
         """The recorder's end-of-training records (t-SNE, CKA, fits), if a recorder is attached; returns what
         it wrote to ``representations.json``."""
         if self.recorder is not None and hasattr(self.recorder, "finish"):
-            return self.recorder.finish(self.backend, self.cfg, self.tasks, self.device)
+            return self.recorder.finish(self.backend, self.cfg, self.tasks, self.device, step=self.step)
         return None
+
+
+def _finite_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_run_folder(run_dir: Path) -> None:
+    """Refuses to start a run in a folder that is not a cml run folder: one holding files cml does not write there,
+    one of its names as a symbolic link, or a ``config.json`` that is not a cml config. A fresh run replaces the
+    records of its folder, so it would overwrite or delete the user's own files.
+
+    Raises:
+        OutputExistsError: naming the folder and what in it is foreign.
+    """
+    run_dir = Path(run_dir)
+    foreign = records.foreign_entries(run_dir)
+    if foreign:
+        listed = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
+        raise OutputExistsError(f"{run_dir} is not a cml run folder (it holds {listed}); a new run would overwrite "
+                                f"or delete files there: choose another --out/--name, or empty the folder")
+    config = run_dir / records.CONFIG
+    if os.path.lexists(config):
+        from .fields import check_keys
+
+        try:
+            check_keys(Config, records.read_json(config), str(config))
+        except (records.RunFolderError, ConfigError) as e:
+            raise OutputExistsError(f"{run_dir} is not a cml run folder: its {records.CONFIG} is not a config "
+                                    f"written by cml ({e}); a new run would overwrite it: choose another "
+                                    f"--out/--name") from None
+
+
+def record_step(path: Path) -> int | None:
+    """The step an end-of-run record belongs to (``test.json``'s and ``representations.json``'s ``step``, an
+    ``.npz`` record's ``step`` array); None for a record written before records carried it.
+
+    Raises:
+        RunFolderError: if the record is damaged.
+    """
+    path = Path(path)
+    if path.suffix == ".npz":
+        arrays = records.load_npz(path)
+        return int(arrays["step"]) if "step" in arrays else None
+    return records.read_json(path).get("step")
 
 
 def _mean_metrics(window: list[dict[str, float | None]]) -> dict[str, float | None]:
@@ -445,10 +559,13 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
         RunFolderError: if it is truncated, foreign, or lacks a key (naming the file and the fix).
     """
     path = Path(run_dir) / CHECKPOINT
-    if not path.exists():
+    if not os.path.lexists(path):
         raise MissingFileError(f"no checkpoint at {path}; is {run_dir} a run folder that finished a step?")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with records.open_record(path) as f:  # never through a link
+            state = torch.load(f, map_location="cpu", weights_only=True)
+    except records.RunFolderError:
+        raise
     except Exception as e:  # a truncated or foreign file: say which, and what to do
         raise records.damaged(path, f"cannot read checkpoint ({type(e).__name__}); it is damaged or not "
                                     f"written by cml") from None
@@ -481,6 +598,13 @@ def _load_weights(model: MetaModel, weights: Any, path: Path, cfg: Config) -> No
                  for label, keys in (("missing", missing), ("unexpected", extra), ("other shapes of", shapes)) if keys]
         raise records.damaged(path, f"its weights do not fit this run's model ({'; '.join(parts)}); they were "
                                     f"written by another method or architecture")
+    # Training stops before a checkpoint can hold a non-finite weight: one here is damage, and evaluating or
+    # resuming from it would only report a diverged adaptation.
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise records.damaged(path, f"holds non-finite weights (NaN or infinite values in {', '.join(bad[:3])}"
+                                    f"{' ...' if len(bad) > 3 else ''}), which cml never saves; it is damaged or was "
+                                    f"not written by cml")
     model.load_state_dict(weights)
 
 
@@ -518,15 +642,20 @@ def _in_channels(weights: Any, path: Path) -> int:
 def load_model(run_dir: Path, in_channels: int | None = None, select: str = LAST) -> tuple[MetaModel, Config]:
     """The trained model and config of a run folder: its last checkpoint, or with ``select`` best-val the weights
     of its best validation (``best.pt``, :func:`load_best`)."""
-    path = Path(run_dir) / CHECKPOINT
-    state = load_checkpoint(run_dir)
+    model, cfg = model_from_checkpoint(load_checkpoint(run_dir), Path(run_dir) / CHECKPOINT, in_channels)
+    if select == BEST_VAL:
+        load_best(run_dir, model, cfg)
+    return model, cfg
+
+
+def model_from_checkpoint(state: dict[str, Any], path: Path, in_channels: int | None = None
+                          ) -> tuple[MetaModel, Config]:
+    """The model and config of a loaded checkpoint (:func:`load_checkpoint`) read from ``path``."""
     cfg = _checkpoint_config(state, path)
     if in_channels is None:
         in_channels = _in_channels(state["model"], path)
     model = build_model(cfg, in_channels)
     _load_weights(model, state["model"], path, cfg)
-    if select == BEST_VAL:
-        load_best(run_dir, model, cfg)
     return model, cfg
 
 

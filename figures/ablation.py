@@ -72,6 +72,21 @@ def _summary(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "ci95": ci if math.isfinite(ci) else None, "values": list(values)}
 
 
+def _other_fields(runs: Sequence[Run]) -> list[str]:
+    """The config fields other than γ, the co-learner, the seed, the cell and the result-neutral fields whose values
+    differ among ``runs``: another --grid axis (``inner_lr``), or runs of two sweeps. Each of their combinations
+    is a line of its own: pooling them would count one configuration's seeds as another's."""
+    from cml import records
+
+    skip = {GRID_FIELD, "co_learner", "seed", "base", "method", *records.RESULT_NEUTRAL}
+    keys = dict.fromkeys(k for r in runs for k in r.config if k not in skip)
+    return [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1]
+
+
+def _rest_text(rest: Sequence[tuple[str, Any]]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in rest)
+
+
 def cells(runs: Sequence[Run]) -> dict[str, Any]:
     """The numbers the ablation figure draws.
 
@@ -79,10 +94,15 @@ def cells(runs: Sequence[Run]) -> dict[str, Any]:
         runs: runs of one setting, among them a γ grid of a co-learner method (CML).
 
     Returns:
-        ``{"lines": {(base, co_learner): {gamma: {"test": s, "dagger": s}}}, "reference": {"test": s, "source": str},
-        "seeds": int, "runs": [Run]}``, each ``s`` a ``{"mean", "ci95", "values"}`` summary across seeds (``ci95``
-        None with fewer than :data:`MIN_SEEDS_FOR_CI` seeds); a point whose setting the paper reports also holds
-        ``paper_test`` and ``paper_dagger``: the paper's value (Tables 5, 7, 8) and the run's difference.
+        ``{"lines": {(base, co_learner, *rest): {gamma: {"test": s, "dagger": s}}}, "reference": {"test": s,
+        "source": str}, "references": {rest: reference}, "seeds": int, "other_fields": [field, ...]}``, each ``s``
+        a ``{"mean", "ci95", "values"}`` summary across seeds (``ci95`` None with fewer than
+        :data:`MIN_SEEDS_FOR_CI` seeds). ``rest`` is the tuple of ``(field, value)`` of the other fields whose
+        values differ among the runs (another --grid axis: ``(("inner_lr", 0.01),)``), empty when there are none:
+        every line is then keyed ``(base, co_learner)``, and ``reference`` is the one reference line (None where
+        there is none, or one per ``rest``); ``runs``: the gridded runs. A point whose setting the paper reports
+        also holds ``paper_test`` and ``paper_dagger``: the paper's value (Tables 5, 7, 8) and the run's
+        difference.
 
     Raises:
         FigureInputError: if no run has a γ grid, or no co-learner run of the grid has finished.
@@ -92,51 +112,81 @@ def cells(runs: Sequence[Run]) -> dict[str, Any]:
     if not gridded:
         raise FigureInputError("the ablation needs a sweep with --grid gamma=... of a co-learner method "
                                "(--methods cml) whose cells have finished")
-    per: dict[tuple[str, str], dict[float, dict[str, list[float]]]] = {}
-    first: dict[tuple[str, str, float], Run] = {}  # a run of each point: the setting the paper is matched at
+    alone_runs = [r for r in runs if adds_nothing(r.cell.spec) and r.has("test.json")]
+    others = _other_fields(gridded)
+
+    def rest_of(r: Run) -> tuple[tuple[str, Any], ...]:
+        return tuple((k, r.config.get(k)) for k in others)
+
+    per: dict[tuple, dict[float, dict[str, list[float]]]] = {}
+    seen: dict[tuple, set[int]] = {}
+    first: dict[tuple, Run] = {}  # a run of each point: the setting the paper is matched at
 
     def order(r: Run) -> tuple:
-        return (r.base, _co_order(str(r.config["co_learner"])), float(r.config["gamma"]), r.seed)
+        return (r.base, _co_order(str(r.config["co_learner"])), repr(rest_of(r)), float(r.config["gamma"]), r.seed)
 
     for run in sorted(gridded, key=order):
-        first.setdefault((run.base, str(run.config["co_learner"]), float(run.config["gamma"])), run)
-        point = per.setdefault((run.base, str(run.config["co_learner"])), {}).setdefault(
-            float(run.config["gamma"]), {"test": [], "dagger": []})
-        for key, dagger in (("test", False), ("dagger", True)):
+        key = (run.base, str(run.config["co_learner"]), *rest_of(run))
+        gamma = float(run.config["gamma"])
+        if run.seed in seen.setdefault((*key, gamma), set()):  # the same seed twice (two folders): count it once
+            continue
+        seen[(*key, gamma)].add(run.seed)
+        first.setdefault((*key, gamma), run)
+        point = per.setdefault(key, {}).setdefault(gamma, {"test": [], "dagger": []})
+        for name, dagger in (("test", False), ("dagger", True)):
             value = _metric(run, dagger)
             if value is not None:
-                point[key].append(value)
+                point[name].append(value)
     lines = {k: {g: {key: _summary(v) for key, v in p.items() if v} for g, p in sorted(pts.items())}
              for k, pts in per.items()}
     # The paper's values of Tables 5, 7 and 8 (γ, the co-learner's structure) at each point's setting.
-    for (base, co), pts in lines.items():
+    for key, pts in lines.items():
         for g, p in pts.items():
-            run = first[(base, co, g)]
-            for key, suffix in (("test", ""), ("dagger", "_dagger")):
+            run = first[(*key, g)]
+            for name, suffix in (("test", ""), ("dagger", "_dagger")):
                 found = paper_values.values_for(run, run.family.metric + suffix, PAPER_TABLES)
-                if found and key in p:
-                    p[f"paper_{key}"] = paper_values.cell_text(found, p[key]["mean"] / 100.0, " ")
-    alone = [r for r in runs if adds_nothing(r.cell.spec) and r.has("test.json")]
-    source = "the base learner's runs"
-    if not alone:
-        # The γ = 0 cells are the base learner exactly; one co-learner's, so that no seed counts twice.
-        zero = [r for r in gridded if float(r.config["gamma"]) == 0.0]
-        first = min((str(r.config["co_learner"]) for r in zero), default=None, key=_co_order)
-        alone = [r for r in zero if str(r.config["co_learner"]) == first]
-        source = f"the γ = 0 cells ({first} co-learner), which are the base learner exactly"
-    by_seed = {r.seed: v for r in alone if (v := _metric(r, False)) is not None}  # one value per seed
-    reference = {**_summary(list(by_seed.values())), "source": source} if by_seed else None
+                if found and name in p:
+                    p[f"paper_{name}"] = paper_values.cell_text(found, p[name]["mean"] / 100.0, " ")
+    references = {}
+    for rest in dict.fromkeys(rest_of(r) for r in gridded):
+        alone = [r for r in alone_runs if rest_of(r) == rest]
+        source = "the base learner's runs"
+        if not alone:
+            # The γ = 0 cells are the base learner exactly; one co-learner's, so that no seed counts twice.
+            zero = [r for r in gridded if float(r.config["gamma"]) == 0.0 and rest_of(r) == rest]
+            first = min((str(r.config["co_learner"]) for r in zero), default=None, key=_co_order)
+            alone = [r for r in zero if str(r.config["co_learner"]) == first]
+            source = f"the γ = 0 cells ({first} co-learner), which are the base learner exactly"
+        by_seed: dict[int, float] = {}
+        for r in alone:
+            v = _metric(r, False)
+            if v is not None:
+                by_seed.setdefault(r.seed, v)  # one value per seed
+        references[rest] = {**_summary(list(by_seed.values())), "source": source} if by_seed else None
     seeds = len({r.seed for r in gridded})
-    return {"lines": lines, "reference": reference, "seeds": seeds, "runs": gridded}
+    return {"lines": lines, "reference": references.get(()) if not others else None, "references": references,
+            "seeds": seeds, "other_fields": others, "runs": gridded}
+
+
+def _line_name(key: tuple, base_labels: dict[str, str], suffix: str = " co-learner") -> str:
+    base, co, *rest = key
+    extra = [base_labels[base]] if len(base_labels) > 1 else []
+    extra += [_rest_text(rest)] if rest else []
+    return f"{co}{suffix}" + (f" ({'; '.join(extra)})" if extra else "")
 
 
 def _draw_panel(ax, numbers: dict[str, Any], key: str, ylabel: str, base_labels: dict[str, str]) -> None:
-    for (base, co), points in numbers["lines"].items():
+    rests = list(dict.fromkeys(tuple(k[2:]) for k in numbers["lines"]))
+    for line_key, points in numbers["lines"].items():
+        co = line_key[1]
         gammas = [g for g, p in points.items() if key in p]
         if not gammas:
             continue
         kw = dict(CO_LEARNER_STYLES.get(co, dict(color="0.5", linestyle=":", marker="^")))
-        name = f"{co} co-learner" + (f" ({base_labels[base]})" if len(base_labels) > 1 else "")
+        if len(rests) > 1:  # one look per co-learner; the other fields' combinations by marker and line style
+            i = rests.index(tuple(line_key[2:]))
+            kw.update(marker="osD^vP*X"[i % 8], linestyle=("-", "--", "-.", ":")[i % 4])
+        name = _line_name(line_key, base_labels)
         means = np.array([points[g][key]["mean"] for g in gammas])
         cis = [points[g][key]["ci95"] for g in gammas]
         if all(c is not None and math.isfinite(c) for c in cis):
@@ -150,9 +200,11 @@ def _draw_panel(ax, numbers: dict[str, Any], key: str, ylabel: str, base_labels:
                 vals = points[g][key]["values"]
                 ax.plot([g] * len(vals), vals, linestyle="none", marker=kw["marker"], color=kw["color"],
                         markersize=4, alpha=0.8)
-    ref = numbers["reference"]
-    if ref is not None:
-        ax.axhline(ref["mean"], color=_REFERENCE_COLOUR, linestyle=":", lw=1.4, label="MAML (base learner alone)")
+    for rest, ref in numbers["references"].items():
+        if ref is None:
+            continue
+        label = "MAML (base learner alone)" + (f", {_rest_text(rest)}" if rest else "")
+        ax.axhline(ref["mean"], color=_REFERENCE_COLOUR, linestyle=":", lw=1.4, label=label)
         if ref["ci95"] is not None and math.isfinite(ref["ci95"]):
             ax.axhspan(ref["mean"] - ref["ci95"], ref["mean"] + ref["ci95"], color=_REFERENCE_COLOUR, alpha=0.1, lw=0)
         else:
@@ -180,7 +232,7 @@ def figure(runs: Sequence[Run] | Any) -> Figure:
         raise FigureInputError(f"the ablation draws one setting; got {', '.join(s.label for s in settings)}")
     setting = next(iter(settings))
     numbers = cells(runs)
-    base_labels = {b: get_base(b).label for b, _ in numbers["lines"]}
+    base_labels = {key[0]: get_base(key[0]).label for key in numbers["lines"]}
     regression = not setting.family.classification
     what = "test MSE" if regression else "test accuracy (%)"
     seeds = numbers["seeds"]
@@ -222,14 +274,16 @@ def _table(ax, numbers: dict[str, Any], regression: bool, base_labels: dict[str,
         return [f"{cells[0][0].split(' (')[0]} / {cells[1][0].split(' (')[0]}", f"{cells[0][1]} / {cells[1][1]}"]
 
     rows = []
-    for (base, co), points in numbers["lines"].items():
+    for key, points in numbers["lines"].items():
         for gamma, p in points.items():
-            name = f"{co}" + (f" ({base_labels[base]})" if len(base_labels) > 1 else "")
-            rows.append([name, f"{gamma:g}", str(len(p["test"]["values"])) if "test" in p else "0",
-                         text(p.get("test")), text(p.get("dagger")), *paper_text(p)])
-    ref = numbers["reference"]
-    if ref is not None:
-        rows.append(["MAML reference", "—", str(len(ref["values"])), text(ref), "—", *(["—", "—"] if paper else [])])
+            rows.append([_line_name(key, base_labels, ""), f"{gamma:g}",
+                         str(len(p["test"]["values"])) if "test" in p else "0", text(p.get("test")),
+                         text(p.get("dagger")), *paper_text(p)])
+    for rest, ref in numbers["references"].items():
+        if ref is not None:
+            rows.append(["MAML reference" + (f" ({_rest_text(rest)})" if rest else ""), "—", str(len(ref["values"])),
+                         text(ref), "—", *(["—", "—"] if paper else [])])
+    ref = next((r for r in numbers["references"].values() if r is not None), None)
     metric = "test MSE" if regression else "accuracy (%)"
     ax.axis("off")
     labels = ["co-learner", "γ", "seeds", f"θ {metric}", f"CML† {metric}"]

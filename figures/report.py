@@ -33,24 +33,29 @@ exception in a figure is a bug and fails the report with its traceback.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import textwrap
+import zlib
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import BinaryIO
 
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from cml import records
-from cml.errors import FigureInputError, OutputExistsError
+from cml.errors import DiskFullError, FigureInputError, OutputExistsError
 
 from . import claims as claims_mod
 from . import ablation, fig2_sinusoid, fig3_dynamics, fig4_tsne, paper_values, style, table1, table3, table4
 from .runs import (PAPER_BASE, MissingRecordError, Run, command_adding, command_lines, config_difference, find_runs,
-                   group_by_config, group_by_method, group_by_setting, sweep_folders)
+                   group_by_config, group_by_method, group_by_setting, pooled, sweep_folders)
 from .summary import POLICY, SeedValues
 from .tables import draw_table, table_height
 
@@ -142,9 +147,11 @@ def _grid_blocks(gridded: Sequence[Run]) -> list[tuple[str, str]]:
     return blocks
 
 
-def title_pages(runs: Sequence[Run], contents: Sequence[str], gridded: Sequence[Run] = ()) -> list[Figure]:
-    """Page 1 (and more if needed): what was run (per setting; the cells of --grid sweeps apart), the
-    environment, and the contents."""
+def title_pages(runs: Sequence[Run], contents: Sequence[str], gridded: Sequence[Run] = (),
+                dropped: Sequence[tuple[Run, str]] = ()) -> list[Figure]:
+    """Page 1 (and more if needed): what was run (per setting; the cells of --grid sweeps apart), the runs left
+    out because their configs differ from their cell's others (:func:`figures.runs.pooled`), the environment, and
+    the contents."""
     blocks = [("", "Cooperative Meta-Learning (Shin, Han & Kim, UAI 2024) against MAML baselines: test performance,\n"
                    "sinusoid fits, gradient cosine and norms on psi, CKA and t-SNE of the representations.")]
     for setting, group in group_by_setting(runs).items():
@@ -174,6 +181,9 @@ def title_pages(runs: Sequence[Run], contents: Sequence[str], gridded: Sequence[
         lines.append(_command_line(group))
         blocks.append((f"Setting: {setting.label}", "\n".join(lines)))
     blocks += _grid_blocks(gridded)
+    if dropped:
+        blocks.append(("Not pooled: runs left out of every page (their config differs from their cell's other runs)",
+                       "\n".join(why for _, why in dropped)))
     blocks.append(("Environment", _versions()))
     blocks.append(("Contents", "\n".join(f"- {c}" for c in contents)))
     return _text_pages(REPORT_TITLE, blocks)
@@ -408,7 +418,9 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
     records.make_folder(output.parent, "-o")
     everything = runs
     gridded = [r for r in runs if r.grid]
-    runs = [r for r in runs if not r.grid]
+    # Seeds of a cell are pooled only when their configs agree in every field but the seed: the rest is named on
+    # the title page and drawn nowhere (a --grid sweep's cells are told apart by the ablation page itself).
+    runs, dropped = pooled([r for r in runs if not r.grid], warn=False)
     groups = group_by_setting(runs)
     sinusoid = [r for r in runs if r.family.end_record == records.FITS]  # Figure 2's runs
 
@@ -445,11 +457,28 @@ def write_report(paths: Sequence[Path], output: Path) -> Path:
     metadata_ = {"Title": REPORT_TITLE, "Subject": "; ".join(s.label for s in group_by_setting(everything)),
                  "Creator": "cml figures.report", "Keywords": "meta-learning, CML, MAML"}
     contents = [title for title, _, _ in pages] + ["Claims"]
-    # Written beside the target and renamed at the end: a failure never leaves half a report under its name.
-    partial = output.with_name(f".{output.name}.partial")
+    # Written beside the target and renamed at the end: a failure never leaves half a report under its name. The
+    # temp file is made with O_EXCL (mkstemp), so that a link planted at its name is never written through.
+    fd, name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".partial")
+    partial = Path(name)
     try:
-        _write_pages(partial, metadata_, runs, contents, pages, checked, gridded)
+        with os.fdopen(fd, "wb") as f:
+            _write_pages(f, metadata_, runs, contents, pages, checked, gridded, dropped)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(partial, 0o644)  # mkstemp makes 0600; a report is an ordinary file
         os.replace(partial, output)
+    except (OSError, zlib.error) as e:
+        # matplotlib compresses each page: a write that finds the disk full surfaces as zlib.error from the
+        # compressor's next flush, the OSError only as its context.
+        if _disk_full(e):
+            try:
+                free = f"{shutil.disk_usage(output.parent).free / 1024 ** 2:.1f} MB is free"
+            except OSError:
+                free = "the free space is unknown"
+            raise DiskFullError(f"disk full: writing the report {output} ({free} in {output.parent}); nothing was "
+                                f"written under its name: free space, then rerun the same command") from None
+        raise
     finally:
         partial.unlink(missing_ok=True)
     return output
@@ -467,10 +496,11 @@ def number_pages(figures: Sequence[Figure]) -> list[Figure]:
 
 def report_pages(runs: Sequence[Run], contents: Sequence[str],
                  pages: Sequence[tuple[str, Callable[[], Figure | list[Figure]], Sequence[Run]]],
-                 checked: Sequence[claims_mod.Claim], gridded: Sequence[Run] = ()) -> list[Figure]:
+                 checked: Sequence[claims_mod.Claim], gridded: Sequence[Run] = (),
+                 dropped: Sequence[tuple[Run, str]] = ()) -> list[Figure]:
     """Every page of the report, in order and numbered: the title, the figures (a page naming what is missing for
     one that cannot be drawn), the claims."""
-    built_pages: list[Figure] = list(title_pages(runs, contents, gridded))
+    built_pages: list[Figure] = list(title_pages(runs, contents, gridded, dropped))
     with style.figure_style():
         for title, build, group in pages:
             # Only the two "cannot draw this" errors become a page; anything else (a damaged record, a bug) stops
@@ -488,10 +518,22 @@ def report_pages(runs: Sequence[Run], contents: Sequence[str],
     return number_pages(built_pages)
 
 
-def _write_pages(path: Path, metadata_: dict[str, str], runs: Sequence[Run], contents: Sequence[str],
+def _disk_full(error: BaseException | None) -> bool:
+    """Whether ``error``, or an error it was raised while handling, is a full disk or quota."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _write_pages(path: Path | BinaryIO, metadata_: dict[str, str], runs: Sequence[Run], contents: Sequence[str],
                  pages: Sequence[tuple[str, Callable[[], Figure | list[Figure]], Sequence[Run]]],
-                 checked: Sequence[claims_mod.Claim], gridded: Sequence[Run] = ()) -> None:
-    figures = report_pages(runs, contents, pages, checked, gridded)
+                 checked: Sequence[claims_mod.Claim], gridded: Sequence[Run] = (),
+                 dropped: Sequence[tuple[Run, str]] = ()) -> None:
+    figures = report_pages(runs, contents, pages, checked, gridded, dropped)
     with style.figure_style(), PdfPages(path, metadata=metadata_) as pdf:
         for fig in figures:
             pdf.savefig(fig)

@@ -52,6 +52,7 @@ __all__ = [
     "group_by_config",
     "group_by_method",
     "group_by_setting",
+    "pooled",
     "sweep_folders",
 ]
 
@@ -278,6 +279,7 @@ class Run:
         for key, kind, ok in _IDENTITY_FIELDS:
             if key in config and not ok(config[key]):
                 raise records.damaged(cfg_path, f"{key} must be {kind}, got {config[key]!r}")
+        _check_types(config, cfg_path)
         if config["task"] not in TASK_TABLE:
             raise records.damaged(cfg_path, f"names task {config['task']!r}, which this version of cml does not know",
                                   "read it with the version of cml that wrote it")
@@ -366,9 +368,36 @@ class Run:
         """The folder a command wrote: the run's sweep folder, or the run folder itself outside a sweep."""
         return self.path.parent if (self.path.parent / records.SWEEP).is_file() else self.path
 
+    def _of_last_step(self, name: str, step: Any) -> None:
+        """Refuses an end-of-run record of another step than the run's last (``config.json``'s ``steps``): the
+        result of an earlier, shorter run, left by a run extended with ``--resume --steps`` (or copied)."""
+        steps = self.config.get("steps")
+        if _is_int(steps) and _is_int(step) and step != steps:
+            raise records.damaged(self.path / name, f"is of step {step}, but {records.CONFIG} says the run trains "
+                                                    f"{steps} steps: it is the result of an earlier, shorter run, not "
+                                                    f"this one's",
+                                  "rerun the run's train command with --resume to finish it (that writes it again), "
+                                  "or leave the run out")
+
     def test(self) -> dict[str, Any]:
-        """``test.json``: the final test (means and 95% CIs over test tasks, parameter counts)."""
-        return records.read_json(self.require(records.TEST))
+        """``test.json``: the final test (means and 95% CIs over test tasks, parameter counts).
+
+        Raises:
+            RunFolderError: if it is damaged, or of another step than the run's last.
+        """
+        test = records.read_json(self.require(records.TEST))
+        self._of_last_step(records.TEST, test["step"])
+        return test
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has written its test: then nothing is appended to its records any more."""
+        return self.has(records.TEST)
+
+    def _lines(self, name: str) -> list[dict[str, Any]]:
+        # A finished run's last line cut short is damage, not a write in progress: never silently one point less.
+        return sorted(records.read_jsonl(self.require(name), drop_partial_last=not self.finished),
+                      key=lambda r: r["step"])
 
     def test_tasks(self) -> dict[str, Any]:
         """``test_tasks.json``: the final test task by task (per-task values of each test metric, and a digest of
@@ -382,27 +411,34 @@ class Run:
 
     def val(self) -> list[dict[str, Any]]:
         """``val.jsonl``: one record per validation, in step order."""
-        return sorted(records.read_jsonl(self.require(records.VAL)), key=lambda r: r["step"])
+        return self._lines(records.VAL)
 
     def metrics(self) -> list[dict[str, Any]]:
         """``metrics.jsonl``: training scalars averaged over each log interval, in step order."""
-        return sorted(records.read_jsonl(self.require(records.METRICS)), key=lambda r: r["step"])
+        return self._lines(records.METRICS)
 
     def dynamics(self) -> list[dict[str, Any]]:
         """``dynamics.jsonl``: gradient norms (and cosines for co-learner methods) per recorded step."""
-        return sorted(records.read_jsonl(self.require(records.DYNAMICS)), key=lambda r: r["step"])
+        return self._lines(records.DYNAMICS)
 
     def representations(self) -> dict[str, Any]:
         """``representations.json``: CKA per layer and silhouettes (end of training)."""
-        return records.read_json(self.require(records.REPRESENTATIONS))
+        rec = records.read_json(self.require(records.REPRESENTATIONS))
+        self._of_last_step(records.REPRESENTATIONS, rec.get("step"))
+        return rec
+
+    def _arrays(self, name: str) -> dict[str, np.ndarray]:
+        arrays = records.load_npz(self.require(name))
+        self._of_last_step(name, int(arrays["step"]) if "step" in arrays else None)
+        return arrays
 
     def features(self) -> dict[str, np.ndarray]:
         """``features.npz``: one test task's query features and t-SNE map before and after adaptation."""
-        return records.load_npz(self.require(records.FEATURES))
+        return self._arrays(records.FEATURES)
 
     def fits(self) -> dict[str, np.ndarray]:
         """``fits.npz``: three sinusoid test curves, support points and predictions (Figure 2)."""
-        return records.load_npz(self.require(records.FITS))
+        return self._arrays(records.FITS)
 
 
 def _sweep_grid(folder: Path) -> list[str]:
@@ -494,11 +530,85 @@ def as_runs(source: Run | str | Path | Iterable[Run | str | Path]) -> list[Run]:
     return runs
 
 
+def _check_types(config: dict[str, Any], path: Path) -> None:
+    """Every known config field of a ``config.json`` holds a value of its type (a figure reads ``gamma`` as a
+    number); unknown fields (a newer version's) are left to the version that wrote them."""
+    from cml import fields  # not at import: figures load only records and the tables
+    from cml.config import Config
+    from cml.errors import ConfigError
+
+    types = fields.field_types(Config)
+    for key, value in config.items():
+        if key in types:
+            try:
+                fields.coerce(key, types[key], value)
+            except ConfigError as e:
+                raise records.damaged(path, f"{e}; damaged or not written by cml") from None
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    # Through Config, so that a config.json written before a field existed compares equal to one with its default.
+    from cml.config import Config
+    from cml.errors import ConfigError
+
+    try:
+        return Config.from_dict(config).to_dict()
+    except ConfigError:  # a newer version's fields: compare what the file holds
+        return dict(config)
+
+
+def pooled(runs: Sequence[Run], warn: bool = True) -> tuple[list[Run], list[tuple[Run, str]]]:
+    """The runs that may be pooled as seeds of their cells, and the others with why they may not.
+
+    Runs of one cell are pooled across seeds only when their configs are equal in every field but the seed and
+    the result-neutral fields (:data:`cml.records.RESULT_NEUTRAL`): a mean over runs of 30 and 300 steps, or over
+    two inner step sizes, is not a mean over seeds. Where a cell's runs differ, the configuration most of them
+    share is kept (on a tie, the one of the lowest seed) and the others are left out.
+
+    Args:
+        warn: also warn (``UserWarning``) for each run left out.
+
+    Returns:
+        ``(kept, dropped)``: the kept runs in their given order; each dropped run with a sentence saying which
+        fields differ from the kept runs of its cell.
+    """
+    by_cell: dict[tuple[Setting, Cell], list[Run]] = {}
+    for run in runs:
+        by_cell.setdefault((run.setting, run.cell), []).append(run)
+    left_out: dict[Path, str] = {}
+    for (_, cell), group in by_cell.items():
+        configs: list[tuple[dict[str, Any], list[Run]]] = []
+        for run in sorted(group, key=lambda r: r.seed):
+            mine = _comparable(run.config)
+            home = next((rs for c, rs in configs if not records.config_differences(mine, c)), None)
+            if home is None:
+                configs.append((mine, [run]))
+            else:
+                home.append(run)
+        if len(configs) < 2:
+            continue
+        kept_config, _ = max(configs, key=lambda item: len(item[1]))  # max keeps the first of a tie
+        for config, rs in configs:
+            if config is kept_config:
+                continue
+            diff = records.config_differences(config, kept_config)
+            text = ", ".join(f"{k} {a!r} (the cell's other runs: {b!r})" for k, (a, b) in list(diff.items())[:4])
+            for run in rs:
+                left_out[run.path] = (f"{run.path} ({cell.label}, seed {run.seed}) not pooled with the other runs of "
+                                      f"its cell: {text}")
+    dropped = [(r, left_out[r.path]) for r in runs if r.path in left_out]
+    if warn:
+        for _, why in dropped:
+            warnings.warn(why, stacklevel=3)
+    return [r for r in runs if r.path not in left_out], dropped
+
+
 def group_by_method(runs: Sequence[Run]) -> dict[Cell, list[Run]]:
     """Runs per cell (in legend order, :attr:`Cell.sort_key`), each list sorted by seed.
 
     Runs are expected to share one :class:`Setting`. Two runs of one cell and seed (the same cell in two
-    folders) keep the first, with a warning, so that no seed is counted twice.
+    folders) keep the first, with a warning, so that no seed is counted twice; runs of one cell whose configs
+    differ in more than the seed are never pooled (:func:`pooled`: the others are left out, with a warning).
 
     Raises:
         FigureInputError: if the runs mix settings (group them with :func:`group_by_setting` first).
@@ -508,6 +618,7 @@ def group_by_method(runs: Sequence[Run]) -> dict[Cell, list[Run]]:
         labels = ", ".join(s.label for s in settings)
         raise FigureInputError(f"runs of different settings cannot be compared: {labels}; "
                                f"group them with group_by_setting first")
+    runs, _ = pooled(runs)
     out: dict[Cell, dict[int, Run]] = {}
     for run in runs:
         cell = out.setdefault(run.cell, {})
@@ -558,12 +669,15 @@ def command_lines(runs: Sequence[Run]) -> list[str]:
 
 
 #: Config fields that never change a run's numbers: the seed (the unit of replication) and the progress bar.
-_NOT_COMPARED = ("seed", "progress")
+#: Fields two seeds of one config may differ in: the seed and the result-neutral ones (as :func:`pooled` reads them).
+_NOT_COMPARED = ("seed", *records.RESULT_NEUTRAL)
 
 
 def config_key(run: Run) -> str:
-    """The run's config without the seed (and the progress bar): runs with equal keys are seeds of one config."""
-    return json.dumps({k: v for k, v in run.config.items() if k not in _NOT_COMPARED}, sort_keys=True, default=str)
+    """The run's config (read through :class:`cml.config.Config`, as :func:`pooled` reads it) without the seed and
+    the result-neutral fields: runs with equal keys are seeds of one config."""
+    return json.dumps({k: v for k, v in _comparable(run.config).items() if k not in _NOT_COMPARED}, sort_keys=True,
+                      default=str)
 
 
 def config_groups(runs: Sequence[Run]) -> list[list[Run]]:
@@ -595,7 +709,7 @@ def group_by_config(runs: Sequence[Run]) -> dict[Cell, list[list[Run]]]:
 
 def config_difference(groups: Sequence[Sequence[Run]]) -> list[str]:
     """Per group, the fields (and values) where its config differs from the other groups' (``"steps=100"``)."""
-    configs = [{k: v for k, v in g[0].config.items() if k not in _NOT_COMPARED} for g in groups]
+    configs = [{k: v for k, v in _comparable(g[0].config).items() if k not in _NOT_COMPARED} for g in groups]
     fields = sorted({k for c in configs for k in c if len({json.dumps(d.get(k), default=str) for d in configs}) > 1})
     return [", ".join(f"{k}={c.get(k)}" for k in fields) for c in configs]
 

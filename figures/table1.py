@@ -24,7 +24,7 @@ from cml.errors import FigureInputError
 from . import paper_values, style
 from .claims import Claim, _decimals, _few_seeds
 from .runs import (BASE_ORDER, Cell, Run, Setting, adds_nothing, as_runs, config_difference, config_groups, cooperates,
-                   group_by_setting)
+                   group_by_setting, pooled)
 from .summary import POLICY, SeedValues, dot_column, policy_note
 from .tables import draw_table, table_height
 
@@ -82,6 +82,7 @@ def rows(source: Run | str | Iterable[Run | str]) -> dict[Setting, list[BaseRow]
 
     out: dict[Setting, list[BaseRow]] = {}
     for setting, runs in group_by_setting(as_runs(source)).items():
+        runs, _ = pooled(runs)  # seeds of a cell whose configs differ in more than the seed are never pooled
         metric = setting.family.metric
         # base -> [alone, with CML, CML†], each ({seed: value}, {seed: that run's CI over its test tasks})
         by_base: dict[str, list[tuple[dict[int, float], dict[int, float]]]] = {}

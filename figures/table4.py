@@ -245,7 +245,9 @@ def rows_from_aggregate(aggregate: str | Path, methods: Sequence[Cell] | None = 
     aggregate = records.read_json(folder / records.AGGREGATE)
     seeds = records.read_json(folder / records.SWEEP)["seeds"]
     metric = "acc" if any("acc" in e for e in aggregate.values()) else "mse"
-    entries = {cell_of(e, folder / records.AGGREGATE, name=key): e for key, e in aggregate.items() if "grid" not in e}
+    # The cells of a grid differ in more than the method; a cell whose every run was left out has no values.
+    entries = {cell_of(e, folder / records.AGGREGATE, name=key): e for key, e in aggregate.items()
+               if "grid" not in e and e["seeds"]}
     wanted = cells_where(entries, in_table4) if methods is None else [m for m in methods if m in entries]
     if not wanted:
         named = "maml, more-maml, cl, cml" if methods is None else ", ".join(map(str, methods))
@@ -258,7 +260,10 @@ def rows_from_aggregate(aggregate: str | Path, methods: Sequence[Cell] | None = 
             if not kind.wanted(m.spec) or name not in entry:
                 continue
             params = entry["params"]
-            finished = [s for s in seeds if (folder / records.run_folder_name(m.variant, s) / records.TEST).is_file()]
+            # The values are the pooled runs' in seed order: runs the aggregate left out (entry "dropped") are not.
+            left_out = {d["run"] for d in entry.get("dropped", [])}
+            finished = [s for s in seeds if (folder / records.run_folder_name(m.variant, s) / records.TEST).is_file()
+                        and records.run_folder_name(m.variant, s) not in left_out]
             values = dict(zip(finished, map(float, entry[name]["values"])))
             test_count = params.get("test_dagger", params["train"]) if kind.phi else params["test"]
             out.append(Row(m, int(params["train"]), int(test_count), metric, SeedValues(values), kind.phi, kind.name,

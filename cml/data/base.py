@@ -52,6 +52,11 @@ def image_to_array(
         else:
             img = image
         img = img.convert("L" if channels == 1 else "RGB")
+    except Image.DecompressionBombError as exc:
+        # PIL refuses an image of more pixels than it can decode safely (a "decompression bomb"): a few-shot
+        # image is never that large, so it is the file's problem, named, not a traceback.
+        raise DataError(f"image {name or image!r} is too large to decode ({exc}); few-shot images are small: "
+                        f"remove the file or resize it") from None
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise DataError(f"cannot decode image {name or image!r}: {exc}") from exc
     if img.size != (size, size):

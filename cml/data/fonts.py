@@ -34,6 +34,7 @@ import io
 import json
 import math
 import os
+import sys
 import tempfile
 import unicodedata
 import warnings
@@ -552,6 +553,11 @@ def load_fonts_data(
         except (OSError, ValueError, KeyError, EOFError) as exc:
             # A truncated or foreign file under our name: render again and replace it.
             warnings.warn(f"fonts cache {path} is unreadable ({exc}); rendering again", stacklevel=2)
+    # Rendering takes seconds at 28 px and grows with the pixels (and the em it renders at): say so before, on
+    # stderr, rather than sit silent while it runs.
+    print(f"fonts: rendering the data set at {image_size}x{image_size} px, {images_per_class} images per class, "
+          f"once (it is not in the cache {folder} yet); this takes longer the larger the images", file=sys.stderr,
+          flush=True)
     data = render_fonts(image_size, images_per_class, seed=seed, min_faces=min_faces,
                         duplicate_threshold=duplicate_threshold)
     try:

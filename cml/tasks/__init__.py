@@ -111,6 +111,12 @@ class TaskFamily(ABC):
     def features(self, cfg: "Config", in_channels: int, width: int, norm_layer: "NormLayer") -> "nn.Module":
         """The feature extractor psi."""
 
+    def example_shape(self, cfg: "Config", in_channels: int) -> tuple[int, ...]:
+        """The shape of one example as psi reads it (without the batch axis), for the memory estimate of
+        :mod:`cml.memory`: by default one row of ``in_channels`` values (a sinusoid's x; a graph's node, a lower
+        bound of its subgraph)."""
+        return (in_channels,)
+
     @abstractmethod
     def describe(self, cfg: "Config") -> str:
         """The setting in words (``fonts, 5-way 1-shot``)."""

@@ -123,6 +123,9 @@ class Image(Classification):
             return ResNet12(in_channels, scaled_widths(cfg.resnet_widths, width), cfg.image_size, norm_layer)
         return Conv4(in_channels, width, cfg.image_size, norm_layer)
 
+    def example_shape(self, cfg: "Config", in_channels: int) -> tuple[int, ...]:
+        return (in_channels, cfg.image_size, cfg.image_size)
+
     def data_summary(self, entry: TaskEntry, data: str | None, image_size: int, seed: int) -> str:
         from ..data import load_splits
 
