@@ -47,7 +47,8 @@ def test_a_data_sets_facts_reach_the_config():
 
 
 def test_families_refuse_what_they_cannot_run():
-    with pytest.raises(ConfigError, match="co_learner 'conv' needs an image task; sinusoid"):
+    with pytest.raises(ConfigError, match=r"co_learner 'conv' does not apply to task 'sinusoid' \(its models take "
+                                          r"linear or mlp; conv needs images\)"):
         Config(task="sinusoid", co_learner="conv")
     with pytest.raises(ConfigError, match="rotations apply to image tasks, not the graph task"):
         Config(task="graph", rotations=True)

@@ -148,7 +148,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     (dict(meta_lr=-1.0), "meta_lr"),
     (dict(steps=0), "steps"),
     (dict(first_order="False"), "first_order must be a boolean"),
-    (dict(co_learner="conv"), "co_learner 'conv' needs an image task"),
+    (dict(co_learner="conv"), "co_learner 'conv' does not apply to task 'sinusoid'"),
     (dict(method="noisy-maml", noise_std=0.0), "noise_std"),
 ])
 def test_bad_config_values_are_named(changes, match):

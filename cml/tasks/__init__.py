@@ -191,14 +191,13 @@ def shape_of(cfg: "Config") -> str:
 
 
 def no_image_options(cfg: "Config", what: str) -> None:
-    """The image-only options a family without images refuses (image backbones, conv heads, rotations)."""
+    """The image-only options a family without images refuses (image backbones, blocks capacity, rotations; the
+    conv co-learner is refused with the family's own kinds, :attr:`TaskFamily.co_learners`)."""
     from ..paper import DEFAULT_BACKBONE
 
     if cfg.backbone != DEFAULT_BACKBONE:
         raise ConfigError(f"backbone {cfg.backbone!r} is an image backbone; {what} has its own model (remove "
                           f"--backbone)")
-    if cfg.co_learner == "conv":
-        raise ConfigError(f"co_learner 'conv' needs an image task; {what} uses co_learner 'linear'")
     if cfg.more_capacity == "blocks":
         raise ConfigError(f"more_capacity 'blocks' needs an image task; use 'width' for {what}")
     if cfg.rotations:
