@@ -260,6 +260,8 @@ def reproduce(value: PaperValue, prog: str = "python -m cml") -> tuple[str | Non
     flags = [f"--task {value.task}"]
     if TASK_TABLE[value.task].needs_data:
         flags.append(f"--data DATA/{value.dataset}")
+    elif value.backbone == "gcn":  # the paper's graph, as a .npz the user exports (README, 'Graphs'), with its split
+        flags.append(f"--data DATA/{value.dataset}.npz")
     flags += [f"--ways {value.ways}", f"--shots {value.shots}", f"--base {value.base}", f"--method {value.method}",
               "--preset paper"]
     setting = dict(value.setting)

@@ -828,11 +828,14 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], ignore: Iterable[st
     result-neutral fields (:data:`RESULT_NEUTRAL`) and ``ignore``: ``{field: (a's value, b's value)}``.
 
     A field one config lacks (written before the field existed) is compared as absent; read both through
-    :class:`cml.config.Config` first where the defaults of missing fields must count.
+    :class:`cml.config.Config` first where the defaults of missing fields must count. ``threads`` differs only
+    where both name a count: None is "the process's count" (a sweep's base config), which a run resolves and
+    records when it starts (as :func:`cml.config.differing_fields` reads it).
     """
     skip = set(RESULT_NEUTRAL) | set(ignore)
     keys = [k for k in dict.fromkeys([*a, *b]) if k not in skip]
-    return {k: (a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)}
+    return {k: (a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)
+            and not (k == "threads" and (a.get(k) is None or b.get(k) is None))}
 
 
 def describe_differences(diff: dict[str, tuple[Any, Any]], mine: str, theirs: str, limit: int = 4) -> str:

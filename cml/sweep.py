@@ -39,7 +39,11 @@ from .config import Config, ConfigError, preset
 from .fields import parse_text, split_list
 from .methods import LEGACY_BASE, get_method, upgrade, variant_key
 
-TEST_METRICS = ("acc", "acc_dagger", "mse", "mse_dagger", "mse_before")
+#: The test.json keys aggregate.json summarises across seeds: every evaluation protocol's key
+#: (:data:`cml.meta.PROTOCOLS`) after each family's metric, and MSE before adaptation; named here so that the CLI
+#: imports no torch (tests/test_protocols.py holds the two lists equal).
+TEST_METRICS = ("acc", "acc_dagger", "acc_dagger_eq9", "acc_dagger_noadapt", "mse", "mse_dagger", "mse_dagger_eq9",
+                "mse_dagger_noadapt", "mse_before")
 #: The engines that train a sweep's cells: one after another in this process, one Ray Tune trial each, or one
 #: SLURM array task each.
 ENGINES = ("local", "ray", "slurm")

@@ -30,8 +30,9 @@ checked (the digests of ``test_tasks.json``) and, where both runs of a seed reco
 paired task by task within the seed (each claim's ``pairing`` says which pairing it used). With at least
 :data:`analysis.stats.MIN_SEEDS_FOR_CI` (3) shared seeds a comparison is supported when the 95% Student-t interval
 across seeds of the paired differences (or ratios) lies entirely on the claimed side; a claim made of several
-comparisons (every block, two baselines) is supported when all are. With fewer seeds a claim is insufficient
-evidence (``supported`` None), as it is with records missing. An undecided claim gives the seeds a paired t-test
+comparisons (every block, two baselines) is supported when all are, and contradicted when one interval lies on the
+other side. An interval that includes the line refutes nothing: the claim is undecided (``supported`` None), as it
+is with fewer seeds or records missing. An undecided claim gives the seeds a paired t-test
 would need for 80% power at the observed effect and spread (:func:`analysis.stats.seeds_needed`).
 
 Each quantity has one source, the one its figure draws: test results from ``test.json`` (and ``test_tasks.json``),
@@ -178,8 +179,8 @@ class Claim:
     Attributes:
         key: the claim's key in :data:`STATEMENTS` (or another table's: Table 1's ``improves-<base>``).
         claim: the claim in words.
-        supported: True (every interval lies on the claimed side), False (one does not), None (insufficient:
-            fewer than 3 seeds, a method or a record missing).
+        supported: True (every interval lies on the claimed side), False (contradicted: one lies on the other
+            side), None (undecided: an interval includes the line, fewer than 3 seeds, a method or a record missing).
         evidence: the numbers behind the verdict, with their intervals and what the intervals are over.
         seeds: the seeds the verdict rests on.
         setting: the task setting (e.g. ``"fonts, 5-way 1-shot"``); empty for judges called directly.
@@ -204,8 +205,9 @@ class Claim:
 
     @property
     def verdict(self) -> str:
-        """``"supported"``, ``"not supported"`` or ``"insufficient evidence"``."""
-        return {True: "supported", False: "not supported", None: "insufficient evidence"}[self.supported]
+        """``"supported"``, ``"contradicted"`` (an interval on the other side) or ``"undecided"`` (an interval
+        that includes the line, fewer than 3 seeds, or a record missing: it refutes nothing)."""
+        return {True: "supported", False: "contradicted", None: "undecided"}[self.supported]
 
     @property
     def paper(self) -> bool:
@@ -362,14 +364,17 @@ def compare(label: str, a: Mapping[int, float], b: Mapping[int, float] | None, *
 def verdict(readings: Sequence[Reading]) -> tuple[bool | None, int | None, str]:
     """A claim's verdict from its comparisons: ``(supported, seeds needed, what the seeds-needed figure says)``.
 
-    Supported when every comparison is; insufficient (None) when any has fewer than 3 seeds or no value; not
-    supported otherwise. The seeds needed are the most any undecided comparison needs; none when one lies on the
-    other side (more seeds at that effect would not support the claim) or an effect is on the wrong side.
+    Supported (True) when every comparison is; contradicted (False) when one's 95% CI lies on the other side of
+    the line; undecided (None) otherwise: a comparison with fewer than 3 seeds or no value, or an interval that
+    includes the line (it refutes nothing). The seeds needed are the most any undecided comparison needs; none
+    when one lies on the other side (more seeds at that effect would not support the claim) or an effect is on
+    the wrong side.
     """
     if not readings or any(r.status in ("none", "single") for r in readings):
         return None, None, ""
     statuses = {r.status for r in readings}
-    supported: bool | None = True if statuses == {"supported"} else (None if "few" in statuses else False)
+    supported: bool | None = True if statuses == {"supported"} else (
+        False if "opposite" in statuses and "few" not in statuses else None)
     if supported is True:
         return True, None, ""
     if "opposite" in statuses:
@@ -880,7 +885,7 @@ def claims_for_setting(runs: Sequence[Run]) -> list[Claim]:
     methods are missing gets ``supported=None`` and says what to train.
 
     A method whose runs differ in anything but the seed (their whole config, :func:`figures.runs.config_groups`)
-    is not pooled: every claim is then insufficient and says which fields differ.
+    is not pooled: every claim is then undecided and says which fields differ.
     """
     by_method = group_by_method(runs)
     setting = runs[0].setting

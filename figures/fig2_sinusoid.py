@@ -165,7 +165,7 @@ def figure(
                     ax.set_ylabel("y")
                 ax.margins(x=0)
         handles, labels = axes[0, 0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3 if ncols == 1 else 4))
+        style.bottom_legend(fig, handles, labels, ncol=min(len(labels), 3 if ncols == 1 else 4))
         run0 = next(iter(chosen.values()))[methods[0]]
         steps = run0.config.get("test_inner_steps")
         fig.suptitle(f"Figure 2: sinusoid regression after {steps} inner steps (seed {run0.seed}; MSE on the "

@@ -201,7 +201,8 @@ def _step_axis(ax: Axes) -> None:
 
 
 def _smooth_note(smooth: int) -> str:
-    return f" (rolling mean, {smooth} records)" if smooth > 1 else ""
+    # On a line of its own: a y-label as long as the panel is tall would run into the panel's title.
+    return f"\n(rolling mean, {smooth} records)" if smooth > 1 else ""
 
 
 def _empty(ax: Axes, text: str) -> None:
@@ -647,10 +648,14 @@ def figure(
             gs.set_height_ratios([*ratios, sum(ratios) * caption_h / plots_h])
             _caption_axes(sub, gs[rows - 1, :], captions[p])
 
-        handles: dict[str, object] = {}
+        found: dict[str, object] = {}
         for ax in fig.axes:
             for h, lab in zip(*ax.get_legend_handles_labels()):
-                handles.setdefault(lab, h)
+                found.setdefault(lab, h)
+        # The methods in legend order (Cell.sort_key: the base alone and the baselines first, CML last), whichever
+        # panel drew each first.
+        order = [style.method_style(c).label for c in sorted(drawn, key=lambda c: c.sort_key)]
+        handles = {lab: found[lab] for lab in sorted(found, key=lambda x: order.index(x) if x in order else len(order))}
         # What the marks other than the methods' lines mean, so that every mark on the page is in the legend.
         if counts and max(counts) >= MIN_SEEDS_FOR_CI:
             handles["shaded band: 95% CI across seeds (Student t);\noverlapping bands mix their colours"] = Patch(

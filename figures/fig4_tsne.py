@@ -153,7 +153,7 @@ def figure(
                 for side in ("top", "right"):
                     ax.spines[side].set_visible(True)
         handles, labels = axes[0, 0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 10), title="query class")
+        style.bottom_legend(fig, handles, labels, ncol=min(len(labels), 10), title="query class")
         labels0 = data[methods[0]][0]["labels"]
         points, per_class = int(labels0.shape[0]), int(labels0.shape[0]) // max(len(np.unique(labels0)), 1)
         trained = chosen[methods[0]].config.get("queries")

@@ -33,6 +33,7 @@ __all__ = [
     "PAGE",
     "MARGIN",
     "page_margins",
+    "bottom_legend",
     "Look",
     "MethodStyle",
     "METHOD_LOOKS",
@@ -62,6 +63,17 @@ def page_margins(fig, margin: float = MARGIN) -> None:
     width, height = fig.get_size_inches()
     fig.get_layout_engine().set(rect=(margin / width, margin / height, 1 - 2 * margin / width,
                                       1 - 2 * margin / height))
+
+
+def bottom_legend(fig, handles, labels, margin: float = MARGIN, **kwargs):
+    """A legend centred at the foot of a :func:`page_margins` page, inside its bottom margin, with the layout's
+    rectangle raised above it (matplotlib's "outside lower center" places it on the paper's edge)."""
+    width, height = fig.get_size_inches()
+    legend = fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, margin / height), **kwargs)
+    tall = legend.get_window_extent().height / fig.dpi + 0.08  # inches, with a little air above it
+    fig.get_layout_engine().set(rect=(margin / width, (margin + tall) / height, 1 - 2 * margin / width,
+                                      1 - (2 * margin + tall) / height))
+    return legend
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ decided by the paired difference's 95% CI across seeds.
 Seeds pair the two cells: the same seed draws the same test tasks and the same initial psi and theta for the
 base alone and for the base with CML, so their difference per seed is the unit of replication. Intervals follow
 the report's policy (:mod:`figures.summary`): with 3 or more seeds, means with their 95% Student-t CI across
-seeds; with fewer, each seed's value, no interval, and the claim is "insufficient evidence".
+seeds; with fewer, each seed's value, no interval, and the claim is "undecided".
 """
 
 from __future__ import annotations
@@ -271,8 +271,8 @@ def _gain_chart(ax, table: list[BaseRow], title: str) -> None:
 
 def claims(source: Run | str | Iterable[Run | str]) -> list[Claim]:
     """"CML improves <base>" for every base with paired seeds: supported when the paired gain's 95% CI across
-    3 or more seeds lies above 0, not supported otherwise, insufficient evidence (``None``, each seed's gain
-    quoted) with fewer than :data:`analysis.stats.MIN_SEEDS_FOR_CI` paired seeds."""
+    3 or more seeds lies above 0, contradicted when it lies below 0, undecided (``None``) when it includes 0 or
+    with fewer than :data:`analysis.stats.MIN_SEEDS_FOR_CI` paired seeds (each seed's gain quoted)."""
     out = []
     for setting, table in rows(source).items():
         for row in table:
@@ -297,9 +297,10 @@ def claims(source: Run | str | Iterable[Run | str]) -> list[Claim]:
                 continue
             diff, ci = scale * gains.mean, scale * gains.ci95
             d = _decimals(diff, ci, least=least)
-            supported = diff - ci > 0
-            where = "above 0" if supported else ("below 0" if diff + ci < 0 else "includes 0")
-            out.append(Claim(f"improves-{row.base}", text, bool(supported),
+            # Supported above 0, contradicted below 0; an interval that includes 0 refutes nothing: undecided.
+            supported = True if diff - ci > 0 else (False if diff + ci < 0 else None)
+            where = {True: "above 0", False: "below 0", None: "includes 0"}[supported]
+            out.append(Claim(f"improves-{row.base}", text, supported,
                              f"paired gain {diff:+.{d}f} ± {ci:.{d}f} {unit} (95% CI across {len(seeds)} seeds, "
                              f"{where}; mean: {direction(diff)})", seeds, setting.label))
     return out

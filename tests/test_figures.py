@@ -380,11 +380,13 @@ def test_fig4_refuses_sinusoid_and_missing_seed(figure_runs):
 
 def test_table4_rows_params_and_intervals(figure_runs):
     rows = table4.rows([figure_runs["fonts"]])
+    # Every row of the paper's Table 4 whose key the runs' test.json hold (each protocol's, cml.meta.PROTOCOLS).
     assert [(r.cell, r.dagger) for r in rows] == [(MAML, False), (MORE, False), (CL, False), (CML, False),
-                                                  (CL, True), (CML, True)]
+                                                  (CL, True), (CL, True), (CML, True), (CML, True)]
     assert [r.label for r in rows] == ["MAML", "More-MAML", "CL⋆ (meta-learner)", "CML", "CL† (co-learner)",
-                                       "CML† (official code)"]
-    assert [r.key for r in rows] == ["acc", "acc", "acc", "acc", "acc_dagger", "acc_dagger"]
+                                       "CL† without adaptation", "CML† (official code)", "CML† (Eq. 9)"]
+    assert [r.key for r in rows] == ["acc", "acc", "acc", "acc", "acc_dagger", "acc_dagger_noadapt", "acc_dagger",
+                                     "acc_dagger_eq9"]
     agg = json.loads((figure_runs["fonts"] / "aggregate.json").read_text())
     maml = rows[0]
     assert maml.mean == pytest.approx(agg["maml"]["acc"]["mean"]) and maml.seeds == 2
@@ -397,7 +399,7 @@ def test_table4_rows_params_and_intervals(figure_runs):
     # One seed: its value, with the run's own interval over its test tasks in the per-seed column.
     assert np.isnan(single[0].ci95) and single[0].values.task_ci[0] == pytest.approx(test["mse_ci95"])
     assert single[0].seed_text() == f"s0: {test['mse']:.4f} ± {test['mse_ci95']:.4f}"
-    cml, dagger = rows[3], rows[5]
+    cml, dagger = rows[3], rows[6]
     params = agg["cml"]["params"]
     assert (cml.params_train, cml.params_test) == (params["train"], params["test"])
     assert dagger.params_test == params["test_dagger"]
@@ -425,12 +427,12 @@ def test_table4_markdown_and_figure(figure_runs):
     assert lines[0] == ("| method | params (train) | params (test) | "
                         "accuracy (%): mean across seeds (no CI: < 3 seeds) | "
                         "accuracy (%) per seed (± 95% CI over its test tasks) | seeds |")
-    assert len(lines) == 2 + 6 and lines[-1].startswith("| CML† (official code) |")
+    assert len(lines) == 2 + 8 and lines[-1].startswith("| CML† (Eq. 9) |")
     assert "**" not in text  # 2 seeds: no interval, so no win to mark
     fig = table4.figure(rows)
     table = fig.axes[0].tables[0]
     cells = table.get_celld()
-    assert max(i for i, _ in cells) == 6 and cells[(6, 0)].get_text().get_text() == "CML† (official code)"
+    assert max(i for i, _ in cells) == 8 and cells[(8, 0)].get_text().get_text() == "CML† (Eq. 9)"
     assert tuple(fig.get_size_inches()) == pytest.approx(style.PAGE)
     sin = table4.markdown(table4.rows([figure_runs["sin"]]))
     assert "test MSE: mean across seeds (no CI: < 3 seeds)" in sin
@@ -471,7 +473,8 @@ def test_table4_keeps_runs_of_different_configs_apart(tmp_path):
         write_run(root / f"b/cml-s{seed}", "cml", seed, 0.70, cos=0.1, meta_lr=0.01)
     rows = table4.rows([root])
     # Each CML config is its own row, named by the field that differs, each over its own three seeds.
-    assert [r.label for r in rows] == ["MAML", "CML [meta_lr=None]", "CML [meta_lr=0.01]"]
+    # The field's value as the run used it: a config.json without it ran at the default (read through Config).
+    assert [r.label for r in rows] == ["MAML", "CML [meta_lr=0.001]", "CML [meta_lr=0.01]"]
     assert [r.mean for r in rows[1:]] == pytest.approx([0.66, 0.70]) and all(r.seeds == 3 for r in rows)
 
 
@@ -608,7 +611,8 @@ def test_claim_lower_cka_every_layer():
 def test_claim_lower_cka_never_calls_a_zero_difference_lower():
     maml = {s: {"flat": 0.99990 + 0.00002 * s} for s in range(3)}
     same = claims_mod.judge_lower_cka(maml, maml)
-    assert same.supported is False and "(lower)" not in same.evidence
+    # A difference whose interval includes 0 refutes nothing: undecided, not contradicted.
+    assert same.supported is None and "(lower)" not in same.evidence
     tiny = claims_mod.judge_lower_cka({s: {"flat": v["flat"] - 0.00004} for s, v in maml.items()}, maml)
     # A real difference of 4e-5 is printed with the decimals that show it, never as +0.000 ± 0.000.
     assert "+0.000 ± 0.000" not in tiny.evidence and "+0.00004" in tiny.evidence
@@ -743,7 +747,7 @@ def test_an_undecided_claim_gives_the_seeds_a_paired_t_test_needs(tmp_path):
             {"acc": acc, "acc_ci95": 0.01, "tasks": 4, "step": 10, "params": {"train": 10, "test": 8}}))
     c = _by_key(claims_mod.claims([root]))["3a-random"]
     diffs = [100 * (0.70 + 0.002 * s - acc) for s, acc in enumerate((0.72, 0.66, 0.67))]
-    assert c.supported is False and "includes 0" in c.evidence
+    assert c.supported is None and "includes 0" in c.evidence and c.verdict == "undecided"
     assert c.seeds_needed == seeds_needed(float(np.mean(diffs)), float(np.std(diffs, ddof=1))) > 3
     assert f"noncentral t): {c.seeds_needed}." in c.evidence
 
@@ -766,7 +770,9 @@ def test_claims_are_insufficient_with_two_seeds_and_name_a_missing_method_with_i
 
 
 def test_old_records_without_the_new_readings_say_what_is_missing(tmp_path):
-    old = {k: {**v, "inner": None, "cka": {"block1": 0.99, "block2": 0.98, "block3": 0.97, "flat": 0.9}}
+    # Records of before the inner-loop norms and the head-output CKA: every other reading as in PAPER_LIKE.
+    old = {k: {**v, "inner": None, **({"cka": {layer: c for layer, c in v["cka"].items() if layer != "output"}}
+                                       if "cka" in v else {})}
            for k, v in PAPER_LIKE.items()}
     by = _by_key(claims_mod.claims([constructed(tmp_path, methods=old)]))
     assert by["3c-inner"].supported is None and "inner_grad_norm_blocks in dynamics.jsonl" in by["3c-inner"].evidence
@@ -797,9 +803,13 @@ def test_claims_never_pool_runs_of_different_configs(tmp_path):
     root = constructed(tmp_path / "runs")
     shutil.rmtree(root / "cml-s2")
     write_run(root / "cml-s2", "cml", 2, 0.70, cos=0.1, norm=3.0, inner=2.0, meta_lr=0.01)
-    result = claims_mod.claims([root])
-    assert all(c.supported is None and "CML runs of 2 configs" in c.evidence and "meta_lr" in c.evidence
-               for c in result)
+    with pytest.warns(UserWarning, match=r"cml-s2 \(CML, seed 2\) not pooled with the other runs of its cell: "
+                                         r"meta_lr 0.01 \(the cell's other runs: 0.001\)"):
+        result = claims_mod.claims([root])
+    # The other-config seed is left out (figures.runs.pooled): CML has two seeds, and no claim that compares CML
+    # is decided on them.
+    cml_claims = [c for c in result if c.key not in ("3b-positive",) and "CML" in c.evidence]
+    assert cml_claims and all(c.supported is None and "2 seeds, fewer than 3" in c.evidence for c in cml_claims)
 
 
 def test_claims_from_synthetic_run_folders_missing_dynamics(tmp_path):
@@ -876,7 +886,9 @@ def test_fig3_names_a_missing_method_and_a_missing_record(tmp_path):
     assert "Missing: CL (method cl): train it with python -m cml sweep" in text and "--methods cl" in text
     assert _line_labels(_plot_axes(_panel(first, "b"))[0]) == ["CML"]
     # Runs written before the inner-loop norms and the head-output CKA: drawn, saying what is missing.
-    old = {k: {**v, "inner": None, "cka": {"block1": 0.99, "block2": 0.98, "block3": 0.97, "flat": 0.9}}
+    # Records of before the inner-loop norms and the head-output CKA: every other reading as in PAPER_LIKE.
+    old = {k: {**v, "inner": None, **({"cka": {layer: c for layer, c in v["cka"].items() if layer != "output"}}
+                                       if "cka" in v else {})}
            for k, v in PAPER_LIKE.items()}
     _, second = fig3_dynamics.pages([constructed(tmp_path / "old", methods=old)])
     text = " ".join(_all_text(second).split())
@@ -976,8 +988,9 @@ def test_table1_follows_the_interval_policy_on_an_a4_page(tmp_path, seeds):
     else:
         assert "90.00 ± 2.48" in text  # 90, 91, 89 %: sd 1, t(2) = 4.303, 4.303 / sqrt(3) = 2.48
         assert "+2.00 ± 0.00" in text and "s2" not in text.split("|")[2]  # 3 seeds: means, not each seed
-        # MAML gains 2 points on every seed; BOIL 1, 3, 1: its interval (+1.67 ± 2.87) includes 0.
-        assert verdicts == {"improves-maml": True, "improves-boil": False}
+        # MAML gains 2 points on every seed; BOIL 1, 3, 1: its interval (+1.67 ± 2.87) includes 0, which refutes
+        # nothing: undecided.
+        assert verdicts == {"improves-maml": True, "improves-boil": None}
         assert "3+ seeds: 95% Student-t CIs across seeds" in page
 
 

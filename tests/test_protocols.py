@@ -111,6 +111,12 @@ def test_eq9_adapts_nothing_where_the_base_adapts_no_psi(float64):
     assert got.loss[""] != pytest.approx(got.pre_loss, rel=1e-6)
 
 
+def test_the_aggregate_summarises_every_protocols_key():
+    from cml.sweep import TEST_METRICS
+
+    assert TEST_METRICS == tuple(f"{m}{p.key}" for m in ("acc", "mse") for p in PROTOCOLS) + ("mse_before",)
+
+
 def test_methods_without_a_co_learner_have_theta_s_protocol_only(float64):
     cfg = mlp_cfg("maml", "none")
     model = model_for(cfg)

@@ -9,6 +9,7 @@ import torch
 from analysis import cosine_similarity, grad_norm
 from cml.recording import Recorder, gradient_record
 from cml import records
+from cml.config import ConfigError
 from cml.sweep import aggregate, run_sweep
 from cml.trainer import Trainer
 from test_trainer import image_cfg, synthetic_splits
@@ -99,12 +100,15 @@ def test_sweep_resumes_and_aggregates_across_seeds(tmp_path, monkeypatch):
     assert agg["maml"]["seeds"] == 2 and len(agg["cml"]["acc"]["values"]) == 2
     values = agg["cml"]["acc"]["values"]
     assert agg["cml"]["acc"]["mean"] == pytest.approx(sum(values) / 2)
-    # A finished sweep trains nothing again; an extended one resumes from the checkpoints.
+    # A finished sweep trains nothing again; one with other settings (more steps for one cell) is refused before
+    # anything is trained: its cells would be pooled with these as seeds (issue 19, case 1).
     monkeypatch.setattr(Trainer, "outer_step", lambda *a, **k: pytest.fail("retrained a finished run"))
     run_sweep(tmp_path, base, ["maml", "cml"], [0, 1], splits=splits)
+    with pytest.raises(ConfigError, match=r"holds a sweep with other settings: this command asks for steps 5 "
+                                          r"\(sweep.json: 3\)"):
+        run_sweep(tmp_path, base.replace(steps=5), ["maml"], [0], splits=splits)
     monkeypatch.undo()
-    run_sweep(tmp_path, base.replace(steps=5), ["maml"], [0], splits=splits)
-    assert records.read_json(tmp_path / "maml-s0" / "test.json")["step"] == 5
+    assert records.read_json(tmp_path / "maml-s0" / "test.json")["step"] == 3
     assert aggregate(tmp_path)["maml"]["seeds"] == 2
 
 

@@ -22,6 +22,17 @@ def _texts(path: Path) -> list[str]:
     return [" ".join((page.extract_text() or "").split()) for page in pypdf.PdfReader(str(path)).pages]
 
 
+_RESULTS_CONTINUED = "Results: test performance per setting (continued)"
+
+
+def _sections(path: Path) -> tuple[list[int], list[str]]:
+    """The pages but the results table's continuation pages (one per setting that does not fit): their PDF page
+    indices and texts, so that the n-th entry is the n-th section of the report."""
+    texts = _texts(path)
+    index = [i for i, t in enumerate(texts) if _RESULTS_CONTINUED not in t]
+    return index, [texts[i] for i in index]
+
+
 @pytest.fixture(scope="module")
 def full_report(figure_runs, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report") / "sub" / "report.pdf"
@@ -32,7 +43,8 @@ def test_report_pages_in_order_with_titles(full_report):
     reader = pypdf.PdfReader(str(full_report))
     assert reader.metadata.title == REPORT_TITLE
     assert "fonts, 5-way 1-shot" in reader.metadata.subject
-    texts = _texts(full_report)
+    texts = _sections(full_report)[1]
+    assert _RESULTS_CONTINUED in " ".join(_texts(full_report))  # three settings' tables: two pages
     expected = [
         REPORT_TITLE,
         "Results: test performance per setting",
@@ -80,13 +92,14 @@ def _operators(reader: pypdf.PdfReader, page: int) -> Counter:
 
 
 def test_report_pages_hold_the_figures(full_report, figure_runs):
-    texts = _texts(full_report)
+    index, texts = _sections(full_report)
     reader = pypdf.PdfReader(str(full_report))
     # Figures are vector drawings: curves are line segments ("l"), scatter points are marker XObjects ("Do").
     assert _operators(reader, 0)[b"l"] < 10  # the title page is text
-    assert all(_operators(reader, i)[b"l"] > 200 for i in range(2, 9))
+    # (a text page draws a handful: the title page's rules; a one-seed sinusoid Figure 3 page draws ~140)
+    assert all(_operators(reader, index[i])[b"l"] > 100 for i in range(2, 9))
     points = len(np.load(figure_runs["fonts"] / "cml-s0" / "features.npz")["labels"])
-    assert _operators(reader, 9)[b"Do"] == 6 * points  # Figure 4: every query in each of the six panels
+    assert _operators(reader, index[9])[b"Do"] == 6 * points  # Figure 4: every query in each of the six panels
     assert "support points" in texts[2] and "ground truth" in texts[2]
     for ab, cd in ((texts[3], texts[4]), (texts[5], texts[6]), (texts[7], texts[8])):
         assert "outer step" in ab and "cos(∇ψ L_meta, ∇ψ γL_co)" in ab and "Theorem 3.2" in ab
@@ -226,7 +239,7 @@ def test_a_one_run_report_draws_what_it_can_numbers_its_pages_and_suggests_agree
         if command.startswith("sweep "):
             assert "--steps 6" in command and "--filters 16" in command, command
     # The training time says what it is: wall clock, the recorded thread count, not a benchmark.
-    results = next(t for t in texts if t.startswith("Results: test performance per setting"))
+    results = next(t for t in texts if "Results: test performance per setting" in t)
     assert f"with {entry['threads']} torch thread" in results and "shared machine" in results
     assert "wall clock" in results and "not a benchmark" in results
     # One seed's value is not called a mean across seeds.

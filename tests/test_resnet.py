@@ -228,7 +228,8 @@ def test_recorders_name_resnet12s_blocks():
     rec = gradient_record(mg.total, mg.meta_part)
     assert list(rec["grad_norm_blocks"]) == list(rec["cos_blocks"]) == ["block1", "block2", "block3", "block4"]
     before, after = representations(backend, cfg, params, tasks[0].support, tasks[0].query[0])
-    assert list(before) == list(after) == ["block1", "block2", "block3", "flat"]  # block4 is flat: reported once
+    # block4 is flat, reported once; then the head's output (the logits: Figure 3d's last layer).
+    assert list(before) == list(after) == ["block1", "block2", "block3", "flat", "output"]
 
 
 # -- 5. presets and refusals ------------------------------------------------------------------------------
