@@ -189,7 +189,7 @@ def test_dry_run_prints_the_resolved_config_and_the_cells_and_writes_nothing(tmp
                                                                                    out, re.M)
     # What the sweep itself would refuse, the dry run refuses too, before writing.
     code, _, err = run(capsys, *sweep[:-2], "--out", tmp_path / "sweep", "--inner-lr", "0.5", "--dry-run")
-    assert code == 2 and "holds a sweep with other settings (inner_lr)" in err
+    assert code == 2 and "holds a sweep with other settings: this command asks for inner_lr 0.5" in err
 
 
 # -- the run index ------------------------------------------------------------------------------------------------
@@ -204,7 +204,8 @@ def _fake_run(folder: Path, seed: int, method: str = "none", acc: float | None =
     for step in range(2, (logged if logged is not None else steps) + 1, 2):
         records.append_jsonl(folder / records.METRICS, {"step": step, "time": 0.1, "meta_loss": 1.0})
     if acc is not None:
-        records.write_json(folder / records.TEST, {"step": steps, "acc": acc, "acc_ci95": 0.01, "tasks": 600})
+        records.write_json(folder / records.TEST, {"step": steps, "acc": acc, "acc_ci95": 0.01, "tasks": 600,
+                                                   "params": {"train": 10, "test": 8}})  # as the schema asks
         (folder / records.CHECKPOINT).write_bytes(b"")  # checked for presence only: never opened
     return folder
 

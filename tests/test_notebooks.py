@@ -131,7 +131,8 @@ def test_notebook_runs_top_to_bottom(name, kernel_env, tmp_path):
     assert all((out / png).with_suffix(".pdf").is_file() for png in saved)
     if name == "table4_baselines.ipynb":
         markdown = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
-        assert markdown and "| CML† |" in markdown[0] and "| More-MAML |" in markdown[0]
+        assert markdown and "| CML† (official code) |" in markdown[0] and "| More-MAML |" in markdown[0]
+        assert "| CML† (Eq. 9) |" in markdown[0]  # every protocol the runs' test.json hold
     if name == "table1_plugins.ipynb":
         markdown = " ".join(o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {}))
         assert "| MAML |" in markdown and "| BOIL |" in markdown and "CML improves BOIL" in text
