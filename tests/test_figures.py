@@ -319,10 +319,10 @@ def test_fig3_sinusoid_smoothing_label_and_blocks(figure_runs):
     by_title = {ax.get_title(): ax for ax in _plot_axes(fig)}
     assert [sub.get_suptitle()[:3] for sub in fig.subfigs] == ["(a)", "(b)", "(c)", "(d)"]
     assert by_title["(a) validation MSE"].get_ylabel() == "validation MSE after adaptation"
-    assert by_title["(a) training loss"].get_ylabel() == "training query loss (MSE) (rolling mean, 3 records)"
+    assert by_title["(a) training loss"].get_ylabel() == "training query loss (MSE)\n(rolling mean, 3 records)"
     b_axes = _plot_axes(_panel(fig, "b"))
     assert [ax.get_title() for ax in b_axes] == ["layer1", "layer2: the paper's panel"]  # MLP: two layers
-    assert b_axes[0].get_ylabel() == "cos(∇ψ L_meta, ∇ψ γL_co) (rolling mean, 3 records)"
+    assert b_axes[0].get_ylabel() == "cos(∇ψ L_meta, ∇ψ γL_co)\n(rolling mean, 3 records)"
     assert b_axes[0].get_ylim() == pytest.approx((-1.05, 1.05))
     assert all(ax.get_yscale() == "log" for ax in _plot_axes(_panel(fig, "c")))
 
@@ -571,7 +571,8 @@ def test_compare_decides_by_the_interval_across_seeds_and_counts_the_seeds_neede
     assert claims_mod.compare("acc", {0: 0.7}, {1: 0.6}).status == "none"
     assert claims_mod.verdict([up, ratio]) == (True, None, "")
     assert claims_mod.verdict([up, down])[0] is False and claims_mod.verdict([up, down])[1] is None
-    assert claims_mod.verdict([up, mixed])[:2] == (False, mixed.needed)
+    # One interval includes the line: it refutes nothing, so the claim is undecided (not contradicted).
+    assert claims_mod.verdict([up, mixed])[:2] == (None, mixed.needed)
     assert claims_mod.verdict([up, few])[0] is None
 
 
