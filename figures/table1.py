@@ -26,7 +26,7 @@ from .claims import Claim, _decimals, _few_seeds
 from .runs import (BASE_ORDER, Cell, Run, Setting, adds_nothing, as_runs, config_difference, config_groups, cooperates,
                    group_by_setting, pooled)
 from .summary import POLICY, SeedValues, dot_column, policy_note
-from .tables import draw_table, table_height
+from .tables import draw_table, markdown_table, table_height
 
 __all__ = ["BaseRow", "rows", "markdown", "figure", "claims", "CAPTION"]
 
@@ -198,8 +198,7 @@ def markdown(source: Run | str | Iterable[Run | str]) -> str:
         if not table:
             continue
         head = _header(table[0].metric, " ")
-        lines = [f"**{setting.label}**", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-        lines += ["| " + " | ".join(_cells(r, "; ")) + " |" for r in table]
+        lines = [f"**{setting.label}**", "", *markdown_table(head, [_cells(r, "; ") for r in table])]
         lines += ["", f"{policy_note(min(len(r.paired_seeds) for r in table))}. {POLICY}"]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)

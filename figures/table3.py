@@ -26,7 +26,7 @@ from . import style
 from .runs import Run, as_runs
 from .summary import POLICY, policy_note
 from .table1 import BaseRow, rows as table1_rows
-from .tables import draw_table, table_height
+from .tables import draw_table, markdown_table, table_height
 
 __all__ = ["Graph3", "Row3", "FAMILIES", "rows", "markdown", "figure", "report_pages", "CAPTION"]
 
@@ -205,8 +205,7 @@ def markdown(source: Run | str | Iterable[Run | str]) -> str:
         if not table:
             continue
         head = _header(" ")
-        lines = [f"**{key.label}** ({key.note})", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-        lines += ["| " + " | ".join(_cells(r, "; ")) + " |" for r in table]
+        lines = [f"**{key.label}** ({key.note})", "", *markdown_table(head, [_cells(r, "; ") for r in table])]
         lines += ["", f"{policy_note(min(len(r.runs.paired_seeds) for r in table))}. {POLICY}"]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)

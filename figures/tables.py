@@ -9,10 +9,16 @@ from collections.abc import Sequence
 
 from matplotlib.figure import Figure
 
-__all__ = ["draw_table", "table_height"]
+__all__ = ["draw_table", "table_height", "markdown_table"]
 
 _LINE = 1.45  # line height in font sizes
 _PAD = 0.9  # extra height per row, in lines (cell padding above and below)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A markdown table's lines: the header, its rule, one line per row (cells as given)."""
+    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)] + ["| " + " | ".join(r) + " |"
+                                                                              for r in rows]
 
 
 def _lines(cell: str) -> int:

@@ -91,6 +91,15 @@ def _run_temp(factory: pytest.TempPathFactory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+@pytest.fixture
+def float64():
+    """torch's default dtype float64 for one test (meta-gradients compared in float64), float32's again after."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_fonts_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``CML_CACHE`` for the whole session: the tests, and the processes they start, never touch the user's cache,

@@ -27,12 +27,8 @@ from cml import records
 BASES = tuple(b for b in ALL_BASES if not get_base(b).families)
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+# Every test here in float64 (the fixture in conftest.py): meta-gradients are compared to 1e-10.
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 # Each base with its own machinery switched on (the MLP has no BatchNorm, so no per-step BatchNorm there).

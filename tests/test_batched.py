@@ -28,14 +28,6 @@ from test_bases import BASES, conv_cfg, image_tasks, mlp_cfg, model_for, sinusoi
 from test_trainer import image_cfg, synthetic_splits
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def cfg_for(kind: str, base: str, method: str, **kw) -> Config:
     if method == "noisy":
         kw["noise_std"] = 0.1

@@ -30,14 +30,6 @@ pytestmark = [pytest.mark.cuda,
 CUDA = torch.device("cuda")
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def _on(tasks, device):
     return [t.to(device) for t in tasks]
 

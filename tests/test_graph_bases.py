@@ -37,13 +37,6 @@ VARIANTS = [("gmeta", {}), ("gmeta", {"gmeta_loss": "proto"}), ("amm-gnn", {})]
 IDS = ["gmeta-ce", "gmeta-proto", "amm-gnn"]
 
 
-@pytest.fixture
-def float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
-
-
 def small_graph():
     # 4 classes of 8-10 nodes, 3 features: train holds two classes, enough nodes for 1 shot + 4 queries each.
     return generate_sbm_graph(num_classes=4, num_features=3, min_size=8, max_size=10, noise=1.0, seed=3,

@@ -16,12 +16,8 @@ from cml.models import MetaModel, build_model, init_parameters
 METHODS = ("maml", "cml", "noisy-maml", "more-maml", "cl")
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+# Every test here in float64 (the fixture in conftest.py): meta-gradients are compared to 1e-10.
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def sinusoid_cfg(method: str, **kw) -> Config:

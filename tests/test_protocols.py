@@ -24,14 +24,6 @@ from test_bases import conv_cfg, image_tasks, mlp_cfg, model_for, sinusoid_tasks
 ENGINES = (HigherBackend, FuncBackend, BatchedBackend)
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 # -- the protocols, each computed independently ----------------------------------------------------------------
 
 def _mlp_features(w: dict, x: torch.Tensor) -> torch.Tensor:

@@ -127,14 +127,6 @@ def _manual_mlp_grads(p: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) ->
             "head.fc.weight": d_out.T @ h2, "head.fc.bias": d_out.sum(0)}
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 @pytest.mark.parametrize("steps", [1, 2])
 def test_inner_loop_norm_is_the_hand_computed_support_gradient_norm(float64, steps):
     from test_bases import mlp_cfg, model_for, sinusoid_tasks

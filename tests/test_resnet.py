@@ -29,12 +29,8 @@ from test_bases import BASES, conv_cfg, image_tasks, model_for
 TINY = dict(backbone="resnet12", resnet_widths=(2, 3, 4, 5))
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+# Every test here in float64 (the fixture in conftest.py): meta-gradients are compared to 1e-10.
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def resnet_cfg(base: str, method: str, **kw) -> Config:
