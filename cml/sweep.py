@@ -454,7 +454,7 @@ def summary(result: dict[str, Any], path: Path) -> str:
     """The end-of-sweep table: one line per cell, each test metric as mean ± 95% CI across its seeds, then
     the path of ``aggregate.json``."""
     metrics = [m for m in TEST_METRICS if any(m in e for e in result.values())]
-    percent = {"acc", "acc_dagger"}
+    percent = {m for m in TEST_METRICS if m.startswith("acc")}  # every protocol's accuracy
     width = max([len("cell")] + [len(k) for k in result])
     lines = [f"{'cell':{width}s} seeds  " + "  ".join(f"{m:>17s}" for m in metrics)]
     for name, entry in result.items():

@@ -326,8 +326,9 @@ def _line_height(fontsize: float, spacing: float = 1.3, page_height: float = sty
 CLAIMS_NOTE = (
     "The paper's claims are stated as the paper states them, each with its figure and sentence; the suite's own "
     "readings follow, labelled as such. Supported: the 95% Student-t CI across 3 or more seeds lies on the claimed "
-    "side (for a claim of several comparisons, every one). Fewer than 3 seeds is not a claim: each seed is shown and "
-    "no interval across seeds is computed. Seeds are paired (the same seed gives every method the same "
+    "side (for a claim of several comparisons, every one). Contradicted: one lies on the other side. Undecided: an "
+    "interval includes the line (it refutes nothing), or fewer than 3 seeds (each seed is shown and no interval "
+    "across seeds is computed), or a record is missing. Seeds are paired (the same seed gives every method the same "
     "initialisation, training tasks and test tasks; each claim says which pairing it used). An undecided claim "
     "gives the seeds a paired t-test would need for 80% power at the observed effect and spread.")
 
@@ -336,7 +337,7 @@ def claims_pages(claims: Sequence[claims_mod.Claim], empty: str = "no runs") -> 
     """The claims, each with its verdict, source, evidence, pairing and seeds needed, over as many pages as they
     need (``empty``: the page's text when there is no claim to check); the paper's claims first, then the suite's
     readings and the other tables' claims, each group under its heading."""
-    marks = {True: "SUPPORTED", False: "NOT SUPPORTED", None: "INSUFFICIENT EVIDENCE"}
+    marks = {True: "SUPPORTED", False: "CONTRADICTED", None: "UNDECIDED"}
     colours = {True: "#009E73", False: "#D55E00", None: "0.35"}
     pages: list[Figure] = []
     fig, y = None, 0.0

@@ -285,7 +285,9 @@ def _columns(table: Sequence[Row], sep: str = "\n", paper: bool = False) -> list
 
 
 def _cells(r: Row, sep: str = "\n", paper: bool = False) -> list[str]:
-    cells = [r.label, f"{r.params_train:,}", f"{r.params_test:,}", r.value_text(), r.seed_text(sep), str(r.seeds)]
+    # On the page (sep "\n") a long label wraps within its column; markdown keeps it on one line.
+    label = textwrap.fill(r.label, 16, break_on_hyphens=False, break_long_words=False) if sep == "\n" else r.label
+    cells = [label, f"{r.params_train:,}", f"{r.params_test:,}", r.value_text(), r.seed_text(sep), str(r.seeds)]
     return cells + (list(r.paper) if paper else [])
 
 
@@ -391,7 +393,11 @@ def _chart(ax, table: Sequence[Row]) -> None:
         if r.dagger and not r.cell.spec.dagger:  # CL's φ rows: CL's colour, the φ marker (CML† has its own colour)
             s = dataclasses.replace(s, colour=style.method_style(r.cell).colour)
         dot_column(ax, i, r.values, scale, s.colour, s.marker)
-    ax.set_xticks(range(len(table)), [f"{r.label}\n{r.params_test:,} params\nat test time" for r in table])
+    # Each label wrapped to its column's share of the axis, so that neighbours never overlap.
+    width = max(8, 84 // len(table))
+    ax.set_xticks(range(len(table)), [f"{textwrap.fill(r.label, width, break_on_hyphens=False, break_long_words=False)}\n"
+                                      f"{r.params_test:,} params\nat test time" for r in table],
+                  fontsize=8 if len(table) <= 5 else 7)
     ax.set_xlim(-0.6, len(table) - 0.4)
     ax.set_ylabel(f"{table[0].header}" + (" (higher is better)" if table[0].metric == "acc" else
                                           " (lower is better)"))

@@ -109,6 +109,16 @@ def test_the_aggregate_summarises_every_protocols_key():
     assert TEST_METRICS == tuple(f"{m}{p.key}" for m in ("acc", "mse") for p in PROTOCOLS) + ("mse_before",)
 
 
+def test_the_sweep_summary_prints_every_protocols_accuracy_in_percent(tmp_path):
+    from cml.sweep import summary
+
+    entry = {"seeds": 3, "params": {"train": 10, "test": 8}, "base": "maml", "method": "cml"}
+    entry.update({m: {"mean": v, "ci95": 0.01, "values": [v] * 3}
+                  for m, v in (("acc", 0.9), ("acc_dagger", 0.91), ("acc_dagger_eq9", 0.85), ("acc_dagger_noadapt", 0.2))})
+    line = next(x for x in summary({"cml": entry}, tmp_path).splitlines() if x.startswith("cml"))
+    assert line.split()[2:] == ["90.00", "±", "1.00", "91.00", "±", "1.00", "85.00", "±", "1.00", "20.00", "±", "1.00"]
+
+
 def test_methods_without_a_co_learner_have_theta_s_protocol_only(float64):
     cfg = mlp_cfg("maml", "none")
     model = model_for(cfg)

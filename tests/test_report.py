@@ -137,7 +137,7 @@ def test_missing_dynamics_page_names_records_and_command(figure_runs, tmp_path):
     assert any("Figure 2: sinusoid regression" in t for t in texts)
     assert any("Figure 4: t-SNE (needs an image task): not available" in t and "--task fonts" in t for t in texts)
     claims = " ".join(t for t in texts if "Claims" in t)
-    assert "missing records" in claims and "INSUFFICIENT EVIDENCE" in claims
+    assert "missing records" in claims and "UNDECIDED" in claims
 
 
 def test_report_without_runs_fails_clearly(tmp_path, capsys):
@@ -188,7 +188,7 @@ def test_a_two_seed_report_prints_no_interval_across_seeds(figure_runs, tmp_path
     claims = " ".join(t for t in texts if "Claims: why CML works" in t)
     # The paper's eight claims, the suite's three readings and Table 1's "CML improves MAML" (the sweep has MAML
     # alone and with CML); every one but 3a-random (the sweep has no random co-learner) has its two seeds shown.
-    assert claims.count("INSUFFICIENT EVIDENCE") == 12 and claims.count("fewer than 3: not a claim") == 11
+    assert claims.count("UNDECIDED") == 12 and claims.count("fewer than 3: not a claim") == 11
     assert "CML improves MAML" in claims
     fig3 = next(t for t in texts if "Figure 3 (a), (b): learning dynamics" in t and "outer step" in t)
     assert "fewer than 3 seeds: each seed shown, no interval across seeds" in fig3
