@@ -395,8 +395,9 @@ def _chart(ax, table: Sequence[Row]) -> None:
         dot_column(ax, i, r.values, scale, s.colour, s.marker)
     # Each label wrapped to its column's share of the axis, so that neighbours never overlap.
     width = max(8, 84 // len(table))
-    ax.set_xticks(range(len(table)), [f"{textwrap.fill(r.label, width, break_on_hyphens=False, break_long_words=False)}\n"
-                                      f"{r.params_test:,} params\nat test time" for r in table],
+    labels = [textwrap.fill(r.label, width, break_on_hyphens=False, break_long_words=False) for r in table]
+    ax.set_xticks(range(len(table)), [f"{label}\n{r.params_test:,} params\nat test time"
+                                      for label, r in zip(labels, table)],
                   fontsize=8 if len(table) <= 5 else 7)
     ax.set_xlim(-0.6, len(table) - 0.4)
     ax.set_ylabel(f"{table[0].header}" + (" (higher is better)" if table[0].metric == "acc" else

@@ -113,8 +113,8 @@ def test_the_sweep_summary_prints_every_protocols_accuracy_in_percent(tmp_path):
     from cml.sweep import summary
 
     entry = {"seeds": 3, "params": {"train": 10, "test": 8}, "base": "maml", "method": "cml"}
-    entry.update({m: {"mean": v, "ci95": 0.01, "values": [v] * 3}
-                  for m, v in (("acc", 0.9), ("acc_dagger", 0.91), ("acc_dagger_eq9", 0.85), ("acc_dagger_noadapt", 0.2))})
+    accs = (("acc", 0.9), ("acc_dagger", 0.91), ("acc_dagger_eq9", 0.85), ("acc_dagger_noadapt", 0.2))
+    entry.update({m: {"mean": v, "ci95": 0.01, "values": [v] * 3} for m, v in accs})
     line = next(x for x in summary({"cml": entry}, tmp_path).splitlines() if x.startswith("cml"))
     assert line.split()[2:] == ["90.00", "±", "1.00", "91.00", "±", "1.00", "85.00", "±", "1.00", "20.00", "±", "1.00"]
 
