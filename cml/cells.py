@@ -7,6 +7,7 @@ it imports none of them.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def train_cell(run_dir: Path, cfg: Config, splits=None, record: bool = True, res
         recorder = Recorder(run_dir) if recording else None
         try:
             # With a checkpoint, resuming writes again whatever records are missing or damaged.
-            trainer = Trainer(cfg, run_dir, splits=splits, resume=(run_dir / records.CHECKPOINT).exists(),
+            trainer = Trainer(cfg, run_dir, splits=splits, resume=os.path.lexists(run_dir / records.CHECKPOINT),
                               recorder=recorder)
         except records.RunFolderError:
             if not restart:

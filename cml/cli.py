@@ -278,7 +278,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     _require_exporters(args)
     run_dir = Path(args.run)
     cfg = resume_config(run_dir, given_fields(args))
-    has_checkpoint = (run_dir / records.CHECKPOINT).exists()
+    has_checkpoint = os.path.lexists(run_dir / records.CHECKPOINT)  # a link in its place is refused, not ignored
     if args.dry_run:
         from .dryrun import train_plan
 
@@ -439,6 +439,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("shots", args.shots), ("queries", args.queries), ("test_tasks", args.tasks),
                                  ("seed", args.seed), ("test_inner_steps", args.inner_steps), ("device", args.device),
                                  ("backend", args.backend), ("threads", args.threads)) if v is not None}
+    if args.queries is not None:
+        changes["test_queries"] = args.queries  # the test's own count, where the run set one (Tan et al.'s 10)
     family = cfg.family
     if not family.classification and (args.data is not None or args.ways is not None):
         raise ConfigError(f"--data and --ways apply to classification runs; this run is {cfg.task} regression")
@@ -475,7 +477,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if channels == 1 and not args.invert and looks_inverted(pool):
             warnings.warn(f"{args.data}: its images are mostly light (dark strokes on light paper?), inverted "
                           f"relative to the light-on-dark images cml trains on; if so, add --invert", stacklevel=2)
-        sampler = TaskSampler(pool, cfg.ways, cfg.shots, cfg.queries, gen, split=f"folder {args.data}",
+        sampler = TaskSampler(pool, cfg.ways, cfg.shots, cfg.test_queries or cfg.queries, gen,
+                              split=f"folder {args.data}",
                               device=device)
         where = f"{args.data}, {cfg.ways}-way {cfg.shots}-shot"
     else:
@@ -484,8 +487,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(model, cfg, sampler, cfg.test_tasks, device, progress=cfg.progress)
     result.update(method=cfg.method, base=cfg.base, task=cfg.task, selected=which, selected_step=step)
     # In the result's own line, so that the number is never copied without it.
-    partial = (f" [checkpoint of step {trained} of the run's {planned}: the run has not finished, this evaluates "
-               f"its partial model]" if isinstance(trained, int) and trained < planned else "")
+    partial = ("" if not (isinstance(trained, int) and trained < planned) else
+               f" [checkpoint of step {trained} of the run's {planned}: the run has not finished, this evaluates "
+               f"its partial model]" if which != BEST_VAL else
+               f" [the run has trained {trained} of its {planned} steps: it has not finished, and its best validation "
+               f"so far is evaluated]")
     print(f"{where}: " + format_result(result) + partial + f" [{which} checkpoint, step {step}]")
     return 0
 

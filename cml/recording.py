@@ -178,7 +178,7 @@ def per_task_test_record(backend: Engine, cfg: Config, params: Params, source: "
     by task (the claims page does). ``test.json``'s means are the means of these values when ``test.json`` was
     computed from the same parameters (the claims page checks it before pairing).
     """
-    sampler = source.sampler("test", generator(cfg.seed, "test"))
+    sampler = source.sampler("test", generator(cfg.seed, "test"), queries=cfg.test_queries)  # as Trainer.test draws
     digest = hashlib.sha256()
     stream = _digest_stream((sampler.sample() for _ in range(cfg.test_tasks)), digest, device)
     res = evaluate_tasks(backend, cfg, params, stream, cfg.test_inner_steps)
@@ -210,7 +210,7 @@ class Recorder:
                              {"step": step, **gradient_record(mg.total, mg.meta_part), **inner})
 
     def finish(self, backend: Engine, cfg: Config, source: "TaskSource", device: torch.device,
-               step: int | None = None) -> dict[str, Any]:
+               step: int | None = None, tested: Engine | None = None) -> dict[str, Any]:
         """End-of-training records; returns what it wrote to ``representations.json``.
 
         Args:
@@ -218,13 +218,16 @@ class Recorder:
             cfg: the run's config.
             source: the run's task source (its test split is sampled with the ``record`` stream).
             device: where the model lives.
+            tested: an engine on the model the final test read (``select`` best-val: the best validation's
+                weights), for ``test_tasks.json``; None: ``backend``'s model, the last one.
             step: the outer step the model was trained to, written into every end record (``step`` of
                 ``representations.json``, a ``step`` array in ``features.npz``/``fits.npz``) so that a reader can
                 tell a record of this run's end from one an earlier, shorter run left (None: not written).
         """
         self._step = {} if step is None else {"step": np.int64(step)}
         params: Params = dict(backend.model.named_parameters())
-        per_task = per_task_test_record(backend, cfg, params, source, device)
+        tested = tested or backend
+        per_task = per_task_test_record(tested, cfg, dict(tested.model.named_parameters()), source, device)
         records.write_json(self.run_dir / records.TEST_TASKS, {**per_task, **({} if step is None else {"step": step})})
         gen = generator(cfg.seed, "record")
         sampler = source.sampler("test", gen)

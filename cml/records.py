@@ -94,7 +94,7 @@ TENSORBOARD_DIR = "tensorboard"
 #: Every name cml writes inside a run folder (besides its temp files ``.NAME.*.tmp``): a folder holding anything
 #: else is not a cml run folder, and ``train`` refuses to write into it (:func:`foreign_entries`).
 RUN_FILES = (CONFIG, METRICS, VAL, DYNAMICS, CHECKPOINT, BEST_CHECKPOINT, TEST, TEST_TASKS, REPRESENTATIONS, FEATURES,
-             FITS, COMMAND, TENSORBOARD_DIR)
+             FITS, COMMAND, TENSORBOARD_DIR, WANDB_RUN)
 #: Record files written once, at the end of a run (with its final step): stale once the run is trained further.
 END_RECORDS = (TEST, TEST_TASKS, REPRESENTATIONS, FEATURES, FITS)
 #: Config fields that change no number of a run's test, validation, dynamics or representation records, only

@@ -412,7 +412,7 @@ def aggregate(out: Path) -> dict[str, Any]:
                 if why:
                     dropped.append({"run": name, "why": why})
                 else:
-                    tests.append(test)
+                    tests.append({**test, "_seed": seed})
             if not tests and not dropped:
                 continue
             cfg = expected[records.run_folder_name(variant, spec["seeds"][0], grid=point)]
@@ -421,10 +421,13 @@ def aggregate(out: Path) -> dict[str, Any]:
             if point:
                 entry["grid"] = point
             for metric in TEST_METRICS:
-                values = [t[metric] for t in tests if t.get(metric) is not None]
-                if values:
+                have = [t for t in tests if t.get(metric) is not None]  # a diverged reading is null: left out
+                if have:
+                    values = [t[metric] for t in have]
                     mean, ci = seed_ci95(values)
                     entry[metric] = {"mean": mean, "ci95": ci, "values": values}
+                    if len(have) < len(tests):  # which seed each value is, where some seed has none
+                        entry[metric]["value_seeds"] = [t["_seed"] for t in have]
             if dropped:
                 entry["dropped"] = dropped
             result[records.cell_name(variant, point)] = entry

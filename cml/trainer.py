@@ -494,7 +494,13 @@ class Trainer:
         """The recorder's end-of-training records (t-SNE, CKA, fits), if a recorder is attached; returns what
         it wrote to ``representations.json``."""
         if self.recorder is not None and hasattr(self.recorder, "finish"):
-            return self.recorder.finish(self.backend, self.cfg, self.tasks, self.device, step=self.step)
+            tested = None
+            if self.cfg.select == BEST_VAL and self.best is not None:  # test_tasks.json reads what test.json read
+                model = build_model(self.cfg, self.tasks.in_channels).to(self.device)
+                model.load_state_dict(self.best["model"])
+                tested = make_backend(self.cfg.backend, model)
+            return self.recorder.finish(self.backend, self.cfg, self.tasks, self.device, step=self.step,
+                                        tested=tested)
         return None
 
 
@@ -667,7 +673,7 @@ def load_best(run_dir: Path, model: MetaModel, cfg: Config) -> int:
         RunFolderError: if the file is damaged or foreign (naming it and the fix).
     """
     path = Path(run_dir) / BEST_CHECKPOINT
-    if not path.exists():
+    if not os.path.lexists(path):
         why = ("it selects the last checkpoint (select last)" if cfg.select != BEST_VAL else
                "it has not validated yet")
         raise MissingFileError(f"no {BEST_CHECKPOINT} in {run_dir}: {why}; evaluate its last checkpoint "
@@ -685,10 +691,13 @@ def read_best(run_dir: Path) -> dict[str, Any]:
         RunFolderError: if it is truncated, foreign, or lacks a key (naming the file and the fix).
     """
     path = Path(run_dir) / BEST_CHECKPOINT
-    if not path.exists():
+    if not os.path.lexists(path):
         raise MissingFileError(f"no {BEST_CHECKPOINT} in {run_dir}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with records.open_record(path) as f:  # never through a link
+            state = torch.load(f, map_location="cpu", weights_only=True)
+    except records.RunFolderError:
+        raise
     except Exception as e:  # a truncated or foreign file: say which, and what to do
         raise records.damaged(path, f"cannot read it ({type(e).__name__}); it is damaged or not written by cml") \
             from None

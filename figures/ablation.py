@@ -154,9 +154,9 @@ def cells(runs: Sequence[Run]) -> dict[str, Any]:
         if not alone:
             # The γ = 0 cells are the base learner exactly; one co-learner's, so that no seed counts twice.
             zero = [r for r in gridded if float(r.config["gamma"]) == 0.0 and rest_of(r) == rest]
-            first = min((str(r.config["co_learner"]) for r in zero), default=None, key=_co_order)
-            alone = [r for r in zero if str(r.config["co_learner"]) == first]
-            source = f"the γ = 0 cells ({first} co-learner), which are the base learner exactly"
+            first_co = min((str(r.config["co_learner"]) for r in zero), default=None, key=_co_order)
+            alone = [r for r in zero if str(r.config["co_learner"]) == first_co]
+            source = f"the γ = 0 cells ({first_co} co-learner), which are the base learner exactly"
         by_seed: dict[int, float] = {}
         for r in alone:
             v = _metric(r, False)

@@ -13,7 +13,6 @@ co-learner, gradient noise, extra capacity), never by a name. The names older re
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -668,26 +667,25 @@ def command_lines(runs: Sequence[Run]) -> list[str]:
     return lines
 
 
-#: Config fields that never change a run's numbers: the seed (the unit of replication) and the progress bar.
 #: Fields two seeds of one config may differ in: the seed and the result-neutral ones (as :func:`pooled` reads them).
 _NOT_COMPARED = ("seed", *records.RESULT_NEUTRAL)
 
 
-def config_key(run: Run) -> str:
-    """The run's config (read through :class:`cml.config.Config`, as :func:`pooled` reads it) without the seed and
-    the result-neutral fields: runs with equal keys are seeds of one config."""
-    return json.dumps({k: v for k, v in _comparable(run.config).items() if k not in _NOT_COMPARED}, sort_keys=True,
-                      default=str)
-
-
 def config_groups(runs: Sequence[Run]) -> list[list[Run]]:
-    """The runs split by their whole config but the seed (:func:`config_key`), in the order first found: a table
-    pools seeds only within one group, so runs that differ in anything else (steps, gamma, the learning rate) are
-    never averaged as if they were seeds."""
-    out: dict[str, list[Run]] = {}
+    """The runs split by their whole config but the seed, in the order first found: a run joins the first group
+    whose config it does not differ from (:func:`cml.records.config_differences`, read through
+    :class:`cml.config.Config`: the comparison :func:`pooled` makes, result-neutral fields and an unrecorded
+    ``threads`` aside). A table pools seeds only within one group, so runs that differ in anything else (steps,
+    gamma, the learning rate) are never averaged as if they were seeds."""
+    groups: list[tuple[dict[str, Any], list[Run]]] = []
     for run in runs:
-        out.setdefault(config_key(run), []).append(run)
-    return list(out.values())
+        mine = _comparable(run.config)
+        home = next((rs for c, rs in groups if not records.config_differences(mine, c)), None)
+        if home is None:
+            groups.append((mine, [run]))
+        else:
+            home.append(run)
+    return [rs for _, rs in groups]
 
 
 def group_by_config(runs: Sequence[Run]) -> dict[Cell, list[list[Run]]]:
@@ -710,7 +708,7 @@ def group_by_config(runs: Sequence[Run]) -> dict[Cell, list[list[Run]]]:
 def config_difference(groups: Sequence[Sequence[Run]]) -> list[str]:
     """Per group, the fields (and values) where its config differs from the other groups' (``"steps=100"``)."""
     configs = [{k: v for k, v in _comparable(g[0].config).items() if k not in _NOT_COMPARED} for g in groups]
-    fields = sorted({k for c in configs for k in c if len({json.dumps(d.get(k), default=str) for d in configs}) > 1})
+    fields = sorted({k for a in configs for b in configs for k in records.config_differences(a, b)})
     return [", ".join(f"{k}={c.get(k)}" for k in fields) for c in configs]
 
 

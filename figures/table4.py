@@ -264,7 +264,8 @@ def rows_from_aggregate(aggregate: str | Path, methods: Sequence[Cell] | None = 
             left_out = {d["run"] for d in entry.get("dropped", [])}
             finished = [s for s in seeds if (folder / records.run_folder_name(m.variant, s) / records.TEST).is_file()
                         and records.run_folder_name(m.variant, s) not in left_out]
-            values = dict(zip(finished, map(float, entry[name]["values"])))
+            # A seed whose reading diverged (null) has no value: the aggregate names the seeds of the values then.
+            values = dict(zip(entry[name].get("value_seeds", finished), map(float, entry[name]["values"])))
             test_count = params.get("test_dagger", params["train"]) if kind.phi else params["test"]
             out.append(Row(m, int(params["train"]), int(test_count), metric, SeedValues(values), kind.phi, kind.name,
                            name, kind.source))

@@ -1094,3 +1094,23 @@ def test_table1_words_a_gain_by_its_sign(figure_runs):
         for sign, word in re.findall(r"seed \d+: ([+-])[0-9.]+ [^(]*\((CML better|CML worse)\)", claim.evidence):
             assert (sign == "+") == (word == "CML better"), claim.evidence
         assert re.search(r"\((CML better|CML worse|no difference)\)", claim.evidence), claim.evidence
+
+
+def test_table4_from_aggregate_keeps_each_value_with_its_seed_when_a_reading_diverged(tmp_path):
+    # Seed 1's Eq. (9) reading diverged (null in its test.json): aggregate.json holds two values and says whose.
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    from cml.config import preset
+
+    records.write_json(folder / records.SWEEP, {"base": preset("quick", "fonts", "cml").to_dict(), "seeds": [0, 1, 2],
+                                                "methods": ["cml"], "bases": ["maml"], "preset": "quick"})
+    for s in range(3):
+        (folder / f"cml-s{s}").mkdir()
+        records.write_json(folder / f"cml-s{s}" / records.TEST, {"step": 10, "acc": 0.7, "tasks": 4,
+                                                                 "params": {"train": 10, "test": 8}})
+    entry = {"seeds": 3, "params": {"train": 10, "test": 8, "test_dagger": 9}, "base": "maml", "method": "cml",
+             "acc": {"mean": 0.7, "ci95": 0.0, "values": [0.7, 0.7, 0.7]},
+             "acc_dagger_eq9": {"mean": 0.6, "ci95": None, "values": [0.5, 0.7], "value_seeds": [0, 2]}}
+    records.write_json(folder / records.AGGREGATE, {"cml": entry})
+    (eq9,) = [r for r in table4.rows_from_aggregate(folder) if r.key == "acc_dagger_eq9"]
+    assert dict(eq9.values.values) == {0: 0.5, 2: 0.7}

@@ -76,6 +76,24 @@ def test_recorded_run_writes_dynamics_cka_and_tsne(tmp_path):
     assert len(per_task["digest"]) == 64
 
 
+def test_the_per_task_test_reads_the_checkpoint_the_test_read(tmp_path, monkeypatch):
+    # select best-val, with the first validation (step 2) kept as the best and 4 steps trained: test.json reads
+    # step 2's weights, and so must test_tasks.json (the claims pair methods task by task on it).
+    real = Trainer._consider_best
+    monkeypatch.setattr(Trainer, "_consider_best", lambda self, val: self.best is None and real(self, val))
+    cfg = image_cfg("cml", steps=4, record_interval=2, record_tasks=3, queries=3, select="best-val",
+                    val_interval=2, test_queries=2)
+    trainer = Trainer(cfg, tmp_path / "run", splits=synthetic_splits(per_class=18), recorder=Recorder(tmp_path / "run"))
+    trainer.train()
+    trainer.finish_recording()
+    test = records.read_json(tmp_path / "run" / "test.json")
+    assert test["selected_step"] == 2 and test["step"] == 4
+    per_task = records.read_json(tmp_path / "run" / records.TEST_TASKS)
+    assert per_task["step"] == 4
+    for key in ("acc", "acc_dagger", "loss"):
+        assert np.mean(per_task["values"][key]) == pytest.approx(test[key], rel=1e-12, abs=1e-12)
+
+
 def test_sinusoid_records_fits(tmp_path):
     from test_trainer import sinusoid
 
