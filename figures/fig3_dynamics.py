@@ -678,10 +678,13 @@ def figure(
         seeds_text = "/".join(map(str, counts)) or "0"
         folders = sweep_folders(runs) or sorted({r.path for r in runs})
         letters = ", ".join(f"({p})" for p in panels)
+        # Each line wrapped to the page's width: with mixed seed counts the note runs past the paper's edges.
+        seeds_line = (f"{seeds_text} seed{'s' if counts and max(counts) > 1 else ''} per method; "
+                      f"{_lines_note(counts)}{policy_note(min(counts) if counts else 0)}")
         fig.suptitle(f"Figure 3 {letters}: learning dynamics, {setting.label}\n"
-                     f"runs: {', '.join(map(str, folders))}\n"
-                     f"{seeds_text} seed{'s' if counts and max(counts) > 1 else ''} per method; "
-                     f"{_lines_note(counts)}{policy_note(min(counts) if counts else 0)}", fontsize=9.5)
+                     + textwrap.fill(f"runs: {', '.join(map(str, folders))}", 110, break_long_words=False,
+                                     break_on_hyphens=False) + "\n"
+                     + textwrap.fill(seeds_line, 110, break_on_hyphens=False), fontsize=9.5)
     return fig
 
 

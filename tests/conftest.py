@@ -33,6 +33,26 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
+
+def _fresh_tqdm_lock() -> None:
+    """In a child forked by a test (tests/test_reliability*.py, a killed sweep driver): a new tqdm write lock.
+
+    tqdm guards its bars with a multiprocessing lock that the parent's other threads (tqdm's monitor) may hold at
+    the moment of the fork; the child's copy then stays held forever and its first bar waits on it (seen: a
+    forked training run blocked in SemLock.acquire while the worker waited for it)."""
+    from tqdm import auto, std
+
+    lock = std.TqdmDefaultWriteLock()
+    for cls in {std.tqdm, auto.tqdm}:
+        cls.set_lock(lock)
+
+
+os.register_at_fork(after_in_child=_fresh_tqdm_lock)
+# No monitor thread in the test processes at all: one thread fewer to hold a lock across a fork.
+import tqdm  # noqa: E402
+
+tqdm.tqdm.monitor_interval = 0
+
 SHARED_OMNIGLOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
 
 # Test files that run on one worker as one unit, one test after another: {file: group}.
